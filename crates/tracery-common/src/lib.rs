@@ -1,0 +1,50 @@
+//! Types shared by the Tracery eBPF programs and user space.
+//!
+//! Everything here is `#[repr(C)]`, `Copy` and free of pointers so the same bytes mean the
+//! same thing on both sides of a BPF map or ring buffer. Limits are named constants; each
+//! says which kernel constraint it answers to.
+#![no_std]
+
+pub mod plan;
+pub mod record;
+pub mod regs;
+
+pub use plan::{BaseKind, CmpOp, Condition, FetchOp, OpKind, ProbeConfig, ProbeState};
+pub use record::{HitHeader, OpResult, OpStatus};
+
+/// Most fetch ops one probe may run per hit. Bounds the kernel loop (verifier state budget).
+pub const MAX_OPS: usize = 64;
+/// Most in-kernel conditions per probe; they are ANDed.
+pub const MAX_CONDS: usize = 4;
+/// Bytes of variable data one hit may capture. Together with [`STACK_CAP`] and [`MAX_COPY`]
+/// this sizes the per-CPU scratch buffer, which must stay under the 32 KiB per-CPU value cap.
+pub const DATA_CAP: usize = 8192;
+/// Most bytes one fetch op copies (one string or slice payload, one struct).
+pub const MAX_COPY: usize = 4096;
+/// Most bytes of user stack copied per hit, for unwinding in user space.
+pub const STACK_CAP: usize = 8192;
+/// Size of the scratch area after the header: data, then the stack copy, plus slack so the
+/// verifier can prove any `offset <= DATA_CAP` plus `len <= MAX_COPY` or `STACK_CAP` fits.
+pub const SCRATCH_BYTES: usize = DATA_CAP + STACK_CAP + MAX_COPY;
+/// Most probe slots (attached uprobes) one agent manages at once.
+pub const MAX_PROBES: u32 = 1024;
+/// Default ring buffer size: room for several hundred full hits before drops are counted.
+pub const RING_BYTES: u32 = 16 << 20;
+/// Nanoseconds in one rate-limit window.
+pub const RATE_WINDOW_NS: u64 = 1_000_000_000;
+
+/// Names of the maps and programs in the eBPF object, so both sides agree.
+pub mod names {
+    /// Array map: slot -> [`crate::ProbeConfig`].
+    pub const PROBES: &str = "PROBES";
+    /// Array map: slot -> [`crate::ProbeState`] counters.
+    pub const PROBE_STATE: &str = "PROBE_STATE";
+    /// Ring buffer of [`crate::HitHeader`]-prefixed records.
+    pub const HITS: &str = "HITS";
+    /// Per-CPU scratch used to assemble one record.
+    pub const SCRATCH: &str = "SCRATCH";
+    /// The generic capture uprobe.
+    pub const CAPTURE: &str = "tracery_capture";
+    /// An empty uprobe, used by the benchmark as the cost baseline.
+    pub const EMPTY: &str = "tracery_empty";
+}

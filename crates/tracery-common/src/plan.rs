@@ -1,0 +1,211 @@
+//! Fetch plans: the bounded list of reads the kernel performs when a breakpoint hits.
+//!
+//! User space compiles DWARF location expressions into [`FetchOp`]s. The kernel runs them in
+//! order into a data area; an op may take its base address from a pointer an earlier op
+//! captured, which is how dereference chains and string payloads are followed without any
+//! loop the verifier cannot bound.
+
+use crate::{MAX_CONDS, MAX_OPS};
+
+/// Where a fetch op's address (or value) comes from.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BaseKind {
+    /// `regs[reg] + offset`.
+    Reg = 0,
+    /// The `u64` an earlier op stored at `data[base_slot]`, plus `offset`. Skipped when
+    /// op `base_op` did not succeed or the pointer is null.
+    PtrAt = 1,
+    /// `offset` itself: an absolute process address (globals, with the load bias applied).
+    Absolute = 2,
+}
+
+/// What a fetch op does with its address.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    /// Store the base value itself (`regs[reg] + offset`) as 8 little-endian bytes.
+    Value = 0,
+    /// Copy `len` bytes (or a dynamic length, see [`FetchOp::FLAG_DYNAMIC_LEN`]) from the address.
+    Copy = 1,
+    /// Copy a NUL-terminated string of at most `len` bytes from the address.
+    CStr = 2,
+}
+
+/// One bounded read. 24 bytes; [`MAX_OPS`] of them make a plan.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FetchOp {
+    /// Added to the base register or pointer.
+    pub offset: i64,
+    /// A [`BaseKind`] as `u8`.
+    pub base: u8,
+    /// An [`OpKind`] as `u8`.
+    pub kind: u8,
+    /// `pt_regs` index when `base` is [`BaseKind::Reg`].
+    pub reg: u8,
+    /// Bit set of `FLAG_*`.
+    pub flags: u8,
+    /// Index of the op whose output holds the base pointer ([`BaseKind::PtrAt`]).
+    pub base_op: u8,
+    /// Index of the op whose output holds the element count (dynamic length).
+    pub len_op: u8,
+    /// Data offset of the base pointer ([`BaseKind::PtrAt`]).
+    pub base_slot: u16,
+    /// Data offset this op writes to.
+    pub out: u16,
+    /// Most bytes this op writes (a cap, at most [`crate::MAX_COPY`]).
+    pub len: u16,
+    /// Data offset of a `u64` element count (dynamic length).
+    pub len_slot: u16,
+    /// Bytes per element for a dynamic length.
+    pub len_scale: u16,
+}
+
+impl FetchOp {
+    /// The length is `min(len, u64 at data[len_slot] * len_scale)`.
+    pub const FLAG_DYNAMIC_LEN: u8 = 1;
+
+    /// An op that does nothing; fills unused plan entries.
+    pub const EMPTY: Self = Self {
+        offset: 0,
+        base: BaseKind::Absolute as u8,
+        kind: OpKind::Value as u8,
+        reg: 0,
+        flags: 0,
+        base_op: 0,
+        len_op: 0,
+        base_slot: 0,
+        out: 0,
+        len: 0,
+        len_slot: 0,
+        len_scale: 0,
+    };
+}
+
+/// Comparison used by an in-kernel [`Condition`].
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq = 0,
+    Ne = 1,
+    Lt = 2,
+    Le = 3,
+    Gt = 4,
+    Ge = 5,
+}
+
+/// A scalar comparison the kernel checks before emitting a record: `data[slot] OP value`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Condition {
+    /// Constant to compare against (sign-extended when `signed`).
+    pub value: i64,
+    /// Data offset of the scalar.
+    pub slot: u16,
+    /// Width of the scalar in bytes: 1, 2, 4 or 8.
+    pub size: u8,
+    /// Non-zero when the scalar is signed.
+    pub signed: u8,
+    /// A [`CmpOp`] as `u8`.
+    pub op: u8,
+    /// Op that produced the scalar; the condition is false when that op failed.
+    pub op_index: u8,
+    pub _pad: [u8; 2],
+}
+
+impl Condition {
+    pub const EMPTY: Self = Self {
+        value: 0,
+        slot: 0,
+        size: 8,
+        signed: 0,
+        op: CmpOp::Eq as u8,
+        op_index: 0,
+        _pad: [0; 2],
+    };
+}
+
+/// Everything the kernel needs to serve one attached probe. Indexed by attach cookie.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeConfig {
+    /// Breakpoint this probe belongs to, copied into every record.
+    pub breakpoint_id: u64,
+    /// Records to emit before the probe goes quiet; 0 means no limit.
+    pub hit_limit: u64,
+    /// Records per second; 0 means no limit.
+    pub rate_per_sec: u32,
+    /// Ops to run in order, at most [`MAX_OPS`].
+    pub n_ops: u8,
+    /// Ops to run before the conditions are checked (they feed the conditions).
+    pub cond_ops: u8,
+    /// Conditions in use, at most [`MAX_CONDS`].
+    pub n_conds: u8,
+    /// Bit set of `FLAG_*`.
+    pub flags: u8,
+    /// Bytes of data area the plan writes (the stack copy follows it).
+    pub data_size: u16,
+    /// Most bytes of stack to copy; 0 for none.
+    pub stack_bytes: u16,
+    pub _pad: [u8; 4],
+    pub conds: [Condition; MAX_CONDS],
+    pub ops: [FetchOp; MAX_OPS],
+}
+
+impl ProbeConfig {
+    /// Emit nothing: the probe only counts hits (benchmark baseline, disabled probes).
+    pub const FLAG_COUNT_ONLY: u8 = 1;
+
+    /// A config with no ops and no limits.
+    pub const EMPTY: Self = Self {
+        breakpoint_id: 0,
+        hit_limit: 0,
+        rate_per_sec: 0,
+        n_ops: 0,
+        cond_ops: 0,
+        n_conds: 0,
+        flags: 0,
+        data_size: 0,
+        stack_bytes: 0,
+        _pad: [0; 4],
+        conds: [Condition::EMPTY; MAX_CONDS],
+        ops: [FetchOp::EMPTY; MAX_OPS],
+    };
+}
+
+/// Counters the kernel keeps per probe slot. User space reads them for status and drops.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeState {
+    /// Times the uprobe fired.
+    pub fired: u64,
+    /// Hits that passed conditions and rate limit and claimed a hit-limit slot.
+    pub claimed: u64,
+    /// Records written to the ring buffer.
+    pub emitted: u64,
+    /// Records lost because the ring buffer was full.
+    pub dropped: u64,
+    /// Hits skipped by the rate limit.
+    pub rate_limited: u64,
+    /// Hits skipped because a condition was false.
+    pub cond_false: u64,
+    /// Start of the current rate window (ktime ns).
+    pub window_start: u64,
+    /// Records emitted in the current rate window.
+    pub window_count: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all are repr(C), Copy, contain only integers and have no padding the kernel
+    // could leave uninitialised (explicit `_pad` fields), so any bit pattern is valid.
+    unsafe impl aya::Pod for super::ProbeConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ProbeState {}
+}
+
+// The kernel's per-CPU value cap is 32 KiB; keep configs small enough to copy cheaply.
+const _: () = assert!(core::mem::size_of::<FetchOp>() == 24);
+const _: () = assert!(core::mem::size_of::<Condition>() == 16);
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 32 + 16 * MAX_CONDS + 24 * MAX_OPS);

@@ -1,0 +1,342 @@
+//! Loading an ELF executable and its DWARF.
+//!
+//! A [`Binary`] is costly to build (it decompresses and indexes the debug sections), so the
+//! caller owns it and keeps it for as long as it probes that file.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
+
+use crate::{
+    address::{FileOffset, LoadBias, ObjAddr},
+    error::BinaryError,
+};
+
+/// The gimli reader used throughout: shared, owned section bytes.
+pub type Reader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
+
+/// One PT_LOAD segment.
+#[derive(Clone, Copy, Debug)]
+pub struct Segment {
+    pub vaddr: u64,
+    pub memsz: u64,
+    pub offset: u64,
+    pub filesz: u64,
+    pub executable: bool,
+}
+
+/// An ELF symbol, for names when DWARF has none and for `symbols --functions`.
+#[derive(Clone, Debug)]
+pub struct Symbol {
+    pub address: ObjAddr,
+    pub size: u64,
+    /// The raw (mangled) name.
+    pub name: String,
+}
+
+/// Raw call-frame sections, for the unwinder.
+#[derive(Clone, Debug, Default)]
+pub struct FrameSections {
+    pub eh_frame: Option<(ObjAddr, Arc<[u8]>)>,
+    pub eh_frame_hdr: Option<(ObjAddr, Arc<[u8]>)>,
+    pub debug_frame: Option<Arc<[u8]>>,
+    pub text: Option<(ObjAddr, u64)>,
+}
+
+/// An executable with its debug information loaded.
+pub struct Binary {
+    path: PathBuf,
+    debug_path: PathBuf,
+    data: Arc<[u8]>,
+    segments: Vec<Segment>,
+    is_pie: bool,
+    build_id: Option<Vec<u8>>,
+    symbols: Vec<Symbol>,
+    frames: FrameSections,
+    dwarf: gimli::Dwarf<Reader>,
+}
+
+impl std::fmt::Debug for Binary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Binary")
+            .field("path", &self.path)
+            .field("debug_path", &self.debug_path)
+            .field("is_pie", &self.is_pie)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Binary {
+    /// Loads `path` and finds its DWARF: in the file itself, through `.gnu_debuglink`, or
+    /// through the build id under `/usr/lib/debug`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, BinaryError> {
+        Self::open_with_debug_file(path, None)
+    }
+
+    /// Like [`Binary::open`], with an explicit separate debug file.
+    pub fn open_with_debug_file(
+        path: impl AsRef<Path>,
+        debug_file: Option<&Path>,
+    ) -> Result<Self, BinaryError> {
+        let path = path.as_ref().to_path_buf();
+        let data = read(&path)?;
+        let file = object::File::parse(&*data).map_err(|source| BinaryError::Parse {
+            path: path.clone(),
+            source,
+        })?;
+        if file.architecture() != object::Architecture::X86_64 {
+            return Err(BinaryError::Architecture {
+                path: path.clone(),
+                arch: format!("{:?}", file.architecture()),
+            });
+        }
+        let segments = file
+            .segments()
+            .map(|s| {
+                let (offset, filesz) = s.file_range();
+                Segment {
+                    vaddr: s.address(),
+                    memsz: s.size(),
+                    offset,
+                    filesz,
+                    executable: segment_is_executable(&s),
+                }
+            })
+            .collect();
+        let is_pie = file.kind() == object::ObjectKind::Dynamic;
+        let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
+        let symbols = collect_symbols(&file);
+        let frames = frame_sections(&file);
+
+        let (debug_path, dwarf) = if let Some(d) = debug_file {
+            let dd = read(d)?;
+            let df = object::File::parse(&*dd).map_err(|source| BinaryError::Parse {
+                path: d.to_path_buf(),
+                source,
+            })?;
+            if !has_dwarf(&df) {
+                return Err(BinaryError::NoDwarf {
+                    path: d.to_path_buf(),
+                });
+            }
+            (d.to_path_buf(), load_dwarf(&df, d)?)
+        } else if has_dwarf(&file) {
+            (path.clone(), load_dwarf(&file, &path)?)
+        } else if let Some(d) = find_debug_file(&path, &file) {
+            let dd = read(&d)?;
+            let df = object::File::parse(&*dd).map_err(|source| BinaryError::Parse {
+                path: d.clone(),
+                source,
+            })?;
+            let dwarf = load_dwarf(&df, &d)?;
+            (d, dwarf)
+        } else {
+            return Err(BinaryError::NoDwarf { path: path.clone() });
+        };
+
+        Ok(Self {
+            path,
+            debug_path,
+            data,
+            segments,
+            is_pie,
+            build_id,
+            symbols,
+            frames,
+            dwarf,
+        })
+    }
+
+    /// Path the binary was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Path the DWARF came from (the binary itself or a separate debug file).
+    pub fn debug_path(&self) -> &Path {
+        &self.debug_path
+    }
+
+    /// True for position-independent executables (ET_DYN), whose load bias is non-zero.
+    pub fn is_pie(&self) -> bool {
+        self.is_pie
+    }
+
+    /// The GNU build id, when present.
+    pub fn build_id(&self) -> Option<&[u8]> {
+        self.build_id.as_deref()
+    }
+
+    /// PT_LOAD segments.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// ELF function symbols (mangled), sorted by address.
+    pub fn symbols(&self) -> &[Symbol] {
+        &self.symbols
+    }
+
+    /// Raw call-frame sections for unwinding.
+    pub fn frame_sections(&self) -> &FrameSections {
+        &self.frames
+    }
+
+    /// The loaded DWARF.
+    pub fn dwarf(&self) -> &gimli::Dwarf<Reader> {
+        &self.dwarf
+    }
+
+    /// The file offset a uprobe must use for `addr`, through the PT_LOAD headers.
+    pub fn file_offset(&self, addr: ObjAddr) -> Option<FileOffset> {
+        self.segments
+            .iter()
+            .find(|s| addr.0 >= s.vaddr && addr.0 < s.vaddr + s.filesz)
+            .map(|s| FileOffset(addr.0 - s.vaddr + s.offset))
+    }
+
+    /// The object address of a file offset, through the PT_LOAD headers.
+    pub fn obj_addr(&self, off: FileOffset) -> Option<ObjAddr> {
+        self.segments
+            .iter()
+            .find(|s| off.0 >= s.offset && off.0 < s.offset + s.filesz)
+            .map(|s| ObjAddr(off.0 - s.offset + s.vaddr))
+    }
+
+    /// Bytes of code (or data) at an object address, as stored in the file.
+    pub fn bytes_at(&self, addr: ObjAddr, len: usize) -> Option<&[u8]> {
+        let off = self.file_offset(addr)?.0 as usize;
+        self.data.get(off..off.checked_add(len)?)
+    }
+
+    /// The load bias of a process that mapped file offset `map_offset` of this binary at
+    /// process address `map_start` (one line of `/proc/PID/maps`).
+    pub fn load_bias(&self, map_start: u64, map_offset: u64) -> LoadBias {
+        let seg = self
+            .segments
+            .iter()
+            .find(|s| map_offset >= s.offset && map_offset < s.offset + s.filesz.max(1))
+            .or_else(|| self.segments.first());
+        let (vaddr, offset) = seg.map(|s| (s.vaddr, s.offset)).unwrap_or((0, 0));
+        LoadBias(
+            map_start
+                .wrapping_sub(map_offset)
+                .wrapping_sub(vaddr.wrapping_sub(offset)),
+        )
+    }
+}
+
+fn read(path: &Path) -> Result<Arc<[u8]>, BinaryError> {
+    fs::read(path)
+        .map(Arc::from)
+        .map_err(|source| BinaryError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn segment_is_executable(s: &object::Segment<'_, '_>) -> bool {
+    match s.flags() {
+        object::SegmentFlags::Elf { p_flags, .. } => p_flags.0 & object::elf::PF_X.0 != 0,
+        _ => false,
+    }
+}
+
+fn has_dwarf(file: &object::File<'_>) -> bool {
+    file.section_by_name(".debug_info")
+        .or_else(|| file.section_by_name(".zdebug_info"))
+        .is_some_and(|s| s.size() > 0)
+}
+
+fn collect_symbols(file: &object::File<'_>) -> Vec<Symbol> {
+    let mut syms: Vec<Symbol> = file
+        .symbols()
+        .chain(file.dynamic_symbols())
+        .filter(|s| s.kind() == object::SymbolKind::Text && s.address() != 0)
+        .filter_map(|s| {
+            Some(Symbol {
+                address: ObjAddr(s.address()),
+                size: s.size(),
+                name: s.name().ok()?.to_string(),
+            })
+        })
+        .collect();
+    syms.sort_by(|a, b| a.address.cmp(&b.address).then(a.name.cmp(&b.name)));
+    syms.dedup_by(|a, b| a.address == b.address && a.name == b.name);
+    syms
+}
+
+fn section_bytes(file: &object::File<'_>, name: &str) -> Option<(ObjAddr, Arc<[u8]>)> {
+    let s = file.section_by_name(name)?;
+    let data = s.uncompressed_data().ok()?;
+    Some((ObjAddr(s.address()), Arc::from(&*data)))
+}
+
+fn frame_sections(file: &object::File<'_>) -> FrameSections {
+    FrameSections {
+        eh_frame: section_bytes(file, ".eh_frame"),
+        eh_frame_hdr: section_bytes(file, ".eh_frame_hdr"),
+        debug_frame: section_bytes(file, ".debug_frame").map(|(_, d)| d),
+        text: file
+            .section_by_name(".text")
+            .map(|s| (ObjAddr(s.address()), s.size())),
+    }
+}
+
+fn load_dwarf(file: &object::File<'_>, path: &Path) -> Result<gimli::Dwarf<Reader>, BinaryError> {
+    let endian = if file.is_little_endian() {
+        gimli::RunTimeEndian::Little
+    } else {
+        gimli::RunTimeEndian::Big
+    };
+    let load = |id: gimli::SectionId| -> Result<Reader, BinaryError> {
+        // `section_by_name` also finds Go's and old GNU `.zdebug_*` sections, and
+        // `uncompressed_data` handles both SHF_COMPRESSED and `.zdebug` framing.
+        let data: Arc<[u8]> = match file.section_by_name(id.name()) {
+            Some(s) => {
+                let d = s
+                    .uncompressed_data()
+                    .map_err(|source| BinaryError::Section {
+                        path: path.to_path_buf(),
+                        section: id.name(),
+                        source,
+                    })?;
+                Arc::from(&*d)
+            }
+            None => Arc::from(&[][..]),
+        };
+        Ok(gimli::EndianArcSlice::new(data, endian))
+    };
+    gimli::Dwarf::load(load)
+}
+
+/// Looks for a separate debug file: `.gnu_debuglink` next to the binary, in `.debug/`, or
+/// under `/usr/lib/debug`, then `/usr/lib/debug/.build-id/xx/yyyy.debug`.
+fn find_debug_file(path: &Path, file: &object::File<'_>) -> Option<PathBuf> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let mut candidates = Vec::new();
+    if let Ok(Some((name, _crc))) = file.gnu_debuglink() {
+        let name = String::from_utf8_lossy(name).into_owned();
+        candidates.push(dir.join(&name));
+        candidates.push(dir.join(".debug").join(&name));
+        let rel = dir.strip_prefix("/").unwrap_or(dir);
+        candidates.push(Path::new("/usr/lib/debug").join(rel).join(&name));
+    }
+    if let Ok(Some(id)) = file.build_id() {
+        if id.len() > 1 {
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            candidates.push(
+                Path::new("/usr/lib/debug/.build-id")
+                    .join(&hex[..2])
+                    .join(format!("{}.debug", &hex[2..])),
+            );
+        }
+    }
+    candidates
+        .into_iter()
+        .find(|c| c.as_path() != path && c.is_file())
+}

@@ -1,0 +1,342 @@
+//! The capture path of the breakpoint uprobe.
+//!
+//! Every loop is bounded by a constant from `tracery-common` and every copy is clamped
+//! against the scratch buffer before the helper call, so the verifier can prove each access.
+
+use core::intrinsics::AtomicOrdering;
+
+use aya_ebpf::{
+    helpers::generated::{
+        bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
+        bpf_probe_read_user_str,
+    },
+    macros::map,
+    maps::{Array, PerCpuArray, RingBuf},
+    programs::ProbeContext,
+    EbpfContext,
+};
+use tracery_common::{
+    regs::{pt, NUM_REGS},
+    BaseKind, CmpOp, HitHeader, OpKind, OpStatus, ProbeConfig, ProbeState, DATA_CAP, MAX_CONDS,
+    MAX_COPY, MAX_OPS, MAX_PROBES, RATE_WINDOW_NS, RING_BYTES, SCRATCH_BYTES, STACK_CAP,
+};
+
+#[map(name = "PROBES")]
+static PROBES: Array<ProbeConfig> = Array::with_max_entries(MAX_PROBES, 0);
+
+#[map(name = "PROBE_STATE")]
+static PROBE_STATE: Array<ProbeState> = Array::with_max_entries(MAX_PROBES, 0);
+
+#[map(name = "HITS")]
+static HITS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+
+/// One record being assembled: header, then data, then the stack copy.
+#[repr(C)]
+pub struct Scratch {
+    header: HitHeader,
+    buf: [u8; SCRATCH_BYTES],
+}
+
+#[map(name = "SCRATCH")]
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Smallest stack copy worth retrying with after a fault near the top of the stack.
+const MIN_STACK: usize = 512;
+
+/// Atomically adds one and returns the previous value (BPF_ATOMIC | BPF_FETCH, cpu v3).
+///
+/// `AtomicU64::fetch_add` is not offered on the BPF target (it has no compare-and-swap in
+/// its target spec), so the intrinsic is used directly.
+#[inline(always)]
+fn bump(field: *mut u64) -> u64 {
+    // SAFETY: `field` points into a map value that lives as long as the program; map values
+    // are 8-byte aligned and the kernel supports atomic adds on them.
+    unsafe { core::intrinsics::atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(field, 1) }
+}
+
+/// Stores zero atomically, so a concurrent `bump` is never torn.
+#[inline(always)]
+fn reset(field: *mut u64) {
+    // SAFETY: as for `bump`.
+    unsafe { core::intrinsics::atomic_xchg::<u64, { AtomicOrdering::Relaxed }>(field, 0) };
+}
+
+pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
+    // SAFETY: the helper only reads the attach cookie of the running program.
+    let slot = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+    let cfg = PROBES.get(slot).ok_or(1u32)?;
+    let state = PROBE_STATE.get_ptr_mut(slot).ok_or(1u32)?;
+    // SAFETY: `state` is a valid map value pointer for this slot.
+    let state = unsafe { &mut *state };
+    bump(&mut state.fired);
+    if cfg.flags & ProbeConfig::FLAG_COUNT_ONLY != 0 {
+        return Ok(0);
+    }
+
+    let scratch = SCRATCH.get_ptr_mut(0).ok_or(1u32)?;
+    // SAFETY: per-CPU scratch, used by one program run at a time on this CPU.
+    let s = unsafe { &mut *scratch };
+    // SAFETY: a uprobe's context is the user `pt_regs`, NUM_REGS words long.
+    let regs = unsafe { &*(ctx.as_ptr() as *const [u64; NUM_REGS]) };
+    s.header.regs = *regs;
+
+    let n_ops = (cfg.n_ops as usize).min(MAX_OPS);
+    let cond_ops = (cfg.cond_ops as usize).min(n_ops);
+
+    // Conditions first: a false condition must cost little and emit nothing.
+    run_ops(cfg, s, 0, cond_ops);
+    if !conditions_hold(cfg, s) {
+        bump(&mut state.cond_false);
+        return Ok(0);
+    }
+    if !rate_allows(cfg, state) {
+        bump(&mut state.rate_limited);
+        return Ok(0);
+    }
+    let seq = bump(&mut state.claimed);
+    if cfg.hit_limit != 0 && seq >= cfg.hit_limit {
+        return Ok(0);
+    }
+    run_ops(cfg, s, cond_ops, n_ops);
+
+    let data_len = ((cfg.data_size as usize + 7) & !7).min(DATA_CAP);
+    let stack_len = copy_stack(cfg, s, data_len);
+
+    // SAFETY: reads the current task's ids; no arguments.
+    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
+    let h = &mut s.header;
+    h.breakpoint_id = cfg.breakpoint_id;
+    h.seq = seq;
+    // SAFETY: reads the monotonic clock; no arguments.
+    h.ktime_ns = unsafe { bpf_ktime_get_ns() };
+    h.slot = slot;
+    h.pid = (pid_tgid >> 32) as u32;
+    h.tid = pid_tgid as u32;
+    h.data_len = data_len as u32;
+    h.stack_offset = data_len as u32;
+    h.stack_len = stack_len as u32;
+    h.trace_id = [0; 16];
+    h.span_id = [0; 8];
+
+    let size = HitHeader::SIZE + data_len + stack_len;
+    if size > core::mem::size_of::<Scratch>() {
+        return Err(1);
+    }
+    // SAFETY: `size` is within the scratch value, checked just above.
+    let bytes = unsafe { core::slice::from_raw_parts(scratch as *const u8, size) };
+    match HITS.output::<[u8]>(bytes, 0) {
+        Ok(()) => bump(&mut state.emitted),
+        Err(_) => bump(&mut state.dropped),
+    };
+    Ok(0)
+}
+
+fn rate_allows(cfg: &ProbeConfig, state: &mut ProbeState) -> bool {
+    if cfg.rate_per_sec == 0 {
+        return true;
+    }
+    // SAFETY: reads the monotonic clock; no arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // Racy across CPUs by design: at worst a window admits a few extra hits; it never
+    // admits an unbounded number, because the count is atomic.
+    if now.wrapping_sub(state.window_start) >= RATE_WINDOW_NS {
+        state.window_start = now;
+        reset(&mut state.window_count);
+    }
+    bump(&mut state.window_count) < cfg.rate_per_sec as u64
+}
+
+#[inline(always)]
+fn read_u64(s: &Scratch, off: usize) -> Option<u64> {
+    if off > DATA_CAP - 8 {
+        return None;
+    }
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&s.buf[off..off + 8]);
+    Some(u64::from_le_bytes(b))
+}
+
+fn set(s: &mut Scratch, i: usize, status: OpStatus, len: usize) {
+    if let Some(r) = s.header.results.get_mut(i) {
+        r.status = status as u8;
+        r.len = len as u16;
+    }
+}
+
+fn ok(s: &Scratch, i: usize) -> bool {
+    i < MAX_OPS && s.header.results[i].status == OpStatus::Ok as u8
+}
+
+fn run_ops(cfg: &ProbeConfig, s: &mut Scratch, from: usize, to: usize) {
+    for i in 0..MAX_OPS {
+        if i >= to {
+            break;
+        }
+        if i >= from {
+            let (status, len) = run_op(cfg, s, i);
+            set(s, i, status, len);
+        }
+    }
+}
+
+fn run_op(cfg: &ProbeConfig, s: &mut Scratch, i: usize) -> (OpStatus, usize) {
+    let Some(op) = cfg.ops.get(i) else {
+        return (OpStatus::OutOfBounds, 0);
+    };
+    let out = op.out as usize;
+    let mut len = op.len as usize;
+    if out >= DATA_CAP || len > MAX_COPY || out + len > DATA_CAP {
+        return (OpStatus::OutOfBounds, 0);
+    }
+    if op.flags & tracery_common::FetchOp::FLAG_DYNAMIC_LEN != 0 {
+        if !ok(s, op.len_op as usize) {
+            return (OpStatus::BaseFailed, 0);
+        }
+        let Some(count) = read_u64(s, op.len_slot as usize) else {
+            return (OpStatus::OutOfBounds, 0);
+        };
+        // Clamp before multiplying: no 128-bit overflow check exists on BPF.
+        let bytes = count.min(MAX_COPY as u64) * op.len_scale as u64;
+        if bytes < len as u64 {
+            len = bytes as usize;
+        }
+    }
+    let addr = if op.base == BaseKind::Reg as u8 {
+        let r = op.reg as usize;
+        if r >= NUM_REGS {
+            return (OpStatus::OutOfBounds, 0);
+        }
+        s.header.regs[r].wrapping_add(op.offset as u64)
+    } else if op.base == BaseKind::PtrAt as u8 {
+        if !ok(s, op.base_op as usize) {
+            return (OpStatus::BaseFailed, 0);
+        }
+        let Some(p) = read_u64(s, op.base_slot as usize) else {
+            return (OpStatus::OutOfBounds, 0);
+        };
+        if p == 0 {
+            return (OpStatus::Null, 0);
+        }
+        p.wrapping_add(op.offset as u64)
+    } else {
+        op.offset as u64
+    };
+
+    // Re-clamp with masks the verifier can follow through the helper's size argument.
+    let out = out & (DATA_CAP - 1);
+    let len = len & (2 * MAX_COPY - 1);
+    if len > MAX_COPY {
+        return (OpStatus::OutOfBounds, 0);
+    }
+    let dst = s.buf.as_mut_ptr().wrapping_add(out);
+    if op.kind == OpKind::Value as u8 {
+        if out > DATA_CAP - 8 {
+            return (OpStatus::OutOfBounds, 0);
+        }
+        s.buf[out..out + 8].copy_from_slice(&addr.to_le_bytes());
+        (OpStatus::Ok, 8)
+    } else if op.kind == OpKind::Copy as u8 {
+        if len == 0 {
+            return (OpStatus::Ok, 0);
+        }
+        // SAFETY: `dst + len` stays inside `buf` (out < DATA_CAP, len <= MAX_COPY, and buf is
+        // DATA_CAP + STACK_CAP + MAX_COPY long); the source is user memory read with a fault-safe helper.
+        let r = unsafe { bpf_probe_read_user(dst.cast(), len as u32, addr as *const _) };
+        if r == 0 {
+            (OpStatus::Ok, len)
+        } else {
+            (OpStatus::Fault, 0)
+        }
+    } else if op.kind == OpKind::CStr as u8 {
+        if len == 0 {
+            return (OpStatus::Ok, 0);
+        }
+        // SAFETY: as for Copy; the helper writes at most `len` bytes including the NUL.
+        let r = unsafe { bpf_probe_read_user_str(dst.cast(), len as u32, addr as *const _) };
+        if r > 0 {
+            (OpStatus::Ok, (r - 1) as usize)
+        } else {
+            (OpStatus::Fault, 0)
+        }
+    } else {
+        (OpStatus::OutOfBounds, 0)
+    }
+}
+
+fn conditions_hold(cfg: &ProbeConfig, s: &Scratch) -> bool {
+    let n = (cfg.n_conds as usize).min(MAX_CONDS);
+    for c in 0..MAX_CONDS {
+        if c >= n {
+            break;
+        }
+        let cond = &cfg.conds[c];
+        if !ok(s, cond.op_index as usize) {
+            return false;
+        }
+        let Some(raw) = read_u64(s, cond.slot as usize) else {
+            return false;
+        };
+        let bits = match cond.size {
+            1 => 8,
+            2 => 16,
+            4 => 32,
+            _ => 64,
+        };
+        let shift = 64 - bits;
+        let lhs = if cond.signed != 0 {
+            ((raw << shift) as i64) >> shift
+        } else {
+            ((raw << shift) >> shift) as i64
+        };
+        let rhs = cond.value;
+        let holds = if cond.signed != 0 {
+            compare(cond.op, lhs, rhs)
+        } else {
+            compare(cond.op, lhs as u64, rhs as u64)
+        };
+        if !holds {
+            return false;
+        }
+    }
+    true
+}
+
+#[inline(always)]
+fn compare<T: PartialOrd>(op: u8, a: T, b: T) -> bool {
+    match op {
+        x if x == CmpOp::Eq as u8 => a == b,
+        x if x == CmpOp::Ne as u8 => a != b,
+        x if x == CmpOp::Lt as u8 => a < b,
+        x if x == CmpOp::Le as u8 => a <= b,
+        x if x == CmpOp::Gt as u8 => a > b,
+        x if x == CmpOp::Ge as u8 => a >= b,
+        _ => false,
+    }
+}
+
+/// Copies up to `stack_bytes` from the hit's stack pointer, after the data area. Near the
+/// top of a stack the full copy faults, so it retries with halves down to [`MIN_STACK`].
+fn copy_stack(cfg: &ProbeConfig, s: &mut Scratch, data_len: usize) -> usize {
+    let mut want = (cfg.stack_bytes as usize).min(STACK_CAP);
+    if want == 0 || data_len > DATA_CAP {
+        return 0;
+    }
+    let rsp = s.header.regs[pt::RSP as usize];
+    let dst = s.buf.as_mut_ptr().wrapping_add(data_len & (2 * DATA_CAP - 1));
+    for _ in 0..6 {
+        let len = want & (2 * STACK_CAP - 1);
+        if len > STACK_CAP || len == 0 {
+            return 0;
+        }
+        // SAFETY: dst + len <= buf + DATA_CAP + STACK_CAP <= buf + SCRATCH_BYTES.
+        let r = unsafe { bpf_probe_read_user(dst.cast(), len as u32, rsp as *const _) };
+        if r == 0 {
+            return len;
+        }
+        want /= 2;
+        if want < MIN_STACK {
+            return 0;
+        }
+    }
+    0
+}

@@ -1,0 +1,37 @@
+//! Tracery's kernel side: one generic capture uprobe driven by per-probe fetch plans.
+//!
+//! The program looks its plan up by attach cookie, checks conditions, the rate limit and the
+//! hit limit, runs the plan's bounded reads, copies a bounded slice of the user stack and
+//! emits one ring-buffer record. It never writes to the target's memory.
+#![no_std]
+#![no_main]
+// Atomic fetch-add on map values; the BPF target lacks `AtomicU64::fetch_add`.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
+
+mod capture;
+
+use aya_ebpf::{macros::uprobe, programs::ProbeContext};
+
+/// The breakpoint program: attach with the probe slot as cookie.
+#[uprobe]
+pub fn tracery_capture(ctx: ProbeContext) -> u32 {
+    capture::try_capture(&ctx).unwrap_or(1)
+}
+
+/// An empty program: the benchmark's baseline for the bare cost of a uprobe hit.
+#[uprobe]
+pub fn tracery_empty(_ctx: ProbeContext) -> u32 {
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any program that can reach here, so this never runs.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,1 @@
+//! Fixture paths for integration tests.
