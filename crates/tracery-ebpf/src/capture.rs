@@ -3,12 +3,12 @@
 //! Every loop is bounded by a constant from `tracery-common` and every copy is clamped
 //! against the scratch buffer before the helper call, so the verifier can prove each access.
 
-use core::intrinsics::AtomicOrdering;
+use core::{ffi::c_void, intrinsics::AtomicOrdering};
 
 use aya_ebpf::{
     helpers::generated::{
-        bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
-        bpf_probe_read_user_str,
+        bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_loop,
+        bpf_probe_read_user, bpf_probe_read_user_str,
     },
     macros::map,
     maps::{Array, PerCpuArray, RingBuf},
@@ -46,12 +46,13 @@ const MIN_STACK: usize = 512;
 /// Atomically adds one and returns the previous value (BPF_ATOMIC | BPF_FETCH, cpu v3).
 ///
 /// `AtomicU64::fetch_add` is not offered on the BPF target (it has no compare-and-swap in
-/// its target spec), so the intrinsic is used directly.
+/// its target spec), so the intrinsic is used directly. It must be SeqCst: with Relaxed,
+/// LLVM 22 emits a non-fetching `lock +=` and returns the addend (checked with objdump).
 #[inline(always)]
 fn bump(field: *mut u64) -> u64 {
     // SAFETY: `field` points into a map value that lives as long as the program; map values
     // are 8-byte aligned and the kernel supports atomic adds on them.
-    unsafe { core::intrinsics::atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(field, 1) }
+    unsafe { core::intrinsics::atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(field, 1) }
 }
 
 /// Stores zero atomically, so a concurrent `bump` is never torn.
@@ -76,9 +77,13 @@ pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(1u32)?;
     // SAFETY: per-CPU scratch, used by one program run at a time on this CPU.
     let s = unsafe { &mut *scratch };
-    // SAFETY: a uprobe's context is the user `pt_regs`, NUM_REGS words long.
-    let regs = unsafe { &*(ctx.as_ptr() as *const [u64; NUM_REGS]) };
-    s.header.regs = *regs;
+    // The verifier only allows whole 8-byte field loads from the context, so copy word by
+    // word with volatile reads (a plain copy becomes a byte-wise memcpy).
+    let regs = ctx.as_ptr() as *const u64;
+    for i in 0..NUM_REGS {
+        // SAFETY: a uprobe's context is the user `pt_regs`, NUM_REGS aligned words long.
+        s.header.regs[i] = unsafe { core::ptr::read_volatile(regs.add(i)) };
+    }
 
     let n_ops = (cfg.n_ops as usize).min(MAX_OPS);
     let cond_ops = (cfg.cond_ops as usize).min(n_ops);
@@ -167,16 +172,49 @@ fn ok(s: &Scratch, i: usize) -> bool {
     i < MAX_OPS && s.header.results[i].status == OpStatus::Ok as u8
 }
 
+/// State handed to the `bpf_loop` callback (it lives on the caller's stack).
+#[repr(C)]
+struct OpsLoop {
+    cfg: *const ProbeConfig,
+    s: *mut Scratch,
+    from: u64,
+}
+
+/// Runs ops `from..to`. `bpf_loop` (Linux >= 5.17) makes the verifier check the body once
+/// instead of once per iteration; an unrolled 64-iteration loop exhausts its budget.
 fn run_ops(cfg: &ProbeConfig, s: &mut Scratch, from: usize, to: usize) {
-    for i in 0..MAX_OPS {
-        if i >= to {
-            break;
-        }
-        if i >= from {
-            let (status, len) = run_op(cfg, s, i);
-            set(s, i, status, len);
-        }
+    if to <= from {
+        return;
     }
+    let mut state = OpsLoop {
+        cfg,
+        s,
+        from: from as u64,
+    };
+    // SAFETY: the callback only reads `state` for the duration of the call.
+    unsafe {
+        bpf_loop(
+            (to - from) as u32,
+            op_step as *mut c_void,
+            (&mut state as *mut OpsLoop).cast(),
+            0,
+        )
+    };
+}
+
+extern "C" fn op_step(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the `OpsLoop` that `run_ops` passed, alive for this call; its
+    // pointers are the probe's config and this CPU's scratch map values.
+    let (cfg, s, i) = unsafe {
+        let st = &*(ctx as *const OpsLoop);
+        (&*st.cfg, &mut *st.s, (st.from + index) as usize)
+    };
+    if i >= MAX_OPS {
+        return 1;
+    }
+    let (status, len) = run_op(cfg, s, i);
+    set(s, i, status, len);
+    0
 }
 
 fn run_op(cfg: &ProbeConfig, s: &mut Scratch, i: usize) -> (OpStatus, usize) {
@@ -322,7 +360,10 @@ fn copy_stack(cfg: &ProbeConfig, s: &mut Scratch, data_len: usize) -> usize {
         return 0;
     }
     let rsp = s.header.regs[pt::RSP as usize];
-    let dst = s.buf.as_mut_ptr().wrapping_add(data_len & (2 * DATA_CAP - 1));
+    let dst = s
+        .buf
+        .as_mut_ptr()
+        .wrapping_add(data_len & (2 * DATA_CAP - 1));
     for _ in 0..6 {
         let len = want & (2 * STACK_CAP - 1);
         if len > STACK_CAP || len == 0 {

@@ -1,0 +1,57 @@
+//! Errors of the agent. Each message says what to do next.
+
+use std::path::PathBuf;
+
+/// Something the agent could not do.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(
+        "attaching probes needs root, or the CAP_BPF and CAP_PERFMON capabilities; run with sudo"
+    )]
+    NotPrivileged,
+    #[error("no process with PID {pid}; check the PID with `ps -p {pid}`")]
+    NoSuchProcess { pid: u32 },
+    #[error("cannot read the executable of PID {pid} ({path})")]
+    Executable {
+        pid: u32,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot load the eBPF programs into the kernel")]
+    Load(#[source] Box<aya::EbpfError>),
+    #[error("the kernel rejected eBPF program {program}")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    #[error("eBPF map {map} is missing or has the wrong type")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: Option<Box<aya::maps::MapError>>,
+    },
+    #[error("cannot attach a uprobe at {path}+{offset:#x} in PID {pid}")]
+    Attach {
+        pid: u32,
+        path: PathBuf,
+        offset: u64,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    #[error("all {max} probe slots are in use; delete some breakpoints")]
+    NoFreeSlot { max: u32 },
+    #[error("unknown probe {0}")]
+    UnknownProbe(u32),
+    #[error(transparent)]
+    Binary(#[from] tracery_dwarf::BinaryError),
+    #[error("kernel feature check failed: {0}")]
+    Feature(String),
+    #[error("I/O error while {action}")]
+    Io {
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,217 @@
+//! The probe table: which uprobe slots are armed, with which config, and their counters.
+//!
+//! A slot is the attach cookie the kernel program uses to find its [`ProbeConfig`]. Arming
+//! writes the config before attaching, so the first hit already sees it; disarming detaches
+//! first and clears the config after, so no hit reads a half-written plan.
+
+use std::{
+    collections::BTreeMap,
+    num::NonZeroU32,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    maps::{Array, MapData, RingBuf},
+    programs::{
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
+        UProbe,
+    },
+    Ebpf,
+};
+use tracery_common::{names, ProbeConfig, ProbeState, MAX_PROBES};
+
+use crate::{error::AgentError, loader};
+
+/// Identifies one armed uprobe (its slot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SlotId(pub u32);
+
+/// Which of the two programs to attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgramKind {
+    /// The capture program that runs fetch plans.
+    Capture,
+    /// The empty program (benchmark baseline).
+    Empty,
+}
+
+/// Where to attach: a file (as the kernel will resolve it), an offset in it, and one process.
+#[derive(Clone, Debug)]
+pub struct AttachTarget {
+    /// Path the kernel opens to find the inode, e.g. `/proc/PID/exe`.
+    pub path: PathBuf,
+    /// File offset of the instruction.
+    pub offset: u64,
+    /// Only this process fires the probe.
+    pub pid: u32,
+}
+
+struct Armed {
+    link: UProbeLinkId,
+    program: ProgramKind,
+    target: AttachTarget,
+}
+
+/// The loaded eBPF programs, their maps and the armed slots.
+pub struct ProbeTable {
+    ebpf: Ebpf,
+    configs: Array<MapData, ProbeConfig>,
+    states: Array<MapData, ProbeState>,
+    armed: BTreeMap<u32, Armed>,
+}
+
+impl ProbeTable {
+    /// Loads the programs into the kernel. Needs root or CAP_BPF + CAP_PERFMON.
+    pub fn load() -> Result<Self, AgentError> {
+        crate::privilege::check()?;
+        let mut ebpf = loader::load()?;
+        let configs = take_array(&mut ebpf, names::PROBES)?;
+        let states = take_array(&mut ebpf, names::PROBE_STATE)?;
+        Ok(Self {
+            ebpf,
+            configs,
+            states,
+            armed: BTreeMap::new(),
+        })
+    }
+
+    /// Takes the ring buffer of hits; call once.
+    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, AgentError> {
+        let map = self.ebpf.take_map(names::HITS).ok_or(AgentError::Map {
+            map: names::HITS,
+            source: None,
+        })?;
+        RingBuf::try_from(map).map_err(|e| AgentError::Map {
+            map: names::HITS,
+            source: Some(Box::new(e)),
+        })
+    }
+
+    /// Writes `config` into a free slot and attaches `program` at `target`.
+    pub fn arm(
+        &mut self,
+        program: ProgramKind,
+        target: AttachTarget,
+        config: &ProbeConfig,
+    ) -> Result<SlotId, AgentError> {
+        let slot = (0..MAX_PROBES)
+            .find(|s| !self.armed.contains_key(s))
+            .ok_or(AgentError::NoFreeSlot { max: MAX_PROBES })?;
+        let map_err = |map, e| AgentError::Map {
+            map,
+            source: Some(Box::new(e)),
+        };
+        self.configs
+            .set(slot, config, 0)
+            .map_err(|e| map_err(names::PROBES, e))?;
+        self.states
+            .set(slot, ProbeState::default(), 0)
+            .map_err(|e| map_err(names::PROBE_STATE, e))?;
+        let pid = NonZeroU32::new(target.pid).ok_or(AgentError::NoSuchProcess { pid: 0 })?;
+        let prog = self.program(program)?;
+        let point = UProbeAttachPoint {
+            location: UProbeAttachLocation::AbsoluteOffset(target.offset),
+            cookie: Some(u64::from(slot)),
+        };
+        let link = prog
+            .attach(point, &target.path, UProbeScope::OneProcess(pid))
+            .map_err(|e| AgentError::Attach {
+                pid: target.pid,
+                path: target.path.clone(),
+                offset: target.offset,
+                source: Box::new(e),
+            })?;
+        self.armed.insert(
+            slot,
+            Armed {
+                link,
+                program,
+                target,
+            },
+        );
+        Ok(SlotId(slot))
+    }
+
+    /// Detaches the uprobe of `slot` and frees the slot. Its counters stay readable until
+    /// the slot is reused.
+    pub fn disarm(&mut self, slot: SlotId) -> Result<(), AgentError> {
+        let armed = self
+            .armed
+            .remove(&slot.0)
+            .ok_or(AgentError::UnknownProbe(slot.0))?;
+        let prog = self.program(armed.program)?;
+        prog.detach(armed.link).map_err(|e| AgentError::Program {
+            program: names::CAPTURE,
+            source: Box::new(e),
+        })?;
+        // Detached above, so no hit can read this config any more.
+        let _ = self.configs.set(slot.0, ProbeConfig::EMPTY, 0);
+        Ok(())
+    }
+
+    /// Kernel counters of `slot`.
+    pub fn state(&self, slot: SlotId) -> Result<ProbeState, AgentError> {
+        self.states.get(&slot.0, 0).map_err(|e| AgentError::Map {
+            map: names::PROBE_STATE,
+            source: Some(Box::new(e)),
+        })
+    }
+
+    /// The target a slot is attached to.
+    pub fn target(&self, slot: SlotId) -> Option<&AttachTarget> {
+        self.armed.get(&slot.0).map(|a| &a.target)
+    }
+
+    /// Slots currently armed.
+    pub fn armed(&self) -> impl Iterator<Item = SlotId> + '_ {
+        self.armed.keys().map(|s| SlotId(*s))
+    }
+
+    fn program(&mut self, kind: ProgramKind) -> Result<&mut UProbe, AgentError> {
+        let name = match kind {
+            ProgramKind::Capture => names::CAPTURE,
+            ProgramKind::Empty => names::EMPTY,
+        };
+        self.ebpf
+            .program_mut(name)
+            .ok_or_else(|| AgentError::Feature(format!("program {name} missing")))?
+            .try_into()
+            .map_err(|e| AgentError::Program {
+                program: names::CAPTURE,
+                source: Box::new(e),
+            })
+    }
+}
+
+impl Drop for ProbeTable {
+    fn drop(&mut self) {
+        // Closing the link fds detaches too; doing it explicitly restores the original
+        // instructions before the process moves on, and logs failures.
+        let slots: Vec<u32> = self.armed.keys().copied().collect();
+        for s in slots {
+            if let Err(e) = self.disarm(SlotId(s)) {
+                tracing::warn!("detaching probe slot {s}: {e}");
+            }
+        }
+    }
+}
+
+fn take_array<V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<Array<MapData, V>, AgentError> {
+    let map = ebpf.take_map(name).ok_or(AgentError::Map {
+        map: name,
+        source: None,
+    })?;
+    Array::try_from(map).map_err(|e| AgentError::Map {
+        map: name,
+        source: Some(Box::new(e)),
+    })
+}
+
+/// The path a uprobe should name to reach the executable of `pid`, even inside a
+/// container or after the file was replaced on disk.
+pub fn exe_attach_path(pid: u32) -> PathBuf {
+    Path::new("/proc").join(pid.to_string()).join("exe")
+}

@@ -1,0 +1,78 @@
+//! Draining the ring buffer of hit records.
+
+use std::{os::fd::AsRawFd, time::Duration};
+
+use aya::maps::{MapData, RingBuf};
+use tracery_common::HitHeader;
+
+use crate::{error::AgentError, sys};
+
+/// One hit as the kernel wrote it: header, plan data and the stack copy.
+#[derive(Clone, Debug)]
+pub struct RawHit {
+    pub header: HitHeader,
+    /// Captured variable data; offsets as in the plan.
+    pub data: Vec<u8>,
+    /// User stack from `rsp` upwards.
+    pub stack: Vec<u8>,
+}
+
+impl RawHit {
+    /// Splits a record into its parts; `None` for a record too short to be one of ours.
+    pub fn parse(record: &[u8]) -> Option<Self> {
+        let header = sys::read_header(record)?;
+        let body = &record[HitHeader::SIZE..];
+        let data_len = header.data_len as usize;
+        let stack_off = header.stack_offset as usize;
+        let stack_len = header.stack_len as usize;
+        let data = body.get(..data_len)?.to_vec();
+        let stack = body
+            .get(stack_off..stack_off.checked_add(stack_len)?)?
+            .to_vec();
+        Some(Self {
+            header,
+            data,
+            stack,
+        })
+    }
+}
+
+/// Reads hits from the kernel ring buffer.
+pub struct HitReader {
+    ring: RingBuf<MapData>,
+    /// Records that could not be parsed (a version mismatch; counted, never silent).
+    pub malformed: u64,
+}
+
+impl HitReader {
+    /// Wraps the ring buffer taken from [`crate::ProbeTable::take_ring`].
+    pub fn new(ring: RingBuf<MapData>) -> Self {
+        Self { ring, malformed: 0 }
+    }
+
+    /// Waits up to `timeout` for records, then returns every record available.
+    pub fn poll(&mut self, timeout: Duration) -> Result<Vec<RawHit>, AgentError> {
+        let mut hits = self.drain();
+        if hits.is_empty() {
+            sys::wait_readable(self.ring.as_raw_fd(), timeout).map_err(|source| {
+                AgentError::Io {
+                    action: "waiting for the hit ring buffer",
+                    source,
+                }
+            })?;
+            hits = self.drain();
+        }
+        Ok(hits)
+    }
+
+    fn drain(&mut self) -> Vec<RawHit> {
+        let mut hits = Vec::new();
+        while let Some(item) = self.ring.next() {
+            match RawHit::parse(&item) {
+                Some(h) => hits.push(h),
+                None => self.malformed += 1,
+            }
+        }
+        hits
+    }
+}
