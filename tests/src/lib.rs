@@ -1,1 +1,16 @@
-//! Fixture paths for integration tests.
+//! Fixture programs for Tracery's tests: building them, finding their probe lines, and
+//! running them.
+//!
+//! The fixtures live under `tests/fixtures/{c,rust,go}`. Each is built on first use, per
+//! variant (compiler and flags), into `<target>/fixtures/<variant>/orders`.
+
+mod fixture;
+mod marker;
+mod process;
+
+pub use fixture::{fixture, fixture_source, VARIANTS};
+pub use marker::{marker_line, markers};
+pub use process::FixtureProcess;
+
+#[cfg(test)]
+mod selftest;

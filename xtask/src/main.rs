@@ -1,1 +1,105 @@
-fn main() {}
+//! Tracery's build tasks: `cargo xtask <task>`.
+
+mod bench;
+mod demo;
+mod ebpf;
+mod host;
+mod lint;
+mod services;
+mod setup;
+mod test;
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{bail, Context};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Tracery build tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need (apt packages, bpf-linker, bpffs and
+    /// tracefs mounts). Idempotent; needs root on Debian 12.
+    Setup {
+        /// Only report what is missing; exit 1 if anything is.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Build the eBPF object with Debian's rustc and print its path.
+    BuildEbpf,
+    /// Run set-up if needed, start PostgreSQL and Redis, then run every test (as root).
+    /// Arguments after `--` go to `cargo test`, e.g. `-- -p tracery-dwarf -- --nocapture`.
+    Test {
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Check formatting and run clippy with warnings denied.
+    Lint,
+    /// The main job: start a sample service, set a breakpoint on a source line, print the
+    /// snapshot (as root; runs set-up first).
+    Demo,
+    /// Speed figures: capture cost against a bare uprobe, sustained hit rate (as root).
+    Bench,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    // Print the error chain only: a backtrace would bury the one line that says what to do.
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let root = workspace_root();
+    match cli.task {
+        Task::Setup { check } => {
+            let mode = if check {
+                setup::Mode::Check
+            } else {
+                setup::Mode::Install { quiet: false }
+            };
+            setup::run(mode)
+        }
+        Task::BuildEbpf => {
+            let object = ebpf::build(&root)?;
+            println!("{}", object.display());
+            Ok(())
+        }
+        Task::Test { args } => test::run(&root, &args),
+        Task::Lint => lint::run(&root),
+        Task::Demo => demo::run(&root),
+        Task::Bench => bench::run(&root),
+    }
+}
+
+/// The workspace root: xtask lives one level below it.
+fn workspace_root() -> PathBuf {
+    let xtask = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    xtask
+        .parent()
+        .expect("xtask has a parent directory")
+        .to_path_buf()
+}
+
+/// The `cargo` that runs us (set by `cargo run`), so nested builds use the same toolchain.
+fn cargo() -> std::ffi::OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// Runs `cmd` with inherited output; fails with the command line if it fails.
+pub fn run_checked(cmd: &mut Command) -> anyhow::Result<()> {
+    let line = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot run {line}"))?;
+    if !status.success() {
+        bail!("{line} failed ({status})");
+    }
+    Ok(())
+}

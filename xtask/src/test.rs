@@ -1,0 +1,57 @@
+//! `cargo xtask test`: the whole suite, as CI runs it.
+
+use std::{path::Path, process::Command};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{host, services, setup};
+
+const PACKAGE_FLAGS: &[&str] = &["-p", "--package", "--manifest-path"];
+const TARGET_FLAGS: &[&str] = &[
+    "--lib",
+    "--bins",
+    "--bin",
+    "--tests",
+    "--test",
+    "--examples",
+    "--example",
+    "--benches",
+    "--bench",
+    "--doc",
+];
+
+/// Whether `arg` is one of `flags`, alone or as `--flag=value`.
+fn selects(arg: &str, flags: &[&str]) -> bool {
+    flags.iter().any(|f| {
+        arg == *f
+            || arg
+                .strip_prefix(f)
+                .is_some_and(|rest| rest.starts_with('='))
+    })
+}
+
+/// Runs set-up (silent when nothing is missing), the test servers, then `cargo test` over
+/// the whole workspace with `extra` appended, and exits with the tests' status.
+pub fn run(workspace: &Path, extra: &[String]) -> Result<()> {
+    if !host::is_root() {
+        bail!(
+            "the tests attach eBPF probes to live processes and need root; \
+             run `sudo env \"PATH=$PATH\" cargo xtask test`"
+        );
+    }
+    setup::run(setup::Mode::Install { quiet: true })?;
+    services::ensure_running()?;
+    let mut cmd = Command::new(crate::cargo());
+    cmd.current_dir(workspace).arg("test");
+    // The defaults widen the run; an explicit choice of packages or targets narrows it.
+    // Only cargo's own arguments count: those after a second `--` go to the test binaries.
+    let cargo_args: Vec<&String> = extra.iter().take_while(|a| *a != "--").collect();
+    if !cargo_args.iter().any(|a| selects(a, PACKAGE_FLAGS)) {
+        cmd.arg("--workspace");
+    }
+    if !cargo_args.iter().any(|a| selects(a, TARGET_FLAGS)) {
+        cmd.arg("--all-targets");
+    }
+    let status = cmd.args(extra).status().context("cannot run cargo test")?;
+    std::process::exit(status.code().unwrap_or(1));
+}
