@@ -40,6 +40,18 @@ pub enum AgentError {
         #[source]
         source: Box<aya::programs::ProgramError>,
     },
+    #[error("PID {pid} has not mapped its executable {exe}; is it still starting?")]
+    NotMapped { pid: u32, exe: PathBuf },
+    #[error("process {pid} exited; start it again and re-run")]
+    ProcessExited { pid: u32 },
+    #[error(transparent)]
+    Resolve(#[from] tracery_dwarf::ResolveError),
+    #[error("cannot build a capture plan at {address}")]
+    Plan {
+        address: String,
+        #[source]
+        source: tracery_dwarf::PlanError,
+    },
     #[error("all {max} probe slots are in use; delete some breakpoints")]
     NoFreeSlot { max: u32 },
     #[error("unknown probe {0}")]

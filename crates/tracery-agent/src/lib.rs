@@ -5,9 +5,15 @@ pub mod error;
 pub mod loader;
 pub mod privilege;
 pub mod probes;
+pub mod process;
 pub mod ring;
+pub mod session;
+pub mod snapshot;
 mod sys;
 
 pub use error::AgentError;
 pub use probes::{AttachTarget, ProbeTable, ProgramKind, SlotId};
+pub use process::TargetProcess;
 pub use ring::{HitReader, RawHit};
+pub use session::{prepare, ArmOptions, LoadedBinary, PreparedBreakpoint, Session};
+pub use snapshot::{Clock, Location, Snapshot};

@@ -8,18 +8,46 @@ use crate::{error::AgentError, sys};
 /// The eBPF object built by `build.rs` with Debian's rustc (see EBPF-TOOLCHAIN.md).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracery.bpf.o"));
 
-/// Checks the kernel features the capture path needs, with a message per missing one.
+/// Checks, before loading, the kernel features the capture path needs, so an older or
+/// locked-down kernel gets one clear message instead of a verifier log.
 pub fn check_features() -> Result<(), AgentError> {
-    let f = aya::features();
-    if !f.bpf_cookie() {
+    use aya::{
+        maps::MapType,
+        programs::ProgramType,
+        sys::{is_helper_supported, is_map_supported, BpfHelper},
+    };
+    if !std::path::Path::new("/sys/bus/event_source/devices/uprobe").exists() {
+        return Err(AgentError::Feature(
+            "the uprobe perf PMU is missing (kernel built without CONFIG_UPROBE_EVENTS)".into(),
+        ));
+    }
+    if !is_map_supported(MapType::RingBuf).unwrap_or(false) {
+        return Err(AgentError::Feature(
+            "BPF ring buffers are unavailable (Linux >= 5.8 needed)".into(),
+        ));
+    }
+    if !aya::features().bpf_cookie() {
         return Err(AgentError::Feature(
             "uprobe attach cookies are unavailable (Linux >= 5.15 needed)".into(),
         ));
     }
-    if !std::path::Path::new("/sys/bus/event_source/devices/uprobe").exists() {
-        return Err(AgentError::Feature(
-            "the uprobe perf PMU is missing (CONFIG_UPROBE_EVENTS)".into(),
-        ));
+    let helper = |h: BpfHelper| is_helper_supported(ProgramType::KProbe, h).unwrap_or(false);
+    for (h, what) in [
+        (BpfHelper::BPF_FUNC_loop, "bpf_loop (Linux >= 5.17)"),
+        (
+            BpfHelper::BPF_FUNC_probe_read_user,
+            "bpf_probe_read_user (Linux >= 5.5)",
+        ),
+        (
+            BpfHelper::BPF_FUNC_get_attach_cookie,
+            "bpf_get_attach_cookie (Linux >= 5.15)",
+        ),
+    ] {
+        if !helper(h) {
+            return Err(AgentError::Feature(format!(
+                "the kernel does not offer {what} to uprobe programs"
+            )));
+        }
     }
     Ok(())
 }

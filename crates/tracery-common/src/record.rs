@@ -83,4 +83,4 @@ impl HitHeader {
     pub const SIZE: usize = core::mem::size_of::<Self>();
 }
 
-const _: () = assert!(HitHeader::SIZE % 8 == 0);
+const _: () = assert!(HitHeader::SIZE.is_multiple_of(8));

@@ -1,1 +1,66 @@
-fn main() {}
+//! `tracery-ctl`: the Tracery command line.
+
+mod commands;
+mod output;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+/// Breakpoints on running services, without code changes or restarts.
+#[derive(Parser)]
+#[command(name = "tracery-ctl", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Attach a snapshot breakpoint to a running process and print its hits (needs root).
+    Probe(commands::probe::Args),
+    /// List what can be probed in a binary: functions and lines with code.
+    Symbols(commands::symbols::Args),
+}
+
+/// How to print results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// For people: a tree of variables, then the stack.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where the debug information is, when not in the binary itself.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct DebugFileArg {
+    /// Separate debug file (otherwise .gnu_debuglink and the build id are used).
+    #[arg(long, value_name = "PATH")]
+    pub debug_file: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TRACERY_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Probe(a) => commands::probe::run(a),
+        Command::Symbols(a) => commands::symbols::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

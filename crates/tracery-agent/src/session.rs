@@ -1,0 +1,256 @@
+//! A capture session: breakpoints resolved in processes, armed, and their hits decoded.
+//!
+//! [`prepare`] does the DWARF work (no privileges needed beyond reading the process's
+//! executable); [`Session`] owns the kernel side and turns records into [`Snapshot`]s.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tracery_common::{regs::pt, ProbeState};
+use tracery_dwarf::{Binary, CaptureLimits, CapturePlan, LoadBias, ProbeSite, Symbolizer};
+
+use crate::{
+    error::AgentError,
+    probes::{AttachTarget, ProbeTable, ProgramKind, SlotId},
+    process::TargetProcess,
+    ring::{HitReader, RawHit},
+    snapshot::{hex_id, Clock, Location, Snapshot},
+};
+
+/// Most frames unwound per hit.
+const MAX_FRAMES: usize = 64;
+
+/// One executable loaded with its symbolizer: costly, so shared by every site in it.
+pub struct LoadedBinary {
+    pub binary: Binary,
+    /// Behind a lock: addr2line fills its caches lazily, so it is not `Sync`.
+    pub symbolizer: Mutex<Symbolizer>,
+}
+
+/// A location resolved in one process and compiled into capture plans, ready to arm.
+pub struct PreparedBreakpoint {
+    pub target: TargetProcess,
+    pub binary: Arc<LoadedBinary>,
+    pub bias: LoadBias,
+    /// Every address the location maps to, each with its plan.
+    pub sites: Vec<(ProbeSite, CapturePlan)>,
+}
+
+/// Resolves `location` in the executable of `pid` and compiles a plan for each site.
+pub fn prepare(
+    pid: u32,
+    location: &str,
+    limits: &CaptureLimits,
+) -> Result<PreparedBreakpoint, AgentError> {
+    let target = TargetProcess::open(pid)?;
+    let binary = target.binary()?;
+    let bias = target.load_bias(&binary)?;
+    let sites = tracery_dwarf::resolve(&binary, location)?;
+    let mut planned = Vec::with_capacity(sites.len());
+    for site in sites {
+        let plan =
+            tracery_dwarf::compile_plan(&binary, site.address, limits).map_err(|source| {
+                AgentError::Plan {
+                    address: site.address.to_string(),
+                    source,
+                }
+            })?;
+        planned.push((site, plan));
+    }
+    let symbolizer = Symbolizer::new(&binary).map_err(AgentError::Binary)?;
+    Ok(PreparedBreakpoint {
+        target,
+        binary: Arc::new(LoadedBinary {
+            binary,
+            symbolizer: Mutex::new(symbolizer),
+        }),
+        bias,
+        sites: planned,
+    })
+}
+
+/// Limits the kernel enforces for one breakpoint.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ArmOptions {
+    /// Copied into every record, for the caller to tell breakpoints apart.
+    pub breakpoint_id: u64,
+    /// Records each site emits before going quiet; 0 for no limit.
+    pub hit_limit: u64,
+    /// Records per second per site; 0 for no limit.
+    pub rate_per_sec: u32,
+}
+
+struct ArmedSite {
+    site: ProbeSite,
+    plan: CapturePlan,
+    binary: Arc<LoadedBinary>,
+    bias: LoadBias,
+    target: TargetProcess,
+}
+
+/// The kernel side of capturing: armed sites and the hits they produce.
+pub struct Session {
+    table: ProbeTable,
+    reader: HitReader,
+    armed: HashMap<SlotId, Arc<ArmedSite>>,
+    /// Disarmed sites kept until their slot is reused, so records still in the ring buffer
+    /// decode instead of being lost.
+    retired: HashMap<SlotId, Arc<ArmedSite>>,
+    clock: Clock,
+    /// Records whose slot was unknown or reused (counted, never silent).
+    pub undecodable: u64,
+}
+
+impl Session {
+    /// Loads the eBPF programs. Needs root or CAP_BPF + CAP_PERFMON.
+    pub fn start() -> Result<Self, AgentError> {
+        let mut table = ProbeTable::load()?;
+        let reader = HitReader::new(table.take_ring()?);
+        Ok(Self {
+            table,
+            reader,
+            armed: HashMap::new(),
+            retired: HashMap::new(),
+            clock: Clock::new(),
+            undecodable: 0,
+        })
+    }
+
+    /// Attaches every site of `bp`; on failure, detaches what it attached.
+    pub fn arm(
+        &mut self,
+        bp: &PreparedBreakpoint,
+        opts: &ArmOptions,
+    ) -> Result<Vec<SlotId>, AgentError> {
+        let mut slots = Vec::new();
+        for (site, plan) in &bp.sites {
+            let mut config = plan.relocate(bp.bias);
+            config.breakpoint_id = opts.breakpoint_id;
+            config.hit_limit = opts.hit_limit;
+            config.rate_per_sec = opts.rate_per_sec;
+            let target = AttachTarget {
+                path: bp.target.exe_path(),
+                offset: site.file_offset.0,
+                pid: bp.target.pid(),
+            };
+            match self.table.arm(ProgramKind::Capture, target, &config) {
+                Ok(slot) => {
+                    self.retired.remove(&slot);
+                    self.armed.insert(
+                        slot,
+                        Arc::new(ArmedSite {
+                            site: site.clone(),
+                            plan: plan.clone(),
+                            binary: bp.binary.clone(),
+                            bias: bp.bias,
+                            target: bp.target.clone(),
+                        }),
+                    );
+                    slots.push(slot);
+                }
+                Err(e) => {
+                    for s in slots {
+                        let _ = self.disarm(s);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(slots)
+    }
+
+    /// Detaches one site.
+    pub fn disarm(&mut self, slot: SlotId) -> Result<(), AgentError> {
+        self.table.disarm(slot)?;
+        if let Some(a) = self.armed.remove(&slot) {
+            self.retired.insert(slot, a);
+        }
+        Ok(())
+    }
+
+    /// Kernel counters of one site.
+    pub fn counters(&self, slot: SlotId) -> Result<ProbeState, AgentError> {
+        self.table.state(slot)
+    }
+
+    /// Records the kernel could not write because the ring buffer was full, over all sites
+    /// armed in this session, plus records user space could not decode.
+    pub fn dropped(&self) -> u64 {
+        let kernel: u64 = self
+            .table
+            .armed()
+            .filter_map(|s| self.table.state(s).ok())
+            .map(|s| s.dropped)
+            .sum();
+        kernel + self.reader.malformed + self.undecodable
+    }
+
+    /// True when the process behind `slot` is still the one it was armed in.
+    pub fn target_alive(&self, slot: SlotId) -> bool {
+        self.armed.get(&slot).is_some_and(|a| a.target.is_alive())
+    }
+
+    /// Waits up to `timeout` for records and discards them undecoded; returns how many.
+    /// For benchmarks that measure the kernel side alone.
+    pub fn drain_raw(&mut self, timeout: Duration) -> Result<usize, AgentError> {
+        Ok(self.reader.poll(timeout)?.len())
+    }
+
+    /// Waits up to `timeout` for hits and decodes them.
+    pub fn poll(&mut self, timeout: Duration) -> Result<Vec<Snapshot>, AgentError> {
+        let raw = self.reader.poll(timeout)?;
+        let mut out = Vec::with_capacity(raw.len());
+        for hit in raw {
+            let slot = SlotId(hit.header.slot);
+            let Some(site) = self.armed.get(&slot).or_else(|| self.retired.get(&slot)) else {
+                self.undecodable += 1;
+                continue;
+            };
+            out.push(decode_hit(site, &hit, &self.clock));
+        }
+        Ok(out)
+    }
+}
+
+fn decode_hit(a: &ArmedSite, hit: &RawHit, clock: &Clock) -> Snapshot {
+    let h = &hit.header;
+    let pc = a.bias.to_proc(a.site.address);
+    let mut regs = h.regs;
+    // The trap leaves the instruction pointer past the breakpoint; unwinding starts at it.
+    regs[pt::RIP as usize] = pc.0;
+    let bin = &a.binary;
+    let variables = tracery_dwarf::decode(&bin.binary, &a.plan, h, &hit.data);
+    let pcs = tracery_dwarf::unwind(
+        &bin.binary,
+        a.bias,
+        &regs,
+        regs[pt::RSP as usize],
+        &hit.stack,
+        MAX_FRAMES,
+    );
+    let stack = bin
+        .symbolizer
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .stack(a.bias, &pcs);
+    Snapshot {
+        breakpoint_id: h.breakpoint_id,
+        pid: h.pid,
+        tid: h.tid,
+        time: clock.wall(h.ktime_ns),
+        location: Location {
+            function: a.site.function.clone(),
+            file: a.site.file.display().to_string(),
+            line: a.site.line,
+            address: pc.0,
+        },
+        variables,
+        stack,
+        trace_id: hex_id(&h.trace_id),
+        span_id: hex_id(&h.span_id),
+        language: a.plan.language(),
+    }
+}

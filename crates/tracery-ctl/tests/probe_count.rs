@@ -1,0 +1,69 @@
+//! `--count N` on a hot function: exactly N snapshots, then the probe is really gone.
+
+mod common;
+
+use std::{fs::File, os::unix::fs::FileExt, time::Duration};
+
+use common::*;
+use tracery_dwarf::Binary;
+use tracery_tests::FixtureProcess;
+
+/// Mean of the next `n` `rate N` lines the hot fixture prints (every 200 ms).
+fn rate(p: &mut FixtureProcess, n: usize) -> f64 {
+    let mut sum = 0.0;
+    for _ in 0..n {
+        let line = p.wait_for_line("rate ", Duration::from_secs(5));
+        sum += line["rate ".len()..].trim().parse::<f64>().unwrap();
+    }
+    sum / n as f64
+}
+
+/// The first byte of the instruction at `file_offset` as the process sees it right now.
+fn live_byte(pid: u32, binary: &Binary, file_offset: u64) -> u8 {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let m = maps
+        .lines()
+        .find(|l| {
+            l.ends_with(exe.to_str().unwrap()) && l.split_whitespace().nth(1).unwrap().contains('x')
+        })
+        .expect("executable mapping");
+    let mut f = m.split_whitespace();
+    let start = u64::from_str_radix(f.next().unwrap().split('-').next().unwrap(), 16).unwrap();
+    let off = u64::from_str_radix(f.nth(1).unwrap(), 16).unwrap();
+    let _ = binary;
+    let addr = start + (file_offset - off);
+    let mem = File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut b = [0u8];
+    mem.read_exact_at(&mut b, addr).unwrap();
+    b[0]
+}
+
+#[test]
+fn count_five_on_a_tight_loop_then_unprobed_speed() {
+    require_root();
+    let mut p = FixtureProcess::spawn("c-O2", &["hot"]);
+    let baseline = rate(&mut p, 3);
+
+    let location = at("c_tick");
+    let binary = Binary::open(tracery_tests::fixture("c-O2")).unwrap();
+    let site = tracery_dwarf::resolve(&binary, &location).unwrap()[0].clone();
+    let original = binary.bytes_at(site.address, 1).unwrap()[0];
+
+    let hits = probe_json(p.pid(), &location, 5, &[]);
+    assert_eq!(hits.len(), 5);
+    let mut tids: Vec<_> = hits.iter().map(|h| h["tid"].as_u64().unwrap()).collect();
+    tids.dedup();
+    assert_eq!(tids, [u64::from(p.pid())]);
+
+    // Detached: the breakpoint instruction is gone from the process's code...
+    assert_eq!(live_byte(p.pid(), &binary, site.file_offset.0), original);
+    // ...and the loop runs at its unprobed speed again (a probed call costs microseconds
+    // here, so a probe still attached would cut the rate by orders of magnitude).
+    let _ = rate(&mut p, 1); // the window that overlapped the detach
+    let after = rate(&mut p, 3);
+    assert!(
+        after > baseline * 0.5,
+        "rate after detach {after:.0}/s vs {baseline:.0}/s before"
+    );
+}
