@@ -207,6 +207,16 @@ impl Binary {
             .map(|s| ObjAddr(off.0 - s.offset + s.vaddr))
     }
 
+    /// The address of a symbol of any kind (data included) by exact name. Parses the symbol
+    /// table on each call: for rare look-ups such as Go's `runtime.types`.
+    pub fn symbol_address(&self, name: &str) -> Option<ObjAddr> {
+        let file = object::File::parse(&*self.data).ok()?;
+        file.symbols()
+            .chain(file.dynamic_symbols())
+            .find(|s| s.name() == Ok(name))
+            .map(|s| ObjAddr(s.address()))
+    }
+
     /// Bytes of code (or data) at an object address, as stored in the file.
     pub fn bytes_at(&self, addr: ObjAddr, len: usize) -> Option<&[u8]> {
         let off = self.file_offset(addr)?.0 as usize;

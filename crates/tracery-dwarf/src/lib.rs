@@ -12,3 +12,32 @@ pub mod error;
 pub use address::{FileOffset, LoadBias, ObjAddr, ProcAddr};
 pub use binary::Binary;
 pub use error::BinaryError;
+
+// Locations, listings, stacks.
+pub mod index;
+mod insn;
+pub mod lines;
+pub mod resolve;
+pub mod symbolize;
+pub mod symbols;
+pub mod unwind;
+
+pub use index::DebugIndex;
+pub use lines::{lines, LineInfo};
+pub use resolve::{resolve, ProbeSite, ResolveError};
+pub use symbolize::{Frame, Symbolizer};
+pub use symbols::{functions, FunctionInfo};
+pub use unwind::{unwind, StackUnwinder, UnwindMethod};
+
+// Variables, fetch plans, values.
+pub mod decode;
+pub mod fetch_plan;
+pub mod render;
+mod scope;
+pub mod types;
+pub mod value;
+
+pub use decode::decode;
+pub use fetch_plan::{compile_plan, CaptureLimits, CapturePlan, PlanError};
+pub use render::{render_text, Language, SourceLanguage};
+pub use value::{Value, VarKind, Variable};

@@ -1,0 +1,164 @@
+//! Which x86-64 instructions a uprobe can sit on.
+//!
+//! The kernel single-steps a copy of the probed instruction out of line, so it refuses
+//! some: any with a LOCK or an ES/CS/SS/DS segment prefix, and the opcodes its
+//! `good_insns_64` / `good_2byte_insns` tables leave out (arch/x86/kernel/uprobes.c):
+//! privileged and trapping instructions, `int3`, and encodings invalid in 64-bit mode.
+//! Attaching there fails with EINVAL/ENOTSUPP, so resolution moves to the next instruction.
+//!
+//! Instruction lengths come from iced-x86's decoder: x86 lengths depend on prefixes, ModRM,
+//! SIB, displacement and immediate forms, which a table of our own would get wrong. With
+//! only its `decoder` feature it stays a modest build; yaxpeax-x86 would do too, but iced
+//! is the more widely used and decodes every encoding, VEX/EVEX included.
+
+use iced_x86::{Decoder, DecoderOptions};
+
+/// One decoded instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Insn {
+    pub len: usize,
+    /// Why a uprobe cannot be placed on it, if it cannot.
+    pub refusal: Option<&'static str>,
+}
+
+/// Decodes the instruction at the start of `bytes`; `None` if it is not a valid one.
+pub(crate) fn decode(bytes: &[u8]) -> Option<Insn> {
+    let mut decoder = Decoder::with_ip(64, bytes, 0, DecoderOptions::NONE);
+    let insn = decoder.decode();
+    if insn.is_invalid() {
+        return None;
+    }
+    let len = insn.len();
+    Some(Insn {
+        len,
+        refusal: refusal(&bytes[..len]),
+    })
+}
+
+/// Mirrors the kernel's `uprobe_init_insn` on the raw bytes of one instruction.
+fn refusal(b: &[u8]) -> Option<&'static str> {
+    let mut i = 0;
+    while let Some(&p) = b.get(i) {
+        match p {
+            0xf0 => return Some("lock-prefixed"),
+            0x26 | 0x2e | 0x36 | 0x3e => return Some("has an ES/CS/SS/DS segment prefix"),
+            0x64 | 0x65 | 0x66 | 0x67 | 0xf2 | 0xf3 => i += 1,
+            _ => break,
+        }
+    }
+    if b.get(i).is_some_and(|r| (0x40..=0x4f).contains(r)) {
+        i += 1;
+    }
+    let op = *b.get(i)?;
+    // The kernel's decoder treats VEX/EVEX as prefixes and checks the opcode byte after
+    // them against the one-byte table.
+    let op = match op {
+        0xc5 => *b.get(i + 2)?,
+        0xc4 => *b.get(i + 3)?,
+        0x62 => *b.get(i + 4)?,
+        0x0f => {
+            let op2 = *b.get(i + 1)?;
+            return (!bit(&GOOD_2BYTE, op2))
+                .then_some("a system or trapping instruction (0f-escaped)");
+        }
+        op => op,
+    };
+    (!bit(&GOOD_1BYTE, op)).then_some("a privileged, trapping or invalid instruction")
+}
+
+fn bit(table: &[u16; 16], op: u8) -> bool {
+    table[usize::from(op >> 4)] & (1 << (op & 0xf)) != 0
+}
+
+/// Rows of 16 opcodes, bit n set = opcode `row << 4 | n` is probeable (good_insns_64).
+const GOOD_1BYTE: [u16; 16] = [
+    row([1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 0, 1]), // 00
+    row([1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0]), // 10
+    row([1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 0]), // 20
+    row([1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 0]), // 30
+    row([1; 16]),                                          // 40
+    row([1; 16]),                                          // 50
+    row([0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0]), // 60
+    row([1; 16]),                                          // 70
+    row([1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]), // 80
+    row([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1]), // 90
+    row([1; 16]),                                          // a0
+    row([1; 16]),                                          // b0
+    row([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0]), // c0
+    row([1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1]), // d0
+    row([1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 1, 0, 0, 0, 0]), // e0
+    row([1, 0, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1]), // f0
+];
+
+/// Two-byte opcodes `0f xx` (good_2byte_insns). Recent kernels accept every `0f` opcode in
+/// 64-bit mode; older ones consult this table, so we honour it: stepping off a `syscall`
+/// or `ud2` costs nothing.
+const GOOD_2BYTE: [u16; 16] = [
+    row([0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 1, 0, 1, 1, 1, 1]), // 00
+    row([1; 16]),                                          // 10
+    row([1; 16]),                                          // 20
+    row([0, 1, 1, 1, 0, 0, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1]), // 30
+    row([1; 16]),                                          // 40
+    row([1; 16]),                                          // 50
+    row([1; 16]),                                          // 60
+    row([1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1]), // 70
+    row([1; 16]),                                          // 80
+    row([1; 16]),                                          // 90
+    row([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1]), // a0
+    row([1; 16]),                                          // b0
+    row([1; 16]),                                          // c0
+    row([1; 16]),                                          // d0
+    row([1; 16]),                                          // e0
+    row([1; 16]),                                          // f0
+];
+
+const fn row(bits: [u8; 16]) -> u16 {
+    let mut out = 0;
+    let mut i = 0;
+    while i < 16 {
+        out |= (bits[i] as u16) << i;
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_and_refusals() {
+        // lock add DWORD PTR [rip+0x10], 1
+        let lock = [0xf0, 0x83, 0x05, 0x10, 0, 0, 0, 0x01];
+        assert_eq!(
+            decode(&lock),
+            Some(Insn {
+                len: 8,
+                refusal: Some("lock-prefixed")
+            })
+        );
+        // mov rbp, rsp
+        assert_eq!(
+            decode(&[0x48, 0x89, 0xe5]),
+            Some(Insn {
+                len: 3,
+                refusal: None
+            })
+        );
+        // int3
+        assert!(decode(&[0xcc]).unwrap().refusal.is_some());
+        // syscall
+        assert!(decode(&[0x0f, 0x05]).unwrap().refusal.is_some());
+        // nopw cs:[rax+rax*1+0x0]: CS prefix, as used for padding.
+        let nopw = [0x66, 0x2e, 0x0f, 0x1f, 0x84, 0, 0, 0, 0, 0];
+        assert_eq!(decode(&nopw).unwrap().len, 10);
+        assert!(decode(&nopw).unwrap().refusal.is_some());
+        // vmovdqu ymm0, [rdi] (VEX, opcode 6f after the prefix, as the kernel reads it)
+        assert_eq!(decode(&[0xc5, 0xfe, 0x6f, 0x07]).unwrap().len, 4);
+        // lock cmpxchg [rdi], esi: a REX-less 0f opcode behind LOCK.
+        assert!(decode(&[0xf0, 0x0f, 0xb1, 0x37]).unwrap().refusal.is_some());
+        // endbr64 and a plain call are fine.
+        assert_eq!(decode(&[0xf3, 0x0f, 0x1e, 0xfa]).unwrap().refusal, None);
+        assert_eq!(decode(&[0xe8, 0, 0, 0, 0]).unwrap().refusal, None);
+    }
+}

@@ -1,0 +1,128 @@
+//! Rust as `{:?}` writes it: `Order { id: 42 }`, `Some(5)`, `Status::Paid { amount: 1 }`,
+//! `(-7, true)`, `[1, 2, 3]`, `"text"`.
+
+use super::{float, items, missing, quote, Doc, Language, TypeForm};
+use crate::value::{is_option, is_tuple, Value};
+
+/// Rust rendering.
+pub(crate) struct Rust;
+
+/// `Order` from `orders::Order`, `Vec<u32>` kept whole: the last path segment before any
+/// generic arguments.
+fn short(name: &str) -> &str {
+    let generic = name.find('<').unwrap_or(name.len());
+    match name[..generic].rfind("::") {
+        Some(i) => &name[i + 2..],
+        None => name,
+    }
+}
+
+impl Rust {
+    fn fields(&self, open: String, fields: &[(String, Value)]) -> Doc {
+        if is_tuple(fields) {
+            Doc::Group {
+                open: format!("{open}("),
+                items: fields.iter().map(|(_, v)| (None, self.render(v))).collect(),
+                close: ")".into(),
+                padded: false,
+            }
+        } else if fields.is_empty() {
+            Doc::leaf(open)
+        } else {
+            Doc::Group {
+                open: format!("{open} {{"),
+                items: fields
+                    .iter()
+                    .map(|(k, v)| (Some(format!("{k}: ")), self.render(v)))
+                    .collect(),
+                close: "}".into(),
+                padded: true,
+            }
+        }
+    }
+}
+
+impl Language for Rust {
+    fn name(&self) -> &'static str {
+        "Rust"
+    }
+
+    fn type_name(&self, form: TypeForm<'_>) -> String {
+        match form {
+            TypeForm::Void => "()".into(),
+            TypeForm::Tagged { name, .. } => name.unwrap_or("<anonymous>").to_string(),
+            TypeForm::Pointer { target, reference } => {
+                if reference {
+                    format!("&{target}")
+                } else {
+                    format!("*const {target}")
+                }
+            }
+            TypeForm::Qualified { target, .. } => target.to_string(),
+            TypeForm::Array { elem, dims } => {
+                dims.iter().rev().fold(elem.to_string(), |acc, d| match d {
+                    Some(n) => format!("[{acc}; {n}]"),
+                    None => format!("[{acc}]"),
+                })
+            }
+            TypeForm::Function { ret, params } => match ret {
+                Some(r) => format!("fn({}) -> {r}", params.join(", ")),
+                None => format!("fn({})", params.join(", ")),
+            },
+        }
+    }
+
+    fn render(&self, value: &Value) -> Doc {
+        if let Some(m) = missing(value) {
+            return Doc::Leaf(m);
+        }
+        match value {
+            Value::Int(v) => Doc::leaf(v.to_string()),
+            Value::UInt(v) => Doc::leaf(v.to_string()),
+            Value::Float(f) => Doc::leaf(float(*f)),
+            Value::Bool(b) => Doc::leaf(b.to_string()),
+            Value::Char(c) => Doc::leaf(format!("{c:?}")),
+            Value::Str { text, truncated } => Doc::leaf(quote(text, *truncated)),
+            Value::Struct { name, fields } => {
+                // Tuples are named `(i32, bool)`: no prefix.
+                let prefix = if name.starts_with('(') {
+                    ""
+                } else {
+                    short(name)
+                };
+                self.fields(prefix.to_string(), fields)
+            }
+            Value::Array { items: xs, total } => Doc::Group {
+                open: "[".into(),
+                items: items(self, xs, *total),
+                close: "]".into(),
+                padded: false,
+            },
+            Value::Pointer { address, target } => match target {
+                Some(t) => {
+                    Doc::Concat(vec![Doc::leaf(format!("{address:#x} -> ")), self.render(t)])
+                }
+                None => Doc::leaf(format!("{address:#x}")),
+            },
+            Value::Null => Doc::leaf("0x0"),
+            Value::Enum {
+                name,
+                variant,
+                fields,
+            } => {
+                if is_option(name) {
+                    return self.fields(variant.clone(), fields);
+                }
+                self.fields(format!("{}::{variant}", short(name)), fields)
+            }
+            Value::Interface { type_name, value } => match value {
+                Some(v) => {
+                    Doc::Concat(vec![Doc::leaf(format!("dyn {type_name} ")), self.render(v)])
+                }
+                None => Doc::leaf(format!("dyn {type_name}")),
+            },
+            Value::Unit => Doc::leaf("()"),
+            Value::OptimizedOut | Value::Unavailable { .. } => Doc::leaf(""),
+        }
+    }
+}

@@ -1,0 +1,3 @@
+module goiface
+
+go 1.19
