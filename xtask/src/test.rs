@@ -7,18 +7,6 @@ use anyhow::{bail, Context, Result};
 use crate::{host, services, setup};
 
 const PACKAGE_FLAGS: &[&str] = &["-p", "--package", "--manifest-path"];
-const TARGET_FLAGS: &[&str] = &[
-    "--lib",
-    "--bins",
-    "--bin",
-    "--tests",
-    "--test",
-    "--examples",
-    "--example",
-    "--benches",
-    "--bench",
-    "--doc",
-];
 
 /// Whether `arg` is one of `flags`, alone or as `--flag=value`.
 fn selects(arg: &str, flags: &[&str]) -> bool {
@@ -49,9 +37,9 @@ pub fn run(workspace: &Path, extra: &[String]) -> Result<()> {
     if !cargo_args.iter().any(|a| selects(a, PACKAGE_FLAGS)) {
         cmd.arg("--workspace");
     }
-    if !cargo_args.iter().any(|a| selects(a, TARGET_FLAGS)) {
-        cmd.arg("--all-targets");
-    }
+    // cargo's default targets (libs, bins, tests, examples, doc tests) and not
+    // `--all-targets`: that adds the benchmarks, which are minutes long and belong to
+    // `cargo xtask bench` (`test = false` does not keep `--benches` from selecting them).
     let status = cmd.args(extra).status().context("cannot run cargo test")?;
     std::process::exit(status.code().unwrap_or(1));
 }

@@ -16,4 +16,4 @@ pub use probes::{AttachTarget, ProbeTable, ProgramKind, SlotId};
 pub use process::TargetProcess;
 pub use ring::{HitReader, RawHit};
 pub use session::{prepare, ArmOptions, LoadedBinary, PreparedBreakpoint, Session};
-pub use snapshot::{Clock, Location, Snapshot};
+pub use snapshot::{Clock, Location, Snapshot, StackFrame};

@@ -17,7 +17,7 @@ use crate::{
     probes::{AttachTarget, ProbeTable, ProgramKind, SlotId},
     process::TargetProcess,
     ring::{HitReader, RawHit},
-    snapshot::{hex_id, Clock, Location, Snapshot},
+    snapshot::{hex_id, Clock, Location, Snapshot, StackFrame},
 };
 
 /// Most frames unwound per hit.
@@ -235,7 +235,16 @@ fn decode_hit(a: &ArmedSite, hit: &RawHit, clock: &Clock) -> Snapshot {
         .symbolizer
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .stack(a.bias, &pcs);
+        .stack(a.bias, &pcs)
+        .into_iter()
+        .map(|f| StackFrame {
+            address: a.bias.to_proc(f.address).0,
+            function: f.function,
+            file: f.file,
+            line: f.line,
+            inlined: f.inlined,
+        })
+        .collect();
     Snapshot {
         breakpoint_id: h.breakpoint_id,
         pid: h.pid,

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value as Json};
-use tracery_dwarf::{Frame, SourceLanguage, VarKind, Variable};
+use tracery_dwarf::{SourceLanguage, VarKind, Variable};
 
 /// Where a breakpoint hit: the probe site in source terms.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,6 +13,19 @@ pub struct Location {
     pub line: u32,
     /// Instruction address in the process.
     pub address: u64,
+}
+
+/// One frame of a snapshot's stack, innermost first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackFrame {
+    /// Demangled function name.
+    pub function: String,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    /// Address in the process: the probe address, then return addresses.
+    pub address: u64,
+    /// True for a frame the compiler inlined into the next one.
+    pub inlined: bool,
 }
 
 /// One breakpoint hit: variables and stack at the moment of the hit.
@@ -27,7 +40,7 @@ pub struct Snapshot {
     pub location: Location,
     pub variables: Vec<Variable>,
     /// Innermost frame first, inline frames expanded.
-    pub stack: Vec<Frame>,
+    pub stack: Vec<StackFrame>,
     /// W3C trace id of the request, when the thread's request is known.
     pub trace_id: Option<String>,
     pub span_id: Option<String>,
@@ -62,7 +75,7 @@ impl Snapshot {
                     "function": f.function,
                     "file": f.file,
                     "line": f.line,
-                    "address": format!("{:#x}", f.address.0),
+                    "address": format!("{:#x}", f.address),
                     "inlined": f.inlined,
                 })
             })

@@ -139,5 +139,7 @@ fn c_stack_three_calls_deep() {
             assert_eq!(f["line"], line, "{variant}: frame {i} {f}");
         }
         assert_eq!(var(h, "x"), &json!(4), "{variant}");
+        // Stack addresses are process addresses, like the location's.
+        assert_eq!(h["stack"][0]["address"], h["location"]["address"]);
     }
 }

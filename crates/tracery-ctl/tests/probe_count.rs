@@ -12,14 +12,14 @@ use tracery_tests::FixtureProcess;
 fn rate(p: &mut FixtureProcess, n: usize) -> f64 {
     let mut sum = 0.0;
     for _ in 0..n {
-        let line = p.wait_for_line("rate ", Duration::from_secs(5));
-        sum += line["rate ".len()..].trim().parse::<f64>().unwrap();
+        let value = p.wait_for_line("rate ", Duration::from_secs(5));
+        sum += value.trim().parse::<f64>().unwrap();
     }
     sum / n as f64
 }
 
 /// The first byte of the instruction at `file_offset` as the process sees it right now.
-fn live_byte(pid: u32, binary: &Binary, file_offset: u64) -> u8 {
+fn live_byte(pid: u32, file_offset: u64) -> u8 {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
     let m = maps
@@ -31,7 +31,6 @@ fn live_byte(pid: u32, binary: &Binary, file_offset: u64) -> u8 {
     let mut f = m.split_whitespace();
     let start = u64::from_str_radix(f.next().unwrap().split('-').next().unwrap(), 16).unwrap();
     let off = u64::from_str_radix(f.nth(1).unwrap(), 16).unwrap();
-    let _ = binary;
     let addr = start + (file_offset - off);
     let mem = File::open(format!("/proc/{pid}/mem")).unwrap();
     let mut b = [0u8];
@@ -57,7 +56,7 @@ fn count_five_on_a_tight_loop_then_unprobed_speed() {
     assert_eq!(tids, [u64::from(p.pid())]);
 
     // Detached: the breakpoint instruction is gone from the process's code...
-    assert_eq!(live_byte(p.pid(), &binary, site.file_offset.0), original);
+    assert_eq!(live_byte(p.pid(), site.file_offset.0), original);
     // ...and the loop runs at its unprobed speed again (a probed call costs microseconds
     // here, so a probe still attached would cut the rate by orders of magnitude).
     let _ = rate(&mut p, 1); // the window that overlapped the detach
