@@ -96,6 +96,20 @@ impl TargetProcess {
     }
 }
 
+impl TargetProcess {
+    /// Where the main thread's frames end: the stack pointer the process started with
+    /// (`startstack`, field 28 of `/proc/PID/stat`). Above it are only argv, envp and the
+    /// aux vector, which no unwinder needs and which would cost a copy on every hit.
+    pub fn main_stack_top(&self) -> Option<u64> {
+        let stat = fs::read_to_string(proc_dir(self.pid).join("stat")).ok()?;
+        let after_comm = &stat[stat.rfind(')')? + 1..];
+        // Fields 3.. follow the command name; startstack is field 28, the 26th of these.
+        let start: u64 = after_comm.split_whitespace().nth(25)?.parse().ok()?;
+        // Include the argc word the initial stack pointer points at.
+        (start != 0).then_some(start + 8)
+    }
+}
+
 fn proc_dir(pid: u32) -> PathBuf {
     Path::new("/proc").join(pid.to_string())
 }
@@ -142,6 +156,25 @@ mod tests {
         assert_eq!(m.offset, 0x1000);
         assert_eq!(m.inode, 1234567);
         assert!(parse_maps_line("garbage").is_none());
+    }
+
+    #[test]
+    fn main_stack_top_lies_in_the_stack_mapping() {
+        let me = TargetProcess::open(std::process::id()).unwrap();
+        let top = me.main_stack_top().expect("startstack");
+        let maps = fs::read_to_string("/proc/self/maps").unwrap();
+        let line = maps.lines().find(|l| l.ends_with("[stack]")).unwrap();
+        let (lo, hi) = line
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .split_once('-')
+            .unwrap();
+        let (lo, hi) = (
+            u64::from_str_radix(lo, 16).unwrap(),
+            u64::from_str_radix(hi, 16).unwrap(),
+        );
+        assert!(lo < top && top <= hi, "{top:#x} not in {lo:#x}-{hi:#x}");
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Draining the ring buffer of hit records.
 
-use std::{os::fd::AsRawFd, time::Duration};
+use std::{
+    os::fd::AsRawFd,
+    time::{Duration, Instant},
+};
 
 use aya::maps::{MapData, RingBuf};
-use tracery_common::HitHeader;
+use tracery_common::{HitHeader, READER_POLL_MS};
 
 use crate::{error::AgentError, sys};
 
@@ -51,18 +54,26 @@ impl HitReader {
     }
 
     /// Waits up to `timeout` for records, then returns every record available.
+    ///
+    /// The kernel wakes the reader only once a backlog builds (see
+    /// `tracery_common::RING_WAKE_BYTES`), so this also looks every
+    /// `READER_POLL_MS` milliseconds.
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<RawHit>, AgentError> {
-        let mut hits = self.drain();
-        if hits.is_empty() {
-            sys::wait_readable(self.ring.as_raw_fd(), timeout).map_err(|source| {
-                AgentError::Io {
+        let deadline = Instant::now() + timeout;
+        let interval = Duration::from_millis(READER_POLL_MS);
+        loop {
+            let hits = self.drain();
+            let now = Instant::now();
+            if !hits.is_empty() || now >= deadline {
+                return Ok(hits);
+            }
+            sys::wait_readable(self.ring.as_raw_fd(), (deadline - now).min(interval)).map_err(
+                |source| AgentError::Io {
                     action: "waiting for the hit ring buffer",
                     source,
-                }
-            })?;
-            hits = self.drain();
+                },
+            )?;
         }
-        Ok(hits)
     }
 
     fn drain(&mut self) -> Vec<RawHit> {

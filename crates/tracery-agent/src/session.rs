@@ -35,6 +35,8 @@ pub struct PreparedBreakpoint {
     pub target: TargetProcess,
     pub binary: Arc<LoadedBinary>,
     pub bias: LoadBias,
+    /// End of the main thread's stack, so the kernel's stack copy never runs past it.
+    pub stack_top: Option<u64>,
     /// Every address the location maps to, each with its plan.
     pub sites: Vec<(ProbeSite, CapturePlan)>,
 }
@@ -48,6 +50,7 @@ pub fn prepare(
     let target = TargetProcess::open(pid)?;
     let binary = target.binary()?;
     let bias = target.load_bias(&binary)?;
+    let stack_top = target.main_stack_top();
     let sites = tracery_dwarf::resolve(&binary, location)?;
     let mut planned = Vec::with_capacity(sites.len());
     for site in sites {
@@ -68,6 +71,7 @@ pub fn prepare(
             symbolizer: Mutex::new(symbolizer),
         }),
         bias,
+        stack_top,
         sites: planned,
     })
 }
@@ -130,7 +134,8 @@ impl Session {
             let mut config = plan.relocate(bp.bias);
             config.breakpoint_id = opts.breakpoint_id;
             config.hit_limit = opts.hit_limit;
-            config.rate_per_sec = opts.rate_per_sec;
+            config.set_rate(opts.rate_per_sec);
+            config.stack_top = bp.stack_top.unwrap_or(0);
             let target = AttachTarget {
                 path: bp.target.exe_path(),
                 offset: site.file_offset.0,
@@ -217,6 +222,13 @@ impl Session {
 
 fn decode_hit(a: &ArmedSite, hit: &RawHit, clock: &Clock) -> Snapshot {
     let h = &hit.header;
+    tracing::debug!(
+        slot = h.slot,
+        seq = h.seq,
+        data = hit.data.len(),
+        stack = hit.stack.len(),
+        "decoding hit"
+    );
     let pc = a.bias.to_proc(a.site.address);
     let mut regs = h.regs;
     // The trap leaves the instruction pointer past the breakpoint; unwinding starts at it.

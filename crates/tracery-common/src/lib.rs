@@ -16,22 +16,26 @@ pub use record::{HitHeader, OpResult, OpStatus};
 pub const MAX_OPS: usize = 64;
 /// Most in-kernel conditions per probe; they are ANDed.
 pub const MAX_CONDS: usize = 4;
-/// Bytes of variable data one hit may capture. Together with [`STACK_CAP`] and [`MAX_COPY`]
-/// this sizes the per-CPU scratch buffer, which must stay under the 32 KiB per-CPU value cap.
+/// Bytes of variable data one hit may capture. Sizes the per-CPU scratch area, which must
+/// stay under the 32 KiB per-CPU value cap.
 pub const DATA_CAP: usize = 8192;
 /// Most bytes one fetch op copies (one string or slice payload, one struct).
 pub const MAX_COPY: usize = 4096;
 /// Most bytes of user stack copied per hit, for unwinding in user space.
 pub const STACK_CAP: usize = 8192;
-/// Size of the scratch area after the header: data, then the stack copy, plus slack so the
-/// verifier can prove any `offset <= DATA_CAP` plus `len <= MAX_COPY` or `STACK_CAP` fits.
-pub const SCRATCH_BYTES: usize = DATA_CAP + STACK_CAP + MAX_COPY;
+/// Size of the scratch data area: the data, plus slack so the verifier can prove that any
+/// `offset < DATA_CAP` plus `len <= MAX_COPY` fits.
+pub const SCRATCH_BYTES: usize = DATA_CAP + MAX_COPY;
 /// Most probe slots (attached uprobes) one agent manages at once.
 pub const MAX_PROBES: u32 = 1024;
 /// Default ring buffer size: room for several hundred full hits before drops are counted.
 pub const RING_BYTES: u32 = 16 << 20;
-/// Nanoseconds in one rate-limit window.
-pub const RATE_WINDOW_NS: u64 = 1_000_000_000;
+/// Unread bytes in the ring buffer at which the kernel wakes the reader at once; below it
+/// the reader finds records on its next poll (every [`READER_POLL_MS`]).
+pub const RING_WAKE_BYTES: u64 = (RING_BYTES / 8) as u64;
+/// Longest the reader sleeps between looks at the ring buffer, in milliseconds: the
+/// latency added to a hit when the kernel does not wake the reader.
+pub const READER_POLL_MS: u64 = 5;
 
 /// Names of the maps and programs in the eBPF object, so both sides agree.
 pub mod names {

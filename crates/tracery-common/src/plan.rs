@@ -134,7 +134,8 @@ pub struct ProbeConfig {
     pub breakpoint_id: u64,
     /// Records to emit before the probe goes quiet; 0 means no limit.
     pub hit_limit: u64,
-    /// Records per second; 0 means no limit.
+    /// Records per second; 0 means no limit. Set with [`ProbeConfig::set_rate`], which also
+    /// fills the interval and burst the kernel uses.
     pub rate_per_sec: u32,
     /// Ops to run in order, at most [`MAX_OPS`].
     pub n_ops: u8,
@@ -149,11 +150,36 @@ pub struct ProbeConfig {
     /// Most bytes of stack to copy; 0 for none.
     pub stack_bytes: u16,
     pub _pad: [u8; 4],
+    /// Where the main thread's frames end, or 0 when unknown. The stack copy stops there
+    /// instead of copying argv and envp, or faulting past the mapping.
+    pub stack_top: u64,
+    /// Nanoseconds between admitted hits under the rate limit; 0 for no limit.
+    pub rate_interval_ns: u64,
+    /// How far ahead of schedule hits may run: the burst the rate limit tolerates.
+    pub rate_burst_ns: u64,
     pub conds: [Condition; MAX_CONDS],
     pub ops: [FetchOp; MAX_OPS],
 }
 
 impl ProbeConfig {
+    /// Burst a rate limit tolerates, as time: hits may run this far ahead of schedule.
+    pub const RATE_BURST_NS: u64 = 100_000_000;
+
+    /// Limits records to `per_sec` per second (0: no limit), spaced evenly with a burst of
+    /// at most [`Self::RATE_BURST_NS`] worth (a generic cell rate algorithm). A fixed
+    /// one-second window would admit each second's quota in one burst and overflow the
+    /// ring buffer although the average rate is sustainable.
+    pub fn set_rate(&mut self, per_sec: u32) {
+        self.rate_per_sec = per_sec;
+        if per_sec == 0 {
+            self.rate_interval_ns = 0;
+            self.rate_burst_ns = 0;
+        } else {
+            self.rate_interval_ns = (1_000_000_000 / u64::from(per_sec)).max(1);
+            self.rate_burst_ns = Self::RATE_BURST_NS;
+        }
+    }
+
     /// Emit nothing: the probe only counts hits (benchmark baseline, disabled probes).
     pub const FLAG_COUNT_ONLY: u8 = 1;
 
@@ -169,6 +195,9 @@ impl ProbeConfig {
         data_size: 0,
         stack_bytes: 0,
         _pad: [0; 4],
+        stack_top: 0,
+        rate_interval_ns: 0,
+        rate_burst_ns: 0,
         conds: [Condition::EMPTY; MAX_CONDS],
         ops: [FetchOp::EMPTY; MAX_OPS],
     };
@@ -190,10 +219,9 @@ pub struct ProbeState {
     pub rate_limited: u64,
     /// Hits skipped because a condition was false.
     pub cond_false: u64,
-    /// Start of the current rate window (ktime ns).
-    pub window_start: u64,
-    /// Records emitted in the current rate window.
-    pub window_count: u64,
+    /// Theoretical arrival time of the next admitted hit (ktime ns), for the rate limit.
+    pub rate_tat: u64,
+    pub _reserved: u64,
 }
 
 #[cfg(feature = "user")]
@@ -208,4 +236,4 @@ mod pod {
 // The kernel's per-CPU value cap is 32 KiB; keep configs small enough to copy cheaply.
 const _: () = assert!(core::mem::size_of::<FetchOp>() == 24);
 const _: () = assert!(core::mem::size_of::<Condition>() == 16);
-const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 32 + 16 * MAX_CONDS + 24 * MAX_OPS);
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 56 + 16 * MAX_CONDS + 24 * MAX_OPS);

@@ -1,7 +1,8 @@
 //! Ring-buffer records: one per emitted hit.
 //!
 //! Layout: [`HitHeader`], then `data_len` bytes of captured data (offsets as in the plan),
-//! then `stack_len` bytes of user stack starting at the hit's `rsp`, at `stack_offset`.
+//! then, `stack_offset` bytes after the header, `stack_len` bytes of user stack from the
+//! hit's `rsp`. Records come in a few fixed sizes, so bytes between the parts are unused.
 
 use crate::{regs::NUM_REGS, MAX_OPS};
 

@@ -5,10 +5,11 @@
 
 use core::{ffi::c_void, intrinsics::AtomicOrdering};
 
+use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use aya_ebpf::{
     helpers::generated::{
         bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_loop,
-        bpf_probe_read_user, bpf_probe_read_user_str,
+        bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str,
     },
     macros::map,
     maps::{Array, PerCpuArray, RingBuf},
@@ -18,7 +19,8 @@ use aya_ebpf::{
 use tracery_common::{
     regs::{pt, NUM_REGS},
     BaseKind, CmpOp, HitHeader, OpKind, OpStatus, ProbeConfig, ProbeState, DATA_CAP, MAX_CONDS,
-    MAX_COPY, MAX_OPS, MAX_PROBES, RATE_WINDOW_NS, RING_BYTES, SCRATCH_BYTES, STACK_CAP,
+    MAX_COPY, MAX_OPS, MAX_PROBES, RING_BYTES, RING_WAKE_BYTES, SCRATCH_BYTES,
+    STACK_CAP,
 };
 
 #[map(name = "PROBES")]
@@ -30,7 +32,8 @@ static PROBE_STATE: Array<ProbeState> = Array::with_max_entries(MAX_PROBES, 0);
 #[map(name = "HITS")]
 static HITS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 
-/// One record being assembled: header, then data, then the stack copy.
+/// One record being assembled: the header and the data area (the stack goes straight into
+/// the ring buffer).
 #[repr(C)]
 pub struct Scratch {
     header: HitHeader,
@@ -55,12 +58,6 @@ fn bump(field: *mut u64) -> u64 {
     unsafe { core::intrinsics::atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(field, 1) }
 }
 
-/// Stores zero atomically, so a concurrent `bump` is never torn.
-#[inline(always)]
-fn reset(field: *mut u64) {
-    // SAFETY: as for `bump`.
-    unsafe { core::intrinsics::atomic_xchg::<u64, { AtomicOrdering::Relaxed }>(field, 0) };
-}
 
 pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
     // SAFETY: the helper only reads the attach cookie of the running program.
@@ -105,7 +102,8 @@ pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
     run_ops(cfg, s, cond_ops, n_ops);
 
     let data_len = ((cfg.data_size as usize + 7) & !7).min(DATA_CAP);
-    let stack_len = copy_stack(cfg, s, data_len);
+    let rsp = s.header.regs[pt::RSP as usize];
+    let stack_want = stack_want(cfg, rsp);
 
     // SAFETY: reads the current task's ids; no arguments.
     let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
@@ -118,37 +116,105 @@ pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
     h.pid = (pid_tgid >> 32) as u32;
     h.tid = pid_tgid as u32;
     h.data_len = data_len as u32;
-    h.stack_offset = data_len as u32;
-    h.stack_len = stack_len as u32;
     h.trace_id = [0; 16];
     h.span_id = [0; 8];
 
-    let size = HitHeader::SIZE + data_len + stack_len;
-    if size > core::mem::size_of::<Scratch>() {
-        return Err(1);
-    }
-    // SAFETY: `size` is within the scratch value, checked just above.
-    let bytes = unsafe { core::slice::from_raw_parts(scratch as *const u8, size) };
-    match HITS.output::<[u8]>(bytes, 0) {
-        Ok(()) => bump(&mut state.emitted),
-        Err(_) => bump(&mut state.dropped),
+    // Waking the reader on every record costs an irq_work and a context switch per hit
+    // (most of a hit's cost on these VMs). The reader polls every few milliseconds, so
+    // wake it only once a backlog builds up.
+    let wake = if HITS.query(BPF_RB_AVAIL_DATA as u64) >= RING_WAKE_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    } as u64;
+    // The smallest record layout that holds this hit.
+    let emitted = if data_len <= 1024 && stack_want <= 4096 {
+        emit::<1024, 4096>(s, data_len, stack_want, rsp, wake)
+    } else if data_len <= 2048 {
+        emit::<2048, STACK_CAP>(s, data_len, stack_want, rsp, wake)
+    } else {
+        emit::<DATA_CAP, STACK_CAP>(s, data_len, stack_want, rsp, wake)
     };
+    if emitted {
+        bump(&mut state.emitted);
+    } else {
+        bump(&mut state.dropped);
+    }
     Ok(0)
 }
 
+/// Writes one record straight into the ring buffer: the header and data from the scratch
+/// area, then the user stack read directly into the record (no second copy). `D` and `S`
+/// fix the layout (header, `D` data bytes, `S` stack bytes), so every offset the verifier
+/// sees is a constant. Returns false when the ring buffer is full.
+#[inline(always)]
+fn emit<const D: usize, const S: usize>(
+    s: &mut Scratch,
+    data_len: usize,
+    stack_want: usize,
+    rsp: u64,
+    wake: u64,
+) -> bool {
+    let Some(mut rec) = HITS.reserve_bytes(HitHeader::SIZE + D + S, 0) else {
+        return false;
+    };
+    let dst = rec.as_mut_ptr();
+    let stack_dst = dst.wrapping_add(HitHeader::SIZE + D);
+    let mut stack_len = 0;
+    let mut want = stack_want.min(S);
+    // Past the top of a thread's stack the read faults; retry with halves.
+    for _ in 0..6 {
+        let len = want & (2 * STACK_CAP - 1);
+        if len == 0 || len > S {
+            break;
+        }
+        // SAFETY: the record has S bytes at `stack_dst` and len <= S.
+        if unsafe { bpf_probe_read_user(stack_dst.cast(), len as u32, rsp as *const _) } == 0 {
+            stack_len = len;
+            break;
+        }
+        want /= 2;
+        if want < MIN_STACK {
+            break;
+        }
+    }
+    s.header.stack_offset = D as u32;
+    s.header.stack_len = stack_len as u32;
+    // `min` and the check below bound the length for the verifier (no mask: the bound is
+    // not a power of two, and masking with it would cut real lengths).
+    let head_len = HitHeader::SIZE + data_len.min(D);
+    if head_len > HitHeader::SIZE + D {
+        rec.discard(0);
+        return false;
+    }
+    // SAFETY: copies the header and `data_len <= D` data bytes from this CPU's scratch into
+    // the record, which has HitHeader::SIZE + D bytes before the stack.
+    let r =
+        unsafe { bpf_probe_read_kernel(dst.cast(), head_len as u32, (s as *const Scratch).cast()) };
+    if r != 0 {
+        rec.discard(0);
+        return false;
+    }
+    rec.submit(wake);
+    true
+}
+
+/// The rate limit as a generic cell rate algorithm: admit a hit unless the schedule is more
+/// than the burst tolerance ahead of now.
 fn rate_allows(cfg: &ProbeConfig, state: &mut ProbeState) -> bool {
-    if cfg.rate_per_sec == 0 {
+    if cfg.rate_interval_ns == 0 {
         return true;
     }
     // SAFETY: reads the monotonic clock; no arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    // Racy across CPUs by design: at worst a window admits a few extra hits; it never
-    // admits an unbounded number, because the count is atomic.
-    if now.wrapping_sub(state.window_start) >= RATE_WINDOW_NS {
-        state.window_start = now;
-        reset(&mut state.window_count);
+    let tat = if state.rate_tat < now { now } else { state.rate_tat };
+    if tat - now > cfg.rate_burst_ns {
+        return false;
     }
-    bump(&mut state.window_count) < cfg.rate_per_sec as u64
+    // Racy across CPUs by design: two CPUs may both admit a hit against the same slot, so
+    // the limit can be exceeded by the CPU count at most; it is never unbounded.
+    state.rate_tat = tat + cfg.rate_interval_ns;
+    true
 }
 
 #[inline(always)]
@@ -352,32 +418,14 @@ fn compare<T: PartialOrd>(op: u8, a: T, b: T) -> bool {
     }
 }
 
-/// Copies up to `stack_bytes` from the hit's stack pointer, after the data area. Near the
-/// top of a stack the full copy faults, so it retries with halves down to [`MIN_STACK`].
-fn copy_stack(cfg: &ProbeConfig, s: &mut Scratch, data_len: usize) -> usize {
+/// Bytes of stack to copy from `rsp`: `stack_bytes`, but never past the end of the main
+/// thread's stack when user space gave it (reading past it faults, which costs
+/// microseconds on a VM).
+fn stack_want(cfg: &ProbeConfig, rsp: u64) -> usize {
     let mut want = (cfg.stack_bytes as usize).min(STACK_CAP);
-    if want == 0 || data_len > DATA_CAP {
-        return 0;
+    let top = cfg.stack_top;
+    if top > rsp && top - rsp < want as u64 {
+        want = (top - rsp) as usize;
     }
-    let rsp = s.header.regs[pt::RSP as usize];
-    let dst = s
-        .buf
-        .as_mut_ptr()
-        .wrapping_add(data_len & (2 * DATA_CAP - 1));
-    for _ in 0..6 {
-        let len = want & (2 * STACK_CAP - 1);
-        if len > STACK_CAP || len == 0 {
-            return 0;
-        }
-        // SAFETY: dst + len <= buf + DATA_CAP + STACK_CAP <= buf + SCRATCH_BYTES.
-        let r = unsafe { bpf_probe_read_user(dst.cast(), len as u32, rsp as *const _) };
-        if r == 0 {
-            return len;
-        }
-        want /= 2;
-        if want < MIN_STACK {
-            return 0;
-        }
-    }
-    0
+    want
 }
