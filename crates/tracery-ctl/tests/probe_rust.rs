@@ -25,14 +25,7 @@ fn check_after_total(variant: &str, strict: bool) {
         "{variant}"
     );
     assert_eq!(h["location"]["line"], line_of("rust_after_total"));
-    let check = |name: &str, expected: Value| {
-        let v = var(h, name);
-        if strict {
-            assert_eq!(v, &expected, "{variant}: {name}");
-        } else {
-            exact_or_unavailable(name, v, &expected);
-        }
-    };
+    let check = |name: &str, expected: Value| check_var(h, variant, strict, name, &expected);
     check("name", json!("widget"));
     check("owner", json!("alice"));
     check("items", json!([10, 20, 30]));

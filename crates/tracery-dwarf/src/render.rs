@@ -220,6 +220,20 @@ pub(crate) fn quote(text: &str, truncated: bool) -> String {
     s
 }
 
+/// Values every language shows alike: scalars, strings, and values that are not there.
+pub(crate) fn leaf(v: &Value) -> Option<Doc> {
+    let text = match v {
+        Value::Int(v) => v.to_string(),
+        Value::UInt(v) => v.to_string(),
+        Value::Float(f) => float(*f),
+        Value::Bool(b) => b.to_string(),
+        Value::Char(c) => format!("{c:?}"),
+        Value::Str { text, truncated } => quote(text, *truncated),
+        _ => return missing(v).map(Doc::Leaf),
+    };
+    Some(Doc::Leaf(text))
+}
+
 /// The text shown for values that are not there.
 pub(crate) fn missing(v: &Value) -> Option<String> {
     match v {

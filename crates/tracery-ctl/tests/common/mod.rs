@@ -105,6 +105,17 @@ pub fn exact_or_unavailable(name: &str, v: &Value, expected: &Value) {
     );
 }
 
+/// Asserts variable `name` of the probed function: exactly `expected` when `strict`
+/// (unoptimized builds), else `expected` or reported unavailable.
+pub fn check_var(hit: &Value, variant: &str, strict: bool, name: &str, expected: &Value) {
+    let v = var(hit, name);
+    if strict {
+        assert_eq!(v, expected, "{variant}: {name}");
+    } else {
+        exact_or_unavailable(name, v, expected);
+    }
+}
+
 /// Function names of the stack, innermost first.
 pub fn stack_functions(hit: &Value) -> Vec<String> {
     hit["stack"]

@@ -1,6 +1,6 @@
 //! C (and C++) as gdb writes it: `{id = 42, ship = {zip = 1100}}`, `0x10 -> 1`, `NULL`.
 
-use super::{float, items, missing, quote, Doc, Language, TypeForm};
+use super::{items, leaf, Doc, Language, TypeForm};
 use crate::value::Value;
 
 /// C and C++ rendering; `cpp` drops the `struct` keyword from type names.
@@ -57,16 +57,10 @@ impl Language for C {
     }
 
     fn render(&self, value: &Value) -> Doc {
-        if let Some(m) = missing(value) {
-            return Doc::Leaf(m);
+        if let Some(leaf) = leaf(value) {
+            return leaf;
         }
         match value {
-            Value::Int(v) => Doc::leaf(v.to_string()),
-            Value::UInt(v) => Doc::leaf(v.to_string()),
-            Value::Float(f) => Doc::leaf(float(*f)),
-            Value::Bool(b) => Doc::leaf(b.to_string()),
-            Value::Char(c) => Doc::leaf(format!("{c:?}")),
-            Value::Str { text, truncated } => Doc::leaf(quote(text, *truncated)),
             Value::Struct { fields, .. } => Doc::Group {
                 open: "{".into(),
                 items: fields
@@ -109,7 +103,8 @@ impl Language for C {
                 None => Doc::leaf(format!("({type_name})")),
             },
             Value::Unit => Doc::leaf("void"),
-            Value::OptimizedOut | Value::Unavailable { .. } => Doc::leaf(""),
+            // Scalars and missing values: `leaf` above returned them.
+            _ => Doc::leaf(""),
         }
     }
 }

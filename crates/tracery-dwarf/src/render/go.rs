@@ -1,6 +1,6 @@
 //! Go as `%#v` writes it, shortened: `main.Order{ID: 42}`, `[10, 20, 30]`, `nil`.
 
-use super::{float, items, missing, quote, Doc, Language, TypeForm};
+use super::{items, leaf, Doc, Language, TypeForm};
 use crate::value::Value;
 
 /// Go rendering.
@@ -32,16 +32,10 @@ impl Language for Go {
     }
 
     fn render(&self, value: &Value) -> Doc {
-        if let Some(m) = missing(value) {
-            return Doc::Leaf(m);
+        if let Some(leaf) = leaf(value) {
+            return leaf;
         }
         match value {
-            Value::Int(v) => Doc::leaf(v.to_string()),
-            Value::UInt(v) => Doc::leaf(v.to_string()),
-            Value::Float(f) => Doc::leaf(float(*f)),
-            Value::Bool(b) => Doc::leaf(b.to_string()),
-            Value::Char(c) => Doc::leaf(format!("{c:?}")),
-            Value::Str { text, truncated } => Doc::leaf(quote(text, *truncated)),
             Value::Struct { name, fields } => Doc::Group {
                 open: format!("{name}{{"),
                 items: fields
@@ -75,7 +69,8 @@ impl Language for Go {
                 None => Doc::leaf(format!("{type_name}(...)")),
             },
             Value::Unit => Doc::leaf("struct{}{}"),
-            Value::OptimizedOut | Value::Unavailable { .. } => Doc::leaf(""),
+            // Scalars and missing values: `leaf` above returned them.
+            _ => Doc::leaf(""),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Rust as `{:?}` writes it: `Order { id: 42 }`, `Some(5)`, `Status::Paid { amount: 1 }`,
 //! `(-7, true)`, `[1, 2, 3]`, `"text"`.
 
-use super::{float, items, missing, quote, Doc, Language, TypeForm};
+use super::{items, leaf, Doc, Language, TypeForm};
 use crate::value::{is_option, is_tuple, Value};
 
 /// Rust rendering.
@@ -73,16 +73,10 @@ impl Language for Rust {
     }
 
     fn render(&self, value: &Value) -> Doc {
-        if let Some(m) = missing(value) {
-            return Doc::Leaf(m);
+        if let Some(leaf) = leaf(value) {
+            return leaf;
         }
         match value {
-            Value::Int(v) => Doc::leaf(v.to_string()),
-            Value::UInt(v) => Doc::leaf(v.to_string()),
-            Value::Float(f) => Doc::leaf(float(*f)),
-            Value::Bool(b) => Doc::leaf(b.to_string()),
-            Value::Char(c) => Doc::leaf(format!("{c:?}")),
-            Value::Str { text, truncated } => Doc::leaf(quote(text, *truncated)),
             Value::Struct { name, fields } => {
                 // Tuples are named `(i32, bool)`: no prefix.
                 let prefix = if name.starts_with('(') {
@@ -122,7 +116,8 @@ impl Language for Rust {
                 None => Doc::leaf(format!("dyn {type_name}")),
             },
             Value::Unit => Doc::leaf("()"),
-            Value::OptimizedOut | Value::Unavailable { .. } => Doc::leaf(""),
+            // Scalars and missing values: `leaf` above returned them.
+            _ => Doc::leaf(""),
         }
     }
 }
