@@ -1,7 +1,9 @@
 //! The Tracery node agent: attaches the capture uprobe to processes, drains hits from the
 //! kernel and turns them into snapshots with the help of `tracery-dwarf`.
 
+pub mod discovery;
 pub mod error;
+pub mod exec_watch;
 pub mod loader;
 pub mod privilege;
 pub mod probes;
@@ -11,7 +13,9 @@ pub mod session;
 pub mod snapshot;
 mod sys;
 
+pub use discovery::{DiscoveryError, Matcher, Services};
 pub use error::AgentError;
+pub use exec_watch::{Exec, ExecWatcher};
 pub use probes::{AttachTarget, ProbeTable, ProgramKind, SlotId};
 pub use process::TargetProcess;
 pub use ring::{HitReader, RawHit};

@@ -52,7 +52,8 @@ pub fn check_features() -> Result<(), AgentError> {
     Ok(())
 }
 
-/// Loads the object and both uprobe programs into the kernel (not yet attached).
+/// Loads the object and both uprobe programs into the kernel (not yet attached). The exec
+/// tracepoint is loaded on demand by [`crate::ProbeTable::watch_execs`].
 pub fn load() -> Result<Ebpf, AgentError> {
     // Kernels before 5.11 charge maps to RLIMIT_MEMLOCK; newer ones ignore it.
     if let Err(e) = sys::raise_memlock_limit() {
@@ -70,21 +71,13 @@ pub fn load() -> Result<Ebpf, AgentError> {
             )))?
             .try_into()
             .map_err(|e| AgentError::Program {
-                program: name_static(name),
+                program: name,
                 source: Box::new(e),
             })?;
         prog.load().map_err(|e| AgentError::Program {
-            program: name_static(name),
+            program: name,
             source: Box::new(e),
         })?;
     }
     Ok(ebpf)
-}
-
-fn name_static(name: &str) -> &'static str {
-    if name == names::CAPTURE {
-        names::CAPTURE
-    } else {
-        names::EMPTY
-    }
 }

@@ -14,13 +14,13 @@ use aya::{
     maps::{Array, MapData, RingBuf},
     programs::{
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
-        UProbe,
+        TracePoint, UProbe,
     },
     Ebpf,
 };
 use tracery_common::{names, ProbeConfig, ProbeState, MAX_PROBES};
 
-use crate::{error::AgentError, loader};
+use crate::{error::AgentError, exec_watch::ExecWatcher, loader};
 
 /// Identifies one armed uprobe (its slot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -85,6 +85,37 @@ impl ProbeTable {
             map: names::HITS,
             source: Some(Box::new(e)),
         })
+    }
+
+    /// Attaches the exec tracepoint and returns the reader of its events. Call once.
+    pub fn watch_execs(&mut self) -> Result<ExecWatcher, AgentError> {
+        let prog: &mut TracePoint = self
+            .ebpf
+            .program_mut(names::EXEC)
+            .ok_or_else(|| AgentError::Feature(format!("program {} missing", names::EXEC)))?
+            .try_into()
+            .map_err(|e| AgentError::Program {
+                program: names::EXEC,
+                source: Box::new(e),
+            })?;
+        let attach = |prog: &mut TracePoint| -> Result<(), aya::programs::ProgramError> {
+            prog.load()?;
+            prog.attach("sched", "sched_process_exec")?;
+            Ok(())
+        };
+        attach(prog).map_err(|e| AgentError::Program {
+            program: names::EXEC,
+            source: Box::new(e),
+        })?;
+        let map = self.ebpf.take_map(names::EXECS).ok_or(AgentError::Map {
+            map: names::EXECS,
+            source: None,
+        })?;
+        let ring = RingBuf::try_from(map).map_err(|e| AgentError::Map {
+            map: names::EXECS,
+            source: Some(Box::new(e)),
+        })?;
+        Ok(ExecWatcher::new(ring))
     }
 
     /// Writes `config` into a free slot and attaches `program` at `target`.

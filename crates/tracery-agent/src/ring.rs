@@ -23,7 +23,7 @@ pub struct RawHit {
 impl RawHit {
     /// Splits a record into its parts; `None` for a record too short to be one of ours.
     pub fn parse(record: &[u8]) -> Option<Self> {
-        let header = sys::read_header(record)?;
+        let header: HitHeader = sys::read_record(record)?;
         let body = &record[HitHeader::SIZE..];
         let data_len = header.data_len as usize;
         let stack_off = header.stack_offset as usize;

@@ -2,8 +2,6 @@
 
 use std::{os::fd::RawFd, time::Duration};
 
-use tracery_common::HitHeader;
-
 /// Raises RLIMIT_MEMLOCK so map creation works on kernels that still charge it (< 5.11).
 pub fn raise_memlock_limit() -> std::io::Result<()> {
     let lim = libc::rlimit {
@@ -64,12 +62,12 @@ pub fn realtime_ns() -> u64 {
     clock_ns(libc::CLOCK_REALTIME)
 }
 
-/// Reads the fixed header at the start of a ring-buffer record.
-pub fn read_header(record: &[u8]) -> Option<HitHeader> {
-    if record.len() < HitHeader::SIZE {
+/// Reads a plain record type from the start of a ring-buffer record.
+pub fn read_record<T: aya::Pod>(record: &[u8]) -> Option<T> {
+    if record.len() < std::mem::size_of::<T>() {
         return None;
     }
-    // SAFETY: the slice holds at least size_of::<HitHeader>() bytes; HitHeader is repr(C)
-    // with only integer fields, so every bit pattern is valid; the read is unaligned-safe.
-    Some(unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<HitHeader>()) })
+    // SAFETY: the slice holds at least size_of::<T>() bytes; `Pod` types are repr(C) with
+    // only integer fields, so every bit pattern is valid; the read is unaligned-safe.
+    Some(unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<T>()) })
 }

@@ -5,6 +5,7 @@
 //! says which kernel constraint it answers to.
 #![no_std]
 
+pub mod exec;
 pub mod plan;
 pub mod record;
 pub mod regs;
@@ -51,4 +52,8 @@ pub mod names {
     pub const CAPTURE: &str = "tracery_capture";
     /// An empty uprobe, used by the benchmark as the cost baseline.
     pub const EMPTY: &str = "tracery_empty";
+    /// Ring buffer of [`crate::exec::ExecEvent`]s.
+    pub const EXECS: &str = "EXECS";
+    /// The `sched/sched_process_exec` tracepoint program.
+    pub const EXEC: &str = "tracery_exec";
 }

@@ -231,6 +231,10 @@ mod pod {
     unsafe impl aya::Pod for super::ProbeConfig {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ProbeState {}
+    // SAFETY: as above; records are only read from kernel-written bytes.
+    unsafe impl aya::Pod for crate::record::HitHeader {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for crate::exec::ExecEvent {}
 }
 
 // The kernel's per-CPU value cap is 32 KiB; keep configs small enough to copy cheaply.

@@ -19,8 +19,7 @@ use aya_ebpf::{
 use tracery_common::{
     regs::{pt, NUM_REGS},
     BaseKind, CmpOp, HitHeader, OpKind, OpStatus, ProbeConfig, ProbeState, DATA_CAP, MAX_CONDS,
-    MAX_COPY, MAX_OPS, MAX_PROBES, RING_BYTES, RING_WAKE_BYTES, SCRATCH_BYTES,
-    STACK_CAP,
+    MAX_COPY, MAX_OPS, MAX_PROBES, RING_BYTES, RING_WAKE_BYTES, SCRATCH_BYTES, STACK_CAP,
 };
 
 #[map(name = "PROBES")]
@@ -57,7 +56,6 @@ fn bump(field: *mut u64) -> u64 {
     // are 8-byte aligned and the kernel supports atomic adds on them.
     unsafe { core::intrinsics::atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(field, 1) }
 }
-
 
 pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
     // SAFETY: the helper only reads the attach cookie of the running program.
@@ -207,7 +205,11 @@ fn rate_allows(cfg: &ProbeConfig, state: &mut ProbeState) -> bool {
     }
     // SAFETY: reads the monotonic clock; no arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    let tat = if state.rate_tat < now { now } else { state.rate_tat };
+    let tat = if state.rate_tat < now {
+        now
+    } else {
+        state.rate_tat
+    };
     if tat - now > cfg.rate_burst_ns {
         return false;
     }

@@ -10,8 +10,12 @@
 #![allow(internal_features)]
 
 mod capture;
+mod exec;
 
-use aya_ebpf::{macros::uprobe, programs::ProbeContext};
+use aya_ebpf::{
+    macros::{tracepoint, uprobe},
+    programs::{ProbeContext, TracePointContext},
+};
 
 /// The breakpoint program: attach with the probe slot as cookie.
 #[uprobe]
@@ -23,6 +27,12 @@ pub fn tracery_capture(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn tracery_empty(_ctx: ProbeContext) -> u32 {
     0
+}
+
+/// Exec watcher: attach to `sched/sched_process_exec`.
+#[tracepoint]
+pub fn tracery_exec(ctx: TracePointContext) -> u32 {
+    exec::try_exec(&ctx).unwrap_or(1)
 }
 
 #[cfg(not(test))]
