@@ -123,6 +123,11 @@ impl Session {
         })
     }
 
+    /// Starts reporting exec events (see [`ProbeTable::watch_execs`]).
+    pub fn watch_execs(&mut self) -> Result<crate::exec_watch::ExecWatcher, AgentError> {
+        self.table.watch_execs()
+    }
+
     /// Attaches every site of `bp`; on failure, detaches what it attached.
     pub fn arm(
         &mut self,

@@ -1,0 +1,293 @@
+//! The agent's breakpoint manager: keeps each breakpoint armed on every process it targets,
+//! including processes that start or restart later, and hands out their snapshots.
+//!
+//! The control plane (or standalone mode) adds and removes [`BreakpointSpec`]s and calls
+//! [`Manager::tick`] in a loop; everything kernel-side is owned here.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    time::{Duration, SystemTime},
+};
+
+use tracery_dwarf::CaptureLimits;
+
+use crate::{
+    discovery::Matcher,
+    error::AgentError,
+    exec_watch::ExecWatcher,
+    probes::SlotId,
+    session::{prepare, ArmOptions, Session},
+    snapshot::Snapshot,
+};
+
+/// Which processes a breakpoint applies to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// One process; the breakpoint ends when it exits.
+    Pid(u32),
+    /// Every process matching, now and later (an executable or a service definition).
+    Matching(Matcher),
+}
+
+/// A breakpoint as the control plane defines it.
+#[derive(Clone, Debug)]
+pub struct BreakpointSpec {
+    pub id: u64,
+    pub target: Target,
+    /// `FILE:LINE` or a function name.
+    pub location: String,
+    /// Snapshots in total, over all processes; 0 for no limit.
+    pub hit_limit: u64,
+    /// Kernel-side rate limit per probe site; 0 for none.
+    pub rate_per_sec: u32,
+    /// When the breakpoint disarms by itself.
+    pub expires_at: Option<SystemTime>,
+    pub limits: CaptureLimits,
+}
+
+/// Why a breakpoint is no longer armed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// It reached its hit limit.
+    HitLimit,
+    /// Its expiry passed.
+    Expired,
+    /// Its only target process exited.
+    TargetExited,
+}
+
+/// State of one breakpoint, for status displays.
+#[derive(Clone, Debug)]
+pub struct BreakpointStatus {
+    pub id: u64,
+    /// Processes it is armed in, with their probe sites.
+    pub processes: Vec<(u32, usize)>,
+    /// Snapshots delivered so far.
+    pub hits: u64,
+    /// Records the kernel could not deliver (ring buffer full).
+    pub kernel_drops: u64,
+    /// Hits that arrived after the hit limit was reached (several sites or processes
+    /// racing for the last slots); counted, not delivered.
+    pub over_limit: u64,
+    /// Per process, why arming failed (e.g. the location is not in that binary).
+    pub errors: Vec<(u32, String)>,
+    pub ended: Option<Ended>,
+}
+
+struct Armed {
+    spec: BreakpointSpec,
+    /// pid -> slots of its probe sites.
+    pids: BTreeMap<u32, Vec<SlotId>>,
+    hits: u64,
+    kernel_drops: u64,
+    over_limit: u64,
+    errors: Vec<(u32, String)>,
+    ended: Option<Ended>,
+}
+
+/// Most snapshots held for the control plane before the oldest are dropped (and counted).
+pub const OUTBOX_CAP: usize = 4096;
+
+/// Arms breakpoints on processes and collects their snapshots.
+pub struct Manager {
+    session: Session,
+    execs: ExecWatcher,
+    breakpoints: BTreeMap<u64, Armed>,
+    outbox: VecDeque<Snapshot>,
+    /// Snapshots dropped because the outbox was full (the control plane was away too long).
+    pub outbox_dropped: u64,
+    /// Hits of breakpoints removed before their records were read.
+    pub orphaned: u64,
+}
+
+impl Manager {
+    /// Loads the eBPF programs and starts watching execs. Needs root or CAP_BPF + CAP_PERFMON.
+    pub fn start() -> Result<Self, AgentError> {
+        let mut session = Session::start()?;
+        let execs = session.watch_execs()?;
+        Ok(Self {
+            session,
+            execs,
+            breakpoints: BTreeMap::new(),
+            outbox: VecDeque::new(),
+            outbox_dropped: 0,
+            orphaned: 0,
+        })
+    }
+
+    /// Adds a breakpoint and arms it on every matching process running now. A breakpoint
+    /// whose target matches no process yet is kept and armed when one starts. Fails when a
+    /// PID target does not exist or its binary cannot take the location.
+    pub fn add(&mut self, spec: BreakpointSpec) -> Result<BreakpointStatus, AgentError> {
+        let id = spec.id;
+        let pids = match &spec.target {
+            Target::Pid(pid) => vec![*pid],
+            Target::Matching(m) => m.find(),
+        };
+        let mut armed = Armed {
+            spec,
+            pids: BTreeMap::new(),
+            hits: 0,
+            kernel_drops: 0,
+            over_limit: 0,
+            errors: Vec::new(),
+            ended: None,
+        };
+        for pid in pids {
+            let result = arm_in(&mut self.session, &armed.spec, pid);
+            match (result, &armed.spec.target) {
+                (Ok(slots), _) => {
+                    armed.pids.insert(pid, slots);
+                }
+                // A PID target that cannot be armed is the caller's error to see at once.
+                (Err(e), Target::Pid(_)) => return Err(e),
+                (Err(e), Target::Matching(_)) => armed.errors.push((pid, e.to_string())),
+            }
+        }
+        self.remove(id)?;
+        self.breakpoints.insert(id, armed);
+        Ok(self.status_of(id).expect("just inserted"))
+    }
+
+    /// Removes a breakpoint and detaches its probes. Returns false if it did not exist.
+    pub fn remove(&mut self, id: u64) -> Result<bool, AgentError> {
+        let Some(mut bp) = self.breakpoints.remove(&id) else {
+            return Ok(false);
+        };
+        disarm_all(&mut self.session, &mut bp)?;
+        Ok(true)
+    }
+
+    /// Waits up to `timeout` for hits, arms breakpoints on processes that just started,
+    /// forgets processes that exited and ends expired breakpoints. Returns the snapshots
+    /// that arrived (also kept in the outbox until [`Manager::take_outbox`]).
+    pub fn tick(&mut self, timeout: Duration) -> Result<Vec<Snapshot>, AgentError> {
+        let snaps = self.session.poll(timeout)?;
+        let mut delivered = Vec::with_capacity(snaps.len());
+        for s in snaps {
+            let Some(bp) = self.breakpoints.get_mut(&s.breakpoint_id) else {
+                self.orphaned += 1;
+                continue;
+            };
+            if bp.ended.is_some() {
+                bp.over_limit += 1;
+                continue;
+            }
+            bp.hits += 1;
+            if bp.spec.hit_limit != 0 && bp.hits >= bp.spec.hit_limit {
+                bp.ended = Some(Ended::HitLimit);
+            }
+            delivered.push(s);
+        }
+        for e in self.execs.poll(Duration::ZERO)? {
+            for bp in self.breakpoints.values_mut() {
+                let Target::Matching(m) = &bp.spec.target else {
+                    continue;
+                };
+                if bp.ended.is_some() || bp.pids.contains_key(&e.pid) || !m.matches_exec(&e) {
+                    continue;
+                }
+                match arm_in(&mut self.session, &bp.spec, e.pid) {
+                    Ok(slots) => {
+                        tracing::info!(id = bp.spec.id, pid = e.pid, "armed on new process");
+                        bp.pids.insert(e.pid, slots);
+                    }
+                    Err(err) => bp.errors.push((e.pid, err.to_string())),
+                }
+            }
+        }
+        let now = SystemTime::now();
+        for bp in self.breakpoints.values_mut() {
+            if bp.ended.is_none() && bp.spec.expires_at.is_some_and(|t| now >= t) {
+                bp.ended = Some(Ended::Expired);
+            }
+            let gone: Vec<u32> = bp
+                .pids
+                .iter()
+                .filter(|(_, slots)| !slots.iter().any(|s| self.session.target_alive(*s)))
+                .map(|(pid, _)| *pid)
+                .collect();
+            for pid in gone {
+                let slots = bp.pids.remove(&pid).unwrap_or_default();
+                for slot in slots {
+                    bp.kernel_drops += self.session.counters(slot).map_or(0, |c| c.dropped);
+                    self.session.disarm(slot)?;
+                }
+                if matches!(bp.spec.target, Target::Pid(_)) && bp.ended.is_none() {
+                    bp.ended = Some(Ended::TargetExited);
+                }
+            }
+            if bp.ended.is_some() && !bp.pids.is_empty() {
+                disarm_all(&mut self.session, bp)?;
+            }
+        }
+        for s in &delivered {
+            if self.outbox.len() == OUTBOX_CAP {
+                self.outbox.pop_front();
+                self.outbox_dropped += 1;
+            }
+            self.outbox.push_back(s.clone());
+        }
+        Ok(delivered)
+    }
+
+    /// Takes the snapshots not yet handed to the control plane, oldest first.
+    pub fn take_outbox(&mut self) -> Vec<Snapshot> {
+        self.outbox.drain(..).collect()
+    }
+
+    /// State of every breakpoint.
+    pub fn status(&self) -> Vec<BreakpointStatus> {
+        self.breakpoints
+            .keys()
+            .filter_map(|id| self.status_of(*id))
+            .collect()
+    }
+
+    /// State of one breakpoint.
+    pub fn status_of(&self, id: u64) -> Option<BreakpointStatus> {
+        let bp = self.breakpoints.get(&id)?;
+        let live: u64 = bp
+            .pids
+            .values()
+            .flatten()
+            .filter_map(|s| self.session.counters(*s).ok())
+            .map(|c| c.dropped)
+            .sum();
+        Some(BreakpointStatus {
+            id,
+            processes: bp.pids.iter().map(|(p, s)| (*p, s.len())).collect(),
+            hits: bp.hits,
+            kernel_drops: bp.kernel_drops + live,
+            over_limit: bp.over_limit,
+            errors: bp.errors.clone(),
+            ended: bp.ended.clone(),
+        })
+    }
+}
+
+fn arm_in(
+    session: &mut Session,
+    spec: &BreakpointSpec,
+    pid: u32,
+) -> Result<Vec<SlotId>, AgentError> {
+    let prepared = prepare(pid, &spec.location, &spec.limits)?;
+    session.arm(
+        &prepared,
+        &ArmOptions {
+            breakpoint_id: spec.id,
+            hit_limit: spec.hit_limit,
+            rate_per_sec: spec.rate_per_sec,
+        },
+    )
+}
+
+fn disarm_all(session: &mut Session, bp: &mut Armed) -> Result<(), AgentError> {
+    for (_, slots) in std::mem::take(&mut bp.pids) {
+        for slot in slots {
+            bp.kernel_drops += session.counters(slot).map_or(0, |c| c.dropped);
+            session.disarm(slot)?;
+        }
+    }
+    Ok(())
+}
