@@ -8,10 +8,15 @@ use crate::run_checked;
 
 const PG_VERSION: &str = "15";
 const PG_CLUSTER: &str = "main";
+/// Tests run as root and connect as role `root` over the unix socket (peer auth, no
+/// password): `postgres://root@localhost/tracery_test?host=/var/run/postgresql`.
+const PG_TEST_ROLE: &str = "root";
+const PG_TEST_DATABASE: &str = "tracery_test";
 
 /// Starts PostgreSQL and Redis unless they already run.
 pub fn ensure_running() -> Result<()> {
     ensure_postgres().context("cannot start PostgreSQL")?;
+    ensure_test_database().context("cannot prepare the PostgreSQL test database")?;
     ensure_redis().context("cannot start Redis")
 }
 
@@ -36,6 +41,54 @@ fn ensure_postgres() -> Result<()> {
             run_checked(Command::new("pg_createcluster").args([PG_VERSION, PG_CLUSTER, "--start"]))
         }
     }
+}
+
+/// Creates the test role and database unless they exist.
+fn ensure_test_database() -> Result<()> {
+    let role_exists = psql_query(&format!(
+        "SELECT 1 FROM pg_roles WHERE rolname = '{PG_TEST_ROLE}'"
+    ))?;
+    if role_exists.trim().is_empty() {
+        psql_command(&format!("CREATE ROLE \"{PG_TEST_ROLE}\" SUPERUSER LOGIN"))?;
+    } else {
+        psql_command(&format!("ALTER ROLE \"{PG_TEST_ROLE}\" SUPERUSER LOGIN"))?;
+    }
+    let database_exists = psql_query(&format!(
+        "SELECT 1 FROM pg_database WHERE datname = '{PG_TEST_DATABASE}'"
+    ))?;
+    if database_exists.trim().is_empty() {
+        psql_command(&format!(
+            "CREATE DATABASE \"{PG_TEST_DATABASE}\" OWNER \"{PG_TEST_ROLE}\""
+        ))?;
+    }
+    Ok(())
+}
+
+/// `psql` as the `postgres` OS user, the cluster's superuser through peer auth.
+fn psql(sql: &str) -> Command {
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", "postgres", "--", "psql", "-X", "-q", "-A", "-t"])
+        .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
+        // postgres cannot read root's working directory.
+        .current_dir("/");
+    cmd
+}
+
+fn psql_command(sql: &str) -> Result<()> {
+    run_checked(&mut psql(sql))
+}
+
+fn psql_query(sql: &str) -> Result<String> {
+    let out = psql(sql)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run psql through runuser")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "psql -c {sql:?} failed ({})",
+        out.status
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn ensure_redis() -> Result<()> {
