@@ -1,0 +1,19 @@
+//! Tracery's gRPC API, package `tracery.v1`.
+//!
+//! Two services: [`v1::tracery_server::Tracery`] (CLI ↔ controller) and
+//! [`v1::agent_link_server::AgentLink`] (agent ↔ controller, one bidirectional stream).
+//! The `.proto` files under `proto/tracery/v1/` are the source of truth; [`convert`]
+//! holds the hand-written conversions to and from `tracery_dwarf` types.
+
+// The API is read from the generated docs, which come from the `.proto` comments: a new
+// message or field without a comment fails clippy's `-D warnings`.
+#![warn(missing_docs)]
+
+pub mod convert;
+
+pub use convert::ConvertError;
+
+/// Generated messages, clients (`*_client`) and servers (`*_server`) of `tracery.v1`.
+pub mod v1 {
+    tonic::include_proto!("tracery.v1");
+}
