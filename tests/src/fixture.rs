@@ -23,6 +23,18 @@ pub const VARIANTS: &[&str] = &[
     "go-noopt",
 ];
 
+/// The demo's Go services, built like fixtures (start them with
+/// [`crate::FixtureProcess::spawn_service`]).
+pub const DEMO_SERVICES: &[&str] = &["demo-gateway", "demo-payments"];
+
+/// The binary's file name: the fixtures are all `orders`; demo services carry their own.
+fn binary_name(variant: &str) -> &str {
+    match variant {
+        "demo-gateway" | "demo-payments" => variant,
+        _ => "orders",
+    }
+}
+
 /// The source file of a fixture: `lang` is `c`, `rust` or `go`.
 pub fn fixture_source(lang: &str) -> PathBuf {
     let dir = fixtures_dir();
@@ -158,36 +170,53 @@ fn recipe(variant: &str, out: &Path) -> Recipe {
             }
         }
         "go" | "go-noopt" => {
-            let module = fixtures_dir().join("go/orders");
-            let mut args = vec!["build", "-buildvcs=false"];
-            if variant == "go-noopt" {
-                args.push("-gcflags=all=-N -l");
-            }
-            args.extend(["-o", &out_s, "."]);
-            let cache = target_dir().join("fixtures/go-cache");
-            let mut go_step = step(&go(), &args);
-            go_step.dir = module.clone();
-            go_step.envs = vec![
-                ("GOFLAGS".into(), "-mod=mod".into()),
-                ("GOPROXY".into(), "off".into()),
-                ("GOTOOLCHAIN".into(), "local".into()),
-                ("CGO_ENABLED".into(), "0".into()),
-                (
-                    "GOCACHE".into(),
-                    cache.join("build").to_string_lossy().into_owned(),
-                ),
-                // Go refuses to run without a GOPATH, and HOME may be unset under CI.
-                (
-                    "GOPATH".into(),
-                    cache.join("path").to_string_lossy().into_owned(),
-                ),
-            ];
-            Recipe {
-                sources: vec![module.join("main.go"), module.join("go.mod")],
-                steps: vec![go_step],
-            }
+            let noopt: &[&str] = if variant == "go-noopt" {
+                &["-gcflags=all=-N -l"]
+            } else {
+                &[]
+            };
+            go_recipe(fixtures_dir().join("go/orders"), &out_s, noopt, step)
+        }
+        "demo-gateway" | "demo-payments" => {
+            let module = tests_dir().join("demo").join(&variant["demo-".len()..]);
+            go_recipe(module, &out_s, &[], step)
         }
         other => panic!("unknown fixture variant {other:?}; expected one of {VARIANTS:?}"),
+    }
+}
+
+/// `go build` of the module in `module` into `out`, offline and with its caches under the
+/// target directory.
+fn go_recipe(
+    module: PathBuf,
+    out: &str,
+    extra: &[&str],
+    step: impl Fn(&str, &[&str]) -> Step,
+) -> Recipe {
+    let mut args = vec!["build", "-buildvcs=false"];
+    args.extend_from_slice(extra);
+    args.extend(["-o", out, "."]);
+    let cache = target_dir().join("fixtures/go-cache");
+    let mut go_step = step(&go(), &args);
+    go_step.dir = module.clone();
+    go_step.envs = vec![
+        ("GOFLAGS".into(), "-mod=mod".into()),
+        ("GOPROXY".into(), "off".into()),
+        ("GOTOOLCHAIN".into(), "local".into()),
+        ("CGO_ENABLED".into(), "0".into()),
+        (
+            "GOCACHE".into(),
+            cache.join("build").to_string_lossy().into_owned(),
+        ),
+        // Go refuses to run without a GOPATH, and HOME may be unset under CI.
+        (
+            "GOPATH".into(),
+            cache.join("path").to_string_lossy().into_owned(),
+        ),
+    ];
+    Recipe {
+        sources: vec![module.join("main.go"), module.join("go.mod")],
+        steps: vec![go_step],
     }
 }
 
@@ -218,8 +247,9 @@ fn find_tool(name: &str, fallbacks: &[&str]) -> String {
 pub(crate) fn build(variant: &str) -> PathBuf {
     let dir = target_dir().join("fixtures").join(variant);
     fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-    let out = dir.join("orders");
-    let tmp = dir.join("orders.tmp");
+    let name = binary_name(variant);
+    let out = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
     let stamped = recipe(variant, &out);
     let building = recipe(variant, &tmp);
 
@@ -231,7 +261,7 @@ pub(crate) fn build(variant: &str) -> PathBuf {
         .unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
 
     // The stamp records the command line, so a change of flags rebuilds too.
-    let stamp_path = dir.join("orders.cmd");
+    let stamp_path = dir.join(format!("{name}.cmd"));
     let stamp = describe(&stamped);
     if is_fresh(&out, &stamped.sources)
         && fs::read_to_string(&stamp_path).ok() == Some(stamp.clone())

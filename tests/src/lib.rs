@@ -8,7 +8,7 @@ mod fixture;
 mod marker;
 mod process;
 
-pub use fixture::{fixture, fixture_source, VARIANTS};
+pub use fixture::{fixture, fixture_source, DEMO_SERVICES, VARIANTS};
 pub use marker::{marker_line, markers};
 pub use process::FixtureProcess;
 

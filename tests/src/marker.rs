@@ -21,11 +21,12 @@ pub fn marker_line(marker: &str) -> (PathBuf, u32) {
     }
 }
 
-/// Every marker in every fixture source: (name, source file, 1-based line).
+/// Every marker in every fixture and demo source: (name, source file, 1-based line).
 pub fn markers() -> Vec<(String, PathBuf, u32)> {
     let mut found = Vec::new();
-    for lang in ["c", "rust", "go"] {
-        let path = fixture_source(lang);
+    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("demo/orders/src/pricing.rs");
+    let sources = ["c", "rust", "go"].map(fixture_source);
+    for path in sources.into_iter().chain([demo]) {
         let text = fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         for (index, line) in text.lines().enumerate() {

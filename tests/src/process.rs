@@ -28,8 +28,41 @@ impl FixtureProcess {
         Self::spawn_path(&fixture(variant), args)
     }
 
+    /// Runs the service at `path` with `args` and waits for it to print `ready ADDR`;
+    /// returns the process and the address it listens on.
+    pub fn spawn_service(path: &Path, args: &[&str]) -> (Self, String) {
+        let mut process = Self::start(path, args);
+        match process.read_line(READY_TIMEOUT) {
+            Some(line) if line.starts_with("ready ") => {
+                let addr = line["ready ".len()..].trim().to_string();
+                (process, addr)
+            }
+            Some(line) => panic!(
+                "{} printed {line:?} instead of `ready ADDR`",
+                path.display()
+            ),
+            None => panic!(
+                "{} did not print `ready ADDR` within {READY_TIMEOUT:?}",
+                path.display()
+            ),
+        }
+    }
+
     /// Runs the program at `path` with `args` and waits for `ready`.
     pub fn spawn_path(path: &Path, args: &[&str]) -> Self {
+        let mut process = Self::start(path, args);
+        match process.read_line(READY_TIMEOUT) {
+            Some(line) if line == "ready" => process,
+            Some(line) => panic!("{} printed {line:?} instead of `ready`", path.display()),
+            None => panic!(
+                "{} did not print `ready` within {READY_TIMEOUT:?}",
+                path.display()
+            ),
+        }
+    }
+
+    /// Starts `path` with piped stdio and a thread forwarding its stdout lines.
+    fn start(path: &Path, args: &[&str]) -> Self {
         let mut child = Command::new(path)
             .args(args)
             .stdin(Stdio::piped())
@@ -49,18 +82,10 @@ impl FixtureProcess {
                 }
             }
         });
-        let mut process = Self {
+        Self {
             child,
             stdin,
             lines,
-        };
-        match process.read_line(READY_TIMEOUT) {
-            Some(line) if line == "ready" => process,
-            Some(line) => panic!("{} printed {line:?} instead of `ready`", path.display()),
-            None => panic!(
-                "{} did not print `ready` within {READY_TIMEOUT:?}",
-                path.display()
-            ),
         }
     }
 

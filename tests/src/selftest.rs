@@ -23,6 +23,7 @@ const EXPECTED_MARKERS: &[&str] = &[
     "go_inline",
     "go_level3",
     "go_tick",
+    "demo_priced",
 ];
 
 fn has_debug_info(variant: &str) -> bool {

@@ -1,0 +1,237 @@
+//! `demo-orders`: the Rust service of the demo. `POST /orders` prices an order, stores it
+//! in PostgreSQL as pending, charges it through the payments service and marks it paid.
+//! W3C `traceparent` is read from each request, logged, stored with the order and passed
+//! on (as a child span) to payments, so one trace spans every service.
+//!
+//! Usage: demo-orders --listen ADDR --database URL --payments URL
+
+mod pricing;
+mod trace;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use axum::{
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+    routing::{get, post},
+    Json, Router,
+};
+use serde::{Deserialize, Serialize};
+use sqlx::{postgres::PgPoolOptions, PgPool, Row};
+
+use crate::{pricing::NewOrder, trace::TraceParent};
+
+struct App {
+    db: PgPool,
+    payments: String,
+    http: reqwest::Client,
+}
+
+#[derive(Serialize)]
+struct OrderView {
+    id: i64,
+    customer: String,
+    item: String,
+    qty: i32,
+    subtotal_cents: i64,
+    discount_cents: i64,
+    total_cents: i64,
+    status: String,
+    trace_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PaymentReply {
+    ok: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse()?;
+    let db = PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&args.database)
+        .await
+        .with_context(|| format!("cannot connect to PostgreSQL at {}", args.database))?;
+    create_schema(&db)
+        .await
+        .context("creating the orders table")?;
+    let app = Arc::new(App {
+        db,
+        payments: args.payments,
+        http: reqwest::Client::new(),
+    });
+    let router = Router::new()
+        .route("/orders", post(place_order))
+        .route("/orders/{id}", get(get_order))
+        .with_state(app);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!("ready {}", listener.local_addr()?);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+/// Creates the table if needed. Replicas starting together would race in
+/// `CREATE TABLE IF NOT EXISTS` (PostgreSQL's catalog rejects the second one), so schema
+/// creation is serialized by a transaction-scoped advisory lock.
+async fn create_schema(db: &PgPool) -> Result<(), sqlx::Error> {
+    /// Arbitrary, fixed: the lock id of this service's schema.
+    const SCHEMA_LOCK: i64 = 0x0074_7261_6365_7279;
+    let mut tx = db.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(SCHEMA_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS orders (
+            id BIGSERIAL PRIMARY KEY,
+            customer TEXT NOT NULL,
+            item TEXT NOT NULL,
+            qty INT NOT NULL,
+            subtotal_cents BIGINT NOT NULL,
+            discount_cents BIGINT NOT NULL,
+            total_cents BIGINT NOT NULL,
+            status TEXT NOT NULL,
+            trace_id TEXT
+        )",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+async fn place_order(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Json(order): Json<NewOrder>,
+) -> Result<Json<OrderView>, (StatusCode, String)> {
+    let parent = TraceParent::from_headers(&headers);
+    access_log("POST", "/orders", parent.as_ref());
+    let priced = pricing::process_order(&order).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+    let trace_id = parent.as_ref().map(|p| p.trace_id.clone());
+    let row = sqlx::query(
+        "INSERT INTO orders
+           (customer, item, qty, subtotal_cents, discount_cents, total_cents, status, trace_id)
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7) RETURNING id",
+    )
+    .bind(&order.customer)
+    .bind(&order.item)
+    .bind(order.qty)
+    .bind(priced.subtotal_cents)
+    .bind(priced.discount_cents)
+    .bind(priced.total_cents)
+    .bind(&trace_id)
+    .fetch_one(&app.db)
+    .await
+    .map_err(internal)?;
+    let id: i64 = row.get(0);
+
+    let mut req = app
+        .http
+        .post(format!("{}/pay", app.payments))
+        .json(&serde_json::json!({ "order_id": id, "amount_cents": priced.total_cents }));
+    if let Some(p) = &parent {
+        req = req.header("traceparent", p.child().to_string());
+    }
+    let paid = match req.send().await {
+        Ok(r) if r.status().is_success() => r.json::<PaymentReply>().await.is_ok_and(|p| p.ok),
+        _ => false,
+    };
+    let status = if paid { "paid" } else { "payment_failed" };
+    sqlx::query("UPDATE orders SET status = $1 WHERE id = $2")
+        .bind(status)
+        .bind(id)
+        .execute(&app.db)
+        .await
+        .map_err(internal)?;
+    Ok(Json(OrderView {
+        id,
+        customer: order.customer,
+        item: order.item,
+        qty: order.qty,
+        subtotal_cents: priced.subtotal_cents,
+        discount_cents: priced.discount_cents,
+        total_cents: priced.total_cents,
+        status: status.into(),
+        trace_id,
+    }))
+}
+
+async fn get_order(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<OrderView>, (StatusCode, String)> {
+    access_log(
+        "GET",
+        &format!("/orders/{id}"),
+        TraceParent::from_headers(&headers).as_ref(),
+    );
+    let row = sqlx::query(
+        "SELECT id, customer, item, qty, subtotal_cents, discount_cents, total_cents, status,
+                trace_id
+         FROM orders WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&app.db)
+    .await
+    .map_err(internal)?
+    .ok_or((StatusCode::NOT_FOUND, format!("no order {id}")))?;
+    Ok(Json(OrderView {
+        id: row.get(0),
+        customer: row.get(1),
+        item: row.get(2),
+        qty: row.get(3),
+        subtotal_cents: row.get(4),
+        discount_cents: row.get(5),
+        total_cents: row.get(6),
+        status: row.get(7),
+        trace_id: row.get(8),
+    }))
+}
+
+fn internal(e: sqlx::Error) -> (StatusCode, String) {
+    (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// One line per request, with the trace it belongs to: tests read these.
+fn access_log(method: &str, path: &str, parent: Option<&TraceParent>) {
+    let trace = parent.map_or("-".to_string(), |p| p.to_string());
+    println!("access {method} {path} traceparent={trace}");
+}
+
+struct Args {
+    listen: SocketAddr,
+    database: String,
+    payments: String,
+}
+
+impl Args {
+    fn parse() -> anyhow::Result<Self> {
+        let mut listen = None;
+        let mut database = None;
+        let mut payments = None;
+        let mut it = std::env::args().skip(1);
+        while let Some(flag) = it.next() {
+            let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+            match flag.as_str() {
+                "--listen" => listen = Some(value.parse().context("--listen takes HOST:PORT")?),
+                "--database" => database = Some(value),
+                "--payments" => payments = Some(value.trim_end_matches('/').to_string()),
+                _ => anyhow::bail!("unknown flag {flag}; usage: demo-orders --listen ADDR --database URL --payments URL"),
+            }
+        }
+        Ok(Self {
+            listen: listen.context("--listen is required")?,
+            database: database.context("--database is required")?,
+            payments: payments.context("--payments is required")?,
+        })
+    }
+}
