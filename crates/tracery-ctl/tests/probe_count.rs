@@ -8,14 +8,19 @@ use common::*;
 use tracery_dwarf::Binary;
 use tracery_tests::FixtureProcess;
 
-/// Mean of the next `n` `rate N` lines the hot fixture prints (every 200 ms).
-fn rate(p: &mut FixtureProcess, n: usize) -> f64 {
-    let mut sum = 0.0;
-    for _ in 0..n {
-        let value = p.wait_for_line("rate ", Duration::from_secs(5));
-        sum += value.trim().parse::<f64>().unwrap();
-    }
-    sum / n as f64
+/// The next `n` `rate N` lines the hot fixture prints (one every 200 ms).
+fn rates(p: &mut FixtureProcess, n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|_| {
+            let value = p.wait_for_line("rate ", Duration::from_secs(5));
+            value.trim().parse::<f64>().unwrap()
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// The first byte of the instruction at `file_offset` as the process sees it right now.
@@ -42,7 +47,7 @@ fn live_byte(pid: u32, file_offset: u64) -> u8 {
 fn count_five_on_a_tight_loop_then_unprobed_speed() {
     require_root();
     let mut p = FixtureProcess::spawn("c-O2", &["hot"]);
-    let baseline = rate(&mut p, 3);
+    let baseline = median(rates(&mut p, 3));
 
     let location = at("c_tick");
     let binary = Binary::open(tracery_tests::fixture("c-O2")).unwrap();
@@ -57,12 +62,14 @@ fn count_five_on_a_tight_loop_then_unprobed_speed() {
 
     // Detached: the breakpoint instruction is gone from the process's code...
     assert_eq!(live_byte(p.pid(), site.file_offset.0), original);
-    // ...and the loop runs at its unprobed speed again (a probed call costs microseconds
-    // here, so a probe still attached would cut the rate by orders of magnitude).
-    let _ = rate(&mut p, 1); // the window that overlapped the detach
-    let after = rate(&mut p, 3);
+    // ...and the loop runs at its unprobed speed again. A probe still attached costs
+    // microseconds per call here, cutting the rate a thousandfold, so the best window
+    // after detach against a third of the baseline tells the two apart even on a
+    // loaded machine.
+    let _ = rates(&mut p, 1); // the window that overlapped the detach
+    let after = rates(&mut p, 5).into_iter().fold(0.0, f64::max);
     assert!(
-        after > baseline * 0.5,
+        after > baseline / 3.0,
         "rate after detach {after:.0}/s vs {baseline:.0}/s before"
     );
 }

@@ -24,7 +24,7 @@ use crate::{
     binary::{Binary, Reader},
     render::SourceLanguage,
     scope::{scope_at, Scope, ScopeVar, Units},
-    types::{TypeId, TypeLoader, TypeTable},
+    types::{Encoding, TypeId, TypeKind, TypeLoader, TypeTable},
     value::{Value, VarKind},
 };
 
@@ -151,6 +151,97 @@ impl CapturePlan {
     /// The limits the plan was compiled with.
     pub fn limits(&self) -> &CaptureLimits {
         &self.limits
+    }
+}
+
+/// Where the plan captures one integer, bool or char: what an in-kernel condition reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScalarSlot {
+    /// The op that writes the scalar; the scalar is unknown when that op failed.
+    pub op_index: u8,
+    /// Offset of the scalar in the data area.
+    pub offset: u16,
+    /// Width in bytes: 1, 2, 4 or 8.
+    pub size: u8,
+    /// Two's complement signed (C `int`, `char`, Rust `i64`...).
+    pub signed: bool,
+}
+
+impl CapturePlan {
+    /// Where the integer, bool or char at `path` (a variable, then field names; pointers
+    /// are followed) lies in the data area, when a single op captures all of it at a fixed
+    /// offset. `None` for anything else: other types, bit-fields, enums, values held in
+    /// dynamic payloads or not captured.
+    pub fn scalar_slot(&self, path: &[&str]) -> Option<ScalarSlot> {
+        let (first, fields) = path.split_first()?;
+        // The probed function's own variable shadows an inlined callee's (as in decode).
+        let var = self
+            .vars
+            .iter()
+            .find(|v| v.name == *first && v.frame.is_none())
+            .or_else(|| self.vars.iter().find(|v| v.name == *first))?;
+        let Root::Region(mut region, mut ty) = var.root else {
+            return None;
+        };
+        let mut off = 0u64;
+        let mut fields = fields.iter();
+        let mut field = fields.next();
+        // Each step consumes a field or a pointer; the bound only guards odd type graphs.
+        for _ in 0..2 * path.len() + 2 {
+            let (_, t) = self.types.strip(ty)?;
+            match (&t.kind, field) {
+                (
+                    TypeKind::Pointer {
+                        target: Some(target),
+                        ..
+                    },
+                    Some(_),
+                ) => {
+                    let Some(Follow::Region(next)) = self.follows.get(&(region, off)) else {
+                        return None;
+                    };
+                    (region, off, ty) = (*next, 0, *target);
+                    if self.regions[region].payload != Payload::Fixed {
+                        return None;
+                    }
+                }
+                (TypeKind::Aggregate(agg), Some(name)) if agg.variants.is_none() => {
+                    let m = agg.members.iter().find(|m| m.name == *name)?;
+                    if m.bits.is_some() {
+                        return None;
+                    }
+                    (off, ty) = (off + m.offset, m.ty);
+                    field = fields.next();
+                }
+                (TypeKind::Base(enc), None) => {
+                    let signed = match enc {
+                        Encoding::Signed | Encoding::SignedChar => true,
+                        Encoding::Unsigned
+                        | Encoding::UnsignedChar
+                        | Encoding::Bool
+                        | Encoding::Utf => false,
+                        Encoding::Float | Encoding::Other(_) => return None,
+                    };
+                    let size = t.size.filter(|s| matches!(s, 1 | 2 | 4 | 8))?;
+                    return self.regions[region].parts.iter().find_map(|p| match p {
+                        Part::Op { at, len, op } if *at <= off && off + size <= at + len => {
+                            Some(ScalarSlot {
+                                op_index: u8::try_from(*op).ok()?,
+                                offset: u16::try_from(
+                                    u64::from(self.config.ops[*op].out) + (off - at),
+                                )
+                                .ok()?,
+                                size: size as u8,
+                                signed,
+                            })
+                        }
+                        _ => None,
+                    });
+                }
+                _ => return None,
+            }
+        }
+        None
     }
 }
 

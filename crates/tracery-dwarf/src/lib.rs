@@ -30,6 +30,7 @@ pub use symbols::{functions, FunctionInfo};
 pub use unwind::{unwind, StackUnwinder, UnwindMethod};
 
 // Variables, fetch plans, values.
+pub mod condition;
 pub mod decode;
 pub mod fetch_plan;
 pub mod render;
@@ -38,6 +39,6 @@ pub mod types;
 pub mod value;
 
 pub use decode::decode;
-pub use fetch_plan::{compile_plan, CaptureLimits, CapturePlan, PlanError};
+pub use fetch_plan::{compile_plan, CaptureLimits, CapturePlan, PlanError, ScalarSlot};
 pub use render::{render_text, Language, SourceLanguage};
 pub use value::{Value, VarKind, Variable};

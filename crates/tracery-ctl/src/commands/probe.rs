@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::Context;
 use tracery_agent::{ArmOptions, Session};
-use tracery_dwarf::CaptureLimits;
+use tracery_dwarf::{condition, CaptureLimits};
 
 use crate::{output, OutputFormat};
 
@@ -39,6 +39,10 @@ pub struct Args {
     /// Most elements captured per array, slice or Vec.
     #[arg(long, default_value_t = CaptureLimits::default().max_elements)]
     max_elements: u16,
+    /// Keep only hits where this holds, e.g. `order.qty > 10 && status == "pending"`.
+    /// Integer comparisons joined by `&&` are checked in the kernel; the rest per hit.
+    #[arg(long, value_name = "EXPR")]
+    when: Option<String>,
 }
 
 /// Runs `probe`.
@@ -46,18 +50,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !(args.timeout > 0.0 && args.timeout.is_finite()) {
         anyhow::bail!("--timeout must be a positive number of seconds");
     }
+    // Before anything that needs privileges: a typo should not need root to be reported.
+    let when = args.when.as_deref().map(condition::parse).transpose()?;
     tracery_agent::privilege::check()?;
     let limits = CaptureLimits {
         max_string: args.max_string,
         max_elements: args.max_elements,
         ..CaptureLimits::default()
     };
-    let bp = tracery_agent::prepare(args.pid, &args.at, &limits)?;
+    let mut bp = tracery_agent::prepare(args.pid, &args.at, &limits)?;
+    // Per site: what the kernel checks, and whether user space checks anything more.
+    let mut splits = Vec::new();
+    if let Some(expr) = &when {
+        for (_, plan) in &mut bp.sites {
+            let split = condition::compile(expr, plan)?;
+            split.apply(&mut plan.config);
+            splits.push(split);
+        }
+    }
+    let user_checks = splits.iter().any(|s| s.rest.is_some());
     let mut session = Session::start()?;
     let opts = ArmOptions {
         breakpoint_id: 0,
         // Each site stops in the kernel after `count`; user space stops at `count` overall.
-        hit_limit: args.count,
+        // Hits user space may still reject must not use up the kernel's quota.
+        hit_limit: if user_checks { 0 } else { args.count },
         rate_per_sec: 0,
     };
     let slots = session.arm(&bp, &opts)?;
@@ -75,6 +92,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             eprintln!("  note: {note}");
         }
     }
+    for (i, split) in splits.iter().enumerate() {
+        let kernel: Vec<String> = split.kernel.iter().map(|c| format!("`{c}`")).collect();
+        let kernel = if kernel.is_empty() {
+            "nothing".to_string()
+        } else {
+            kernel.join(", ")
+        };
+        let user = split
+            .rest
+            .as_ref()
+            .map_or("nothing".to_string(), |e| format!("`{e}`"));
+        let at = if splits.len() > 1 {
+            format!(" at site {}", i + 1)
+        } else {
+            String::new()
+        };
+        eprintln!("  --when{at}: the kernel checks {kernel}; user space checks {user}");
+    }
     eprintln!(
         "waiting for {} hit{} (timeout {}s, Ctrl-C to stop)",
         args.count,
@@ -88,6 +123,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let deadline = Instant::now() + Duration::from_secs_f64(args.timeout);
     let mut seen = 0u64;
+    let mut user_filtered = 0u64;
     let stdout = std::io::stdout();
     let mut lost_target = false;
     while seen < args.count && !stop.load(Ordering::Relaxed) {
@@ -99,6 +135,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for snap in session.poll(wait)? {
             if seen == args.count {
                 break;
+            }
+            // The whole expression, not only what the kernel left: sites differ in what
+            // their kernel part took, and re-checking a kernel comparison agrees with it.
+            if when
+                .as_ref()
+                .is_some_and(|e| !condition::eval(e, &snap.variables))
+            {
+                user_filtered += 1;
+                continue;
             }
             seen += 1;
             let mut out = stdout.lock();
@@ -114,6 +159,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let dropped = session.dropped();
+    // Read before disarming: the slot's counters go with it.
+    let kernel_filtered: u64 = slots
+        .iter()
+        .filter_map(|s| session.counters(*s).ok())
+        .map(|c| c.cond_false)
+        .sum();
     for slot in slots {
         session.disarm(slot)?;
     }
@@ -121,6 +172,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "detached: {seen} hit{} captured, {dropped} dropped",
         if seen == 1 { "" } else { "s" }
     );
+    if let Some(expr) = &when {
+        eprintln!(
+            "--when `{expr}` filtered {kernel_filtered} hits in the kernel and {user_filtered} in user space"
+        );
+    }
     if lost_target && seen < args.count {
         anyhow::bail!(
             "process {} exited after {seen} of {} hits",
@@ -128,7 +184,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.count
         );
     }
-    if seen == 0 {
+    if seen == 0 && kernel_filtered + user_filtered > 0 {
+        eprintln!(
+            "no hit matched --when within {}s: the code ran, but the condition never held",
+            args.timeout
+        );
+    } else if seen == 0 {
         eprintln!(
             "no hits within {}s: is the code at {} running?",
             args.timeout, args.at
