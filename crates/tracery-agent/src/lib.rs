@@ -13,6 +13,7 @@ pub mod ring;
 pub mod session;
 pub mod snapshot;
 mod sys;
+pub mod wire;
 
 pub use discovery::{DiscoveryError, Matcher, Services};
 pub use error::AgentError;
