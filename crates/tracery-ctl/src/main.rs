@@ -1,5 +1,6 @@
 //! `tracery-ctl`: the Tracery command line.
 
+mod client;
 mod commands;
 mod output;
 
@@ -11,6 +12,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "tracery-ctl", version, about)]
 struct Cli {
+    /// The controller to talk to (for breakpoint, snapshot and status).
+    #[arg(long, global = true, env = "TRACERY_CONTROLLER", default_value = client::DEFAULT_CONTROLLER)]
+    controller: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -21,6 +25,17 @@ enum Command {
     Probe(commands::probe::Args),
     /// List what can be probed in a binary: functions and lines with code.
     Symbols(commands::symbols::Args),
+    /// Breakpoints kept by the controller and armed by the agents.
+    #[command(subcommand)]
+    Breakpoint(commands::breakpoint::Command),
+    /// Snapshots stored by the controller.
+    #[command(subcommand)]
+    Snapshot(commands::snapshot::Command),
+    /// Agents, armed probes per process, hits, drops and overhead.
+    Status {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
 }
 
 /// How to print results.
@@ -40,6 +55,14 @@ pub struct DebugFileArg {
     pub debug_file: Option<PathBuf>,
 }
 
+/// Runs one control-plane command on a small runtime (`probe` and `symbols` need none).
+fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -49,9 +72,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let controller = cli.controller;
     let result = match cli.command {
         Command::Probe(a) => commands::probe::run(a),
         Command::Symbols(a) => commands::symbols::run(a),
+        Command::Breakpoint(c) => block_on(commands::breakpoint::run(&controller, c)),
+        Command::Snapshot(c) => block_on(commands::snapshot::run(&controller, c)),
+        Command::Status { output } => block_on(commands::status::run(&controller, output)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,12 +4,13 @@ use std::fmt::Write;
 
 use tracery_agent::Snapshot;
 
-/// A snapshot as a readable block: header, variables as a tree, then the stack.
-pub fn snapshot_text(n: u64, s: &Snapshot) -> String {
+/// A snapshot as a readable block: `title` (e.g. `hit #3`), variables as a tree, then the
+/// stack.
+pub fn snapshot_text(title: &str, s: &Snapshot) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "hit #{n}  pid {} tid {}  {}",
+        "{title}  pid {} tid {}  {}",
         s.pid,
         s.tid,
         humantime::format_rfc3339_micros(s.time)

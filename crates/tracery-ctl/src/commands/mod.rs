@@ -1,4 +1,7 @@
 //! One module per subcommand.
 
+pub mod breakpoint;
 pub mod probe;
+pub mod snapshot;
+pub mod status;
 pub mod symbols;

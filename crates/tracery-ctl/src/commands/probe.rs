@@ -149,7 +149,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let mut out = stdout.lock();
             match args.output {
                 OutputFormat::Json => writeln!(out, "{}", snap.to_json())?,
-                OutputFormat::Text => writeln!(out, "{}", output::snapshot_text(seen, &snap))?,
+                OutputFormat::Text => writeln!(
+                    out,
+                    "{}",
+                    output::snapshot_text(&format!("hit #{seen}"), &snap)
+                )?,
             }
             out.flush()?;
         }
