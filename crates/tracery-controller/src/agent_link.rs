@@ -1,0 +1,195 @@
+//! `AgentLink.Session`: one bidirectional stream per agent. Breakpoints go down; hits,
+//! drops, health and arm results come up.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracery_proto::v1::{self, agent_link_server::AgentLink, agent_message::Message as Up};
+use tracery_store::{BreakpointId, NewSnapshot};
+
+use crate::registry::{arm_message, error_chain, store_status, ArmEvent, Registry};
+use crate::snapshot_body;
+
+pub(crate) struct AgentLinkApi {
+    registry: Arc<Registry>,
+}
+
+impl AgentLinkApi {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        AgentLinkApi { registry }
+    }
+}
+
+#[tonic::async_trait]
+impl AgentLink for AgentLinkApi {
+    type SessionStream = UnboundedReceiverStream<Result<v1::ControllerMessage, Status>>;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<v1::AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let mut inbound = request.into_inner();
+        let hello = match inbound.message().await? {
+            Some(v1::AgentMessage {
+                message: Some(Up::Hello(hello)),
+            }) => hello,
+            Some(_) => {
+                return Err(Status::invalid_argument(
+                    "the first message of an agent session must be Hello; \
+                     check that agent and controller run the same Tracery version",
+                ))
+            }
+            None => {
+                return Err(Status::invalid_argument(
+                    "the agent closed the session before sending Hello",
+                ))
+            }
+        };
+        if hello.agent_id.is_empty() {
+            return Err(Status::invalid_argument(
+                "Hello.agent_id is empty; every agent needs a stable id (its node name)",
+            ));
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let agent_id = hello.agent_id.clone();
+        tracing::info!(agent = %agent_id, node = %hello.node, version = %hello.version, "agent connected");
+        // Registered before listing, so a breakpoint set meanwhile reaches it (perhaps
+        // twice, which arming tolerates) rather than not at all.
+        let conn = self.registry.connect(hello, tx.clone());
+        let arms = match self.registry.live_breakpoints().await {
+            Ok(live) => live.iter().map(arm_message).collect::<Result<Vec<_>, _>>(),
+            Err(e) => Err(store_status(e)),
+        };
+        let arms = arms.inspect_err(|_| self.registry.disconnect(&agent_id, conn))?;
+        for arm in arms {
+            let message = v1::ControllerMessage { message: Some(arm) };
+            // The receiver is alive: it is returned below.
+            let _ = tx.send(Ok(message));
+        }
+        drop(tx);
+        tokio::spawn(run(self.registry.clone(), agent_id, conn, inbound));
+        Ok(Response::new(UnboundedReceiverStream::new(rx)))
+    }
+}
+
+/// Handles one agent's messages until its stream ends or the controller stops.
+async fn run(
+    registry: Arc<Registry>,
+    agent_id: String,
+    conn: u64,
+    mut inbound: Streaming<v1::AgentMessage>,
+) {
+    let mut stop = registry.stop.clone();
+    loop {
+        let message = tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => break,
+            message = inbound.message() => message,
+        };
+        let message = match message {
+            Ok(Some(message)) => message,
+            Ok(None) => break,
+            Err(status) => {
+                tracing::info!(agent = %agent_id, %status, "agent stream failed");
+                break;
+            }
+        };
+        registry.seen(&agent_id);
+        if let Err(status) = handle(&registry, &agent_id, message).await {
+            tracing::warn!(agent = %agent_id, %status, "ending agent session");
+            // Tell the agent why; it reconnects and resends what was not stored.
+            registry.send_to(&agent_id, conn, Err(status));
+            break;
+        }
+    }
+    registry.disconnect(&agent_id, conn);
+    tracing::info!(agent = %agent_id, "agent disconnected");
+}
+
+async fn handle(
+    registry: &Registry,
+    agent_id: &str,
+    message: v1::AgentMessage,
+) -> Result<(), Status> {
+    match message.message {
+        None => Err(Status::invalid_argument(
+            "AgentMessage.message is not set; check that agent and controller run the same Tracery version",
+        )),
+        Some(Up::Hello(_)) => Err(Status::invalid_argument(
+            "Hello sent twice in one session; send it only as the first message",
+        )),
+        Some(Up::Hit(hit)) => store_hit(registry, agent_id, hit).await,
+        Some(Up::Drops(drops)) => {
+            let delta = registry.drops_delta(agent_id, &drops);
+            let id = breakpoint_id(drops.breakpoint_id)?;
+            registry
+                .store
+                .add_drops(agent_id, id, delta)
+                .await
+                .map_err(store_status)
+        }
+        Some(Up::Health(health)) => {
+            registry.set_health(agent_id, health);
+            Ok(())
+        }
+        Some(Up::ArmResult(result)) => {
+            if let Some(v1::arm_result::Result::Error(error)) = &result.result {
+                tracing::warn!(agent = %agent_id, breakpoint = result.breakpoint_id, pid = result.pid, %error, "arming failed");
+            }
+            registry.publish_arm_result(ArmEvent {
+                agent_id: agent_id.to_owned(),
+                result,
+            });
+            Ok(())
+        }
+    }
+}
+
+/// Stores a hit once (by agent, breakpoint and sequence) and tells watchers about it.
+async fn store_hit(registry: &Registry, agent_id: &str, hit: v1::Hit) -> Result<(), Status> {
+    let mut snapshot = hit
+        .snapshot
+        .ok_or_else(|| Status::invalid_argument("Hit.snapshot is not set"))?;
+    let time = snapshot
+        .time
+        .ok_or_else(|| Status::invalid_argument("Hit.snapshot.time is not set"))?;
+    let time = SystemTime::try_from(time).map_err(|e| {
+        Status::invalid_argument(format!(
+            "Hit.snapshot.time is not a representable time: {e}"
+        ))
+    })?;
+    let body = snapshot_body::encode(&snapshot);
+    let inserted = registry
+        .store
+        .insert_snapshot(&NewSnapshot {
+            agent_id,
+            breakpoint_id: breakpoint_id(snapshot.breakpoint_id)?,
+            seq: hit.sequence,
+            pid: snapshot.pid,
+            tid: snapshot.tid,
+            time,
+            trace_id: snapshot.trace_id.as_deref(),
+            body: &body,
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %error_chain(&e), "cannot store a hit");
+            Status::unavailable(format!(
+                "the controller could not store the hit: {}",
+                error_chain(&e)
+            ))
+        })?;
+    if !inserted.duplicate {
+        snapshot.id = u64::try_from(inserted.id.0).unwrap_or_default();
+        registry.publish_snapshot(snapshot);
+    }
+    Ok(())
+}
+
+fn breakpoint_id(id: u64) -> Result<BreakpointId, Status> {
+    i64::try_from(id)
+        .map(BreakpointId)
+        .map_err(|_| Status::invalid_argument(format!("breakpoint id {id} is out of range")))
+}

@@ -1,0 +1,35 @@
+//! What can stop the controller, each with what to do about it.
+
+use std::net::SocketAddr;
+
+use tracery_store::StoreError;
+
+/// An error that stops [`serve`](crate::serve).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControllerError {
+    /// The snapshot store could not be opened or migrated.
+    #[error("cannot open the snapshot store {url}; fix or change --store and restart")]
+    OpenStore {
+        /// The URL as configured (the store masks passwords in its own messages).
+        url: String,
+        #[source]
+        source: StoreError,
+    },
+    /// The listening socket is unusable.
+    #[error("the controller's listening socket is unusable; pass another --listen address")]
+    Listener {
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gRPC server failed while serving.
+    #[error(
+        "the controller's gRPC server on {addr} failed; restart it, agents reconnect by themselves"
+    )]
+    Serve {
+        /// The address it was serving on.
+        addr: SocketAddr,
+        #[source]
+        source: tonic::transport::Error,
+    },
+}

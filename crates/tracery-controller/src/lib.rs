@@ -1,0 +1,71 @@
+//! The Tracery controller: the breakpoint registry, the snapshot store, and the two gRPC
+//! services of `tracery.v1` (`Tracery` for the CLI, `AgentLink` for agents).
+//!
+//! It needs no eBPF and no privileges, so it runs as a cluster Deployment as well as inside
+//! the standalone agent. Start it with [`serve`].
+
+mod agent_link;
+mod error;
+mod expiry;
+mod options;
+mod registry;
+mod snapshot_body;
+mod spec;
+mod tracery_api;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tracery_proto::v1::{agent_link_server::AgentLinkServer, tracery_server::TraceryServer};
+use tracery_store::Store;
+
+pub use error::ControllerError;
+pub use options::{default_store_url, ControllerOptions, Defaults};
+
+use registry::Registry;
+
+/// Opens the store at `opts.store_url` (running its migrations) and serves `Tracery` and
+/// `AgentLink` on `listener` until `shutdown` resolves; then ends agent sessions and
+/// snapshot watches, and closes the store.
+pub async fn serve(
+    listener: TcpListener,
+    opts: ControllerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ControllerError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ControllerError::Listener { source })?;
+    let store =
+        Store::open(&opts.store_url)
+            .await
+            .map_err(|source| ControllerError::OpenStore {
+                url: opts.store_url.clone(),
+                source,
+            })?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let registry = Arc::new(Registry::new(store.clone(), opts, stop_rx));
+    let expiry = tokio::spawn(expiry::run(registry.clone()));
+    tracing::info!(%addr, store = store.url(), "controller listening");
+
+    // Long-lived streams (agent sessions, watches) would hold a graceful shutdown open
+    // forever: end them first, then let tonic drain the rest.
+    let signal = async move {
+        shutdown.await;
+        stop_tx.send_replace(true);
+    };
+    let served = tonic::transport::Server::builder()
+        .add_service(TraceryServer::new(tracery_api::TraceryApi::new(
+            registry.clone(),
+        )))
+        .add_service(AgentLinkServer::new(agent_link::AgentLinkApi::new(
+            registry.clone(),
+        )))
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), signal)
+        .await;
+    expiry.abort();
+    registry.end_all_sessions();
+    store.close().await;
+    served.map_err(|source| ControllerError::Serve { addr, source })
+}

@@ -1,0 +1,285 @@
+//! The controller's shared state: the store, connected agents and what they reported, and
+//! the channels that fan snapshots and arm results out to waiting RPCs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tonic::Status;
+use tracery_proto::v1::{self, controller_message::Message as Down};
+use tracery_store::{BreakpointId, BreakpointRecord, Store, StoreError};
+
+use crate::spec;
+use crate::ControllerOptions;
+
+/// Snapshots a slow watcher may fall behind by before it is told it missed some.
+const WATCH_BACKLOG: usize = 1024;
+/// Arm results buffered for `SetBreakpoint` callers waiting on them.
+const ARM_BACKLOG: usize = 1024;
+
+/// The sending half of one agent session's downstream.
+pub(crate) type AgentTx = mpsc::UnboundedSender<Result<v1::ControllerMessage, Status>>;
+
+/// One `ArmResult`, tagged with the agent that sent it.
+#[derive(Clone, Debug)]
+pub(crate) struct ArmEvent {
+    pub agent_id: String,
+    pub result: v1::ArmResult,
+}
+
+/// An agent as the controller knows it, connected or not.
+struct Agent {
+    hello: v1::Hello,
+    /// Which connection is current: a reconnect replaces the session, and the old
+    /// session's end must not mark the new one disconnected.
+    conn: u64,
+    /// `None` while disconnected.
+    tx: Option<AgentTx>,
+    last_seen: SystemTime,
+    health: Option<v1::Health>,
+    /// Last `Drops.count` per breakpoint: the store gets the increase.
+    drops_seen: BTreeMap<u64, u64>,
+}
+
+pub(crate) struct Registry {
+    pub store: Store,
+    pub opts: ControllerOptions,
+    agents: Mutex<BTreeMap<String, Agent>>,
+    next_conn: AtomicU64,
+    snapshots: broadcast::Sender<v1::Snapshot>,
+    arm_results: broadcast::Sender<ArmEvent>,
+    /// Expired breakpoints already disarmed on agents.
+    expired: Mutex<BTreeSet<u64>>,
+    /// Turns true when the server shuts down; long-lived streams end then.
+    pub stop: watch::Receiver<bool>,
+}
+
+impl Registry {
+    pub fn new(store: Store, opts: ControllerOptions, stop: watch::Receiver<bool>) -> Registry {
+        Registry {
+            store,
+            opts,
+            agents: Mutex::new(BTreeMap::new()),
+            next_conn: AtomicU64::new(1),
+            snapshots: broadcast::channel(WATCH_BACKLOG).0,
+            arm_results: broadcast::channel(ARM_BACKLOG).0,
+            expired: Mutex::new(BTreeSet::new()),
+            stop,
+        }
+    }
+
+    fn agents(&self) -> MutexGuard<'_, BTreeMap<String, Agent>> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.agents.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a new session of `hello.agent_id`; returns its connection number.
+    pub fn connect(&self, hello: v1::Hello, tx: AgentTx) -> u64 {
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let mut agents = self.agents();
+        let id = hello.agent_id.clone();
+        let agent = agents.entry(id).or_insert_with(|| Agent {
+            hello: hello.clone(),
+            conn,
+            tx: None,
+            last_seen: SystemTime::now(),
+            health: None,
+            drops_seen: BTreeMap::new(),
+        });
+        agent.hello = hello;
+        agent.conn = conn;
+        agent.tx = Some(tx);
+        agent.last_seen = SystemTime::now();
+        conn
+    }
+
+    /// Marks the agent disconnected, unless a newer session replaced `conn`.
+    pub fn disconnect(&self, agent_id: &str, conn: u64) {
+        if let Some(agent) = self.agents().get_mut(agent_id) {
+            if agent.conn == conn {
+                agent.tx = None;
+            }
+        }
+    }
+
+    /// Ends every agent session (their downstreams close).
+    pub fn end_all_sessions(&self) {
+        for agent in self.agents().values_mut() {
+            agent.tx = None;
+        }
+    }
+
+    pub fn seen(&self, agent_id: &str) {
+        if let Some(agent) = self.agents().get_mut(agent_id) {
+            agent.last_seen = SystemTime::now();
+        }
+    }
+
+    pub fn set_health(&self, agent_id: &str, health: v1::Health) {
+        if let Some(agent) = self.agents().get_mut(agent_id) {
+            agent.health = Some(health);
+        }
+    }
+
+    /// How many hits were lost since the agent's previous report for this breakpoint.
+    pub fn drops_delta(&self, agent_id: &str, drops: &v1::Drops) -> u64 {
+        let mut agents = self.agents();
+        let Some(agent) = agents.get_mut(agent_id) else {
+            return 0;
+        };
+        let last = agent.drops_seen.insert(drops.breakpoint_id, drops.count);
+        match last {
+            Some(last) if drops.count >= last => drops.count - last,
+            // The agent restarted and counts from 0 again: all of it is new.
+            _ => drops.count,
+        }
+    }
+
+    /// Sends `message` to every connected agent; returns the ids it went to.
+    pub fn broadcast(&self, message: Down) -> Vec<String> {
+        let mut sent = Vec::new();
+        for (id, agent) in self.agents().iter() {
+            if let Some(tx) = &agent.tx {
+                let msg = v1::ControllerMessage {
+                    message: Some(message.clone()),
+                };
+                if tx.send(Ok(msg)).is_ok() {
+                    sent.push(id.clone());
+                }
+            }
+        }
+        sent
+    }
+
+    pub fn disarm(&self, breakpoint_id: u64) {
+        self.broadcast(Down::Disarm(v1::Disarm { breakpoint_id }));
+    }
+
+    /// Agents seen since start, connected or not.
+    pub fn agent_statuses(&self) -> Vec<v1::AgentStatus> {
+        self.agents()
+            .values()
+            .map(|a| v1::AgentStatus {
+                hello: Some(a.hello.clone()),
+                connected: a.tx.is_some(),
+                last_seen: Some(a.last_seen.into()),
+                health: a.health.clone(),
+            })
+            .collect()
+    }
+
+    pub fn publish_snapshot(&self, snapshot: v1::Snapshot) {
+        // No watcher is not an error: the snapshot is stored.
+        let _ = self.snapshots.send(snapshot);
+    }
+
+    pub fn watch_snapshots(&self) -> broadcast::Receiver<v1::Snapshot> {
+        self.snapshots.subscribe()
+    }
+
+    pub fn publish_arm_result(&self, event: ArmEvent) {
+        let _ = self.arm_results.send(event);
+    }
+
+    pub fn watch_arm_results(&self) -> broadcast::Receiver<ArmEvent> {
+        self.arm_results.subscribe()
+    }
+
+    /// Returns true the first time it is called for `breakpoint_id`.
+    pub fn mark_expired(&self, breakpoint_id: u64) -> bool {
+        self.expired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(breakpoint_id)
+    }
+
+    /// Breakpoints to arm now: not deleted, not expired.
+    pub async fn live_breakpoints(&self) -> Result<Vec<BreakpointRecord>, StoreError> {
+        let now = SystemTime::now();
+        Ok(self
+            .store
+            .list_breakpoints(false)
+            .await?
+            .into_iter()
+            .filter(|r| spec::is_live(r, now))
+            .collect())
+    }
+
+    /// A stored breakpoint as the API shows it, with its hit and drop counts.
+    pub async fn breakpoint_with_counts(
+        &self,
+        record: &BreakpointRecord,
+    ) -> Result<v1::Breakpoint, Status> {
+        let mut bp = spec::breakpoint_proto(record)?;
+        bp.hits = self.hits(record.id).await.map_err(store_status)?;
+        bp.drops = self
+            .store
+            .drops(Some(record.id))
+            .await
+            .map_err(store_status)?;
+        Ok(bp)
+    }
+
+    /// Snapshots stored for one breakpoint.
+    ///
+    /// The store has no count query, so this pages through summaries: fine for bounded
+    /// breakpoints (hit limit), O(hits) per call.
+    pub async fn hits(&self, id: BreakpointId) -> Result<u64, StoreError> {
+        const PAGE: u32 = 1000;
+        let mut count = 0u64;
+        let mut after = None;
+        loop {
+            let page = self.store.list_snapshots(Some(id), after, PAGE).await?;
+            count += page.len() as u64;
+            match page.last() {
+                Some(last) if page.len() == PAGE as usize => after = Some(last.id),
+                _ => return Ok(count),
+            }
+        }
+    }
+}
+
+/// The `Arm` for a stored breakpoint.
+pub(crate) fn arm_message(record: &BreakpointRecord) -> Result<Down, Status> {
+    Ok(Down::Arm(v1::Arm {
+        breakpoint: Some(spec::breakpoint_proto(record)?),
+    }))
+}
+
+/// A store failure as the API reports it.
+pub(crate) fn store_status(e: StoreError) -> Status {
+    tracing::error!(error = %error_chain(&e), "store failure");
+    Status::unavailable(error_chain(&e))
+}
+
+/// An error with its causes, one line.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl Registry {
+    /// Sends one message to the agent's session `conn`, if it is still the current one.
+    pub fn send_to(
+        &self,
+        agent_id: &str,
+        conn: u64,
+        message: Result<v1::ControllerMessage, Status>,
+    ) {
+        if let Some(agent) = self.agents().get(agent_id) {
+            if agent.conn == conn {
+                if let Some(tx) = &agent.tx {
+                    let _ = tx.send(message);
+                }
+            }
+        }
+    }
+}

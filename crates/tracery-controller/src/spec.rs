@@ -1,0 +1,219 @@
+//! Breakpoint specs: validation, the safe defaults, and the JSON form kept in the store.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use tonic::Status;
+use tracery_proto::v1::{self, breakpoint_spec::Target};
+use tracery_store::BreakpointRecord;
+
+use crate::Defaults;
+
+/// A spec with every limit filled in, as stored (`breakpoints.spec`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredSpec {
+    pub target: StoredTarget,
+    pub location: String,
+    pub when: Option<String>,
+    pub hit_limit: u32,
+    pub expire_seconds: u64,
+    pub rate_per_second: u32,
+}
+
+/// `BreakpointSpec.target`, as JSON (`{"service": "orders"}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum StoredTarget {
+    Service(String),
+    Exe(String),
+    Pid(u32),
+}
+
+impl StoredSpec {
+    /// Checks a user's spec and fills unset limits from `defaults`.
+    pub fn from_request(
+        spec: v1::BreakpointSpec,
+        services: &[String],
+        defaults: &Defaults,
+    ) -> Result<StoredSpec, Status> {
+        let target = match spec.target {
+            None => {
+                return Err(Status::invalid_argument(
+                    "the breakpoint has no target; pass --service NAME, --exe PATH or --pid PID",
+                ))
+            }
+            Some(Target::Service(name)) => {
+                if !services.contains(&name) {
+                    let known = if services.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        services.join(", ")
+                    };
+                    return Err(Status::invalid_argument(format!(
+                        "unknown service {name:?}; known services: {known} (define them in tracery.toml)"
+                    )));
+                }
+                StoredTarget::Service(name)
+            }
+            Some(Target::Exe(path)) => {
+                if !path.starts_with('/') {
+                    return Err(Status::invalid_argument(format!(
+                        "--exe {path:?} is not an absolute path; pass the executable's full path"
+                    )));
+                }
+                StoredTarget::Exe(path)
+            }
+            Some(Target::Pid(0)) => {
+                return Err(Status::invalid_argument(
+                    "--pid 0 is not a process; pass the id of a running process",
+                ))
+            }
+            Some(Target::Pid(pid)) => StoredTarget::Pid(pid),
+        };
+        let location = spec.location.trim().to_owned();
+        if location.is_empty() {
+            return Err(Status::invalid_argument(
+                "the breakpoint has no location; pass --at FILE:LINE or --at FUNCTION",
+            ));
+        }
+        if spec.when.as_deref().is_some_and(|w| w.trim().is_empty()) {
+            return Err(Status::invalid_argument(
+                "--when is empty; give a condition such as 'order.qty > 10', or leave --when out",
+            ));
+        }
+        let hit_limit = positive(
+            spec.hit_limit,
+            u32::try_from(defaults.hit_limit).unwrap_or(u32::MAX),
+            "--hits",
+        )?;
+        let expire_seconds = positive(
+            spec.expire_seconds,
+            defaults.expire.as_secs().max(1),
+            "--expire (seconds)",
+        )?;
+        let rate_per_second = positive(spec.rate_per_second, defaults.rate_per_sec, "--rate")?;
+        Ok(StoredSpec {
+            target,
+            location,
+            when: spec.when,
+            hit_limit,
+            expire_seconds,
+            rate_per_second,
+        })
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        // A struct of strings and integers always serializes.
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    pub fn from_json(json: &serde_json::Value) -> Result<StoredSpec, serde_json::Error> {
+        StoredSpec::deserialize(json)
+    }
+
+    pub fn to_proto(&self) -> v1::BreakpointSpec {
+        v1::BreakpointSpec {
+            target: Some(match &self.target {
+                StoredTarget::Service(s) => Target::Service(s.clone()),
+                StoredTarget::Exe(e) => Target::Exe(e.clone()),
+                StoredTarget::Pid(p) => Target::Pid(*p),
+            }),
+            location: self.location.clone(),
+            when: self.when.clone(),
+            hit_limit: Some(self.hit_limit),
+            expire_seconds: Some(self.expire_seconds),
+            rate_per_second: Some(self.rate_per_second),
+        }
+    }
+}
+
+/// An unset limit becomes `default`; an explicit 0 is refused, because every breakpoint
+/// must stay bounded.
+fn positive<T>(value: Option<T>, default: T, flag: &str) -> Result<T, Status>
+where
+    T: Copy + PartialEq + Default + std::fmt::Display,
+{
+    match value {
+        None => Ok(default),
+        Some(v) if v == T::default() => Err(Status::invalid_argument(format!(
+            "{flag} must be at least 1: every breakpoint is bounded; leave it out for the default ({default})"
+        ))),
+        Some(v) => Ok(v),
+    }
+}
+
+/// A stored breakpoint as the API shows it; `hits` and `drops` are filled by the caller.
+pub(crate) fn breakpoint_proto(record: &BreakpointRecord) -> Result<v1::Breakpoint, Status> {
+    let spec = StoredSpec::from_json(&record.spec).map_err(|e| {
+        Status::internal(format!(
+            "breakpoint {} has an unreadable spec in the store ({e}); delete it and set it again",
+            record.id
+        ))
+    })?;
+    Ok(v1::Breakpoint {
+        id: u64::try_from(record.id.0).unwrap_or_default(),
+        spec: Some(spec.to_proto()),
+        created: Some(record.created_at.into()),
+        expires: Some(record.expires_at.into()),
+        hits: 0,
+        drops: 0,
+    })
+}
+
+/// True while a breakpoint should be armed: not deleted, not expired.
+pub(crate) fn is_live(record: &BreakpointRecord, now: SystemTime) -> bool {
+    record.deleted_at.is_none() && record.expires_at > now
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(target: Target) -> v1::BreakpointSpec {
+        v1::BreakpointSpec {
+            target: Some(target),
+            location: "orders.rs:42".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn unset_limits_get_the_defaults_and_survive_json() {
+        let s = StoredSpec::from_request(
+            spec(Target::Exe("/usr/bin/orders".into())),
+            &[],
+            &Defaults::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.hit_limit, s.expire_seconds, s.rate_per_second),
+            (100, 3600, 10)
+        );
+        assert_eq!(StoredSpec::from_json(&s.to_json()).unwrap(), s);
+    }
+
+    #[test]
+    fn zero_limits_are_refused_with_the_flag_name() {
+        let mut req = spec(Target::Pid(7));
+        req.hit_limit = Some(0);
+        let err = StoredSpec::from_request(req, &[], &Defaults::default()).unwrap_err();
+        assert!(
+            err.message().contains("--hits must be at least 1"),
+            "{}",
+            err.message()
+        );
+    }
+
+    #[test]
+    fn empty_when_is_refused() {
+        let mut req = spec(Target::Pid(7));
+        req.when = Some("  ".into());
+        let err = StoredSpec::from_request(req, &[], &Defaults::default()).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message().contains("--when is empty"),
+            "{}",
+            err.message()
+        );
+    }
+}

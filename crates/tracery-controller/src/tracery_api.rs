@@ -1,0 +1,353 @@
+//! The `Tracery` service: what `tracery-ctl` calls.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracery_proto::v1::{self, arm_result, tracery_server::Tracery};
+use tracery_store::{BreakpointId, SnapshotId};
+
+use crate::registry::{arm_message, store_status, Registry};
+use crate::snapshot_body;
+use crate::spec::StoredSpec;
+
+/// How long `SetBreakpoint` waits for agents to report whether the location resolves.
+const ARM_WAIT: Duration = Duration::from_secs(3);
+/// Once every agent answered, how long more results (other processes) may still come.
+const ARM_GRACE: Duration = Duration::from_millis(100);
+/// `ListSnapshots` page size when the request says 0, and the largest it accepts.
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+/// Snapshots buffered per watcher between the broadcast and its gRPC stream.
+const WATCH_STREAM_BUFFER: usize = 64;
+
+pub(crate) struct TraceryApi {
+    registry: Arc<Registry>,
+}
+
+impl TraceryApi {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        TraceryApi { registry }
+    }
+}
+
+#[tonic::async_trait]
+impl Tracery for TraceryApi {
+    async fn set_breakpoint(
+        &self,
+        request: Request<v1::BreakpointSpec>,
+    ) -> Result<Response<v1::Breakpoint>, Status> {
+        let reg = &self.registry;
+        let spec =
+            StoredSpec::from_request(request.into_inner(), &reg.opts.services, &reg.opts.defaults)?;
+        let expires_at = SystemTime::now() + Duration::from_secs(spec.expire_seconds);
+        let id = reg
+            .store
+            .create_breakpoint(&spec.to_json(), expires_at)
+            .await
+            .map_err(store_status)?;
+        let record = reg
+            .store
+            .list_breakpoints(false)
+            .await
+            .map_err(store_status)?
+            .into_iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| {
+                Status::internal(format!(
+                    "breakpoint {id} vanished from the store after it was set"
+                ))
+            })?;
+        let breakpoint = reg.breakpoint_with_counts(&record).await?;
+        // Subscribed before arming, so no answer is missed.
+        let results = reg.watch_arm_results();
+        let agents = reg.broadcast(arm_message(&record)?);
+        let outcome = wait_for_arming(results, breakpoint.id, &agents).await;
+        if !outcome.answered || outcome.armed {
+            tracing::info!(
+                breakpoint = breakpoint.id,
+                agents = agents.len(),
+                "breakpoint set"
+            );
+            return Ok(Response::new(breakpoint));
+        }
+        // Every answer was an error: the location does not resolve anywhere it was tried.
+        reg.store
+            .delete_breakpoint(id)
+            .await
+            .map_err(store_status)?;
+        reg.disarm(breakpoint.id);
+        Err(Status::failed_precondition(format!(
+            "cannot set a breakpoint at {}: {}",
+            spec.location,
+            outcome.errors_text()
+        )))
+    }
+
+    async fn list_breakpoints(
+        &self,
+        _: Request<v1::ListBreakpointsRequest>,
+    ) -> Result<Response<v1::ListBreakpointsResponse>, Status> {
+        let live = self
+            .registry
+            .live_breakpoints()
+            .await
+            .map_err(store_status)?;
+        let mut breakpoints = Vec::with_capacity(live.len());
+        for record in &live {
+            breakpoints.push(self.registry.breakpoint_with_counts(record).await?);
+        }
+        Ok(Response::new(v1::ListBreakpointsResponse { breakpoints }))
+    }
+
+    async fn delete_breakpoint(
+        &self,
+        request: Request<v1::DeleteBreakpointRequest>,
+    ) -> Result<Response<v1::DeleteBreakpointResponse>, Status> {
+        let id = request.into_inner().id;
+        let deleted = match i64::try_from(id) {
+            Ok(raw) => self
+                .registry
+                .store
+                .delete_breakpoint(BreakpointId(raw))
+                .await
+                .map_err(store_status)?,
+            Err(_) => false,
+        };
+        if !deleted {
+            return Err(Status::not_found(format!(
+                "no breakpoint {id}; `tracery-ctl breakpoint list` shows the live ones"
+            )));
+        }
+        self.registry.disarm(id);
+        tracing::info!(breakpoint = id, "breakpoint deleted");
+        Ok(Response::new(v1::DeleteBreakpointResponse {}))
+    }
+
+    async fn list_snapshots(
+        &self,
+        request: Request<v1::ListSnapshotsRequest>,
+    ) -> Result<Response<v1::ListSnapshotsResponse>, Status> {
+        let request = request.into_inner();
+        let breakpoint = request
+            .filter
+            .and_then(|f| f.breakpoint_id)
+            .map(|id| i64::try_from(id).map(BreakpointId))
+            .transpose()
+            .map_err(|_| Status::invalid_argument("filter.breakpoint_id is out of range"))?;
+        let after = if request.page_token.is_empty() {
+            None
+        } else {
+            Some(SnapshotId(request.page_token.parse().map_err(|_| {
+                Status::invalid_argument(format!(
+                    "page token {:?} is not one this controller gave out; start again without it",
+                    request.page_token
+                ))
+            })?))
+        };
+        let limit = match request.limit {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        // One more than asked tells whether another page follows.
+        let mut page = self
+            .registry
+            .store
+            .list_snapshots(breakpoint, after, limit + 1)
+            .await
+            .map_err(store_status)?;
+        let more = page.len() > limit as usize;
+        page.truncate(limit as usize);
+        let next_page_token = match page.last() {
+            Some(last) if more => last.id.to_string(),
+            _ => String::new(),
+        };
+        let mut snapshots = Vec::with_capacity(page.len());
+        for summary in &page {
+            snapshots.push(self.load_snapshot(summary.id).await?);
+        }
+        Ok(Response::new(v1::ListSnapshotsResponse {
+            snapshots,
+            next_page_token,
+        }))
+    }
+
+    async fn get_snapshot(
+        &self,
+        request: Request<v1::GetSnapshotRequest>,
+    ) -> Result<Response<v1::Snapshot>, Status> {
+        let id = request.into_inner().id;
+        let raw = i64::try_from(id).map_err(|_| {
+            Status::not_found(format!(
+                "no snapshot {id}; `tracery-ctl snapshot list` shows them"
+            ))
+        })?;
+        Ok(Response::new(self.load_snapshot(SnapshotId(raw)).await?))
+    }
+
+    type WatchSnapshotsStream = ReceiverStream<Result<v1::Snapshot, Status>>;
+
+    async fn watch_snapshots(
+        &self,
+        request: Request<v1::WatchSnapshotsRequest>,
+    ) -> Result<Response<Self::WatchSnapshotsStream>, Status> {
+        let only = request.into_inner().filter.and_then(|f| f.breakpoint_id);
+        let mut snapshots = self.registry.watch_snapshots();
+        let mut stop = self.registry.stop.clone();
+        let (tx, rx) = mpsc::channel(WATCH_STREAM_BUFFER);
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    _ = stop.wait_for(|stopped| *stopped) => break,
+                    _ = tx.closed() => break,
+                    next = snapshots.recv() => next,
+                };
+                match next {
+                    Ok(snapshot) => {
+                        if only.is_some_and(|id| id != snapshot.breakpoint_id) {
+                            continue;
+                        }
+                        if tx.send(Ok(snapshot)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        // Never silent: the watcher learns how many it missed.
+                        let _ = tx
+                            .send(Err(Status::resource_exhausted(format!(
+                                "this watch fell behind and missed {missed} snapshots; they are \
+                                 stored: `tracery-ctl snapshot list` shows them, then watch again"
+                            ))))
+                            .await;
+                        break;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn status(
+        &self,
+        _: Request<v1::StatusRequest>,
+    ) -> Result<Response<v1::StatusResponse>, Status> {
+        let live = self
+            .registry
+            .live_breakpoints()
+            .await
+            .map_err(store_status)?;
+        let mut breakpoints = Vec::with_capacity(live.len());
+        for record in &live {
+            let bp = self.registry.breakpoint_with_counts(record).await?;
+            breakpoints.push(v1::BreakpointStatus {
+                breakpoint_id: bp.id,
+                hits: bp.hits,
+                drops: bp.drops,
+            });
+        }
+        Ok(Response::new(v1::StatusResponse {
+            agents: self.registry.agent_statuses(),
+            breakpoints,
+        }))
+    }
+}
+
+impl TraceryApi {
+    /// A stored snapshot, exactly as the agent sent it, with its store id.
+    async fn load_snapshot(&self, id: SnapshotId) -> Result<v1::Snapshot, Status> {
+        let record = self
+            .registry
+            .store
+            .get_snapshot(id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "no snapshot {id}; `tracery-ctl snapshot list` shows them"
+                ))
+            })?;
+        let mut snapshot = snapshot_body::decode(&record.body).map_err(|e| {
+            Status::data_loss(format!(
+                "snapshot {id} is stored in a form this controller cannot read ({}); \
+                 was it written by another Tracery version?",
+                crate::registry::error_chain(&e)
+            ))
+        })?;
+        snapshot.id = u64::try_from(id.0).unwrap_or_default();
+        Ok(snapshot)
+    }
+}
+
+/// What agents said about arming one new breakpoint.
+#[derive(Default)]
+struct ArmOutcome {
+    answered: bool,
+    armed: bool,
+    /// Error message → (agent, pid) pairs that reported it.
+    errors: BTreeMap<String, Vec<(String, u32)>>,
+}
+
+impl ArmOutcome {
+    fn errors_text(&self) -> String {
+        self.errors
+            .iter()
+            .map(|(error, where_)| {
+                let places: Vec<String> = where_
+                    .iter()
+                    .map(|(agent, pid)| format!("agent {agent} pid {pid}"))
+                    .collect();
+                format!("{error} ({})", places.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// Collects arm results for `breakpoint_id` until one agent armed it, every agent in
+/// `agents` answered (plus a short grace for other processes), or [`ARM_WAIT`] passed.
+async fn wait_for_arming(
+    mut results: broadcast::Receiver<crate::registry::ArmEvent>,
+    breakpoint_id: u64,
+    agents: &[String],
+) -> ArmOutcome {
+    let mut outcome = ArmOutcome::default();
+    if agents.is_empty() {
+        return outcome;
+    }
+    let mut waiting: BTreeSet<&str> = agents.iter().map(String::as_str).collect();
+    let mut deadline = Instant::now() + ARM_WAIT;
+    loop {
+        let event = match tokio::time::timeout_at(deadline, results.recv()).await {
+            Err(_elapsed) => return outcome,
+            Ok(Ok(event)) => event,
+            // Missed some results under load: decide on what was seen.
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+            Ok(Err(broadcast::error::RecvError::Closed)) => return outcome,
+        };
+        if event.result.breakpoint_id != breakpoint_id {
+            continue;
+        }
+        outcome.answered = true;
+        match event.result.result {
+            Some(arm_result::Result::Probes(_)) => {
+                outcome.armed = true;
+                return outcome;
+            }
+            Some(arm_result::Result::Error(error)) => outcome
+                .errors
+                .entry(error)
+                .or_default()
+                .push((event.agent_id.clone(), event.result.pid)),
+            None => {}
+        }
+        waiting.remove(event.agent_id.as_str());
+        if waiting.is_empty() {
+            deadline = deadline.min(Instant::now() + ARM_GRACE);
+        }
+    }
+}
