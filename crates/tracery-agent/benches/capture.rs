@@ -51,8 +51,17 @@ fn main() {
         cost.capture_no_stack - cost.bare
     );
     println!(
+        "false in-kernel condition {:>6.1} ns/call  (+{:.1} ns per hit)",
+        cost.false_condition,
+        cost.false_condition - cost.bare
+    );
+    println!(
         "capture / empty uprobe cost ratio: {:.2} (median of {RUNS} paired rounds; target <= 1.5)",
         cost.paired_ratio
+    );
+    println!(
+        "false condition / empty uprobe cost ratio: {:.2} (about 1 expected)",
+        cost.false_condition_ratio
     );
     println!();
     println!("== sustained hit rate through the full pipeline (C fixture hot loop, tick)");
@@ -70,6 +79,10 @@ struct Cost {
     capture: f64,
     /// The same capture without the stack copy, to show what the copy costs.
     capture_no_stack: f64,
+    /// The capture behind an in-kernel condition that is always false (`a < 0`).
+    false_condition: f64,
+    /// Median over rounds of (false condition - bare) / (empty - bare).
+    false_condition_ratio: f64,
     vars: usize,
 }
 
@@ -95,8 +108,9 @@ fn measure_cost(variant: &str) -> Cost {
     let mut empty = Vec::new();
     let mut capture = Vec::new();
     let mut capture_no_stack = Vec::new();
+    let mut false_condition = Vec::new();
     let mut vars = 0;
-    // Interleave the three so drift on a noisy VM hits all of them alike.
+    // Interleave the runs so drift on a noisy VM hits all of them alike.
     for _ in 0..RUNS {
         bare.push(timed_run(variant, |_| Box::new(())));
         empty.push(timed_run(variant, |pid| {
@@ -117,7 +131,7 @@ fn measure_cost(variant: &str) -> Cost {
             Box::new(table)
         }));
         capture.push(timed_run(variant, |pid| {
-            let (drainer, n) = Drainer::start(pid, limits);
+            let (drainer, n) = Drainer::start(pid, limits, None);
             vars = n;
             Box::new(drainer)
         }));
@@ -126,11 +140,17 @@ fn measure_cost(variant: &str) -> Cost {
                 stack_bytes: 0,
                 ..limits
             };
-            Box::new(Drainer::start(pid, no_stack).0)
+            Box::new(Drainer::start(pid, no_stack, None).0)
+        }));
+        false_condition.push(timed_run(variant, |pid| {
+            Box::new(Drainer::start(pid, limits, Some("a < 0")).0)
         }));
     }
     let ratios = (0..RUNS)
         .map(|i| (capture[i] - bare[i]) / (empty[i] - bare[i]))
+        .collect();
+    let false_ratios = (0..RUNS)
+        .map(|i| (false_condition[i] - bare[i]) / (empty[i] - bare[i]))
         .collect();
     Cost {
         paired_ratio: median(ratios),
@@ -138,6 +158,8 @@ fn measure_cost(variant: &str) -> Cost {
         empty: median(empty),
         capture: median(capture),
         capture_no_stack: median(capture_no_stack),
+        false_condition: median(false_condition),
+        false_condition_ratio: median(false_ratios),
         vars,
     }
 }
@@ -152,12 +174,23 @@ impl Drainer {
     /// Arms the 8-variable capture at `bench8` in `pid` on a thread that drains raw records
     /// (so the ring buffer never fills: a full ring makes hits cheaper and the figure
     /// wrong). Returns once armed, with the number of variables in the plan.
-    fn start(pid: u32, limits: CaptureLimits) -> (Self, usize) {
+    fn start(pid: u32, limits: CaptureLimits, when: Option<&'static str>) -> (Self, usize) {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s = stop.clone();
         let (armed_tx, armed_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let bp = tracery_agent::prepare(pid, "bench8", &limits).expect("resolve bench8");
+            let mut bp = tracery_agent::prepare(pid, "bench8", &limits).expect("resolve bench8");
+            if let Some(w) = when {
+                let expr = tracery_dwarf::condition::parse(w).expect("condition");
+                for (_, plan) in &mut bp.sites {
+                    let split = tracery_dwarf::condition::compile(&expr, plan).expect("compile");
+                    assert!(
+                        split.rest.is_none(),
+                        "{w} must be checked in the kernel alone"
+                    );
+                    split.apply(&mut plan.config);
+                }
+            }
             let mut session = Session::start().expect("load eBPF");
             session
                 .arm(&bp, &ArmOptions::default())

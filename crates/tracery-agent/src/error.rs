@@ -57,6 +57,8 @@ pub enum AgentError {
     #[error("unknown probe {0}")]
     UnknownProbe(u32),
     #[error(transparent)]
+    Condition(#[from] tracery_dwarf::condition::ConditionError),
+    #[error(transparent)]
     Binary(#[from] tracery_dwarf::BinaryError),
     #[error("kernel feature check failed: {0}")]
     Feature(String),

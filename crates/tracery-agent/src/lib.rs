@@ -4,6 +4,7 @@
 pub mod discovery;
 pub mod error;
 pub mod exec_watch;
+pub mod link;
 pub mod loader;
 pub mod manager;
 pub mod privilege;
@@ -18,6 +19,7 @@ pub mod wire;
 pub use discovery::{DiscoveryError, Matcher, Services};
 pub use error::AgentError;
 pub use exec_watch::{Exec, ExecWatcher};
+pub use link::{LinkError, LinkOptions};
 pub use manager::{BreakpointSpec, BreakpointStatus, Ended, Manager, Target};
 pub use probes::{AttachTarget, ProbeTable, ProgramKind, SlotId};
 pub use process::TargetProcess;

@@ -9,7 +9,10 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use tracery_dwarf::CaptureLimits;
+use tracery_dwarf::{
+    condition::{self, Expr},
+    CaptureLimits,
+};
 
 use crate::{
     discovery::Matcher,
@@ -36,6 +39,8 @@ pub struct BreakpointSpec {
     pub target: Target,
     /// `FILE:LINE` or a function name.
     pub location: String,
+    /// Condition over captured variables; hits where it is false are filtered, not delivered.
+    pub when: Option<String>,
     /// Snapshots in total, over all processes; 0 for no limit.
     pub hit_limit: u64,
     /// Kernel-side rate limit per probe site; 0 for none.
@@ -64,6 +69,8 @@ pub struct BreakpointStatus {
     pub processes: Vec<(u32, usize)>,
     /// Snapshots delivered so far.
     pub hits: u64,
+    /// Hits user space dropped because `when` was false (not lost: they did not match).
+    pub filtered: u64,
     /// Records the kernel could not deliver (ring buffer full).
     pub kernel_drops: u64,
     /// Hits that arrived after the hit limit was reached (several sites or processes
@@ -76,9 +83,12 @@ pub struct BreakpointStatus {
 
 struct Armed {
     spec: BreakpointSpec,
+    /// `spec.when`, parsed once.
+    when: Option<Expr>,
     /// pid -> slots of its probe sites.
     pids: BTreeMap<u32, Vec<SlotId>>,
     hits: u64,
+    filtered: u64,
     kernel_drops: u64,
     over_limit: u64,
     errors: Vec<(u32, String)>,
@@ -117,24 +127,28 @@ impl Manager {
 
     /// Adds a breakpoint and arms it on every matching process running now. A breakpoint
     /// whose target matches no process yet is kept and armed when one starts. Fails when a
-    /// PID target does not exist or its binary cannot take the location.
+    /// PID target does not exist, its binary cannot take the location, or `when` is
+    /// malformed.
     pub fn add(&mut self, spec: BreakpointSpec) -> Result<BreakpointStatus, AgentError> {
         let id = spec.id;
+        let when = spec.when.as_deref().map(condition::parse).transpose()?;
         let pids = match &spec.target {
             Target::Pid(pid) => vec![*pid],
             Target::Matching(m) => m.find(),
         };
         let mut armed = Armed {
             spec,
+            when,
             pids: BTreeMap::new(),
             hits: 0,
+            filtered: 0,
             kernel_drops: 0,
             over_limit: 0,
             errors: Vec::new(),
             ended: None,
         };
         for pid in pids {
-            let result = arm_in(&mut self.session, &armed.spec, pid);
+            let result = arm_in(&mut self.session, &armed.spec, armed.when.as_ref(), pid);
             match (result, &armed.spec.target) {
                 (Ok(slots), _) => {
                     armed.pids.insert(pid, slots);
@@ -173,6 +187,16 @@ impl Manager {
                 bp.over_limit += 1;
                 continue;
             }
+            // The whole expression, not only what the kernel left: sites differ in what
+            // their kernel part took, and re-checking a kernel comparison agrees with it.
+            if bp
+                .when
+                .as_ref()
+                .is_some_and(|e| !condition::eval(e, &s.variables))
+            {
+                bp.filtered += 1;
+                continue;
+            }
             bp.hits += 1;
             if bp.spec.hit_limit != 0 && bp.hits >= bp.spec.hit_limit {
                 bp.ended = Some(Ended::HitLimit);
@@ -187,7 +211,7 @@ impl Manager {
                 if bp.ended.is_some() || bp.pids.contains_key(&e.pid) || !m.matches_exec(&e) {
                     continue;
                 }
-                match arm_in(&mut self.session, &bp.spec, e.pid) {
+                match arm_in(&mut self.session, &bp.spec, bp.when.as_ref(), e.pid) {
                     Ok(slots) => {
                         tracing::info!(id = bp.spec.id, pid = e.pid, "armed on new process");
                         bp.pids.insert(e.pid, slots);
@@ -258,6 +282,7 @@ impl Manager {
             id,
             processes: bp.pids.iter().map(|(p, s)| (*p, s.len())).collect(),
             hits: bp.hits,
+            filtered: bp.filtered,
             kernel_drops: bp.kernel_drops + live,
             over_limit: bp.over_limit,
             errors: bp.errors.clone(),
@@ -269,14 +294,25 @@ impl Manager {
 fn arm_in(
     session: &mut Session,
     spec: &BreakpointSpec,
+    when: Option<&Expr>,
     pid: u32,
 ) -> Result<Vec<SlotId>, AgentError> {
-    let prepared = prepare(pid, &spec.location, &spec.limits)?;
+    let mut prepared = prepare(pid, &spec.location, &spec.limits)?;
+    // Per site: the kernel takes the simple comparisons, user space re-checks the whole.
+    let mut user_checks = false;
+    if let Some(expr) = when {
+        for (_, plan) in &mut prepared.sites {
+            let split = condition::compile(expr, plan)?;
+            split.apply(&mut plan.config);
+            user_checks |= split.rest.is_some();
+        }
+    }
     session.arm(
         &prepared,
         &ArmOptions {
             breakpoint_id: spec.id,
-            hit_limit: spec.hit_limit,
+            // Hits user space may still reject must not use up the kernel's quota.
+            hit_limit: if user_checks { 0 } else { spec.hit_limit },
             rate_per_sec: spec.rate_per_sec,
         },
     )

@@ -71,3 +71,19 @@ pub fn read_record<T: aya::Pod>(record: &[u8]) -> Option<T> {
     // only integer fields, so every bit pattern is valid; the read is unaligned-safe.
     Some(unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<T>()) })
 }
+
+/// CPU time (user + system) this process has used so far.
+pub fn cpu_time() -> Duration {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes one rusage into the valid, writable pointer it is given.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    // SAFETY: zero-initialised and, on success, filled in by getrusage.
+    let ru = unsafe { ru.assume_init() };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}

@@ -1,11 +1,72 @@
-//! Snapshots on the wire: conversions to and from `tracery.v1.Snapshot`, beside the domain
-//! type they convert (the proto crate cannot depend on the agent).
+//! The agent's types on the wire: snapshots to and from `tracery.v1.Snapshot`, and
+//! breakpoints from `tracery.v1.Breakpoint`, beside the domain types they convert (the
+//! proto crate cannot depend on the agent).
 
-use std::time::SystemTime;
+use std::{path::PathBuf, time::SystemTime};
 
-use tracery_proto::{convert::ConvertError, v1};
+use tracery_dwarf::CaptureLimits;
+use tracery_proto::{
+    convert::ConvertError,
+    v1::{self, breakpoint_spec},
+};
 
-use crate::snapshot::{Location, Snapshot, StackFrame};
+use crate::{
+    discovery::{DiscoveryError, Matcher, Services},
+    manager::{BreakpointSpec, Target},
+    snapshot::{Location, Snapshot, StackFrame},
+};
+
+/// Why a breakpoint from the controller cannot be armed on this agent.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("breakpoint {id} has no spec; the controller sent an incomplete Arm")]
+    MissingSpec { id: u64 },
+    #[error("breakpoint {id} has no target; set it with --service, --exe or --pid")]
+    MissingTarget { id: u64 },
+    #[error(transparent)]
+    Service(#[from] DiscoveryError),
+    #[error("breakpoint {id} expires at an unrepresentable time ({reason})")]
+    Expiry { id: u64, reason: String },
+}
+
+impl BreakpointSpec {
+    /// Converts a breakpoint the controller sent; service names are resolved through the
+    /// agent's own `tracery.toml` definitions. Unset limits mean no limit (the controller
+    /// has already filled in its defaults).
+    pub fn from_wire(bp: v1::Breakpoint, services: &Services) -> Result<Self, SpecError> {
+        let id = bp.id;
+        let spec = bp.spec.ok_or(SpecError::MissingSpec { id })?;
+        let target = match spec.target.ok_or(SpecError::MissingTarget { id })? {
+            breakpoint_spec::Target::Service(name) => {
+                Target::Matching(services.get(&name)?.clone())
+            }
+            breakpoint_spec::Target::Exe(path) => {
+                // Processes report their resolved executable; match that, not a symlink.
+                let path = PathBuf::from(path);
+                Target::Matching(Matcher::Exe(std::fs::canonicalize(&path).unwrap_or(path)))
+            }
+            breakpoint_spec::Target::Pid(pid) => Target::Pid(pid),
+        };
+        let expires_at = bp
+            .expires
+            .map(SystemTime::try_from)
+            .transpose()
+            .map_err(|e| SpecError::Expiry {
+                id,
+                reason: e.to_string(),
+            })?;
+        Ok(BreakpointSpec {
+            id,
+            target,
+            location: spec.location,
+            when: spec.when.filter(|w| !w.trim().is_empty()),
+            hit_limit: spec.hit_limit.map_or(0, u64::from),
+            rate_per_sec: spec.rate_per_second.unwrap_or(0),
+            expires_at,
+            limits: CaptureLimits::default(),
+        })
+    }
+}
 
 impl From<Snapshot> for v1::Snapshot {
     fn from(s: Snapshot) -> Self {
@@ -137,6 +198,53 @@ mod tests {
         let wire = v1::Snapshot::from(s);
         let back = Snapshot::try_from(wire).unwrap();
         assert_eq!(back.to_json(), json);
+    }
+
+    #[test]
+    fn a_breakpoint_resolves_its_service_here_and_keeps_its_limits() {
+        let services = Services::parse(
+            "[services.orders]\nprocess = \"orders\"\n",
+            "t.toml".as_ref(),
+        )
+        .unwrap();
+        let expires = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+        let bp = |target| v1::Breakpoint {
+            id: 9,
+            spec: Some(v1::BreakpointSpec {
+                target: Some(target),
+                location: "orders.rs:42".into(),
+                when: Some("qty > 1".into()),
+                hit_limit: Some(100),
+                expire_seconds: Some(3600),
+                rate_per_second: Some(10),
+            }),
+            expires: Some(expires.into()),
+            ..Default::default()
+        };
+        let spec = BreakpointSpec::from_wire(
+            bp(breakpoint_spec::Target::Service("orders".into())),
+            &services,
+        )
+        .unwrap();
+        assert_eq!(
+            spec.target,
+            Target::Matching(Matcher::Process("orders".into()))
+        );
+        assert_eq!((spec.id, spec.hit_limit, spec.rate_per_sec), (9, 100, 10));
+        assert_eq!(spec.when.as_deref(), Some("qty > 1"));
+        assert_eq!(spec.expires_at, Some(expires));
+        let err = BreakpointSpec::from_wire(
+            bp(breakpoint_spec::Target::Service("billing".into())),
+            &services,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown service \"billing\"; known services: orders"
+        );
+        let spec =
+            BreakpointSpec::from_wire(bp(breakpoint_spec::Target::Pid(42)), &services).unwrap();
+        assert_eq!(spec.target, Target::Pid(42));
     }
 
     #[test]

@@ -20,6 +20,7 @@ fn spec(id: u64, target: Target) -> BreakpointSpec {
         id,
         target,
         location: "level3".into(),
+        when: None,
         hit_limit: 0,
         rate_per_sec: 0,
         expires_at: None,
@@ -138,4 +139,36 @@ fn a_missing_pid_is_an_error_at_once() {
         "{err}"
     );
     assert!(m.status_of(9).is_none());
+}
+
+#[test]
+fn when_filters_hits_in_user_space_and_counts_them() {
+    require_root();
+    let mut m = Manager::start().unwrap();
+    let p = FixtureProcess::spawn("c-O0", &["serve"]);
+    // `x` is 4 on every call: `x == 4` matches, and the float literal keeps the
+    // comparison in user space so it is checked (and counted) there.
+    let mut matching = spec(1, Target::Pid(p.pid()));
+    matching.when = Some("x == 4".into());
+    let mut never = spec(2, Target::Pid(p.pid()));
+    never.when = Some("x == 5.5".into());
+    m.add(matching).unwrap();
+    m.add(never).unwrap();
+    let s = snapshot_from(&mut m, p.pid());
+    assert_eq!(s.breakpoint_id, 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while m.status_of(2).unwrap().filtered == 0 && Instant::now() < deadline {
+        let snaps = m.tick(Duration::from_millis(50)).unwrap();
+        assert!(snaps.iter().all(|s| s.breakpoint_id == 1), "{snaps:?}");
+    }
+    let st = m.status_of(2).unwrap();
+    assert!(st.filtered > 0, "{st:?}");
+    assert_eq!(st.hits, 0, "{st:?}");
+    let err = m
+        .add(BreakpointSpec {
+            when: Some("x >".into()),
+            ..spec(3, Target::Pid(p.pid()))
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("malformed --when"), "{err}");
 }

@@ -1,0 +1,133 @@
+//! `tracery-agent`: the node agent. `run` connects to a controller; `standalone` runs the
+//! controller in the same process (the default for a laptop or a single VM).
+
+mod standalone;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracery_agent::{link, LinkOptions, Services};
+
+/// Tracery node agent: arms breakpoints on this node's processes and sends their snapshots
+/// to the controller.
+#[derive(Parser, Debug)]
+#[command(name = "tracery-agent", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Connect to a controller and keep capturing for it (reconnects when it is away).
+    Run {
+        /// The controller, e.g. http://tracery-controller:7777.
+        #[arg(long, value_name = "URL")]
+        controller: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Controller and agent in one process, with an embedded SQLite store.
+    Standalone {
+        #[command(flatten)]
+        common: Common,
+        /// Snapshot store: sqlite://PATH or postgres://…; default: a SQLite file under the
+        /// data directory.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+        /// Address the controller listens on for tracery-ctl (and this agent).
+        #[arg(long, value_name = "ADDR", default_value = standalone::DEFAULT_LISTEN)]
+        listen: String,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct Common {
+    /// Service definitions ([services.NAME] with exe, process or cmdline); default:
+    /// ./tracery.toml when it exists.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Where the agent keeps its stable id.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/tracery")]
+    data_dir: PathBuf,
+}
+
+impl Common {
+    fn services(&self) -> anyhow::Result<Services> {
+        let default = Path::new("tracery.toml");
+        match &self.config {
+            Some(path) => Ok(Services::load(path)?),
+            None if default.exists() => Ok(Services::load(default)?),
+            None => Ok(Services::default()),
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match real_main(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", link::error_chain(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<()> {
+    let (common, mode) = match &cli.command {
+        Command::Run { common, .. } | Command::Standalone { common, .. } => (common, &cli.command),
+    };
+    // Cheap checks first: a typo in the config should not wait for eBPF to load.
+    let services = common.services()?;
+    tracery_agent::privilege::check()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        match mode {
+            Command::Run { controller, .. } => {
+                let opts = LinkOptions {
+                    controller: controller.clone(),
+                    services,
+                    data_dir: common.data_dir.clone(),
+                };
+                link::run(opts, shutdown_signal()).await?;
+                Ok(())
+            }
+            Command::Standalone { store, listen, .. } => {
+                standalone::run(standalone::Options {
+                    listen: listen.clone(),
+                    store: store.clone(),
+                    services,
+                    data_dir: common.data_dir.clone(),
+                })
+                .await
+            }
+        }
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: detaching probes");
+}

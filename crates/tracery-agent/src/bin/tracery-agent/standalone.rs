@@ -1,0 +1,93 @@
+//! Standalone mode: the controller served in this process, and the agent linked to it
+//! over loopback.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+};
+
+use anyhow::{anyhow, Context};
+use tokio::net::TcpListener;
+use tracery_agent::{link, LinkOptions, Services};
+use tracery_controller::{ControllerOptions, Defaults};
+
+/// Where `tracery-ctl` looks by default.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7777";
+
+pub struct Options {
+    pub listen: String,
+    pub store: Option<String>,
+    pub services: Services,
+    pub data_dir: PathBuf,
+}
+
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    let addr: SocketAddr = opts.listen.parse().with_context(|| {
+        format!(
+            "--listen {:?} is not an address; use IP:PORT, e.g. {DEFAULT_LISTEN}",
+            opts.listen
+        )
+    })?;
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow!(
+                "{addr} is already in use: is another tracery-agent standalone running? \
+                 stop it or pass --listen"
+            )
+        } else {
+            anyhow::Error::new(e).context(format!("cannot listen on {addr}"))
+        }
+    })?;
+    let local = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    // The agent reaches the controller over loopback even when it listens on all addresses.
+    let connect = if local.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), local.port())
+    } else {
+        local
+    };
+    let store_url = opts
+        .store
+        .unwrap_or_else(tracery_controller::default_store_url);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(tracery_controller::serve(
+        listener,
+        ControllerOptions {
+            store_url,
+            services: opts.services.names().map(str::to_string).collect(),
+            defaults: Defaults::default(),
+        },
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    eprintln!("tracery standalone listening on {local}; try `tracery-ctl status`");
+    let agent = link::run(
+        LinkOptions {
+            controller: format!("http://{connect}"),
+            services: opts.services,
+            data_dir: opts.data_dir,
+        },
+        crate::shutdown_signal(),
+    );
+    tokio::pin!(controller);
+    let agent_result = tokio::select! {
+        r = agent => r,
+        // The controller only ends early on an error (e.g. the store cannot be opened).
+        r = &mut controller => {
+            return match r {
+                Ok(Ok(())) => Err(anyhow!("the controller stopped unexpectedly")),
+                Ok(Err(e)) => Err(e.into()),
+                Err(e) => Err(anyhow!("the controller task failed: {e}")),
+            };
+        }
+    };
+    let _ = stop_tx.send(());
+    let controller_result = controller.await;
+    agent_result?;
+    match controller_result {
+        Ok(r) => r.map_err(Into::into),
+        Err(e) => Err(anyhow!("the controller task failed: {e}")),
+    }
+}

@@ -1,0 +1,498 @@
+//! The agent side of `AgentLink`: one `Session` stream to the controller, kept up with
+//! backoff. Breakpoints come down and are armed by the [`Manager`](crate::Manager) on its
+//! own thread; hits, drop totals and health go up.
+//!
+//! Capture goes on while the controller is away: hits wait in the [`outbox::Outbox`]
+//! (bounded, overflow counted as drops) and are resent after a reconnect with the same
+//! per-breakpoint sequence numbers, so the controller stores each once.
+
+mod outbox;
+mod report;
+mod worker;
+
+use std::{
+    collections::{hash_map::RandomState, BTreeMap},
+    future::Future,
+    hash::{BuildHasher, Hasher},
+    path::PathBuf,
+    pin::Pin,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use tokio::sync::{mpsc, oneshot};
+use tonic::{
+    codegen::tokio_stream::wrappers::ReceiverStream,
+    transport::{Endpoint, Uri},
+    Streaming,
+};
+use tracery_proto::v1::{
+    self, agent_link_client::AgentLinkClient, agent_message, arm_result, controller_message,
+};
+
+pub use outbox::{BUFFER_CAP, SETTLE};
+pub use worker::error_chain;
+
+use crate::{
+    discovery::Services,
+    error::AgentError,
+    manager::{BreakpointSpec, BreakpointStatus, Target},
+};
+use worker::{Command, Worker, WorkerState};
+
+/// First reconnect delay; doubles per failure up to [`BACKOFF_MAX`], with jitter.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often changed drop totals go up.
+const DROPS_EVERY: Duration = Duration::from_secs(1);
+/// How often health goes up.
+const HEALTH_EVERY: Duration = Duration::from_secs(5);
+/// Messages queued for the stream before sending waits.
+const STREAM_QUEUE: usize = 1024;
+/// HTTP/2 pings find a dead controller well within [`SETTLE`].
+const KEEPALIVE: Duration = Duration::from_secs(10);
+
+/// Where the link connects and what it resolves service names with.
+#[derive(Clone, Debug)]
+pub struct LinkOptions {
+    /// The controller, e.g. `http://127.0.0.1:7777`.
+    pub controller: String,
+    /// Service definitions from `tracery.toml`, for breakpoints set by `--service`.
+    pub services: Services,
+    /// Where the agent keeps its stable id (`agent-id`).
+    pub data_dir: PathBuf,
+}
+
+/// Why the link stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("{url:?} is not a valid controller URL; use http://HOST:PORT")]
+    Url {
+        url: String,
+        #[source]
+        source: tonic::codegen::http::uri::InvalidUri,
+    },
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error("the capture thread stopped; see the log above for why")]
+    WorkerGone,
+}
+
+/// Runs the agent until `shutdown` completes: loads eBPF (needs root), connects to the
+/// controller and keeps reconnecting. Probes are detached before it returns.
+pub async fn run(
+    opts: LinkOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), LinkError> {
+    let uri: Uri = opts.controller.parse().map_err(|source| LinkError::Url {
+        url: opts.controller.clone(),
+        source,
+    })?;
+    let endpoint = Endpoint::from(uri)
+        .connect_timeout(Duration::from_secs(2))
+        .http2_keep_alive_interval(KEEPALIVE)
+        .keep_alive_timeout(KEEPALIVE)
+        .keep_alive_while_idle(true);
+    let worker = tokio::task::spawn_blocking(Worker::spawn)
+        .await
+        .map_err(|_| LinkError::WorkerGone)??;
+    let mut link = Link {
+        hello: report::hello(&opts.data_dir),
+        services: opts.services,
+        controller: opts.controller,
+        worker,
+        outbox: outbox::Outbox::open(&opts.data_dir.join("sequences")),
+        armed: BTreeMap::new(),
+        manager_drops: BTreeMap::new(),
+        drops_sent: BTreeMap::new(),
+        cpu: report::CpuMeter::new(),
+    };
+    tracing::info!(agent_id = %link.hello.agent_id, controller = %link.controller, "agent started");
+    let shutdown = std::pin::pin!(shutdown);
+    let result = link.run(&endpoint, shutdown).await;
+    let Link { worker, .. } = link;
+    let _ = tokio::task::spawn_blocking(move || worker.stop()).await;
+    result
+}
+
+struct Link {
+    hello: v1::Hello,
+    services: Services,
+    controller: String,
+    worker: Worker,
+    outbox: outbox::Outbox,
+    /// What each armed breakpoint was armed with, so a re-sent `Arm` after a reconnect
+    /// does not re-arm (and restart the hit count of) an unchanged breakpoint.
+    armed: BTreeMap<u64, (Option<v1::BreakpointSpec>, Option<prost_types::Timestamp>)>,
+    /// Kernel drops and over-limit hits last seen per breakpoint (kept after removal).
+    manager_drops: BTreeMap<u64, u64>,
+    drops_sent: BTreeMap<u64, u64>,
+    cpu: report::CpuMeter,
+}
+
+/// The outbound half of a live stream.
+type Out = mpsc::Sender<v1::AgentMessage>;
+
+/// The stream broke; reconnect.
+struct Broken;
+
+impl Link {
+    async fn run(
+        &mut self,
+        endpoint: &Endpoint,
+        mut shutdown: Pin<&mut (impl Future<Output = ()> + Send)>,
+    ) -> Result<(), LinkError> {
+        let mut backoff = Backoff::default();
+        let mut failures = 0u32;
+        loop {
+            // Connect, capturing all the while.
+            let attempt = open(endpoint.clone(), self.hello.clone());
+            let mut attempt = std::pin::pin!(attempt);
+            let opened = loop {
+                tokio::select! {
+                    () = &mut shutdown => return Ok(()),
+                    r = &mut attempt => break r,
+                    s = self.worker.snapshots.recv() => match s {
+                        Some(s) => { self.outbox.push(s.into()); }
+                        None => return Err(LinkError::WorkerGone),
+                    },
+                }
+            };
+            let (out, inbound) = match opened {
+                Ok(c) => c,
+                Err(e) => {
+                    failures += 1;
+                    // The first failure is news; the retries are not.
+                    if failures == 1 {
+                        tracing::warn!(controller = %self.controller, error = %e, held = self.outbox.len(), "controller unreachable; capturing and retrying");
+                    } else {
+                        tracing::debug!(error = %e, "reconnect failed");
+                    }
+                    let sleep = tokio::time::sleep(backoff.next_delay());
+                    let mut sleep = std::pin::pin!(sleep);
+                    loop {
+                        tokio::select! {
+                            () = &mut shutdown => return Ok(()),
+                            () = &mut sleep => break,
+                            s = self.worker.snapshots.recv() => match s {
+                                Some(s) => { self.outbox.push(s.into()); }
+                                None => return Err(LinkError::WorkerGone),
+                            },
+                        }
+                    }
+                    continue;
+                }
+            };
+            failures = 0;
+            backoff = Backoff::default();
+            tracing::info!(controller = %self.controller, resending = self.outbox.len(), "connected to controller");
+            match self.serve(&out, inbound, shutdown.as_mut()).await {
+                Ok(Some(())) => return Ok(()),
+                Ok(None) => {}
+                Err(e) => return Err(e),
+            }
+            tracing::warn!(controller = %self.controller, "lost the controller; capturing and reconnecting");
+        }
+    }
+
+    /// Drives one live stream. `Ok(Some(()))` on shutdown, `Ok(None)` when it broke.
+    async fn serve(
+        &mut self,
+        out: &Out,
+        mut inbound: Streaming<v1::ControllerMessage>,
+        mut shutdown: Pin<&mut (impl Future<Output = ()> + Send)>,
+    ) -> Result<Option<()>, LinkError> {
+        if self.on_connect(out).await.is_err() {
+            return Ok(None);
+        }
+        let mut drops = tokio::time::interval(DROPS_EVERY);
+        let mut health =
+            tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
+        loop {
+            let step = tokio::select! {
+                () = &mut shutdown => return Ok(Some(())),
+                m = inbound.message() => match m {
+                    Ok(Some(m)) => self.handle(m, out).await,
+                    Ok(None) => {
+                        tracing::info!("the controller closed the stream");
+                        Err(Broken)
+                    }
+                    Err(status) => {
+                        tracing::debug!(%status, "stream error");
+                        Err(Broken)
+                    }
+                },
+                s = self.worker.snapshots.recv() => match s {
+                    Some(s) => {
+                        let hit = self.outbox.push(s.into());
+                        let r = send(out, agent_message::Message::Hit(hit)).await;
+                        if r.is_ok() {
+                            self.outbox.mark_last_sent(Instant::now());
+                        }
+                        r
+                    }
+                    None => return Err(LinkError::WorkerGone),
+                },
+                _ = drops.tick() => {
+                    self.outbox.settle(Instant::now());
+                    self.send_drops(out, false).await
+                }
+                _ = health.tick() => self.send_health(out).await,
+            };
+            if step.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// After `Hello`: everything not known delivered, then the counters.
+    async fn on_connect(&mut self, out: &Out) -> Result<(), Broken> {
+        for hit in self.outbox.resend(Instant::now()) {
+            send(out, agent_message::Message::Hit(hit)).await?;
+        }
+        self.send_drops(out, true).await?;
+        self.send_health(out).await
+    }
+
+    async fn handle(&mut self, m: v1::ControllerMessage, out: &Out) -> Result<(), Broken> {
+        match m.message {
+            Some(controller_message::Message::Arm(v1::Arm {
+                breakpoint: Some(bp),
+            })) => self.arm(bp, out).await,
+            Some(controller_message::Message::Disarm(d)) => {
+                self.armed.remove(&d.breakpoint_id);
+                tracing::info!(id = d.breakpoint_id, "disarming");
+                self.command(Command::Remove(d.breakpoint_id)).await
+            }
+            other => {
+                tracing::warn!(message = ?other, "ignoring an invalid controller message");
+                Ok(())
+            }
+        }
+    }
+
+    async fn arm(&mut self, bp: v1::Breakpoint, out: &Out) -> Result<(), Broken> {
+        let id = bp.id;
+        let key = (bp.spec.clone(), bp.expires);
+        if self.armed.get(&id) == Some(&key) {
+            if let Some(st) = self.status_of(id) {
+                for r in arm_results(&st) {
+                    send(out, agent_message::Message::ArmResult(r)).await?;
+                }
+                return Ok(());
+            }
+        }
+        let spec = match BreakpointSpec::from_wire(bp, &self.services) {
+            Ok(s) => s,
+            Err(e) => {
+                let r = arm_error(id, 0, error_chain(&e));
+                return send(out, agent_message::Message::ArmResult(r)).await;
+            }
+        };
+        tracing::info!(id, location = %spec.location, target = ?spec.target, "arming");
+        let pid = match spec.target {
+            Target::Pid(p) => p,
+            Target::Matching(_) => 0,
+        };
+        self.armed.insert(id, key);
+        let (reply, replied) = oneshot::channel();
+        self.command(Command::Add(Box::new(spec), reply)).await?;
+        // Arming reads DWARF and may take a while: the reply is awaited aside, so hits
+        // keep flowing. Commands stay in order because they were queued above.
+        let out = out.clone();
+        tokio::spawn(async move {
+            let results = match replied.await {
+                Ok(Ok(st)) => arm_results(&st),
+                Ok(Err(e)) => vec![arm_error(id, pid, e)],
+                Err(_) => return,
+            };
+            for r in results {
+                if send(&out, agent_message::Message::ArmResult(r))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn command(&self, c: Command) -> Result<(), Broken> {
+        // A gone worker also ends `serve` through the closed snapshot channel.
+        let _ = self.worker.commands.send(c).await;
+        Ok(())
+    }
+
+    fn state(&self) -> WorkerState {
+        lock(&self.worker.state).clone()
+    }
+
+    fn status_of(&self, id: u64) -> Option<BreakpointStatus> {
+        lock(&self.worker.state)
+            .breakpoints
+            .iter()
+            .find(|b| b.id == id)
+            .cloned()
+    }
+
+    /// Running totals per breakpoint: kernel drops + over-limit + queue and buffer overflow.
+    fn drop_totals(&mut self) -> BTreeMap<u64, u64> {
+        let st = self.state();
+        for b in &st.breakpoints {
+            self.manager_drops
+                .insert(b.id, b.kernel_drops + b.over_limit);
+        }
+        let mut totals = self.manager_drops.clone();
+        for (id, n) in st.queue_drops.iter().chain(&self.outbox.dropped) {
+            *totals.entry(*id).or_default() += n;
+        }
+        totals
+    }
+
+    async fn send_drops(&mut self, out: &Out, all: bool) -> Result<(), Broken> {
+        for (id, count) in self.drop_totals() {
+            let sent = self.drops_sent.get(&id).copied().unwrap_or(0);
+            if count != sent || (all && count > 0) {
+                let d = v1::Drops {
+                    breakpoint_id: id,
+                    count,
+                };
+                send(out, agent_message::Message::Drops(d)).await?;
+                self.drops_sent.insert(id, count);
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_health(&mut self, out: &Out) -> Result<(), Broken> {
+        let st = self.state();
+        let h = report::health(&st.breakpoints, &mut self.cpu);
+        send(out, agent_message::Message::Health(h)).await
+    }
+}
+
+fn lock(m: &Mutex<WorkerState>) -> std::sync::MutexGuard<'_, WorkerState> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Opens a `Session` stream: `Hello` is queued first, as the controller reads it first.
+async fn open(
+    endpoint: Endpoint,
+    hello: v1::Hello,
+) -> Result<(Out, Streaming<v1::ControllerMessage>), String> {
+    let channel = endpoint.connect().await.map_err(|e| error_chain(&e))?;
+    let mut client = AgentLinkClient::new(channel);
+    let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+    tx.send(v1::AgentMessage {
+        message: Some(agent_message::Message::Hello(hello)),
+    })
+    .await
+    .map_err(|_| "stream closed before Hello".to_string())?;
+    let response = client
+        .session(ReceiverStream::new(rx))
+        .await
+        .map_err(|status| status.to_string())?;
+    Ok((tx, response.into_inner()))
+}
+
+async fn send(out: &Out, m: agent_message::Message) -> Result<(), Broken> {
+    out.send(v1::AgentMessage { message: Some(m) })
+        .await
+        .map_err(|_| Broken)
+}
+
+/// One `ArmResult` per process armed or failed; pid 0 with no probes when no process
+/// matches yet (the breakpoint is kept and armed when one starts).
+fn arm_results(st: &BreakpointStatus) -> Vec<v1::ArmResult> {
+    let mut out: Vec<v1::ArmResult> = st
+        .processes
+        .iter()
+        .map(|(pid, probes)| v1::ArmResult {
+            breakpoint_id: st.id,
+            pid: *pid,
+            result: Some(arm_result::Result::Probes(
+                u32::try_from(*probes).unwrap_or(u32::MAX),
+            )),
+        })
+        .collect();
+    out.extend(
+        st.errors
+            .iter()
+            .map(|(pid, e)| arm_error(st.id, *pid, e.clone())),
+    );
+    if out.is_empty() {
+        out.push(v1::ArmResult {
+            breakpoint_id: st.id,
+            pid: 0,
+            result: Some(arm_result::Result::Probes(0)),
+        });
+    }
+    out
+}
+
+fn arm_error(id: u64, pid: u32, error: String) -> v1::ArmResult {
+    v1::ArmResult {
+        breakpoint_id: id,
+        pid,
+        result: Some(arm_result::Result::Error(error)),
+    }
+}
+
+/// Exponential reconnect delays with jitter, so agents do not reconnect in lockstep.
+struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: BACKOFF_MIN }
+    }
+}
+
+impl Backoff {
+    /// Between half and all of the current step; the step doubles up to [`BACKOFF_MAX`].
+    fn next_delay(&mut self) -> Duration {
+        let step = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        let mut h = RandomState::new().build_hasher();
+        h.write_u64(step.as_nanos() as u64);
+        let frac = (h.finish() % 1000) as f64 / 1000.0;
+        step.mul_f64(0.5 + 0.5 * frac)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        let mut b = Backoff::default();
+        let d: Vec<Duration> = (0..10).map(|_| b.next_delay()).collect();
+        assert!(d[0] >= BACKOFF_MIN / 2 && d[0] <= BACKOFF_MIN, "{d:?}");
+        assert!(d[9] >= BACKOFF_MAX / 2 && d[9] <= BACKOFF_MAX, "{d:?}");
+    }
+
+    #[test]
+    fn a_breakpoint_waiting_for_its_process_reports_zero_probes() {
+        let st = BreakpointStatus {
+            id: 4,
+            processes: vec![],
+            hits: 0,
+            filtered: 0,
+            kernel_drops: 0,
+            over_limit: 0,
+            errors: vec![(77, "no DWARF".into())],
+            ended: None,
+        };
+        let r = arm_results(&st);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].pid, 77);
+        let r = arm_results(&BreakpointStatus {
+            errors: vec![],
+            ..st
+        });
+        assert_eq!(r[0].result, Some(arm_result::Result::Probes(0)));
+    }
+}

@@ -1,0 +1,165 @@
+//! The [`Manager`] on its own OS thread: its polling blocks, so the async link talks to it
+//! through bounded channels, and reads its state from a shared copy refreshed every tick.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    error::AgentError,
+    manager::{BreakpointSpec, BreakpointStatus, Manager},
+    snapshot::Snapshot,
+};
+
+/// How long one tick waits for hits; also how late a command can be picked up.
+const TICK: Duration = Duration::from_millis(50);
+/// Snapshots waiting for the async side; more are dropped (and counted per breakpoint).
+pub const SNAPSHOT_QUEUE: usize = 1024;
+/// Commands waiting for the Manager thread.
+const COMMAND_QUEUE: usize = 64;
+
+/// What the link asks of the Manager.
+pub enum Command {
+    /// Arm a breakpoint; the reply is its status or the error's text.
+    Add(
+        Box<BreakpointSpec>,
+        oneshot::Sender<Result<BreakpointStatus, String>>,
+    ),
+    /// Disarm a breakpoint.
+    Remove(u64),
+}
+
+/// The Manager's state as the link sees it.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerState {
+    pub breakpoints: Vec<BreakpointStatus>,
+    /// Per breakpoint: snapshots dropped because the queue to the link was full.
+    pub queue_drops: BTreeMap<u64, u64>,
+}
+
+/// Handle on the Manager thread. Dropping it (with the command sender) stops the thread.
+pub struct Worker {
+    pub commands: mpsc::Sender<Command>,
+    pub snapshots: mpsc::Receiver<Snapshot>,
+    pub state: Arc<Mutex<WorkerState>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the Manager (loads eBPF: needs root) on a new thread.
+    pub fn spawn() -> Result<Self, AgentError> {
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (snap_tx, snap_rx) = mpsc::channel(SNAPSHOT_QUEUE);
+        let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
+        let state = Arc::new(Mutex::new(WorkerState::default()));
+        let shared = state.clone();
+        let thread = std::thread::Builder::new()
+            .name("tracery-manager".into())
+            .spawn(move || match Manager::start() {
+                Ok(m) => {
+                    let _ = started_tx.send(Ok(()));
+                    run(m, cmd_rx, snap_tx, &shared);
+                }
+                Err(e) => {
+                    let _ = started_tx.send(Err(e));
+                }
+            })
+            .map_err(|source| AgentError::Io {
+                action: "starting the manager thread",
+                source,
+            })?;
+        match started_rx.recv() {
+            Ok(Ok(())) => Ok(Self {
+                commands: cmd_tx,
+                snapshots: snap_rx,
+                state,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(AgentError::Io {
+                action: "starting the manager thread",
+                source: std::io::Error::other("the manager thread panicked"),
+            }),
+        }
+    }
+
+    /// Stops the thread, which disarms every probe as the Manager drops.
+    pub fn stop(self) {
+        let Self {
+            commands,
+            snapshots,
+            thread,
+            ..
+        } = self;
+        drop(commands);
+        drop(snapshots);
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(
+    mut m: Manager,
+    mut commands: mpsc::Receiver<Command>,
+    snapshots: mpsc::Sender<Snapshot>,
+    state: &Mutex<WorkerState>,
+) {
+    let mut queue_drops: BTreeMap<u64, u64> = BTreeMap::new();
+    loop {
+        loop {
+            match commands.try_recv() {
+                Ok(Command::Add(spec, reply)) => {
+                    let id = spec.id;
+                    let r = m.add(*spec).map_err(|e| error_chain(&e));
+                    if let Err(e) = &r {
+                        tracing::warn!(id, error = %e, "cannot arm breakpoint");
+                    }
+                    let _ = reply.send(r);
+                }
+                Ok(Command::Remove(id)) => {
+                    if let Err(e) = m.remove(id) {
+                        tracing::warn!(id, error = %error_chain(&e), "cannot disarm breakpoint");
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+            }
+        }
+        if let Err(e) = m.tick(TICK) {
+            tracing::error!(error = %error_chain(&e), "capture failed");
+            std::thread::sleep(TICK);
+        }
+        // Taken every tick, so the Manager's own outbox never fills: the link's buffer
+        // is the one that holds snapshots while the controller is away.
+        for s in m.take_outbox() {
+            let id = s.breakpoint_id;
+            match snapshots.try_send(s) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => *queue_drops.entry(id).or_default() += 1,
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+        let breakpoints = m.status();
+        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+        st.breakpoints = breakpoints;
+        st.queue_drops.clone_from(&queue_drops);
+    }
+}
+
+/// An error and its causes, for a user who only sees text.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
