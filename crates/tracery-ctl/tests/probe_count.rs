@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::{fs::File, os::unix::fs::FileExt, time::Duration};
+use std::time::Duration;
 
 use common::*;
 use tracery_dwarf::Binary;
@@ -21,26 +21,6 @@ fn rates(p: &mut FixtureProcess, n: usize) -> Vec<f64> {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-/// The first byte of the instruction at `file_offset` as the process sees it right now.
-fn live_byte(pid: u32, file_offset: u64) -> u8 {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-    let m = maps
-        .lines()
-        .find(|l| {
-            l.ends_with(exe.to_str().unwrap()) && l.split_whitespace().nth(1).unwrap().contains('x')
-        })
-        .expect("executable mapping");
-    let mut f = m.split_whitespace();
-    let start = u64::from_str_radix(f.next().unwrap().split('-').next().unwrap(), 16).unwrap();
-    let off = u64::from_str_radix(f.nth(1).unwrap(), 16).unwrap();
-    let addr = start + (file_offset - off);
-    let mem = File::open(format!("/proc/{pid}/mem")).unwrap();
-    let mut b = [0u8];
-    mem.read_exact_at(&mut b, addr).unwrap();
-    b[0]
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! processes and pick values out of its JSON.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod standalone;
+
 use std::{
     path::Path,
     process::{Command, Output},
@@ -132,4 +134,24 @@ pub fn base(path: &str) -> &str {
         .file_name()
         .and_then(|s| s.to_str())
         .unwrap_or(path)
+}
+
+/// The first byte of the instruction at `file_offset` as the process sees it right now.
+pub fn live_byte(pid: u32, file_offset: u64) -> u8 {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let m = maps
+        .lines()
+        .find(|l| {
+            l.ends_with(exe.to_str().unwrap()) && l.split_whitespace().nth(1).unwrap().contains('x')
+        })
+        .expect("executable mapping");
+    let mut f = m.split_whitespace();
+    let start = u64::from_str_radix(f.next().unwrap().split('-').next().unwrap(), 16).unwrap();
+    let off = u64::from_str_radix(f.nth(1).unwrap(), 16).unwrap();
+    let addr = start + (file_offset - off);
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut b = [0u8];
+    std::os::unix::fs::FileExt::read_exact_at(&mem, &mut b, addr).unwrap();
+    b[0]
 }

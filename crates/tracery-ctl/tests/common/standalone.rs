@@ -1,0 +1,169 @@
+//! A standalone Tracery (controller + agent in one process) for end-to-end tests: its own
+//! port, tracery.toml and store, killed and cleaned up on drop.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// `tracery-agent` beside this test run's `tracery-ctl`, built if cargo has not yet.
+pub fn agent_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_tracery-ctl")).with_file_name("tracery-agent");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "tracery-agent", "--bin", "tracery-agent"])
+            .status()
+            .expect("run cargo build for tracery-agent");
+        assert!(status.success(), "building tracery-agent failed");
+    }
+    bin
+}
+
+pub struct Standalone {
+    child: Option<Child>,
+    pub url: String,
+    listen: String,
+    dir: PathBuf,
+    config: PathBuf,
+    pub store: String,
+}
+
+impl Standalone {
+    /// Starts one with services `name = exe`, storing in SQLite unless `store` is given.
+    pub fn start(services: &[(&str, &Path)], store: Option<String>) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "tracery-e2e-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("tracery.toml");
+        let mut toml = String::new();
+        for (name, exe) in services {
+            let exe = std::fs::canonicalize(exe).unwrap();
+            toml.push_str(&format!("[services.{name}]\nexe = {:?}\n\n", exe));
+        }
+        std::fs::write(&config, toml).unwrap();
+        let listen = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let store =
+            store.unwrap_or_else(|| format!("sqlite://{}", dir.join("tracery.db").display()));
+        let mut s = Self {
+            child: None,
+            url: format!("http://{listen}"),
+            listen,
+            dir,
+            config,
+            store,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(agent_bin())
+            .args(["standalone", "--config"])
+            .arg(&self.config)
+            .args(["--store", &self.store, "--listen", &self.listen])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start tracery-agent standalone");
+        self.child = Some(child);
+        // Ready means the agent is connected, not only the controller: a breakpoint set
+        // before that is (rightly) accepted as pending without being checked by an agent.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let out = self.ctl(&["status", "--output", "json"]);
+            if out.status.success() {
+                let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+                let agents = v["agents"].as_array().cloned().unwrap_or_default();
+                if agents.iter().any(|a| a["connected"] == true) {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "standalone Tracery at {} had no connected agent within 30 s",
+            self.url
+        );
+    }
+
+    /// Stops the process (SIGKILL: nothing is flushed on the way out) and starts it again
+    /// with the same config, store and address.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs `tracery-ctl --controller URL args`.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        super::ctl()
+            .args(["--controller", &self.url])
+            .args(args)
+            .output()
+            .expect("run tracery-ctl")
+    }
+
+    /// Like [`Standalone::ctl`], asserting success; returns stdout.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "tracery-ctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Sets a breakpoint and returns its id.
+    pub fn set(&self, args: &[&str]) -> String {
+        let mut all = vec!["breakpoint", "set"];
+        all.extend_from_slice(args);
+        self.ctl_ok(&all).trim().to_string()
+    }
+
+    /// Waits until breakpoint `id` has at least `n` stored snapshots; returns them (JSON).
+    pub fn snapshots(&self, id: &str, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self.ctl_ok(&["snapshot", "list", "--breakpoint", id, "--output", "json"]);
+            let snaps: Vec<Value> = out
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            if snaps.len() >= n {
+                return snaps;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "breakpoint {id}: {} of {n} snapshots after 20 s; status: {}",
+                snaps.len(),
+                self.ctl_ok(&["status"])
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

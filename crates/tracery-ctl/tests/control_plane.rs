@@ -1,0 +1,280 @@
+//! The control plane end to end: `tracery-ctl` against a real standalone Tracery
+//! (controller + agent in one process) and real fixture processes.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::Stdio,
+    time::Duration,
+};
+
+use common::{standalone::Standalone, *};
+use serde_json::{json, Value};
+use tracery_tests::{fixture, FixtureProcess};
+
+/// The value of `x` in `level3` of the C fixture: level1(1) -> level2(2) -> level3(4).
+fn assert_level3(s: &Value) {
+    assert_eq!(s["location"]["function"], "level3", "{s:#}");
+    assert_eq!(var(s, "x"), &json!(4), "{s:#}");
+}
+
+/// A private copy of a fixture: tests run in parallel, and a service matched by executable
+/// must see only its own test's processes (as separate deployments would).
+struct Copy {
+    _dir: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl Copy {
+    fn of(variant: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "tracery-fixture-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("orders");
+        std::fs::copy(fixture(variant), &path).unwrap();
+        Self { _dir: dir, path }
+    }
+
+    fn spawn(&self, args: &[&str]) -> FixtureProcess {
+        FixtureProcess::spawn_path(&self.path, args)
+    }
+}
+
+impl Drop for Copy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
+/// A standalone Tracery whose service `orders` is a private copy of the C -O0 fixture.
+fn start(store: Option<String>) -> (Standalone, Copy) {
+    let copy = Copy::of("c-O0");
+    let t = Standalone::start(&[("orders", copy.path.as_path())], store);
+    (t, copy)
+}
+
+#[test]
+fn set_by_service_exe_and_pid_then_list_and_view_exact_values() {
+    require_root();
+    let (t, exe) = start(None);
+    let p = exe.spawn(&["serve"]);
+    let exe = exe.path.clone();
+    let pid = p.pid().to_string();
+    let targets: [&[&str]; 3] = [
+        &["--service", "orders"],
+        &["--exe", exe.to_str().unwrap()],
+        &["--pid", &pid],
+    ];
+    for target in targets {
+        let mut args = target.to_vec();
+        args.extend(["--at", "level3", "--hits", "2"]);
+        let id = t.set(&args);
+        let snaps = t.snapshots(&id, 2);
+        for s in &snaps {
+            assert_eq!(s["pid"], p.pid(), "{target:?}");
+            assert_level3(s);
+        }
+        let view = t.ctl_ok(&[
+            "snapshot",
+            "view",
+            &snaps[0]["id"].to_string(),
+            "--output",
+            "json",
+        ]);
+        let v: Value = serde_json::from_str(view.trim()).unwrap();
+        assert_level3(&v);
+        assert_eq!(v["stack"][0]["function"], "level3");
+        assert_eq!(v["stack"][1]["function"], "level2");
+        let text = t.ctl_ok(&["snapshot", "view", &snaps[0]["id"].to_string()]);
+        assert!(text.contains("x: int = 4"), "{text}");
+    }
+    let list = t.ctl_ok(&["breakpoint", "list", "--output", "json"]);
+    assert_eq!(list.lines().count(), 3, "{list}");
+}
+
+#[test]
+fn watch_receives_the_hit() {
+    require_root();
+    let (t, exe) = start(None);
+    let _p = exe.spawn(&["serve"]);
+    let mut watch = ctl()
+        .args([
+            "--controller",
+            &t.url,
+            "snapshot",
+            "watch",
+            "--output",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    t.set(&["--service", "orders", "--at", "level3", "--hits", "1"]);
+    let mut line = String::new();
+    BufReader::new(watch.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let s: Value = serde_json::from_str(line.trim()).unwrap();
+    assert_level3(&s);
+}
+
+#[test]
+fn delete_detaches() {
+    require_root();
+    let (t, exe) = start(None);
+    let p = exe.spawn(&["serve"]);
+    let id = t.set(&["--pid", &p.pid().to_string(), "--at", "level3"]);
+    t.snapshots(&id, 1);
+    let binary = tracery_dwarf::Binary::open(fixture("c-O0")).unwrap();
+    let site = tracery_dwarf::resolve(&binary, "level3").unwrap()[0].clone();
+    let original = binary.bytes_at(site.address, 1).unwrap()[0];
+    assert_eq!(
+        live_byte(p.pid(), site.file_offset.0),
+        0xcc,
+        "armed: int3 in place"
+    );
+    t.ctl_ok(&["breakpoint", "delete", &id]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while live_byte(p.pid(), site.file_offset.0) != original {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "probe still attached 10 s after delete"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let err = t.ctl(&["breakpoint", "delete", &id]);
+    assert!(!err.status.success());
+}
+
+#[test]
+fn restart_keeps_breakpoints_and_snapshots_and_rearms() {
+    require_root();
+    let (mut t, exe) = start(None);
+    let p = exe.spawn(&["serve"]);
+    let id = t.set(&["--service", "orders", "--at", "level3", "--hits", "1000"]);
+    let before = t.snapshots(&id, 1);
+    t.restart();
+    let list = t.ctl_ok(&["breakpoint", "list", "--output", "json"]);
+    assert!(list.contains(&format!("\"id\":{id}")), "{list}");
+    let after = t.snapshots(&id, before.len() + 1);
+    assert_eq!(after[0]["id"], before[0]["id"], "stored snapshots survive");
+    assert!(after.iter().any(|s| s["pid"] == p.pid()));
+}
+
+#[test]
+fn a_restarted_target_is_reattached_without_user_action() {
+    require_root();
+    let (t, exe) = start(None);
+    let first = exe.spawn(&["serve"]);
+    let id = t.set(&["--service", "orders", "--at", "level3", "--hits", "1000"]);
+    t.snapshots(&id, 1);
+    let old = first.pid();
+    drop(first);
+    let second = exe.spawn(&["serve"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let snaps = t.snapshots(&id, 1);
+        if snaps.iter().any(|s| s["pid"] == second.pid()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot from the restarted process"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_ne!(old, second.pid());
+}
+
+#[test]
+fn when_on_a_hot_function_records_only_matching_hits() {
+    require_root();
+    let exe = Copy::of("c-O2");
+    let t = Standalone::start(&[("hot", exe.path.as_path())], None);
+    let _p = exe.spawn(&["hot"]);
+    // Never true: checked in the kernel, so the hot loop produces no record at all.
+    let never = t.set(&["--service", "hot", "--at", "tick", "--when", "i < 0"]);
+    // Always true, limited to 3.
+    let always = t.set(&[
+        "--service",
+        "hot",
+        "--at",
+        "tick",
+        "--when",
+        "i >= 0",
+        "--hits",
+        "3",
+    ]);
+    let snaps = t.snapshots(&always, 3);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(t.snapshots(&always, 3).len(), 3, "exactly the hit limit");
+    for s in &snaps {
+        assert!(var(s, "i").as_i64().unwrap() >= 0, "{s:#}");
+    }
+    assert!(
+        t.snapshots(&never, 0).is_empty(),
+        "a false condition records nothing"
+    );
+}
+
+#[test]
+fn bad_input_gets_clear_messages() {
+    require_root();
+    let (t, exe) = start(None);
+    let _p = exe.spawn(&["serve"]);
+    let stderr = |out: std::process::Output| {
+        assert!(
+            !out.status.success(),
+            "accepted; stdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = stderr(t.ctl(&["breakpoint", "set", "--service", "nope", "--at", "level3"]));
+    assert!(
+        e.contains("unknown service \"nope\"") && e.contains("orders"),
+        "{e}"
+    );
+    let line = line_of("c_no_code").to_string();
+    let e = stderr(t.ctl(&[
+        "breakpoint",
+        "set",
+        "--service",
+        "orders",
+        "--at",
+        &format!("orders.c:{line}"),
+    ]));
+    assert!(e.contains(&format!("no code at orders.c:{line}")), "{e}");
+    let e = stderr(t.ctl(&[
+        "breakpoint",
+        "set",
+        "--service",
+        "orders",
+        "--at",
+        "level3",
+        "--when",
+        "x >",
+    ]));
+    assert!(e.contains("malformed --when") && e.contains('^'), "{e}");
+    let e = stderr(
+        ctl()
+            .args(["--controller", "http://127.0.0.1:1", "breakpoint", "list"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        e.contains("http://127.0.0.1:1") && e.contains("tracery-agent standalone"),
+        "{e}"
+    );
+}
