@@ -1,25 +1,30 @@
-//! `cargo xtask demo`: the main job, end to end on this machine. Builds Tracery and a
-//! sample service, starts the service, sets a breakpoint on one of its source lines and
-//! prints the snapshot.
+//! `cargo xtask demo`: the main job, end to end on this machine. Builds Tracery and the
+//! demo services, starts PostgreSQL, the services and standalone Tracery, sets a
+//! breakpoint by service name and source line, sends a request and prints the snapshot.
 
 use std::{path::Path, process::Command};
 
 use anyhow::{bail, Result};
 
-use crate::{host, setup};
+use crate::{host, services, setup};
 
 /// Runs the demo.
 pub fn run(workspace: &Path) -> Result<()> {
     if !host::is_root() {
-        bail!("the demo attaches a uprobe to a live process and needs root; run `cargo xtask demo` as root");
+        bail!("the demo attaches uprobes to live processes and needs root; run `cargo xtask demo` as root");
     }
     setup::run(setup::Mode::Install { quiet: true })?;
-    println!("building tracery-ctl and the demo service...");
+    services::ensure_running()?;
+    println!("building Tracery and the demo services...");
     crate::run_checked(Command::new(crate::cargo()).current_dir(workspace).args([
         "build",
         "--quiet",
         "-p",
         "tracery-ctl",
+        "-p",
+        "tracery-agent",
+        "-p",
+        "tracery-demo-orders",
         "-p",
         "tracery-tests",
         "--bins",
@@ -27,7 +32,8 @@ pub fn run(workspace: &Path) -> Result<()> {
     let bin_dir = host::target_dir(workspace).join("debug");
     crate::run_checked(
         Command::new(bin_dir.join("tracery-demo"))
-            .arg("--ctl")
-            .arg(bin_dir.join("tracery-ctl")),
+            .arg("--bin-dir")
+            .arg(&bin_dir)
+            .args(["--database", services::PG_DEMO_URL]),
     )
 }

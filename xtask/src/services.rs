@@ -12,11 +12,14 @@ const PG_CLUSTER: &str = "main";
 /// password): `postgres://root@localhost/tracery_test?host=/var/run/postgresql`.
 const PG_TEST_ROLE: &str = "root";
 const PG_TEST_DATABASE: &str = "tracery_test";
+/// The demo's orders service keeps its orders here.
+pub const PG_DEMO_URL: &str = "postgres://root@localhost/tracery_demo?host=/var/run/postgresql";
+const PG_DEMO_DATABASE: &str = "tracery_demo";
 
 /// Starts PostgreSQL and Redis unless they already run.
 pub fn ensure_running() -> Result<()> {
     ensure_postgres().context("cannot start PostgreSQL")?;
-    ensure_test_database().context("cannot prepare the PostgreSQL test database")?;
+    ensure_databases().context("cannot prepare the PostgreSQL test and demo databases")?;
     ensure_redis().context("cannot start Redis")
 }
 
@@ -43,8 +46,8 @@ fn ensure_postgres() -> Result<()> {
     }
 }
 
-/// Creates the test role and database unless they exist.
-fn ensure_test_database() -> Result<()> {
+/// Creates the test role and the test and demo databases unless they exist.
+fn ensure_databases() -> Result<()> {
     let role_exists = psql_query(&format!(
         "SELECT 1 FROM pg_roles WHERE rolname = '{PG_TEST_ROLE}'"
     ))?;
@@ -53,13 +56,14 @@ fn ensure_test_database() -> Result<()> {
     } else {
         psql_command(&format!("ALTER ROLE \"{PG_TEST_ROLE}\" SUPERUSER LOGIN"))?;
     }
-    let database_exists = psql_query(&format!(
-        "SELECT 1 FROM pg_database WHERE datname = '{PG_TEST_DATABASE}'"
-    ))?;
-    if database_exists.trim().is_empty() {
-        psql_command(&format!(
-            "CREATE DATABASE \"{PG_TEST_DATABASE}\" OWNER \"{PG_TEST_ROLE}\""
-        ))?;
+    for db in [PG_TEST_DATABASE, PG_DEMO_DATABASE] {
+        let database_exists =
+            psql_query(&format!("SELECT 1 FROM pg_database WHERE datname = '{db}'"))?;
+        if database_exists.trim().is_empty() {
+            psql_command(&format!(
+                "CREATE DATABASE \"{db}\" OWNER \"{PG_TEST_ROLE}\""
+            ))?;
+        }
     }
     Ok(())
 }
