@@ -105,6 +105,7 @@ pub async fn run(
         armed: BTreeMap::new(),
         manager_drops: BTreeMap::new(),
         drops_sent: BTreeMap::new(),
+        exits_sent: std::collections::BTreeSet::new(),
         cpu: report::CpuMeter::new(),
     };
     tracing::info!(agent_id = %link.hello.agent_id, controller = %link.controller, "agent started");
@@ -127,6 +128,8 @@ struct Link {
     /// Kernel drops and over-limit hits last seen per breakpoint (kept after removal).
     manager_drops: BTreeMap<u64, u64>,
     drops_sent: BTreeMap<u64, u64>,
+    /// (breakpoint, pid) exits told to the controller on this connection.
+    exits_sent: std::collections::BTreeSet<(u64, u32)>,
     cpu: report::CpuMeter,
 }
 
@@ -235,7 +238,10 @@ impl Link {
                 },
                 _ = drops.tick() => {
                     self.outbox.settle(Instant::now());
-                    self.send_drops(out, false).await
+                    match self.send_drops(out, false).await {
+                        Ok(()) => self.send_exits(out).await,
+                        e => e,
+                    }
                 }
                 _ = health.tick() => self.send_health(out).await,
             };
@@ -251,6 +257,9 @@ impl Link {
             send(out, agent_message::Message::Hit(hit)).await?;
         }
         self.send_drops(out, true).await?;
+        // A new controller (or a restarted one) has not heard about lost targets yet.
+        self.exits_sent.clear();
+        self.send_exits(out).await?;
         self.send_health(out).await
     }
 
@@ -360,6 +369,28 @@ impl Link {
                 };
                 send(out, agent_message::Message::Drops(d)).await?;
                 self.drops_sent.insert(id, count);
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the controller, once per connection, about PID targets whose process exited:
+    /// the breakpoint has nothing left to probe and the user should know.
+    async fn send_exits(&mut self, out: &Out) -> Result<(), Broken> {
+        for b in self.state().breakpoints {
+            for pid in b.exited {
+                if self.exits_sent.insert((b.id, pid)) {
+                    let msg = format!(
+                        "process {pid} exited, so breakpoint {} has nothing left to probe; \
+                         set it on the new process, or use --service or --exe to follow restarts",
+                        b.id
+                    );
+                    send(
+                        out,
+                        agent_message::Message::ArmResult(arm_error(b.id, pid, msg)),
+                    )
+                    .await?;
+                }
             }
         }
         Ok(())

@@ -78,6 +78,8 @@ pub struct BreakpointStatus {
     pub over_limit: u64,
     /// Per process, why arming failed (e.g. the location is not in that binary).
     pub errors: Vec<(u32, String)>,
+    /// Processes of a PID target that exited (the agent lost its target).
+    pub exited: Vec<u32>,
     pub ended: Option<Ended>,
 }
 
@@ -92,6 +94,7 @@ struct Armed {
     kernel_drops: u64,
     over_limit: u64,
     errors: Vec<(u32, String)>,
+    exited: Vec<u32>,
     ended: Option<Ended>,
 }
 
@@ -145,6 +148,7 @@ impl Manager {
             kernel_drops: 0,
             over_limit: 0,
             errors: Vec::new(),
+            exited: Vec::new(),
             ended: None,
         };
         for pid in pids {
@@ -237,8 +241,11 @@ impl Manager {
                     bp.kernel_drops += self.session.counters(slot).map_or(0, |c| c.dropped);
                     self.session.disarm(slot)?;
                 }
-                if matches!(bp.spec.target, Target::Pid(_)) && bp.ended.is_none() {
-                    bp.ended = Some(Ended::TargetExited);
+                if matches!(bp.spec.target, Target::Pid(_)) {
+                    bp.exited.push(pid);
+                    if bp.ended.is_none() {
+                        bp.ended = Some(Ended::TargetExited);
+                    }
                 }
             }
             if bp.ended.is_some() && !bp.pids.is_empty() {
@@ -286,6 +293,7 @@ impl Manager {
             kernel_drops: bp.kernel_drops + live,
             over_limit: bp.over_limit,
             errors: bp.errors.clone(),
+            exited: bp.exited.clone(),
             ended: bp.ended.clone(),
         })
     }

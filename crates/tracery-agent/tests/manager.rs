@@ -88,6 +88,7 @@ fn pid_target_ends_when_its_process_exits() {
     }
     let st = m.status_of(7).unwrap();
     assert_eq!(st.ended, Some(Ended::TargetExited), "{st:?}");
+    assert_eq!(st.exited, vec![pid]);
     assert!(st.processes.is_empty());
 }
 

@@ -52,6 +52,8 @@ pub(crate) struct Registry {
     arm_results: broadcast::Sender<ArmEvent>,
     /// Expired breakpoints already disarmed on agents.
     expired: Mutex<BTreeSet<u64>>,
+    /// Per breakpoint, the latest error per (agent, pid); a later success there clears it.
+    problems: Mutex<BTreeMap<u64, BTreeMap<(String, u32), String>>>,
     /// Turns true when the server shuts down; long-lived streams end then.
     pub stop: watch::Receiver<bool>,
 }
@@ -66,6 +68,7 @@ impl Registry {
             snapshots: broadcast::channel(WATCH_BACKLOG).0,
             arm_results: broadcast::channel(ARM_BACKLOG).0,
             expired: Mutex::new(BTreeSet::new()),
+            problems: Mutex::new(BTreeMap::new()),
             stop,
         }
     }
@@ -180,7 +183,34 @@ impl Registry {
     }
 
     pub fn publish_arm_result(&self, event: ArmEvent) {
+        {
+            let mut problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+            let bp = problems.entry(event.result.breakpoint_id).or_default();
+            let key = (event.agent_id.clone(), event.result.pid);
+            match &event.result.result {
+                Some(v1::arm_result::Result::Error(e)) => {
+                    bp.insert(key, e.clone());
+                }
+                Some(v1::arm_result::Result::Probes(_)) => {
+                    bp.remove(&key);
+                }
+                None => {}
+            }
+        }
         let _ = self.arm_results.send(event);
+    }
+
+    /// What keeps `breakpoint_id` from being armed, as `agent A, pid P: message`.
+    pub fn problems(&self, breakpoint_id: u64) -> Vec<String> {
+        let problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        problems
+            .get(&breakpoint_id)
+            .map(|m| {
+                m.iter()
+                    .map(|((agent, pid), e)| format!("agent {agent}, pid {pid}: {e}"))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn watch_arm_results(&self) -> broadcast::Receiver<ArmEvent> {

@@ -248,6 +248,7 @@ impl Tracery for TraceryApi {
                 breakpoint_id: bp.id,
                 hits: bp.hits,
                 drops: bp.drops,
+                problems: self.registry.problems(bp.id),
             });
         }
         Ok(Response::new(v1::StatusResponse {

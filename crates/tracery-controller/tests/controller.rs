@@ -660,6 +660,7 @@ async fn drops_and_health_appear_in_status() {
             breakpoint_id: bp.id,
             hits: 1,
             drops: 5,
+            problems: vec![],
         }]
     );
     let a = &status.agents[0];

@@ -278,3 +278,107 @@ fn bad_input_gets_clear_messages() {
         "{e}"
     );
 }
+
+#[test]
+fn an_agent_that_lost_its_target_says_so() {
+    require_root();
+    let (t, exe) = start(None);
+    let p = exe.spawn(&["serve"]);
+    let pid = p.pid();
+    let id = t.set(&["--pid", &pid.to_string(), "--at", "level3"]);
+    t.snapshots(&id, 1);
+    drop(p);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let st: Value = serde_json::from_str(&t.ctl_ok(&["status", "--output", "json"])).unwrap();
+        let problems = st["breakpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["id"].to_string() == id)
+            .map(|b| b["problems"].to_string())
+            .unwrap_or_default();
+        if problems.contains(&format!("process {pid} exited")) {
+            assert!(problems.contains("--service or --exe"), "{problems}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status never said the target exited: {st:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let text = t.ctl_ok(&["status"]);
+    assert!(text.contains(&format!("process {pid} exited")), "{text}");
+}
+
+/// A fresh schema in the test PostgreSQL (started by `cargo xtask test`), dropped on drop.
+struct PgSchema {
+    base: String,
+    name: String,
+}
+
+impl PgSchema {
+    fn create() -> Self {
+        let base = std::env::var("TRACERY_TEST_PG_URL").unwrap_or_else(|_| {
+            "postgres://root@localhost/tracery_test?host=/var/run/postgresql".into()
+        });
+        let name = format!("ctl_e2e_{}", std::process::id());
+        let out = std::process::Command::new("psql")
+            .args([base.as_str(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c"])
+            .arg(format!(
+                "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"
+            ))
+            .output()
+            .expect("run psql (installed with PostgreSQL by `cargo xtask setup`)");
+        assert!(
+            out.status.success(),
+            "cannot reach the test PostgreSQL at {base}: {}; run the tests with `cargo xtask test`, which starts it",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { base, name }
+    }
+
+    fn url(&self) -> String {
+        format!("{}&options[search_path]={}", self.base, self.name)
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args([self.base.as_str(), "-X", "-q", "-c"])
+            .arg(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+            .output();
+    }
+}
+
+#[test]
+fn postgres_store_same_flow_and_restart() {
+    require_root();
+    let schema = PgSchema::create();
+    let (mut t, exe) = start(Some(schema.url()));
+    let p = exe.spawn(&["serve"]);
+    let id = t.set(&["--service", "orders", "--at", "level3", "--hits", "1000"]);
+    let before = t.snapshots(&id, 2);
+    for s in &before {
+        assert_level3(s);
+        assert_eq!(s["pid"], p.pid());
+    }
+    let view = t.ctl_ok(&[
+        "snapshot",
+        "view",
+        &before[0]["id"].to_string(),
+        "--output",
+        "json",
+    ]);
+    assert_level3(&serde_json::from_str(view.trim()).unwrap());
+    t.restart();
+    let list = t.ctl_ok(&["breakpoint", "list", "--output", "json"]);
+    assert!(list.contains(&format!("\"id\":{id}")), "{list}");
+    let after = t.snapshots(&id, before.len() + 1);
+    assert_eq!(
+        after[0]["id"], before[0]["id"],
+        "stored snapshots survive a restart"
+    );
+}

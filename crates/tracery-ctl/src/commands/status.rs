@@ -33,7 +33,11 @@ pub async fn run(controller: &str, output: OutputFormat) -> anyhow::Result<()> {
         let bps: Vec<_> = st
             .breakpoints
             .iter()
-            .map(|b| serde_json::json!({"id": b.breakpoint_id, "hits": b.hits, "drops": b.drops}))
+            .map(|b| {
+                serde_json::json!({
+                    "id": b.breakpoint_id, "hits": b.hits, "drops": b.drops, "problems": b.problems,
+                })
+            })
             .collect();
         println!(
             "{}",
@@ -68,12 +72,13 @@ pub async fn run(controller: &str, output: OutputFormat) -> anyhow::Result<()> {
         }
     }
     let mut bps = Table::new();
-    bps.set_header(["breakpoint", "hits", "drops"]);
+    bps.set_header(["breakpoint", "hits", "drops", "problems"]);
     for b in &st.breakpoints {
         bps.add_row([
             b.breakpoint_id.to_string(),
             b.hits.to_string(),
             b.drops.to_string(),
+            b.problems.join("\n"),
         ]);
     }
     println!("agents\n{agents}\n\narmed probes\n{procs}\n\nbreakpoints\n{bps}");
