@@ -22,6 +22,9 @@ const ARM_BACKLOG: usize = 1024;
 /// The sending half of one agent session's downstream.
 pub(crate) type AgentTx = mpsc::UnboundedSender<Result<v1::ControllerMessage, Status>>;
 
+/// Latest arm error per (agent id, pid) of one breakpoint.
+type Problems = BTreeMap<(String, u32), String>;
+
 /// One `ArmResult`, tagged with the agent that sent it.
 #[derive(Clone, Debug)]
 pub(crate) struct ArmEvent {
@@ -53,7 +56,7 @@ pub(crate) struct Registry {
     /// Expired breakpoints already disarmed on agents.
     expired: Mutex<BTreeSet<u64>>,
     /// Per breakpoint, the latest error per (agent, pid); a later success there clears it.
-    problems: Mutex<BTreeMap<u64, BTreeMap<(String, u32), String>>>,
+    problems: Mutex<BTreeMap<u64, Problems>>,
     /// Turns true when the server shuts down; long-lived streams end then.
     pub stop: watch::Receiver<bool>,
 }
