@@ -41,5 +41,17 @@ pub fn run(workspace: &Path, extra: &[String]) -> Result<()> {
     // `--all-targets`: that adds the benchmarks, which are minutes long and belong to
     // `cargo xtask bench` (`test = false` does not keep `--benches` from selecting them).
     let status = cmd.args(extra).status().context("cannot run cargo test")?;
+    if !status.success() || !extra.is_empty() {
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    // The control-plane tests again, with every standalone Tracery storing in the real
+    // PostgreSQL instead of SQLite: the store must not change what users see.
+    println!("\n== control-plane tests again, on the PostgreSQL store");
+    let status = Command::new(crate::cargo())
+        .current_dir(workspace)
+        .args(["test", "-p", "tracery-ctl", "--test", "control_plane"])
+        .env("TRACERY_TEST_STORE", "postgres")
+        .status()
+        .context("cannot run cargo test")?;
     std::process::exit(status.code().unwrap_or(1));
 }

@@ -9,7 +9,10 @@ use std::{
     time::Duration,
 };
 
-use common::{standalone::Standalone, *};
+use common::{
+    standalone::{PgSchema, Standalone},
+    *,
+};
 use serde_json::{json, Value};
 use tracery_tests::{fixture, FixtureProcess};
 
@@ -312,52 +315,12 @@ fn an_agent_that_lost_its_target_says_so() {
     assert!(text.contains(&format!("process {pid} exited")), "{text}");
 }
 
-/// A fresh schema in the test PostgreSQL (started by `cargo xtask test`), dropped on drop.
-struct PgSchema {
-    base: String,
-    name: String,
-}
-
-impl PgSchema {
-    fn create() -> Self {
-        let base = std::env::var("TRACERY_TEST_PG_URL").unwrap_or_else(|_| {
-            "postgres://root@localhost/tracery_test?host=/var/run/postgresql".into()
-        });
-        let name = format!("ctl_e2e_{}", std::process::id());
-        let out = std::process::Command::new("psql")
-            .args([base.as_str(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c"])
-            .arg(format!(
-                "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"
-            ))
-            .output()
-            .expect("run psql (installed with PostgreSQL by `cargo xtask setup`)");
-        assert!(
-            out.status.success(),
-            "cannot reach the test PostgreSQL at {base}: {}; run the tests with `cargo xtask test`, which starts it",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self { base, name }
-    }
-
-    fn url(&self) -> String {
-        format!("{}&options[search_path]={}", self.base, self.name)
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
-            .args([self.base.as_str(), "-X", "-q", "-c"])
-            .arg(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
-            .output();
-    }
-}
-
 #[test]
 fn postgres_store_same_flow_and_restart() {
     require_root();
     let schema = PgSchema::create();
     let (mut t, exe) = start(Some(schema.url()));
+    let _keep = schema;
     let p = exe.spawn(&["serve"]);
     let id = t.set(&["--service", "orders", "--at", "level3", "--hits", "1000"]);
     let before = t.snapshots(&id, 2);

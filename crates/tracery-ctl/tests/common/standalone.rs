@@ -23,6 +23,8 @@ pub fn agent_bin() -> PathBuf {
 }
 
 pub struct Standalone {
+    /// The PostgreSQL schema of this instance's store, when TRACERY_TEST_STORE=postgres.
+    _schema: Option<PgSchema>,
     child: Option<Child>,
     pub url: String,
     listen: String,
@@ -54,9 +56,16 @@ impl Standalone {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().to_string()
         };
-        let store =
-            store.unwrap_or_else(|| format!("sqlite://{}", dir.join("tracery.db").display()));
+        // TRACERY_TEST_STORE=postgres runs the same tests on the real PostgreSQL
+        // (`cargo xtask test` runs them both ways).
+        let on_postgres =
+            store.is_none() && std::env::var("TRACERY_TEST_STORE").is_ok_and(|s| s == "postgres");
+        let schema = on_postgres.then(PgSchema::create);
+        let store = store
+            .or_else(|| schema.as_ref().map(PgSchema::url))
+            .unwrap_or_else(|| format!("sqlite://{}", dir.join("tracery.db").display()));
         let mut s = Self {
+            _schema: schema,
             child: None,
             url: format!("http://{listen}"),
             listen,
@@ -165,5 +174,48 @@ impl Drop for Standalone {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A fresh schema in the test PostgreSQL (started by `cargo xtask test`), dropped on drop.
+pub struct PgSchema {
+    base: String,
+    name: String,
+}
+
+impl PgSchema {
+    pub fn create() -> Self {
+        let base = std::env::var("TRACERY_TEST_PG_URL").unwrap_or_else(|_| {
+            "postgres://root@localhost/tracery_test?host=/var/run/postgresql".into()
+        });
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("ctl_e2e_{}_{n}", std::process::id());
+        let out = std::process::Command::new("psql")
+            .args([base.as_str(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c"])
+            .arg(format!(
+                "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"
+            ))
+            .output()
+            .expect("run psql (installed with PostgreSQL by `cargo xtask setup`)");
+        assert!(
+            out.status.success(),
+            "cannot reach the test PostgreSQL at {base}: {}; run the tests with `cargo xtask test`, which starts it",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { base, name }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}&options[search_path]={}", self.base, self.name)
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args([self.base.as_str(), "-X", "-q", "-c"])
+            .arg(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+            .output();
     }
 }
