@@ -160,6 +160,44 @@ fn delete_detaches() {
     assert!(!err.status.success());
 }
 
+/// The next `n` `rate N` lines of the hot fixture (one every 200 ms).
+fn rates(p: &mut FixtureProcess, n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|_| {
+            let v = p.wait_for_line("rate ", Duration::from_secs(5));
+            v.trim().parse::<f64>().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn delete_restores_the_unprobed_speed() {
+    require_root();
+    let exe = Copy::of("c-O2");
+    let t = Standalone::start(&[("hot", exe.path.as_path())], None);
+    let mut p = exe.spawn(&["hot"]);
+    let mut before = rates(&mut p, 3);
+    before.sort_by(f64::total_cmp);
+    let baseline = before[1];
+    let id = t.set(&["--service", "hot", "--at", "tick"]);
+    t.snapshots(&id, 1);
+    let _ = rates(&mut p, 1); // the window that overlapped arming
+    let armed = rates(&mut p, 2).into_iter().fold(0.0, f64::max);
+    // Every call traps while armed (the rate limit only drops records), so the loop
+    // slows by orders of magnitude; after delete it runs as before.
+    assert!(
+        armed < baseline / 10.0,
+        "armed {armed:.0}/s vs {baseline:.0}/s"
+    );
+    t.ctl_ok(&["breakpoint", "delete", &id]);
+    let _ = rates(&mut p, 2); // detaching happens within these windows
+    let after = rates(&mut p, 5).into_iter().fold(0.0, f64::max);
+    assert!(
+        after > baseline / 3.0,
+        "after delete {after:.0}/s vs {baseline:.0}/s before"
+    );
+}
+
 #[test]
 fn restart_keeps_breakpoints_and_snapshots_and_rearms() {
     require_root();
@@ -298,7 +336,7 @@ fn an_agent_that_lost_its_target_says_so() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|b| b["id"].to_string() == id)
+            .find(|b| b["id"].as_u64() == id.parse().ok())
             .map(|b| b["problems"].to_string())
             .unwrap_or_default();
         if problems.contains(&format!("process {pid} exited")) {
