@@ -515,6 +515,7 @@ mod tests {
             kernel_drops: 0,
             over_limit: 0,
             errors: vec![(77, "no DWARF".into())],
+            exited: vec![],
             ended: None,
         };
         let r = arm_results(&st);

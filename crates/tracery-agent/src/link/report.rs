@@ -154,6 +154,7 @@ mod tests {
                 kernel_drops: 0,
                 over_limit: 0,
                 errors: vec![],
+                exited: vec![],
                 ended: None,
             }],
             &mut cpu,
