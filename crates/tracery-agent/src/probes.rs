@@ -20,7 +20,7 @@ use aya::{
 };
 use tracery_common::{names, ProbeConfig, ProbeState, MAX_PROBES};
 
-use crate::{error::AgentError, exec_watch::ExecWatcher, loader};
+use crate::{error::AgentError, exec_watch::ExecWatcher, loader, ring::HitReader};
 
 /// Identifies one armed uprobe (its slot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -75,16 +75,18 @@ impl ProbeTable {
         })
     }
 
-    /// Takes the ring buffer of hits; call once.
-    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, AgentError> {
+    /// Takes the ring buffer of hits and the reader's idle flag; call once.
+    pub fn take_reader(&mut self) -> Result<HitReader, AgentError> {
         let map = self.ebpf.take_map(names::HITS).ok_or(AgentError::Map {
             map: names::HITS,
             source: None,
         })?;
-        RingBuf::try_from(map).map_err(|e| AgentError::Map {
+        let ring = RingBuf::try_from(map).map_err(|e| AgentError::Map {
             map: names::HITS,
             source: Some(Box::new(e)),
-        })
+        })?;
+        let idle = take_array(&mut self.ebpf, names::READER_IDLE)?;
+        Ok(HitReader::new(ring, idle))
     }
 
     /// Attaches the exec tracepoint and returns the reader of its events. Call once.

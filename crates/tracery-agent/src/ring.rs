@@ -5,8 +5,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{MapData, RingBuf};
-use tracery_common::{HitHeader, READER_POLL_MS};
+use aya::maps::{Array, MapData, RingBuf};
+use tracery_common::{HitHeader, READER_BATCH_MS};
 
 use crate::{error::AgentError, sys};
 
@@ -43,37 +43,62 @@ impl RawHit {
 /// Reads hits from the kernel ring buffer.
 pub struct HitReader {
     ring: RingBuf<MapData>,
+    /// One `u64`: raised while this reader blocks, so the kernel wakes it for a record.
+    idle: Array<MapData, u64>,
     /// Records that could not be parsed (a version mismatch; counted, never silent).
     pub malformed: u64,
+    /// The last poll returned records: the next one batches instead of blocking.
+    busy: bool,
 }
 
 impl HitReader {
-    /// Wraps the ring buffer taken from [`crate::ProbeTable::take_ring`].
-    pub fn new(ring: RingBuf<MapData>) -> Self {
-        Self { ring, malformed: 0 }
+    /// Wraps the ring buffer and idle flag taken by [`crate::ProbeTable::take_reader`].
+    pub(crate) fn new(ring: RingBuf<MapData>, idle: Array<MapData, u64>) -> Self {
+        Self {
+            ring,
+            idle,
+            malformed: 0,
+            busy: false,
+        }
     }
 
     /// Waits up to `timeout` for records, then returns every record available.
     ///
-    /// The kernel wakes the reader only once a backlog builds (see
-    /// `tracery_common::RING_WAKE_BYTES`), so this also looks every
-    /// `READER_POLL_MS` milliseconds.
+    /// Idle, it blocks on the ring with its idle flag raised, so the kernel wakes it for
+    /// the next record. Busy (the last call returned records), it first lets records
+    /// accumulate for `READER_BATCH_MS` with the flag down: then a stream of hits costs
+    /// no wake-up per record.
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<RawHit>, AgentError> {
         let deadline = Instant::now() + timeout;
-        let interval = Duration::from_millis(READER_POLL_MS);
+        if self.busy {
+            std::thread::sleep(timeout.min(Duration::from_millis(READER_BATCH_MS)));
+        }
         loop {
             let hits = self.drain();
+            self.busy = !hits.is_empty();
             let now = Instant::now();
-            if !hits.is_empty() || now >= deadline {
+            if self.busy || now >= deadline {
                 return Ok(hits);
             }
-            sys::wait_readable(self.ring.as_raw_fd(), (deadline - now).min(interval)).map_err(
-                |source| AgentError::Io {
-                    action: "waiting for the hit ring buffer",
-                    source,
-                },
-            )?;
+            // Raised before blocking: a record written after the drain above finds it up
+            // and wakes us; one written before makes the ring readable at once.
+            self.set_idle(true)?;
+            let waited = sys::wait_readable(self.ring.as_raw_fd(), deadline - now);
+            self.set_idle(false)?;
+            waited.map_err(|source| AgentError::Io {
+                action: "waiting for the hit ring buffer",
+                source,
+            })?;
         }
+    }
+
+    fn set_idle(&mut self, idle: bool) -> Result<(), AgentError> {
+        self.idle
+            .set(0, u64::from(idle), 0)
+            .map_err(|e| AgentError::Map {
+                map: tracery_common::names::READER_IDLE,
+                source: Some(Box::new(e)),
+            })
     }
 
     fn drain(&mut self) -> Vec<RawHit> {

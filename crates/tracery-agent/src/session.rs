@@ -112,7 +112,7 @@ impl Session {
     /// Loads the eBPF programs. Needs root or CAP_BPF + CAP_PERFMON.
     pub fn start() -> Result<Self, AgentError> {
         let mut table = ProbeTable::load()?;
-        let reader = HitReader::new(table.take_ring()?);
+        let reader = table.take_reader()?;
         Ok(Self {
             table,
             reader,

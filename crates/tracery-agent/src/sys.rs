@@ -24,7 +24,9 @@ pub fn wait_readable(fd: RawFd, timeout: Duration) -> std::io::Result<bool> {
         events: libc::POLLIN,
         revents: 0,
     };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // Rounded up: truncating would spin through zero-timeout polls in the last
+    // millisecond before a deadline.
+    let ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
     // SAFETY: `pfd` is one valid pollfd and the count passed is 1.
     let r = unsafe { libc::poll(&mut pfd, 1, ms) };
     match r {

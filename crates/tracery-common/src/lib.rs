@@ -31,12 +31,10 @@ pub const SCRATCH_BYTES: usize = DATA_CAP + MAX_COPY;
 pub const MAX_PROBES: u32 = 1024;
 /// Default ring buffer size: room for several hundred full hits before drops are counted.
 pub const RING_BYTES: u32 = 16 << 20;
-/// Unread bytes in the ring buffer at which the kernel wakes the reader at once; below it
-/// the reader finds records on its next poll (every [`READER_POLL_MS`]).
-pub const RING_WAKE_BYTES: u64 = (RING_BYTES / 8) as u64;
-/// Longest the reader sleeps between looks at the ring buffer, in milliseconds: the
-/// latency added to a hit when the kernel does not wake the reader.
-pub const READER_POLL_MS: u64 = 5;
+/// How long a busy reader lets records accumulate between drains, in milliseconds. The
+/// kernel wakes the reader only while it is blocked (see [`names::READER_IDLE`]), so a
+/// stream of hits costs no wake-up per record; the ring holds far more than this long.
+pub const READER_BATCH_MS: u64 = 5;
 
 /// Names of the maps and programs in the eBPF object, so both sides agree.
 pub mod names {
@@ -46,6 +44,8 @@ pub mod names {
     pub const PROBE_STATE: &str = "PROBE_STATE";
     /// Ring buffer of [`crate::HitHeader`]-prefixed records.
     pub const HITS: &str = "HITS";
+    /// Array map with one `u64`: non-zero while the reader blocks, waiting for records.
+    pub const READER_IDLE: &str = "READER_IDLE";
     /// Per-CPU scratch used to assemble one record.
     pub const SCRATCH: &str = "SCRATCH";
     /// The generic capture uprobe.

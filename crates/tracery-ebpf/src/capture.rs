@@ -5,7 +5,7 @@
 
 use core::{ffi::c_void, intrinsics::AtomicOrdering};
 
-use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
+use aya_ebpf::bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use aya_ebpf::{
     helpers::generated::{
         bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_loop,
@@ -19,7 +19,7 @@ use aya_ebpf::{
 use tracery_common::{
     regs::{pt, NUM_REGS},
     BaseKind, CmpOp, HitHeader, OpKind, OpStatus, ProbeConfig, ProbeState, DATA_CAP, MAX_CONDS,
-    MAX_COPY, MAX_OPS, MAX_PROBES, RING_BYTES, RING_WAKE_BYTES, SCRATCH_BYTES, STACK_CAP,
+    MAX_COPY, MAX_OPS, MAX_PROBES, RING_BYTES, SCRATCH_BYTES, STACK_CAP,
 };
 
 #[map(name = "PROBES")]
@@ -30,6 +30,10 @@ static PROBE_STATE: Array<ProbeState> = Array::with_max_entries(MAX_PROBES, 0);
 
 #[map(name = "HITS")]
 static HITS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+
+/// Non-zero while the reader is blocked waiting for records (set by user space).
+#[map(name = "READER_IDLE")]
+static READER_IDLE: Array<u64> = Array::with_max_entries(1, 0);
 
 /// One record being assembled: the header and the data area (the stack goes straight into
 /// the ring buffer).
@@ -118,9 +122,9 @@ pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
     h.span_id = [0; 8];
 
     // Waking the reader on every record costs an irq_work and a context switch per hit
-    // (most of a hit's cost on these VMs). The reader polls every few milliseconds, so
-    // wake it only once a backlog builds up.
-    let wake = if HITS.query(BPF_RB_AVAIL_DATA as u64) >= RING_WAKE_BYTES {
+    // (most of a hit's cost on these VMs). The reader raises a flag before it blocks;
+    // only then is a record worth a wake-up. A busy reader drains every few milliseconds.
+    let wake = if READER_IDLE.get(0).is_some_and(|idle| *idle != 0) {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
