@@ -44,7 +44,8 @@ enum Task {
     /// The main job: start a sample service, set a breakpoint on a source line, print the
     /// snapshot (as root; runs set-up first).
     Demo,
-    /// Speed figures: capture cost against a bare uprobe, sustained hit rate (as root).
+    /// Speed and memory figures (as root): capture and false-condition cost against a bare
+    /// uprobe, sustained hit rate, hit-to-watch latency, idle CPU and RSS of the agent.
     Bench,
 }
 
