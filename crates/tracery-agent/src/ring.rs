@@ -40,6 +40,9 @@ impl RawHit {
     }
 }
 
+/// A batch this large means the reader is behind: drain again at once.
+const FULL_BATCH: usize = 256;
+
 /// Reads hits from the kernel ring buffer.
 pub struct HitReader {
     ring: RingBuf<MapData>,
@@ -47,8 +50,8 @@ pub struct HitReader {
     idle: Array<MapData, u64>,
     /// Records that could not be parsed (a version mismatch; counted, never silent).
     pub malformed: u64,
-    /// The last poll returned records: the next one batches instead of blocking.
-    busy: bool,
+    /// Records the last poll returned: some, and the next one batches instead of blocking.
+    last_batch: usize,
 }
 
 impl HitReader {
@@ -58,26 +61,28 @@ impl HitReader {
             ring,
             idle,
             malformed: 0,
-            busy: false,
+            last_batch: 0,
         }
     }
 
     /// Waits up to `timeout` for records, then returns every record available.
     ///
     /// Idle, it blocks on the ring with its idle flag raised, so the kernel wakes it for
-    /// the next record. Busy (the last call returned records), it first lets records
-    /// accumulate for `READER_BATCH_MS` with the flag down: then a stream of hits costs
-    /// no wake-up per record.
+    /// the next record. After a small batch it first lets records accumulate for
+    /// `READER_BATCH_MS` with the flag down, so a stream of hits costs no wake-up per
+    /// record; after a full batch it drains again at once.
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<RawHit>, AgentError> {
         let deadline = Instant::now() + timeout;
-        if self.busy {
+        // After a small batch, let records accumulate; after a large one the reader is
+        // behind, and sleeping would only let the ring fill.
+        if self.last_batch > 0 && self.last_batch < FULL_BATCH {
             std::thread::sleep(timeout.min(Duration::from_millis(READER_BATCH_MS)));
         }
         loop {
             let hits = self.drain();
-            self.busy = !hits.is_empty();
+            self.last_batch = hits.len();
             let now = Instant::now();
-            if self.busy || now >= deadline {
+            if !hits.is_empty() || now >= deadline {
                 return Ok(hits);
             }
             // Raised before blocking: a record written after the drain above finds it up

@@ -240,6 +240,16 @@ impl Registry {
             .collect())
     }
 
+    /// Every live (not deleted, not expired) breakpoint as the API shows it, with counts.
+    pub async fn live_breakpoints_with_counts(&self) -> Result<Vec<v1::Breakpoint>, Status> {
+        let live = self.live_breakpoints().await.map_err(store_status)?;
+        let mut out = Vec::with_capacity(live.len());
+        for record in &live {
+            out.push(self.breakpoint_with_counts(record).await?);
+        }
+        Ok(out)
+    }
+
     /// A stored breakpoint as the API shows it, with its hit and drop counts.
     pub async fn breakpoint_with_counts(
         &self,

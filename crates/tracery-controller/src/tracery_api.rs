@@ -92,15 +92,7 @@ impl Tracery for TraceryApi {
         &self,
         _: Request<v1::ListBreakpointsRequest>,
     ) -> Result<Response<v1::ListBreakpointsResponse>, Status> {
-        let live = self
-            .registry
-            .live_breakpoints()
-            .await
-            .map_err(store_status)?;
-        let mut breakpoints = Vec::with_capacity(live.len());
-        for record in &live {
-            breakpoints.push(self.registry.breakpoint_with_counts(record).await?);
-        }
+        let breakpoints = self.registry.live_breakpoints_with_counts().await?;
         Ok(Response::new(v1::ListBreakpointsResponse { breakpoints }))
     }
 
@@ -236,14 +228,9 @@ impl Tracery for TraceryApi {
         &self,
         _: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::StatusResponse>, Status> {
-        let live = self
-            .registry
-            .live_breakpoints()
-            .await
-            .map_err(store_status)?;
+        let live = self.registry.live_breakpoints_with_counts().await?;
         let mut breakpoints = Vec::with_capacity(live.len());
-        for record in &live {
-            let bp = self.registry.breakpoint_with_counts(record).await?;
+        for bp in live {
             breakpoints.push(v1::BreakpointStatus {
                 breakpoint_id: bp.id,
                 hits: bp.hits,
