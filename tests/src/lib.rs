@@ -4,6 +4,7 @@
 //! The fixtures live under `tests/fixtures/{c,rust,go}`. Each is built on first use, per
 //! variant (compiler and flags), into `<target>/fixtures/<variant>/orders`.
 
+pub mod demo;
 mod fixture;
 mod marker;
 mod process;

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tracery_tests::{fixture, marker_line, FixtureProcess};
+use tracery_tests::{demo::DemoServices, fixture, marker_line};
 
 fn main() -> ExitCode {
     match run() {
@@ -32,32 +32,16 @@ fn run() -> Result<(), String> {
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
 
     step("starting the services: gateway (Go) -> orders (Rust, PostgreSQL) -> payments (Go)");
-    let payments =
-        FixtureProcess::spawn_service(&fixture("demo-payments"), &["-listen", "127.0.0.1:0"]);
     let orders_bin = bin_dir.join("demo-orders");
-    let orders = FixtureProcess::spawn_service(
-        &orders_bin,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--database",
-            &database,
-            "--payments",
-            &format!("http://{}", payments.1),
-        ],
-    );
-    let gateway = FixtureProcess::spawn_service(
-        &fixture("demo-gateway"),
-        &[
-            "-listen",
-            "127.0.0.1:0",
-            "-orders",
-            &format!("http://{}", orders.1),
-        ],
-    );
-    println!("    gateway  {}  (PID {})", gateway.1, gateway.0.pid());
-    println!("    orders   {}  (PID {})", orders.1, orders.0.pid());
-    println!("    payments {}  (PID {})", payments.1, payments.0.pid());
+    let services = DemoServices::start(&orders_bin, &database);
+    let (gateway, orders, payments) = (&services.gateway, &services.orders, &services.payments);
+    for (name, s) in [
+        ("gateway ", gateway),
+        ("orders  ", orders),
+        ("payments", payments),
+    ] {
+        println!("    {name} {}  (PID {})", s.addr, s.process.pid());
+    }
 
     step("starting standalone Tracery (controller + agent, SQLite store)");
     let config = work.join("tracery.toml");
@@ -86,7 +70,7 @@ fn run() -> Result<(), String> {
         .args(["--listen", &listen])
         .spawn()
         .map_err(|e| format!("cannot start tracery-agent: {e}"))?;
-    let result = demo(&ctl, &controller, &gateway.1);
+    let result = demo(&ctl, &controller, &gateway.addr);
     let _ = tracery.kill();
     let _ = tracery.wait();
     let _ = std::fs::remove_dir_all(&work);

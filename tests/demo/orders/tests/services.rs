@@ -11,45 +11,13 @@ use std::{
 };
 
 use serde_json::Value;
-use tracery_tests::{fixture, FixtureProcess};
+use tracery_tests::{demo::DemoServices, FixtureProcess};
 
 const DEFAULT_PG: &str = "postgres://root@localhost/tracery_test?host=/var/run/postgresql";
 
-struct Demo {
-    gateway: (FixtureProcess, String),
-    orders: (FixtureProcess, String),
-    payments: (FixtureProcess, String),
-}
-
-fn start() -> Demo {
+fn start() -> DemoServices {
     let pg = std::env::var("TRACERY_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG.into());
-    let payments =
-        FixtureProcess::spawn_service(&fixture("demo-payments"), &["-listen", "127.0.0.1:0"]);
-    let orders = FixtureProcess::spawn_service(
-        env!("CARGO_BIN_EXE_demo-orders").as_ref(),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--database",
-            &pg,
-            "--payments",
-            &format!("http://{}", payments.1),
-        ],
-    );
-    let gateway = FixtureProcess::spawn_service(
-        &fixture("demo-gateway"),
-        &[
-            "-listen",
-            "127.0.0.1:0",
-            "-orders",
-            &format!("http://{}", orders.1),
-        ],
-    );
-    Demo {
-        gateway,
-        orders,
-        payments,
-    }
+    DemoServices::start(env!("CARGO_BIN_EXE_demo-orders").as_ref(), &pg)
 }
 
 /// A minimal HTTP/1.1 exchange over std's TcpStream: enough for a test, and it keeps an
@@ -87,7 +55,7 @@ fn access_line(p: &mut FixtureProcess, path: &str) -> String {
 fn one_trace_through_three_services_and_postgres() {
     let mut d = start();
     let order = r#"{"customer":"ana","item":"lamp","qty":3,"unit_cents":1250,"coupon":"TENOFF"}"#;
-    let (status, body) = http(&d.gateway.1, "POST", "/checkout", order);
+    let (status, body) = http(&d.gateway.addr, "POST", "/checkout", order);
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["status"], "paid");
@@ -98,9 +66,9 @@ fn one_trace_through_three_services_and_postgres() {
     assert_eq!(trace.len(), 32);
 
     // Every hop saw the same trace, each with its own span.
-    let g = access_line(&mut d.gateway.0, "/checkout");
-    let o = access_line(&mut d.orders.0, "/orders");
-    let p = access_line(&mut d.payments.0, "/pay");
+    let g = access_line(&mut d.gateway.process, "/checkout");
+    let o = access_line(&mut d.orders.process, "/orders");
+    let p = access_line(&mut d.payments.process, "/pay");
     for tp in [&g, &o, &p] {
         assert_eq!(&tp[3..35], trace, "{tp}");
     }
@@ -109,7 +77,7 @@ fn one_trace_through_three_services_and_postgres() {
 
     // The order is in PostgreSQL, marked paid, with its trace.
     let id = v["id"].as_i64().unwrap();
-    let (status, body) = http(&d.orders.1, "GET", &format!("/orders/{id}"), "");
+    let (status, body) = http(&d.orders.addr, "GET", &format!("/orders/{id}"), "");
     assert_eq!(status, 200, "{body}");
     let stored: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(stored["status"], "paid");
@@ -126,12 +94,12 @@ fn a_breakpoint_on_the_orders_service_sees_the_order() {
     let (file, line) = tracery_tests::marker_line("demo_priced");
     let location = format!("{}:{line}", file.file_name().unwrap().to_string_lossy());
     let limits = tracery_dwarf::CaptureLimits::default();
-    let bp = tracery_agent::prepare(d.orders.0.pid(), &location, &limits).unwrap();
+    let bp = tracery_agent::prepare(d.orders.process.pid(), &location, &limits).unwrap();
     let mut session = tracery_agent::Session::start().unwrap();
     session
         .arm(&bp, &tracery_agent::ArmOptions::default())
         .unwrap();
-    let gateway = d.gateway.1.clone();
+    let gateway = d.gateway.addr.clone();
     let client = std::thread::spawn(move || {
         let order = r#"{"customer":"bo","item":"desk","qty":2,"unit_cents":9900}"#;
         http(&gateway, "POST", "/checkout", order)
