@@ -98,24 +98,43 @@ impl Builder<'_, '_> {
             return;
         };
         let cap = size.min(MAX_COPY as u64);
-        let Some(out) = self.alloc(cap as usize) else {
-            self.follows.insert((r, off), Follow::Budget);
+        let template = FetchOp {
+            kind: OpKind::Copy as u8,
+            ..FetchOp::EMPTY
+        };
+        let Some(op) = self.push_follow(r, off, (base_op, base_slot), cap, template) else {
             return;
         };
-        let op = self.push(FetchOp {
-            base: BaseKind::PtrAt as u8,
-            kind: OpKind::Copy as u8,
-            base_op: base_op as u8,
-            base_slot,
-            out,
-            len: cap as u16,
-            ..FetchOp::EMPTY
-        });
         let id = self.new_region(ty, size, cap, op, Payload::Fixed, depth);
         self.follows.insert((r, off), Follow::Region(id));
         if ty.is_some() {
             self.queue.push_back(id);
         }
+    }
+
+    /// Reserves `cap` bytes and pushes `template` as a read through the pointer at
+    /// `base` (op, data slot); returns the op's index. When the data budget is spent, it
+    /// records that for the pointer at (`r`, `off`), so it decodes as "budget exhausted".
+    fn push_follow(
+        &mut self,
+        r: RegionId,
+        off: u64,
+        (base_op, base_slot): (usize, u16),
+        cap: u64,
+        template: FetchOp,
+    ) -> Option<usize> {
+        let Some(out) = self.alloc(cap as usize) else {
+            self.follows.insert((r, off), Follow::Budget);
+            return None;
+        };
+        Some(self.push(FetchOp {
+            base: BaseKind::PtrAt as u8,
+            base_op: base_op as u8,
+            base_slot,
+            out,
+            len: cap as u16,
+            ..template
+        }))
     }
 
     pub(super) fn follow_cstr(&mut self, r: RegionId, off: u64, depth: u8) {
@@ -124,19 +143,13 @@ impl Builder<'_, '_> {
         };
         // One more than the cap: the helper always writes a NUL within `len`.
         let cap = (self.limits.max_string as u64 + 1).min(MAX_COPY as u64);
-        let Some(out) = self.alloc(cap as usize) else {
-            self.follows.insert((r, off), Follow::Budget);
+        let template = FetchOp {
+            kind: OpKind::CStr as u8,
+            ..FetchOp::EMPTY
+        };
+        let Some(op) = self.push_follow(r, off, (base_op, base_slot), cap, template) else {
             return;
         };
-        let op = self.push(FetchOp {
-            base: BaseKind::PtrAt as u8,
-            kind: OpKind::CStr as u8,
-            base_op: base_op as u8,
-            base_slot,
-            out,
-            len: cap as u16,
-            ..FetchOp::EMPTY
-        });
         let id = self.new_region(None, cap, cap, op, Payload::CStr, depth);
         self.follows.insert((r, off), Follow::Region(id));
     }
@@ -175,23 +188,17 @@ impl Builder<'_, '_> {
         if room < cap && room >= 64 {
             cap = room - room % scale.max(1);
         }
-        let Some(out) = self.alloc(cap as usize) else {
-            self.follows.insert((r, ptr), Follow::Budget);
-            return;
-        };
-        let op = self.push(FetchOp {
-            base: BaseKind::PtrAt as u8,
+        let template = FetchOp {
             kind: OpKind::Copy as u8,
             flags,
-            base_op: base_op as u8,
             len_op,
-            base_slot,
             len_slot,
             len_scale: scale as u16,
-            out,
-            len: cap as u16,
             ..FetchOp::EMPTY
-        });
+        };
+        let Some(op) = self.push_follow(r, ptr, (base_op, base_slot), cap, template) else {
+            return;
+        };
         let ty = match payload {
             Payload::Elems { elem, .. } => Some(elem),
             _ => None,
