@@ -213,9 +213,6 @@ async fn a_hit_is_stored_once_returned_exactly_and_watched() {
     controller.stop().await;
 }
 
-/// Sets a breakpoint, sends one hit twice and another once; checks store, get and watch.
-/// Returns the breakpoint and the first snapshot as stored.
-
 #[tokio::test]
 async fn snapshots_page_by_token() {
     let dir = tempfile::tempdir().unwrap();
