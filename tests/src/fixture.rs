@@ -27,22 +27,30 @@ pub const VARIANTS: &[&str] = &[
 /// [`crate::FixtureProcess::spawn_service`]).
 pub const DEMO_SERVICES: &[&str] = &["demo-gateway", "demo-payments"];
 
-/// The binary's file name: the fixtures are all `orders`; demo services carry their own.
+/// Fixture servers, built like fixtures; they print `ready ADDR`, so start them with
+/// [`crate::FixtureProcess::spawn_service`]. `c-httpd` is `tests/fixtures/c/httpd.c`.
+pub const SERVER_FIXTURES: &[&str] = &["c-httpd"];
+
+/// The binary's file name: the fixtures are all `orders`; servers and demo services carry
+/// their own.
 fn binary_name(variant: &str) -> &str {
     match variant {
         "demo-gateway" | "demo-payments" => variant,
+        "c-httpd" => "httpd",
         _ => "orders",
     }
 }
 
-/// The source file of a fixture: `lang` is `c`, `rust` or `go`.
+/// The source file of a fixture: `lang` is `c`, `rust` or `go`, or `httpd` for the C
+/// HTTP server.
 pub fn fixture_source(lang: &str) -> PathBuf {
     let dir = fixtures_dir();
     match lang {
         "c" => dir.join("c/orders.c"),
+        "httpd" => dir.join("c/httpd.c"),
         "rust" => dir.join("rust/orders.rs"),
         "go" => dir.join("go/orders/main.go"),
-        other => panic!("unknown fixture language {other:?}; expected c, rust or go"),
+        other => panic!("unknown fixture language {other:?}; expected c, rust, go or httpd"),
     }
 }
 
@@ -146,6 +154,17 @@ fn recipe(variant: &str, out: &Path) -> Recipe {
                 steps,
             }
         }
+        "c-httpd" => {
+            let src = fixture_source("httpd");
+            let src_s = src.to_string_lossy().into_owned();
+            Recipe {
+                sources: vec![src],
+                steps: vec![step(
+                    "gcc",
+                    &["-g", "-O0", "-pthread", "-o", &out_s, &src_s],
+                )],
+            }
+        }
         "rust-debug" | "rust-release" => {
             let src = fixture_source("rust");
             let src_s = src.to_string_lossy().into_owned();
@@ -181,7 +200,10 @@ fn recipe(variant: &str, out: &Path) -> Recipe {
             let module = tests_dir().join("demo").join(&variant["demo-".len()..]);
             go_recipe(module, &out_s, &[], step)
         }
-        other => panic!("unknown fixture variant {other:?}; expected one of {VARIANTS:?}"),
+        other => panic!(
+            "unknown fixture variant {other:?}; expected one of {VARIANTS:?}, \
+             {SERVER_FIXTURES:?} or {DEMO_SERVICES:?}"
+        ),
     }
 }
 

@@ -6,10 +6,11 @@
 
 pub mod demo;
 mod fixture;
+pub mod http;
 mod marker;
 mod process;
 
-pub use fixture::{fixture, fixture_source, DEMO_SERVICES, VARIANTS};
+pub use fixture::{fixture, fixture_source, DEMO_SERVICES, SERVER_FIXTURES, VARIANTS};
 pub use marker::{marker_line, markers};
 pub use process::FixtureProcess;
 

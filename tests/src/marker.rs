@@ -24,9 +24,10 @@ pub fn marker_line(marker: &str) -> (PathBuf, u32) {
 /// Every marker in every fixture and demo source: (name, source file, 1-based line).
 pub fn markers() -> Vec<(String, PathBuf, u32)> {
     let mut found = Vec::new();
-    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("demo/orders/src/pricing.rs");
-    let sources = ["c", "rust", "go"].map(fixture_source);
-    for path in sources.into_iter().chain([demo]) {
+    let demo_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("demo");
+    let demo = ["orders/src/pricing.rs", "gateway/main.go"].map(|p| demo_dir.join(p));
+    let sources = ["c", "rust", "go", "httpd"].map(fixture_source);
+    for path in sources.into_iter().chain(demo) {
         let text = fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         for (index, line) in text.lines().enumerate() {

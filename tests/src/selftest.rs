@@ -24,6 +24,8 @@ const EXPECTED_MARKERS: &[&str] = &[
     "go_level3",
     "go_tick",
     "demo_priced",
+    "httpd_handle",
+    "demo_gateway_access",
 ];
 
 fn has_debug_info(variant: &str) -> bool {
@@ -114,5 +116,33 @@ fn bench_modes_wait_for_stdin_then_report_and_exit() {
             assert!(ns >= 0.0, "{variant} {mode}: {ns}");
             assert!(process.wait(Duration::from_secs(5)).success());
         }
+    }
+}
+
+#[test]
+fn the_http_server_answers_in_every_read_mode() {
+    use crate::http::{split_at, Connection, Request};
+    for mode in [&[][..], &["--read"], &["--readv"], &["--recvmsg"]] {
+        let (_server, addr) = FixtureProcess::spawn_service(&fixture("c-httpd"), mode);
+        let mut conn = Connection::open(&addr);
+        // Keep-alive, headers past the first 4 KiB read, a body sent in pieces.
+        let big = Request::new("GET", "/big").header("X-Filler", &"f".repeat(6000));
+        let response = conn.request(&big);
+        assert_eq!(
+            (response.status, &response.body[..]),
+            (200, &b"200 /big\n"[..])
+        );
+        let post = Request::new("POST", "/pay").body("0123456789");
+        let bytes = post.to_bytes();
+        conn.send_pieces(
+            &split_at(&bytes, &[7, bytes.len() - 4]),
+            Duration::from_millis(20),
+        );
+        let response = conn.read_response();
+        assert_eq!(response.status, 200, "{mode:?}");
+        assert_eq!(response.header("connection"), Some("keep-alive"));
+        // Over the 64 KiB cap: refused, not overflowed.
+        let huge = Request::new("GET", "/huge").header("X-Filler", &"f".repeat(70_000));
+        assert_eq!(conn.request(&huge).status, 431, "{mode:?}");
     }
 }

@@ -20,7 +20,13 @@ use aya::{
 };
 use tracery_common::{names, ProbeConfig, ProbeState, MAX_PROBES};
 
-use crate::{error::AgentError, exec_watch::ExecWatcher, loader, ring::HitReader};
+use crate::{
+    error::AgentError,
+    exec_watch::ExecWatcher,
+    loader,
+    ring::HitReader,
+    tracker::{GoProcess, Tracker},
+};
 
 /// Identifies one armed uprobe (its slot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -58,6 +64,7 @@ pub struct ProbeTable {
     configs: Array<MapData, ProbeConfig>,
     states: Array<MapData, ProbeState>,
     armed: BTreeMap<u32, Armed>,
+    tracker: Tracker,
 }
 
 impl ProbeTable {
@@ -67,11 +74,13 @@ impl ProbeTable {
         let mut ebpf = loader::load()?;
         let configs = take_array(&mut ebpf, names::PROBES)?;
         let states = take_array(&mut ebpf, names::PROBE_STATE)?;
+        let tracker = Tracker::new(&mut ebpf)?;
         Ok(Self {
             ebpf,
             configs,
             states,
             armed: BTreeMap::new(),
+            tracker,
         })
     }
 
@@ -180,6 +189,21 @@ impl ProbeTable {
         // Detached above, so no hit can read this config any more.
         let _ = self.configs.set(slot.0, ProbeConfig::EMPTY, 0);
         Ok(())
+    }
+
+    /// Starts (or keeps) tracking which trace each thread of `pid` serves.
+    pub fn track(&mut self, pid: u32, go: Option<&GoProcess>) -> Result<(), AgentError> {
+        self.tracker.track(&mut self.ebpf, pid, go)
+    }
+
+    /// Drops one use of the tracking of `pid`.
+    pub fn untrack(&mut self, pid: u32) {
+        self.tracker.untrack(&mut self.ebpf, pid);
+    }
+
+    /// Header filters and trappable threads.
+    pub fn tracker(&mut self) -> &mut Tracker {
+        &mut self.tracker
     }
 
     /// Kernel counters of `slot`.

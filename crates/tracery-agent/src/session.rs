@@ -9,8 +9,10 @@ use std::{
     time::Duration,
 };
 
-use tracery_common::{regs::pt, ProbeState};
-use tracery_dwarf::{Binary, CaptureLimits, CapturePlan, LoadBias, ProbeSite, Symbolizer};
+use tracery_common::{regs::pt, HitHeader, ProbeConfig, ProbeState};
+use tracery_dwarf::{
+    Binary, CaptureLimits, CapturePlan, LoadBias, ProbeSite, SourceLanguage, Symbolizer,
+};
 
 use crate::{
     error::AgentError,
@@ -18,6 +20,7 @@ use crate::{
     process::TargetProcess,
     ring::{HitReader, RawHit},
     snapshot::{hex_id, Clock, Location, Snapshot, StackFrame},
+    tracker::GoProcess,
 };
 
 /// Most frames unwound per hit.
@@ -85,6 +88,23 @@ pub struct ArmOptions {
     pub hit_limit: u64,
     /// Records per second per site; 0 for no limit.
     pub rate_per_sec: u32,
+    /// Only hits of requests of this trace (`--trace-id`).
+    pub scope_trace: Option<[u8; 16]>,
+    /// Only hits of requests that carried these `--header` filters (tracker bits).
+    pub header_bits: u32,
+    /// Trap the hitting thread when the agent has seized it (`--freeze`).
+    pub freeze: bool,
+}
+
+/// A hit whose thread the kernel sent the freeze trap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrappedHit {
+    pub breakpoint_id: u64,
+    pub seq: u64,
+    pub pid: u32,
+    pub tid: u32,
+    /// Go: the goroutine to stop at its next system call (the trap comes later).
+    pub go_g: Option<u64>,
 }
 
 struct ArmedSite {
@@ -106,6 +126,7 @@ pub struct Session {
     clock: Clock,
     /// Records whose slot was unknown or reused (counted, never silent).
     pub undecodable: u64,
+    trapped: Vec<TrappedHit>,
 }
 
 impl Session {
@@ -120,6 +141,7 @@ impl Session {
             retired: HashMap::new(),
             clock: Clock::new(),
             undecodable: 0,
+            trapped: Vec::new(),
         })
     }
 
@@ -135,18 +157,42 @@ impl Session {
         opts: &ArmOptions,
     ) -> Result<Vec<SlotId>, AgentError> {
         let mut slots = Vec::new();
+        let go = bp
+            .sites
+            .first()
+            .is_some_and(|(_, plan)| plan.language() == SourceLanguage::Go);
+        let go_proc = go.then(|| go_process(&bp.binary.binary, bp.target.exe_path()));
         for (site, plan) in &bp.sites {
             let mut config = plan.relocate(bp.bias);
             config.breakpoint_id = opts.breakpoint_id;
             config.hit_limit = opts.hit_limit;
             config.set_rate(opts.rate_per_sec);
             config.stack_top = bp.stack_top.unwrap_or(0);
+            config.header_bits = opts.header_bits;
+            if let Some(t) = opts.scope_trace {
+                config.scope_trace = t;
+                config.flags |= ProbeConfig::FLAG_SCOPED;
+            }
+            if go {
+                config.flags |= ProbeConfig::FLAG_GO;
+            }
+            if opts.freeze {
+                config.flags |= ProbeConfig::FLAG_FREEZE;
+            }
             let target = AttachTarget {
                 path: bp.target.exe_path(),
                 offset: site.file_offset.0,
                 pid: bp.target.pid(),
             };
-            match self.table.arm(ProgramKind::Capture, target, &config) {
+            let armed = self
+                .table
+                .track(bp.target.pid(), go_proc.as_ref())
+                .and_then(|()| {
+                    self.table
+                        .arm(ProgramKind::Capture, target, &config)
+                        .inspect_err(|_| self.table.untrack(bp.target.pid()))
+                });
+            match armed {
                 Ok(slot) => {
                     self.retired.remove(&slot);
                     self.armed.insert(
@@ -176,9 +222,20 @@ impl Session {
     pub fn disarm(&mut self, slot: SlotId) -> Result<(), AgentError> {
         self.table.disarm(slot)?;
         if let Some(a) = self.armed.remove(&slot) {
+            self.table.untrack(a.target.pid());
             self.retired.insert(slot, a);
         }
         Ok(())
+    }
+
+    /// Header filters and trappable threads of the trace tracker.
+    pub fn tracker(&mut self) -> &mut crate::tracker::Tracker {
+        self.table.tracker()
+    }
+
+    /// Takes the hits whose thread was sent the freeze trap since the last call.
+    pub fn take_trapped(&mut self) -> Vec<TrappedHit> {
+        std::mem::take(&mut self.trapped)
     }
 
     /// Kernel counters of one site.
@@ -219,9 +276,30 @@ impl Session {
                 self.undecodable += 1;
                 continue;
             };
+            let h = &hit.header;
+            if h.flags & (HitHeader::HIT_TRAPPED | HitHeader::HIT_GO_PENDING) != 0 {
+                self.trapped.push(TrappedHit {
+                    breakpoint_id: h.breakpoint_id,
+                    seq: h.seq,
+                    pid: h.pid,
+                    tid: h.tid,
+                    go_g: (h.flags & HitHeader::HIT_GO_PENDING != 0)
+                        .then_some(h.regs[pt::R14 as usize]),
+                });
+            }
             out.push(decode_hit(site, &hit, &self.clock));
         }
         Ok(out)
+    }
+}
+
+/// What the tracker needs to know about the Go executable `binary`.
+fn go_process(binary: &Binary, path: std::path::PathBuf) -> GoProcess {
+    let offset = |name: &str| Some(binary.file_offset(binary.symbol_address(name)?)?.0);
+    GoProcess {
+        spawn: offset("runtime.newproc1").zip(offset("runtime.runqput")),
+        g_status: tracery_dwarf::go_runtime::go_runtime(binary).map(|r| r.g_status),
+        path,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod plan;
 pub mod record;
 pub mod regs;
+pub mod trace;
 
 pub use plan::{BaseKind, CmpOp, Condition, FetchOp, OpKind, ProbeConfig, ProbeState};
 pub use record::{HitHeader, OpResult, OpStatus};
@@ -56,4 +57,30 @@ pub mod names {
     pub const EXECS: &str = "EXECS";
     /// The `sched/sched_process_exec` tracepoint program.
     pub const EXEC: &str = "tracery_exec";
+    /// Hash map: [`crate::trace::GoKey`] -> `GO_SUSPEND_PENDING`, or the id of the thread
+    /// the kernel trapped at the goroutine's next system call.
+    pub const GO_SUSPEND: &str = "GO_SUSPEND";
+    /// Array map with one `u64`: non-zero while a `--freeze` breakpoint is armed in Go code.
+    pub const GO_FREEZE_ARMED: &str = "GO_FREEZE_ARMED";
+    /// Hash map: tgid -> [`crate::trace::TrackedProc`], the processes whose requests are tracked.
+    pub const TRACE_PIDS: &str = "TRACE_PIDS";
+    /// LRU map: `tgid << 32 | fd` -> [`crate::trace::ConnState`].
+    pub const CONNS: &str = "CONNS";
+    /// LRU map: pid_tgid -> [`crate::trace::TraceContext`] the thread serves.
+    pub const THREAD_TRACE: &str = "THREAD_TRACE";
+    /// LRU map: [`crate::trace::GoKey`] -> [`crate::trace::TraceContext`] of a goroutine.
+    pub const GO_TRACE: &str = "GO_TRACE";
+    /// Hash map: `trace::header_filter_hash` -> filter bit.
+    pub const HEADER_FILTERS: &str = "HEADER_FILTERS";
+    /// Hash map: tgid -> 1 for processes whose threads the agent has ptrace-seized (they
+    /// may be trapped).
+    pub const SEIZED: &str = "SEIZED";
+    /// Raw tracepoint `sys_enter` program of the tracker.
+    pub const SYS_ENTER: &str = "tracery_sys_enter";
+    /// Raw tracepoint `sys_exit` program of the tracker.
+    pub const SYS_EXIT: &str = "tracery_sys_exit";
+    /// Uprobe on Go's `runtime.newproc1`: children inherit their parent's trace.
+    pub const GO_NEWPROC: &str = "tracery_go_newproc";
+    /// Uprobe on Go's `runtime.runqput`: where the new goroutine gets it.
+    pub const GO_RUNQPUT: &str = "tracery_go_runqput";
 }

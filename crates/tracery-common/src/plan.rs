@@ -149,7 +149,8 @@ pub struct ProbeConfig {
     pub data_size: u16,
     /// Most bytes of stack to copy; 0 for none.
     pub stack_bytes: u16,
-    pub _pad: [u8; 4],
+    /// `--header` filters a hit's request must have carried (bits of `HEADER_FILTERS`).
+    pub header_bits: u32,
     /// Where the main thread's frames end, or 0 when unknown. The stack copy stops there
     /// instead of copying argv and envp, or faulting past the mapping.
     pub stack_top: u64,
@@ -157,6 +158,8 @@ pub struct ProbeConfig {
     pub rate_interval_ns: u64,
     /// How far ahead of schedule hits may run: the burst the rate limit tolerates.
     pub rate_burst_ns: u64,
+    /// With [`Self::FLAG_SCOPED`]: the trace a hit's request must belong to.
+    pub scope_trace: [u8; 16],
     pub conds: [Condition; MAX_CONDS],
     pub ops: [FetchOp; MAX_OPS],
 }
@@ -182,6 +185,12 @@ impl ProbeConfig {
 
     /// Emit nothing: the probe only counts hits (benchmark baseline, disabled probes).
     pub const FLAG_COUNT_ONLY: u8 = 1;
+    /// The target is Go: look its trace up by goroutine (`g` in R14), not by thread.
+    pub const FLAG_GO: u8 = 2;
+    /// Only hits of requests of trace `scope_trace` count.
+    pub const FLAG_SCOPED: u8 = 4;
+    /// Stop the hitting thread (SIGCONT trap) when the agent has seized it.
+    pub const FLAG_FREEZE: u8 = 8;
 
     /// A config with no ops and no limits.
     pub const EMPTY: Self = Self {
@@ -194,10 +203,11 @@ impl ProbeConfig {
         flags: 0,
         data_size: 0,
         stack_bytes: 0,
-        _pad: [0; 4],
+        header_bits: 0,
         stack_top: 0,
         rate_interval_ns: 0,
         rate_burst_ns: 0,
+        scope_trace: [0; 16],
         conds: [Condition::EMPTY; MAX_CONDS],
         ops: [FetchOp::EMPTY; MAX_OPS],
     };
@@ -221,7 +231,8 @@ pub struct ProbeState {
     pub cond_false: u64,
     /// Theoretical arrival time of the next admitted hit (ktime ns), for the rate limit.
     pub rate_tat: u64,
-    pub _reserved: u64,
+    /// Hits skipped because their request was not in the breakpoint's trace scope.
+    pub out_of_scope: u64,
 }
 
 #[cfg(feature = "user")]
@@ -240,4 +251,4 @@ mod pod {
 // The kernel's per-CPU value cap is 32 KiB; keep configs small enough to copy cheaply.
 const _: () = assert!(core::mem::size_of::<FetchOp>() == 24);
 const _: () = assert!(core::mem::size_of::<Condition>() == 16);
-const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 56 + 16 * MAX_CONDS + 24 * MAX_OPS);
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 72 + 16 * MAX_CONDS + 24 * MAX_OPS);

@@ -70,6 +70,9 @@ pub struct HitHeader {
     pub stack_offset: u32,
     /// Bytes of stack copied.
     pub stack_len: u32,
+    /// Bit set of `HIT_*`.
+    pub flags: u32,
+    pub _pad: u32,
     /// W3C trace id of the request this thread serves, all zero when unknown.
     pub trace_id: [u8; 16],
     /// Span id of that request, all zero when unknown.
@@ -80,6 +83,10 @@ pub struct HitHeader {
 }
 
 impl HitHeader {
+    /// The kernel sent the hitting thread the freeze trap (it was seized).
+    pub const HIT_TRAPPED: u32 = 1;
+    /// Go: the goroutine's thread will be trapped at its next system call.
+    pub const HIT_GO_PENDING: u32 = 2;
     /// Size of the header in bytes.
     pub const SIZE: usize = core::mem::size_of::<Self>();
 }

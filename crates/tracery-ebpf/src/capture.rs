@@ -10,9 +10,10 @@ use aya_ebpf::{
     helpers::generated::{
         bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_loop,
         bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str,
+        bpf_send_signal_thread,
     },
     macros::map,
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::ProbeContext,
     EbpfContext,
 };
@@ -45,6 +46,23 @@ pub struct Scratch {
 
 #[map(name = "SCRATCH")]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Processes whose threads the agent has ptrace-seized, all of them, including threads
+/// created later (it follows clones): only these are sent the freeze trap. A thread that
+/// escaped seizing would take SIGCONT's default action, which is to carry on.
+#[map(name = "SEIZED")]
+static SEIZED: HashMap<u32, u32> = HashMap::with_max_entries(4096, 0);
+
+/// The freeze trap. SIGCONT, because if the agent dies while the thread is stopped, the
+/// kernel detaches it and delivers the signal, and SIGCONT's default action is to ignore
+/// it: the thread just continues (SIGSTOP would stop the whole process).
+pub const SIGCONT: u32 = 18;
+
+/// True when the agent has seized the threads of process `tgid`.
+#[inline(always)]
+pub fn seized(tgid: u32) -> bool {
+    SEIZED.get_ptr(tgid).is_some()
+}
 
 /// Smallest stack copy worth retrying with after a fault near the top of the stack.
 const MIN_STACK: usize = 512;
@@ -84,6 +102,21 @@ pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
         s.header.regs[i] = unsafe { core::ptr::read_volatile(regs.add(i)) };
     }
 
+    // SAFETY: reads the current task's ids; no arguments.
+    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
+    let go_g = if cfg.flags & ProbeConfig::FLAG_GO != 0 {
+        Some(s.header.regs[pt::R14 as usize])
+    } else {
+        None
+    };
+    let trace = crate::trace::current_trace(pid_tgid, go_g);
+    if (cfg.flags & ProbeConfig::FLAG_SCOPED != 0 || cfg.header_bits != 0)
+        && !in_scope(cfg, trace.as_ref())
+    {
+        bump(&mut state.out_of_scope);
+        return Ok(0);
+    }
+
     let n_ops = (cfg.n_ops as usize).min(MAX_OPS);
     let cond_ops = (cfg.cond_ops as usize).min(n_ops);
 
@@ -107,8 +140,6 @@ pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
     let rsp = s.header.regs[pt::RSP as usize];
     let stack_want = stack_want(cfg, rsp);
 
-    // SAFETY: reads the current task's ids; no arguments.
-    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
     let h = &mut s.header;
     h.breakpoint_id = cfg.breakpoint_id;
     h.seq = seq;
@@ -120,6 +151,34 @@ pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
     h.data_len = data_len as u32;
     h.trace_id = [0; 16];
     h.span_id = [0; 8];
+    h.flags = 0;
+    if let Some(t) = &trace {
+        h.trace_id = t.trace_id;
+        h.span_id = t.span_id;
+        // Freeze only a traced request, and only a thread the agent waits for. Go code is
+        // never stopped here (it would stall the garbage collector for the whole process).
+        if cfg.flags & ProbeConfig::FLAG_FREEZE != 0 && !is_zero16(&t.trace_id) {
+            match go_g {
+                None if seized((pid_tgid >> 32) as u32) => {
+                    h.flags = HitHeader::HIT_TRAPPED;
+                }
+                Some(g) => {
+                    let key = tracery_common::trace::GoKey {
+                        tgid: (pid_tgid >> 32) as u32,
+                        _pad: 0,
+                        g,
+                    };
+                    let pending = tracery_common::trace::GO_SUSPEND_PENDING;
+                    // BPF_NOEXIST: a goroutine already waiting keeps its state.
+                    if crate::trace::GO_SUSPEND.insert(key, pending, 1).is_ok() {
+                        h.flags = HitHeader::HIT_GO_PENDING;
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+    let trap = h.flags & HitHeader::HIT_TRAPPED != 0;
 
     // Waking the reader on every record costs an irq_work and a context switch per hit
     // (most of a hit's cost on these VMs). The reader raises a flag before it blocks;
@@ -139,6 +198,11 @@ pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
     };
     if emitted {
         bump(&mut state.emitted);
+        if trap {
+            // SAFETY: signals only the current thread, which the agent has seized: it
+            // stops in a signal-delivery stop at the breakpoint until the agent resumes it.
+            unsafe { bpf_send_signal_thread(SIGCONT) };
+        }
     } else {
         bump(&mut state.dropped);
     }
@@ -199,6 +263,33 @@ fn emit<const D: usize, const S: usize>(
     }
     rec.submit(wake);
     true
+}
+
+#[inline(always)]
+fn words(b: &[u8; 16]) -> (u64, u64) {
+    let mut lo = [0u8; 8];
+    let mut hi = [0u8; 8];
+    lo.copy_from_slice(&b[..8]);
+    hi.copy_from_slice(&b[8..]);
+    (u64::from_ne_bytes(lo), u64::from_ne_bytes(hi))
+}
+
+#[inline(always)]
+fn is_zero16(b: &[u8; 16]) -> bool {
+    words(b) == (0, 0)
+}
+
+/// True when the hit's request is in the probe's trace scope (`--trace-id`, `--header`).
+#[inline(always)]
+fn in_scope(cfg: &ProbeConfig, trace: Option<&tracery_common::trace::TraceContext>) -> bool {
+    let Some(t) = trace else {
+        return false;
+    };
+    if cfg.flags & ProbeConfig::FLAG_SCOPED != 0 && words(&t.trace_id) != words(&cfg.scope_trace)
+    {
+        return false;
+    }
+    t.header_bits & cfg.header_bits == cfg.header_bits
 }
 
 /// The rate limit as a generic cell rate algorithm: admit a hit unless the schedule is more

@@ -11,10 +11,11 @@
 
 mod capture;
 mod exec;
+mod trace;
 
 use aya_ebpf::{
-    macros::{tracepoint, uprobe},
-    programs::{ProbeContext, TracePointContext},
+    macros::{raw_tracepoint, tracepoint, uprobe},
+    programs::{ProbeContext, RawTracePointContext, TracePointContext},
 };
 
 /// The breakpoint program: attach with the probe slot as cookie.
@@ -33,6 +34,30 @@ pub fn tracery_empty(_ctx: ProbeContext) -> u32 {
 #[tracepoint]
 pub fn tracery_exec(ctx: TracePointContext) -> u32 {
     exec::try_exec(&ctx).unwrap_or(1)
+}
+
+/// Trace tracker, syscall entry: attach to the raw tracepoint `sys_enter`.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn tracery_sys_enter(ctx: RawTracePointContext) -> u32 {
+    trace::sys_enter(&ctx)
+}
+
+/// Trace tracker, syscall exit: attach to the raw tracepoint `sys_exit`.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn tracery_sys_exit(ctx: RawTracePointContext) -> u32 {
+    trace::sys_exit(&ctx)
+}
+
+/// Go goroutine creation, part 1: attach to `runtime.newproc1`.
+#[uprobe]
+pub fn tracery_go_newproc(ctx: ProbeContext) -> u32 {
+    trace::go_newproc(&ctx)
+}
+
+/// Go goroutine creation, part 2: attach to `runtime.runqput`.
+#[uprobe]
+pub fn tracery_go_runqput(ctx: ProbeContext) -> u32 {
+    trace::go_runqput(&ctx)
 }
 
 #[cfg(not(test))]

@@ -76,6 +76,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // Hits user space may still reject must not use up the kernel's quota.
         hit_limit: if user_checks { 0 } else { args.count },
         rate_per_sec: 0,
+        // `probe` captures every hit and never freezes.
+        scope_trace: None,
+        header_bits: 0,
+        freeze: false,
     };
     let slots = session.arm(&bp, &opts)?;
     for (site, _) in &bp.sites {

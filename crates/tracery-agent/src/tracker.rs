@@ -1,0 +1,278 @@
+//! The user-space side of trace tracking: which processes the kernel parses requests of,
+//! the `--header` filters it matches, and the threads it may trap for a freeze.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aya::{
+    maps::{Array, HashMap as BpfHashMap, MapData},
+    programs::{
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
+        RawTracePoint, UProbe,
+    },
+    Ebpf,
+};
+use tracery_common::{
+    names,
+    trace::{
+        header_filter_hash, GoKey, TrackedProc, GO_SUSPEND_PENDING, MAX_HEADER_FILTERS, TRACK_GO,
+    },
+};
+
+use crate::error::AgentError;
+
+/// What the tracker needs to know about a Go executable.
+#[derive(Clone, Debug)]
+pub struct GoProcess {
+    /// Path the kernel opens for the uprobes (e.g. `/proc/PID/exe`).
+    pub path: std::path::PathBuf,
+    /// File offsets of `runtime.newproc1` and `runtime.runqput`, where a parent
+    /// goroutine's trace passes to its children.
+    pub spawn: Option<(u64, u64)>,
+    /// Offset of `runtime.g.atomicstatus`; without it goroutines are never stopped.
+    pub g_status: Option<u64>,
+}
+
+struct Tracked {
+    /// Breakpoint sites in the process that need tracking.
+    users: usize,
+    go_links: Vec<(&'static str, UProbeLinkId)>,
+}
+
+/// Tracking state: maps taken from the eBPF object, plus reference counts.
+pub struct Tracker {
+    pids: BpfHashMap<MapData, u32, TrackedProc>,
+    go_suspend: BpfHashMap<MapData, GoKey, u64>,
+    go_freeze_armed: Array<MapData, u64>,
+    filters: BpfHashMap<MapData, u64, u32>,
+    seized: BpfHashMap<MapData, u32, u32>,
+    tracked: BTreeMap<u32, Tracked>,
+    /// `(lower-case name, value)` -> (bit, users).
+    filter_bits: HashMap<(String, String), (u32, usize)>,
+    syscalls_attached: bool,
+}
+
+impl Tracker {
+    /// Takes the tracker's maps out of `ebpf`.
+    pub fn new(ebpf: &mut Ebpf) -> Result<Self, AgentError> {
+        Ok(Self {
+            pids: take_hash(ebpf, names::TRACE_PIDS)?,
+            go_suspend: take_hash(ebpf, names::GO_SUSPEND)?,
+            go_freeze_armed: {
+                let map = ebpf
+                    .take_map(names::GO_FREEZE_ARMED)
+                    .ok_or(AgentError::Map {
+                        map: names::GO_FREEZE_ARMED,
+                        source: None,
+                    })?;
+                Array::try_from(map).map_err(|e| map_error(names::GO_FREEZE_ARMED, e))?
+            },
+            filters: take_hash(ebpf, names::HEADER_FILTERS)?,
+            seized: take_hash(ebpf, names::SEIZED)?,
+            tracked: BTreeMap::new(),
+            filter_bits: HashMap::new(),
+            syscalls_attached: false,
+        })
+    }
+
+    /// Starts (or keeps) parsing the requests `pid` receives. The syscall tracepoints are
+    /// attached on first use, so an agent with no breakpoints costs other processes nothing.
+    pub fn track(
+        &mut self,
+        ebpf: &mut Ebpf,
+        pid: u32,
+        go: Option<&GoProcess>,
+    ) -> Result<(), AgentError> {
+        if !self.syscalls_attached {
+            for name in [names::SYS_ENTER, names::SYS_EXIT] {
+                attach_raw_tracepoint(ebpf, name)?;
+            }
+            self.syscalls_attached = true;
+        }
+        if let Some(t) = self.tracked.get_mut(&pid) {
+            t.users += 1;
+            return Ok(());
+        }
+        let proc = TrackedProc {
+            flags: if go.is_some() { TRACK_GO } else { 0 },
+            g_status: go
+                .and_then(|g| g.g_status)
+                .and_then(|o| u32::try_from(o).ok())
+                .unwrap_or(0),
+        };
+        self.pids
+            .insert(pid, proc, 0)
+            .map_err(|e| map_error(names::TRACE_PIDS, e))?;
+        let mut go_links = Vec::new();
+        if let Some((go, (newproc1, runqput))) = go.and_then(|g| Some((g, g.spawn?))) {
+            for (name, offset) in [(names::GO_NEWPROC, newproc1), (names::GO_RUNQPUT, runqput)] {
+                // Without these, children of a request's goroutine do not inherit its
+                // trace; the request's own goroutine is still tracked.
+                match attach_uprobe(ebpf, name, &go.path, offset, pid) {
+                    Ok(link) => go_links.push((name, link)),
+                    Err(e) => tracing::warn!(pid, "goroutine trace inheritance is off: {e}"),
+                }
+            }
+        }
+        self.tracked.insert(pid, Tracked { users: 1, go_links });
+        Ok(())
+    }
+
+    /// Drops one use of `pid`; the last one stops tracking it.
+    pub fn untrack(&mut self, ebpf: &mut Ebpf, pid: u32) {
+        let Some(t) = self.tracked.get_mut(&pid) else {
+            return;
+        };
+        t.users -= 1;
+        if t.users > 0 {
+            return;
+        }
+        let t = self.tracked.remove(&pid).expect("present");
+        let _ = self.pids.remove(&pid);
+        for (name, link) in t.go_links {
+            if let Some(Ok(p)) = ebpf.program_mut(name).map(<&mut UProbe>::try_from) {
+                let _ = p.detach(link);
+            }
+        }
+    }
+
+    /// The filter bit for a `--header NAME=VALUE` filter, registering it in the kernel on
+    /// first use.
+    pub fn header_bit(&mut self, name: &str, value: &str) -> Result<u32, AgentError> {
+        let key = (name.to_ascii_lowercase(), value.to_string());
+        if let Some((bit, users)) = self.filter_bits.get_mut(&key) {
+            *users += 1;
+            return Ok(*bit);
+        }
+        let bit = (0..MAX_HEADER_FILTERS)
+            .find(|b| !self.filter_bits.values().any(|(used, _)| used == b))
+            .ok_or_else(|| {
+                AgentError::Feature(format!(
+                    "at most {MAX_HEADER_FILTERS} different --header filters can be active at once"
+                ))
+            })?;
+        self.filters
+            .insert(header_filter_hash(name, value), bit, 0)
+            .map_err(|e| map_error(names::HEADER_FILTERS, e))?;
+        self.filter_bits.insert(key, (bit, 1));
+        Ok(bit)
+    }
+
+    /// Drops one use of a header filter; the last one unregisters it.
+    pub fn release_header(&mut self, name: &str, value: &str) {
+        let key = (name.to_ascii_lowercase(), value.to_string());
+        if let Some((_, users)) = self.filter_bits.get_mut(&key) {
+            *users -= 1;
+            if *users == 0 {
+                self.filter_bits.remove(&key);
+                let _ = self.filters.remove(&header_filter_hash(name, value));
+            }
+        }
+    }
+
+    /// Tells the kernel to watch system calls of Go processes for goroutines to stop
+    /// (only while some `--freeze` breakpoint is armed in Go code).
+    pub fn set_go_freeze_armed(&mut self, armed: bool) {
+        let _ = self.go_freeze_armed.set(0, u64::from(armed), 0);
+    }
+
+    /// The thread the kernel trapped for goroutine `g` of `pid`, once it reached a system
+    /// call; `None` while it is still pending (or was never asked for).
+    pub fn go_trapped_thread(&self, pid: u32, g: u64) -> Option<u32> {
+        let v = self.go_suspend.get(&go_key(pid, g), 0).ok()?;
+        (v != GO_SUSPEND_PENDING).then_some(v as u32)
+    }
+
+    /// Forgets goroutine `g` of `pid` (released, or its deadline passed before it reached
+    /// a system call).
+    pub fn clear_go_suspend(&mut self, pid: u32, g: u64) {
+        let _ = self.go_suspend.remove(&go_key(pid, g));
+    }
+
+    /// Lets the kernel trap threads of `pid` (the agent has ptrace-seized all of them and
+    /// follows the threads they create).
+    pub fn mark_seized(&mut self, pid: u32) -> Result<(), AgentError> {
+        self.seized
+            .insert(pid, 1, 0)
+            .map_err(|e| map_error(names::SEIZED, e))
+    }
+
+    /// The kernel must not trap threads of `pid` any more (they are being detached).
+    pub fn unmark_seized(&mut self, pid: u32) {
+        let _ = self.seized.remove(&pid);
+    }
+}
+
+fn go_key(tgid: u32, g: u64) -> GoKey {
+    GoKey { tgid, _pad: 0, g }
+}
+
+fn map_error(map: &'static str, e: aya::maps::MapError) -> AgentError {
+    AgentError::Map {
+        map,
+        source: Some(Box::new(e)),
+    }
+}
+
+fn take_hash<K: aya::Pod, V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<BpfHashMap<MapData, K, V>, AgentError> {
+    let map = ebpf.take_map(name).ok_or(AgentError::Map {
+        map: name,
+        source: None,
+    })?;
+    BpfHashMap::try_from(map).map_err(|e| map_error(name, e))
+}
+
+fn attach_raw_tracepoint(ebpf: &mut Ebpf, name: &'static str) -> Result<(), AgentError> {
+    let program_error = |e: aya::programs::ProgramError| AgentError::Program {
+        program: name,
+        source: Box::new(e),
+    };
+    let prog: &mut RawTracePoint = ebpf
+        .program_mut(name)
+        .ok_or_else(|| AgentError::Feature(format!("program {name} missing")))?
+        .try_into()
+        .map_err(program_error)?;
+    prog.load().map_err(program_error)?;
+    let tp = name.trim_start_matches("tracery_");
+    // The link lives as long as the program (owned by the `Ebpf`).
+    prog.attach(tp).map_err(program_error)?;
+    Ok(())
+}
+
+fn attach_uprobe(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    path: &std::path::Path,
+    offset: u64,
+    pid: u32,
+) -> Result<UProbeLinkId, AgentError> {
+    let program_error = |e: aya::programs::ProgramError| AgentError::Program {
+        program: name,
+        source: Box::new(e),
+    };
+    let prog: &mut UProbe = ebpf
+        .program_mut(name)
+        .ok_or_else(|| AgentError::Feature(format!("program {name} missing")))?
+        .try_into()
+        .map_err(program_error)?;
+    if prog.fd().is_err() {
+        prog.load().map_err(program_error)?;
+    }
+    let pid = std::num::NonZeroU32::new(pid).ok_or(AgentError::NoSuchProcess { pid })?;
+    prog.attach(
+        UProbeAttachPoint {
+            location: UProbeAttachLocation::AbsoluteOffset(offset),
+            cookie: None,
+        },
+        path,
+        UProbeScope::OneProcess(pid),
+    )
+    .map_err(|e| AgentError::Attach {
+        pid: pid.get(),
+        path: path.to_path_buf(),
+        offset,
+        source: Box::new(e),
+    })
+}
