@@ -213,6 +213,13 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id();
+        // Until the child's exec completes, /proc shows the test binary.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"/bin/sleep"))
+        {
+            assert!(std::time::Instant::now() < deadline, "sleep did not start");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
         // `sleep` may be a symlink to coreutils; match what the kernel reports.
         assert!(Matcher::Exe(exe).find().contains(&pid));

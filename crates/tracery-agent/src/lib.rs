@@ -3,7 +3,10 @@
 
 pub mod discovery;
 pub mod error;
+pub mod eval;
 pub mod exec_watch;
+pub mod freeze;
+mod freezer;
 pub mod link;
 pub mod loader;
 pub mod manager;
@@ -13,7 +16,9 @@ pub mod process;
 pub mod ring;
 pub mod session;
 pub mod snapshot;
+pub mod suspend;
 mod sys;
+pub mod tracker;
 pub mod wire;
 
 pub use discovery::{DiscoveryError, Matcher, Services};

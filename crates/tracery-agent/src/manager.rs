@@ -5,7 +5,7 @@
 //! [`Manager::tick`] in a loop; everything kernel-side is owned here.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     time::{Duration, SystemTime},
 };
 
@@ -18,6 +18,10 @@ use crate::{
     discovery::Matcher,
     error::AgentError,
     exec_watch::ExecWatcher,
+    freeze::{
+        EvalError, FreezeEvent, FreezeSpec, FrozenThread, ResumeOutcome, TraceId, TraceScope,
+    },
+    freezer::Freezer,
     probes::SlotId,
     session::{prepare, ArmOptions, Session},
     snapshot::Snapshot,
@@ -48,6 +52,10 @@ pub struct BreakpointSpec {
     /// When the breakpoint disarms by itself.
     pub expires_at: Option<SystemTime>,
     pub limits: CaptureLimits,
+    /// Which requests may trigger it (`--trace-id`, `--header`).
+    pub scope: TraceScope,
+    /// Freeze the request it hits (`--freeze`).
+    pub freeze: Option<FreezeSpec>,
 }
 
 /// Why a breakpoint is no longer armed.
@@ -85,6 +93,8 @@ pub struct BreakpointStatus {
 
 struct Armed {
     spec: BreakpointSpec,
+    /// Tracker bit of `spec.scope.header`, as a mask (0 for none).
+    header_bits: u32,
     /// `spec.when`, parsed once.
     when: Option<Expr>,
     /// pid -> slots of its probe sites.
@@ -111,6 +121,7 @@ pub struct Manager {
     pub outbox_dropped: u64,
     /// Hits of breakpoints removed before their records were read.
     pub orphaned: u64,
+    freezer: Freezer,
 }
 
 impl Manager {
@@ -125,6 +136,7 @@ impl Manager {
             outbox: VecDeque::new(),
             outbox_dropped: 0,
             orphaned: 0,
+            freezer: Freezer::default(),
         })
     }
 
@@ -135,12 +147,17 @@ impl Manager {
     pub fn add(&mut self, spec: BreakpointSpec) -> Result<BreakpointStatus, AgentError> {
         let id = spec.id;
         let when = spec.when.as_deref().map(condition::parse).transpose()?;
+        let header_bits = match &spec.scope.header {
+            Some((name, value)) => 1 << self.session.tracker().header_bit(name, value)?,
+            None => 0,
+        };
         let pids = match &spec.target {
             Target::Pid(pid) => vec![*pid],
             Target::Matching(m) => m.find(),
         };
         let mut armed = Armed {
             spec,
+            header_bits,
             when,
             pids: BTreeMap::new(),
             hits: 0,
@@ -151,18 +168,22 @@ impl Manager {
             exited: Vec::new(),
             ended: None,
         };
+        self.remove(id)?;
         for pid in pids {
-            let result = arm_in(&mut self.session, &armed.spec, armed.when.as_ref(), pid);
+            let result = arm_in(&mut self.session, &mut self.freezer, &mut armed, pid);
             match (result, &armed.spec.target) {
                 (Ok(slots), _) => {
                     armed.pids.insert(pid, slots);
                 }
                 // A PID target that cannot be armed is the caller's error to see at once.
-                (Err(e), Target::Pid(_)) => return Err(e),
+                (Err(e), Target::Pid(_)) => {
+                    disarm_all(&mut self.session, &mut armed)?;
+                    self.release_scope(&armed);
+                    return Err(e);
+                }
                 (Err(e), Target::Matching(_)) => armed.errors.push((pid, e.to_string())),
             }
         }
-        self.remove(id)?;
         self.breakpoints.insert(id, armed);
         Ok(self.status_of(id).expect("just inserted"))
     }
@@ -172,8 +193,28 @@ impl Manager {
         let Some(mut bp) = self.breakpoints.remove(&id) else {
             return Ok(false);
         };
+        let pids: Vec<u32> = bp.pids.keys().copied().collect();
         disarm_all(&mut self.session, &mut bp)?;
+        self.release_scope(&bp);
+        for pid in pids {
+            self.unseize_if_unused(pid);
+        }
         Ok(true)
+    }
+
+    fn release_scope(&mut self, bp: &Armed) {
+        if let Some((name, value)) = &bp.spec.scope.header {
+            self.session.tracker().release_header(name, value);
+        }
+    }
+
+    /// Detaches from `pid` once no armed `--freeze` breakpoint needs its threads seized.
+    fn unseize_if_unused(&mut self, pid: u32) {
+        let wanted = self
+            .breakpoints
+            .values()
+            .any(|b| b.spec.freeze.is_some() && b.ended.is_none() && b.pids.contains_key(&pid));
+        self.freezer.unseize(pid, wanted, self.session.tracker());
     }
 
     /// Waits up to `timeout` for hits, arms breakpoints on processes that just started,
@@ -207,6 +248,19 @@ impl Manager {
             }
             delivered.push(s);
         }
+        let trapped = self.session.take_trapped();
+        let timeouts: HashMap<u64, Duration> = self
+            .breakpoints
+            .iter()
+            .filter_map(|(id, b)| Some((*id, b.spec.freeze?.timeout)))
+            .collect();
+        if !timeouts.is_empty() || !trapped.is_empty() {
+            self.freezer.on_hits(&delivered, &trapped, &timeouts);
+        }
+        self.freezer.poll_go(self.session.tracker());
+        self.freezer.expire(self.session.tracker(), |pid| {
+            std::path::Path::new(&format!("/proc/{pid}")).exists()
+        });
         for e in self.execs.poll(Duration::ZERO)? {
             for bp in self.breakpoints.values_mut() {
                 let Target::Matching(m) = &bp.spec.target else {
@@ -215,7 +269,7 @@ impl Manager {
                 if bp.ended.is_some() || bp.pids.contains_key(&e.pid) || !m.matches_exec(&e) {
                     continue;
                 }
-                match arm_in(&mut self.session, &bp.spec, bp.when.as_ref(), e.pid) {
+                match arm_in(&mut self.session, &mut self.freezer, bp, e.pid) {
                     Ok(slots) => {
                         tracing::info!(id = bp.spec.id, pid = e.pid, "armed on new process");
                         bp.pids.insert(e.pid, slots);
@@ -225,6 +279,7 @@ impl Manager {
             }
         }
         let now = SystemTime::now();
+        let mut released_pids = Vec::new();
         for bp in self.breakpoints.values_mut() {
             if bp.ended.is_none() && bp.spec.expires_at.is_some_and(|t| now >= t) {
                 bp.ended = Some(Ended::Expired);
@@ -235,6 +290,7 @@ impl Manager {
                 .filter(|(_, slots)| !slots.iter().any(|s| self.session.target_alive(*s)))
                 .map(|(pid, _)| *pid)
                 .collect();
+            released_pids.extend(gone.iter().copied());
             for pid in gone {
                 let slots = bp.pids.remove(&pid).unwrap_or_default();
                 for slot in slots {
@@ -249,8 +305,12 @@ impl Manager {
                 }
             }
             if bp.ended.is_some() && !bp.pids.is_empty() {
+                released_pids.extend(bp.pids.keys().copied());
                 disarm_all(&mut self.session, bp)?;
             }
+        }
+        for pid in released_pids {
+            self.unseize_if_unused(pid);
         }
         for s in &delivered {
             if self.outbox.len() == OUTBOX_CAP {
@@ -265,6 +325,27 @@ impl Manager {
     /// Takes the snapshots not yet handed to the control plane, oldest first.
     pub fn take_outbox(&mut self) -> Vec<Snapshot> {
         self.outbox.drain(..).collect()
+    }
+
+    /// Requests frozen on this node now.
+    pub fn frozen(&self) -> Vec<FrozenThread> {
+        self.freezer.frozen()
+    }
+
+    /// Lets every frozen thread of `trace` on this node go. Resuming a trace that is not
+    /// frozen does nothing and says when it was last released, if it was.
+    pub fn resume(&mut self, trace: TraceId) -> ResumeOutcome {
+        self.freezer.resume(trace, self.session.tracker())
+    }
+
+    /// Evaluates `expr` (a variable or field path) in the stopped thread of `trace`.
+    pub fn eval(&mut self, trace: TraceId, expr: &str) -> Result<serde_json::Value, EvalError> {
+        self.freezer.eval(trace, expr)
+    }
+
+    /// Takes the freezes and releases since the last call, oldest first.
+    pub fn take_freeze_events(&mut self) -> Vec<FreezeEvent> {
+        self.freezer.take_events()
     }
 
     /// State of every breakpoint.
@@ -299,13 +380,31 @@ impl Manager {
     }
 }
 
+/// Arms `bp` in `pid`. For a `--freeze` breakpoint the process's threads are seized
+/// first, so the first hit can already stop; if that fails the breakpoint still captures
+/// and the reason is kept with its errors.
 fn arm_in(
     session: &mut Session,
-    spec: &BreakpointSpec,
-    when: Option<&Expr>,
+    freezer: &mut Freezer,
+    bp: &mut Armed,
     pid: u32,
 ) -> Result<Vec<SlotId>, AgentError> {
+    let spec = &bp.spec;
+    let when = bp.when.as_ref();
     let mut prepared = prepare(pid, &spec.location, &spec.limits)?;
+    let go = prepared
+        .sites
+        .first()
+        .is_some_and(|(_, p)| p.language() == tracery_dwarf::SourceLanguage::Go);
+    if spec.freeze.is_some() {
+        if go {
+            session.tracker().set_go_freeze_armed(true);
+        }
+        if let Err(e) = freezer.seize(pid, &prepared.binary.binary, session.tracker()) {
+            bp.errors
+                .push((pid, format!("hits will not stop their thread: {e}")));
+        }
+    }
     // Per site: the kernel takes the simple comparisons, user space re-checks the whole.
     let mut user_checks = false;
     if let Some(expr) = when {
@@ -322,6 +421,9 @@ fn arm_in(
             // Hits user space may still reject must not use up the kernel's quota.
             hit_limit: if user_checks { 0 } else { spec.hit_limit },
             rate_per_sec: spec.rate_per_sec,
+            scope_trace: spec.scope.trace_id.map(|t| t.0),
+            header_bits: bp.header_bits,
+            freeze: spec.freeze.is_some(),
         },
     )
 }
@@ -334,4 +436,11 @@ fn disarm_all(session: &mut Session, bp: &mut Armed) -> Result<(), AgentError> {
         }
     }
     Ok(())
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        // Frozen threads continue and seized ones are detached before the probes go.
+        self.freezer.release_all(self.session.tracker());
+    }
 }

@@ -89,3 +89,190 @@ pub fn cpu_time() -> Duration {
     };
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
+
+// ---- ptrace, waitpid, process_vm_readv, tgkill: the suspension of one thread ----
+
+/// Result of a raw call that returns -1 and sets errno on failure.
+fn check(r: libc::c_long) -> std::io::Result<libc::c_long> {
+    if r == -1 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// `ptrace(request, tid, addr, data)` for requests whose `addr` and `data` are plain words.
+fn ptrace_words(
+    request: libc::c_uint,
+    tid: u32,
+    addr: usize,
+    data: usize,
+) -> std::io::Result<libc::c_long> {
+    // SAFETY: every request routed here (SEIZE, INTERRUPT, CONT, LISTEN, DETACH) reads
+    // `addr` and `data` as integers, never as pointers into this process.
+    let r = unsafe {
+        libc::ptrace(
+            request,
+            tid as libc::pid_t,
+            addr as *mut libc::c_void,
+            data as *mut libc::c_void,
+        )
+    };
+    check(r)
+}
+
+/// `PTRACE_SEIZE`: the thread keeps running, and it is not killed when the tracer exits
+/// (never `PTRACE_O_EXITKILL`). With `follow_clones`, threads it creates are seized too
+/// (`PTRACE_O_TRACECLONE`).
+pub fn ptrace_seize(tid: u32, follow_clones: bool) -> std::io::Result<()> {
+    let options = if follow_clones {
+        libc::PTRACE_O_TRACECLONE
+    } else {
+        0
+    };
+    ptrace_words(libc::PTRACE_SEIZE, tid, 0, options as usize).map(drop)
+}
+
+/// `PTRACE_GETEVENTMSG`: for a `PTRACE_EVENT_CLONE` stop, the new thread's id.
+pub fn ptrace_geteventmsg(tid: u32) -> std::io::Result<u64> {
+    let mut msg: libc::c_ulong = 0;
+    // SAFETY: the kernel writes one unsigned long into the valid pointer it is given.
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETEVENTMSG,
+            tid as libc::pid_t,
+            std::ptr::null_mut::<libc::c_void>(),
+            &mut msg as *mut libc::c_ulong,
+        )
+    };
+    check(r)?;
+    Ok(msg)
+}
+
+/// `PTRACE_INTERRUPT`: makes a seized thread enter a ptrace-stop.
+pub fn ptrace_interrupt(tid: u32) -> std::io::Result<()> {
+    ptrace_words(libc::PTRACE_INTERRUPT, tid, 0, 0).map(drop)
+}
+
+/// `PTRACE_CONT`, delivering `signal` (0 suppresses the pending one).
+pub fn ptrace_cont(tid: u32, signal: i32) -> std::io::Result<()> {
+    ptrace_words(libc::PTRACE_CONT, tid, 0, signal as usize).map(drop)
+}
+
+/// `PTRACE_LISTEN`: leaves a group-stopped thread stopped but lets it wake on SIGCONT.
+pub fn ptrace_listen(tid: u32) -> std::io::Result<()> {
+    ptrace_words(libc::PTRACE_LISTEN, tid, 0, 0).map(drop)
+}
+
+/// `PTRACE_DETACH` from a ptrace-stopped thread, delivering `signal`.
+pub fn ptrace_detach(tid: u32, signal: i32) -> std::io::Result<()> {
+    ptrace_words(libc::PTRACE_DETACH, tid, 0, signal as usize).map(drop)
+}
+
+/// `PTRACE_GETREGS` of a ptrace-stopped thread.
+pub fn ptrace_getregs(tid: u32) -> std::io::Result<libc::user_regs_struct> {
+    let mut regs = std::mem::MaybeUninit::<libc::user_regs_struct>::zeroed();
+    // SAFETY: the kernel writes one user_regs_struct into the valid pointer it is given.
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETREGS,
+            tid as libc::pid_t,
+            std::ptr::null_mut::<libc::c_void>(),
+            regs.as_mut_ptr(),
+        )
+    };
+    check(r)?;
+    // SAFETY: zero-initialised (all-integer struct) and filled by the kernel on success.
+    Ok(unsafe { regs.assume_init() })
+}
+
+/// `PTRACE_GETSIGINFO` of a thread in signal-delivery-stop: `(si_signo, si_code)`.
+pub fn ptrace_getsiginfo(tid: u32) -> std::io::Result<(i32, i32)> {
+    let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+    // SAFETY: the kernel writes one siginfo_t into the valid pointer it is given.
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETSIGINFO,
+            tid as libc::pid_t,
+            std::ptr::null_mut::<libc::c_void>(),
+            info.as_mut_ptr(),
+        )
+    };
+    check(r)?;
+    // SAFETY: zero-initialised and filled by the kernel on success.
+    let info = unsafe { info.assume_init() };
+    Ok((info.si_signo, info.si_code))
+}
+
+/// One `waitpid` report: the thread and its raw status.
+#[derive(Clone, Copy, Debug)]
+pub struct WaitReport {
+    pub tid: u32,
+    pub status: i32,
+}
+
+/// `waitpid(pid, __WALL | __WNOTHREAD | WNOHANG)`; `pid` -1 waits for any tracee of the
+/// calling thread. `__WNOTHREAD` keeps it from reaping children other threads of the agent
+/// spawned. `None` when nothing changed (or there is nothing to wait for).
+pub fn waitpid_nohang(pid: i32) -> std::io::Result<Option<WaitReport>> {
+    wait_flags(pid, libc::__WALL | libc::__WNOTHREAD | libc::WNOHANG)
+}
+
+fn wait_flags(pid: i32, flags: i32) -> std::io::Result<Option<WaitReport>> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid int for the kernel to fill.
+    let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+    match r {
+        0 => Ok(None),
+        -1 => {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ECHILD) {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+        tid => Ok(Some(WaitReport {
+            tid: tid as u32,
+            status,
+        })),
+    }
+}
+
+/// Reads `buf.len()` bytes at `addr` of process `pid` (`process_vm_readv`). Returns the
+/// bytes read, fewer when the range runs into unmapped memory. Never writes the target.
+pub fn process_vm_read(pid: u32, addr: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+    if buf.is_empty() {
+        return Ok(0);
+    }
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: `local` covers exactly `buf`, which is writable and outlives the call; the
+    // remote iovec is only an address in the other process, checked by the kernel.
+    let r = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// Sends `signal` to thread `tid` of process `pid` (`tgkill`).
+pub fn tgkill(pid: u32, tid: u32, signal: i32) -> std::io::Result<()> {
+    // SAFETY: a plain syscall with integer arguments.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            pid as libc::c_long,
+            tid as libc::c_long,
+            signal as libc::c_long,
+        )
+    };
+    check(r).map(drop)
+}

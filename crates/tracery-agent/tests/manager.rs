@@ -25,6 +25,8 @@ fn spec(id: u64, target: Target) -> BreakpointSpec {
         rate_per_sec: 0,
         expires_at: None,
         limits: CaptureLimits::default(),
+        scope: Default::default(),
+        freeze: None,
     }
 }
 

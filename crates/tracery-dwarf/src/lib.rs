@@ -8,6 +8,7 @@
 pub mod address;
 pub mod binary;
 pub mod error;
+pub mod go_runtime;
 
 pub use address::{FileOffset, LoadBias, ObjAddr, ProcAddr};
 pub use binary::Binary;
@@ -32,6 +33,7 @@ pub use unwind::{unwind, StackUnwinder, UnwindMethod};
 // Variables, fetch plans, values.
 pub mod condition;
 pub mod decode;
+pub mod emulate;
 pub mod fetch_plan;
 pub mod render;
 mod scope;

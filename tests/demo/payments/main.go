@@ -11,6 +11,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"runtime"
 	"sync/atomic"
 )
 
@@ -39,6 +40,14 @@ func main() {
 		total := charge(p)
 		w.Header().Set("content-type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"ok": true, "order_id": p.OrderID, "charged_total": total})
+	})
+	// Forces a full garbage collection and reports how many have completed, so tests can
+	// show the runtime still stops the world while one goroutine is frozen.
+	http.HandleFunc("/debug/gc", func(w http.ResponseWriter, r *http.Request) {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		json.NewEncoder(w).Encode(map[string]any{"num_gc": m.NumGC})
 	})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {

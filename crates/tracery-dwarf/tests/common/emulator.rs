@@ -3,15 +3,8 @@
 //! [`capture`] runs a fixture, stops it with a software breakpoint (INT3 written into the
 //! test's own child through ptrace; restored before anything is read) the first time it
 //! reaches a probe address, and then executes the plan's fetch ops against the stopped
-//! process's memory exactly as `crates/tracery-ebpf/src/capture.rs` does:
+//! process's memory with `tracery_dwarf::emulate`, as the kernel would:
 //!
-//! - ops run in order; `Reg` bases add `offset` to the `pt_regs` word, `PtrAt` bases read the
-//!   `u64` at `base_slot` and fail with `BaseFailed` unless op `base_op` is `Ok`, and with
-//!   `Null` when the pointer is 0; `Absolute` bases are the offset itself;
-//! - dynamic lengths are `min(len, min(count, MAX_COPY) * len_scale)`;
-//! - `Value` stores `base + offset` as 8 bytes; `Copy` reads all bytes or fails with `Fault`
-//!   (like `bpf_probe_read_user`); `CStr` copies up to `len - 1` bytes plus a NUL and reports
-//!   the length without it (like `bpf_probe_read_user_str`);
 //! - the data area starts filled with 0xAA, standing in for the stale per-CPU scratch
 //!   buffer, so a decoder that trusts unwritten bytes fails the tests;
 //! - the stack copy takes `stack_bytes` from `rsp`, halving on faults.
@@ -29,8 +22,7 @@ use std::{
 
 use tracery_common::{
     regs::{pt, NUM_REGS},
-    BaseKind, FetchOp, HitHeader, OpKind, OpResult, OpStatus, ProbeConfig, DATA_CAP, MAX_COPY,
-    MAX_OPS, STACK_CAP,
+    HitHeader, OpResult, ProbeConfig, DATA_CAP, MAX_OPS, STACK_CAP,
 };
 use tracery_dwarf::{Binary, CapturePlan, LoadBias, ObjAddr};
 use tracery_tests::FixtureProcess;
@@ -318,21 +310,22 @@ pub fn run_plan(
         data_len: 0,
         stack_offset: 0,
         stack_len: 0,
+        flags: 0,
+        _pad: 0,
         trace_id: [0; 16],
         span_id: [0; 8],
         regs: *regs,
         results: [OpResult::default(); MAX_OPS],
     };
     let mut buf = vec![0xAAu8; DATA_CAP + STACK_CAP];
-    let n = (cfg.n_ops as usize).min(MAX_OPS);
-    for i in 0..n {
-        let (status, len) = run_op(&cfg.ops[i], &header, &mut buf, &read);
-        header.results[i] = OpResult {
-            status: status as u8,
-            _pad: 0,
-            len: len as u16,
-        };
-    }
+    let mem = |addr: u64, out: &mut [u8]| match read(addr, out.len()) {
+        Some(bytes) => {
+            out.copy_from_slice(&bytes);
+            true
+        }
+        None => false,
+    };
+    tracery_dwarf::emulate::run_ops(cfg, &mut header, &mut buf, &mem);
     let data_len = ((cfg.data_size as usize + 7) & !7).min(DATA_CAP);
     let mut want = (cfg.stack_bytes as usize).min(STACK_CAP);
     let mut stack_len = 0;
@@ -349,114 +342,4 @@ pub fn run_plan(
     header.stack_len = stack_len as u32;
     buf.truncate(data_len + stack_len);
     (header, buf)
-}
-
-fn ok(h: &HitHeader, i: u8) -> bool {
-    (i as usize) < MAX_OPS && h.results[i as usize].status == OpStatus::Ok as u8
-}
-
-fn word(buf: &[u8], off: usize) -> Option<u64> {
-    if off > DATA_CAP - 8 {
-        return None;
-    }
-    Some(u64::from_le_bytes(buf[off..off + 8].try_into().unwrap()))
-}
-
-fn run_op(
-    op: &FetchOp,
-    h: &HitHeader,
-    buf: &mut [u8],
-    read: &impl Fn(u64, usize) -> Option<Vec<u8>>,
-) -> (OpStatus, usize) {
-    let out = op.out as usize;
-    let mut len = op.len as usize;
-    if out >= DATA_CAP || len > MAX_COPY || out + len > DATA_CAP {
-        return (OpStatus::OutOfBounds, 0);
-    }
-    if op.flags & FetchOp::FLAG_DYNAMIC_LEN != 0 {
-        if !ok(h, op.len_op) {
-            return (OpStatus::BaseFailed, 0);
-        }
-        let Some(count) = word(buf, op.len_slot as usize) else {
-            return (OpStatus::OutOfBounds, 0);
-        };
-        let bytes = count.min(MAX_COPY as u64) * op.len_scale as u64;
-        if bytes < len as u64 {
-            len = bytes as usize;
-        }
-    }
-    let addr = if op.base == BaseKind::Reg as u8 {
-        if op.reg as usize >= NUM_REGS {
-            return (OpStatus::OutOfBounds, 0);
-        }
-        h.regs[op.reg as usize].wrapping_add(op.offset as u64)
-    } else if op.base == BaseKind::PtrAt as u8 {
-        if !ok(h, op.base_op) {
-            return (OpStatus::BaseFailed, 0);
-        }
-        let Some(p) = word(buf, op.base_slot as usize) else {
-            return (OpStatus::OutOfBounds, 0);
-        };
-        if p == 0 {
-            return (OpStatus::Null, 0);
-        }
-        p.wrapping_add(op.offset as u64)
-    } else {
-        op.offset as u64
-    };
-    if op.kind == OpKind::Value as u8 {
-        if out > DATA_CAP - 8 {
-            return (OpStatus::OutOfBounds, 0);
-        }
-        buf[out..out + 8].copy_from_slice(&addr.to_le_bytes());
-        (OpStatus::Ok, 8)
-    } else if op.kind == OpKind::Copy as u8 {
-        if len == 0 {
-            return (OpStatus::Ok, 0);
-        }
-        match read(addr, len) {
-            Some(bytes) => {
-                buf[out..out + len].copy_from_slice(&bytes);
-                (OpStatus::Ok, len)
-            }
-            None => (OpStatus::Fault, 0),
-        }
-    } else if op.kind == OpKind::CStr as u8 {
-        if len == 0 {
-            return (OpStatus::Ok, 0);
-        }
-        match read_str(read, addr, len) {
-            Some(s) => {
-                buf[out..out + s.len()].copy_from_slice(&s);
-                buf[out + s.len()] = 0;
-                (OpStatus::Ok, s.len())
-            }
-            None => (OpStatus::Fault, 0),
-        }
-    } else {
-        (OpStatus::OutOfBounds, 0)
-    }
-}
-
-/// `bpf_probe_read_user_str`: bytes before the first NUL, at most `size - 1`, reading page
-/// by page so a string near the end of a mapping still reads.
-fn read_str(
-    read: &impl Fn(u64, usize) -> Option<Vec<u8>>,
-    addr: u64,
-    size: usize,
-) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut at = addr;
-    while out.len() < size - 1 {
-        let page_left = (4096 - (at % 4096)) as usize;
-        let chunk = page_left.min(size - 1 - out.len());
-        let bytes = read(at, chunk)?;
-        if let Some(nul) = bytes.iter().position(|&b| b == 0) {
-            out.extend_from_slice(&bytes[..nul]);
-            return Some(out);
-        }
-        out.extend_from_slice(&bytes);
-        at += chunk as u64;
-    }
-    Some(out)
 }

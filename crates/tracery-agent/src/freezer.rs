@@ -1,0 +1,342 @@
+//! Freezing requests on this node: seizing the threads of processes with a `--freeze`
+//! breakpoint, claiming the threads the kernel trapped, and letting them go on resume, at
+//! the deadline, or when the agent exits.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::{Duration, SystemTime},
+};
+
+use crate::{
+    freeze::{
+        EvalError, FreezeEvent, FrozenThread, ReleaseReason, Released, ResumeOutcome, Suspension,
+        TraceId,
+    },
+    session::TrappedHit,
+    snapshot::Snapshot,
+    suspend::{Tracer, TracerOptions, UserRegs},
+    tracker::Tracker,
+};
+
+/// How long to wait for a trapped thread to reach its stop; it takes about a millisecond,
+/// and the record that reports the trap is read after the signal was sent.
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(1);
+
+struct Frozen {
+    thread: FrozenThread,
+    /// Registers of the stopped thread; `None` when it runs on.
+    regs: Option<UserRegs>,
+    /// Go: the goroutine, stopped at its next system call; `stopped_tid` is its thread
+    /// once the kernel trapped it there.
+    go_g: Option<u64>,
+    stopped_tid: Option<u32>,
+}
+
+/// The frozen threads of this node, and what the agent has seized to freeze them.
+#[derive(Default)]
+pub(crate) struct Freezer {
+    /// Started with the first `--freeze` breakpoint.
+    tracer: Option<Tracer>,
+    /// Processes whose threads are seized.
+    seized: BTreeSet<u32>,
+    /// Processes whose threads must not be stopped, and why.
+    unstoppable: HashMap<u32, String>,
+    frozen: Vec<Frozen>,
+    last_release: HashMap<TraceId, Released>,
+    events: Vec<FreezeEvent>,
+}
+
+impl Freezer {
+    /// Seizes every thread of `pid` (running `binary`), and the threads they create, so the
+    /// kernel may trap whichever hits a `--freeze` breakpoint. Refuses processes whose
+    /// threads must not be stopped, saying why.
+    pub(crate) fn seize(
+        &mut self,
+        pid: u32,
+        binary: &tracery_dwarf::Binary,
+        tracker: &mut Tracker,
+    ) -> Result<(), String> {
+        if let Some(why) = unstoppable(binary) {
+            self.unstoppable.insert(pid, why.clone());
+            return Err(why);
+        }
+        if self.tracer.is_none() {
+            // Following clones: a thread-per-request server's new threads must be
+            // stoppable too; each new thread costs one short ptrace-stop at its creation.
+            let options = TracerOptions {
+                follow_clones: true,
+                ..TracerOptions::default()
+            };
+            self.tracer = Some(Tracer::start_with(options).map_err(|e| e.to_string())?);
+        }
+        let tracer = self.tracer.as_ref().expect("started above");
+        tracer
+            .seize_process(pid)
+            .map_err(|e| format!("cannot seize process {pid}: {e}"))?;
+        if self.seized.insert(pid) {
+            tracker.mark_seized(pid).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Detaches from `pid` when nothing needs it seized any more: no `--freeze` breakpoint
+    /// is armed in it (`still_wanted` false) and none of its threads is frozen.
+    pub(crate) fn unseize(&mut self, pid: u32, still_wanted: bool, tracker: &mut Tracker) {
+        if still_wanted || self.frozen.iter().any(|f| f.thread.pid == pid) {
+            return;
+        }
+        self.unstoppable.remove(&pid);
+        if !self.seized.remove(&pid) {
+            return;
+        }
+        tracker.unmark_seized(pid);
+        if let Some(t) = &self.tracer {
+            if let Err(e) = t.release_process(pid) {
+                tracing::warn!(pid, "detaching: {e}");
+            }
+        }
+    }
+
+    /// Records the freezes of this tick's hits: `trapped` are the hits whose thread the
+    /// kernel stopped; other hits of `--freeze` breakpoints (`timeouts` by breakpoint) with
+    /// a trace freeze the trace without a stopped thread, and say why.
+    pub(crate) fn on_hits(
+        &mut self,
+        snaps: &[Snapshot],
+        trapped: &[TrappedHit],
+        timeouts: &HashMap<u64, Duration>,
+    ) {
+        for s in snaps {
+            let Some(timeout) = timeouts.get(&s.breakpoint_id) else {
+                continue;
+            };
+            let Some(trace_id) = s.trace_id.as_deref().and_then(|t| TraceId::parse(t).ok()) else {
+                continue;
+            };
+            if self
+                .frozen
+                .iter()
+                .any(|f| f.thread.trace_id == trace_id && f.thread.tid == s.tid)
+            {
+                continue;
+            }
+            let trap = trapped
+                .iter()
+                .find(|t| t.tid == s.tid && t.breakpoint_id == s.breakpoint_id);
+            let go_g = trap.and_then(|t| t.go_g);
+            let (suspension, regs) = if go_g.is_some() {
+                (
+                    Suspension::Running(
+                        "waiting for the goroutine's next system call (Go code is never \
+                         stopped: that would stall the garbage collector)"
+                            .into(),
+                    ),
+                    None,
+                )
+            } else if trap.is_some() {
+                match self.claim(s.tid) {
+                    Ok(regs) => (Suspension::Stopped, Some(regs)),
+                    Err(e) => (Suspension::Running(e), None),
+                }
+            } else if s.language == tracery_dwarf::SourceLanguage::Go {
+                (
+                    Suspension::Running(
+                        "the goroutine cannot be stopped: its process was not seized or its \
+                         runtime's g layout is unknown"
+                            .into(),
+                    ),
+                    None,
+                )
+            } else if let Some(why) = self.unstoppable.get(&s.pid) {
+                (Suspension::Running(why.clone()), None)
+            } else if self.seized.contains(&s.pid) {
+                (
+                    Suspension::Running("the freeze trap was not delivered".into()),
+                    None,
+                )
+            } else {
+                (
+                    Suspension::Running(format!(
+                        "process {} could not be seized (see the breakpoint's errors)",
+                        s.pid
+                    )),
+                    None,
+                )
+            };
+            let now = SystemTime::now();
+            let thread = FrozenThread {
+                trace_id,
+                breakpoint_id: s.breakpoint_id,
+                snapshot_seq: trapped.iter().find(|t| t.tid == s.tid).map_or(0, |t| t.seq),
+                pid: s.pid,
+                tid: s.tid,
+                location: format!(
+                    "{} ({}:{})",
+                    s.location.function, s.location.file, s.location.line
+                ),
+                frozen_at: s.time,
+                deadline: now + *timeout,
+                suspension,
+            };
+            tracing::info!(trace = %trace_id, pid = s.pid, tid = s.tid, "request frozen");
+            self.events.push(FreezeEvent::Frozen(thread.clone()));
+            let stopped_tid = regs.is_some().then_some(s.tid);
+            self.frozen.push(Frozen {
+                thread,
+                regs,
+                go_g,
+                stopped_tid,
+            });
+        }
+    }
+
+    /// Claims goroutines the kernel stopped at a system call since the last tick.
+    pub(crate) fn poll_go(&mut self, tracker: &Tracker) {
+        if let Some(t) = &self.tracer {
+            // Threads seized at birth are covered by their process's entry in the kernel;
+            // the list is only drained so it does not grow.
+            let _ = t.take_new_threads();
+        }
+        let mut changed = Vec::new();
+        for (i, f) in self.frozen.iter().enumerate() {
+            let (Some(g), None) = (f.go_g, f.stopped_tid) else {
+                continue;
+            };
+            if let Some(tid) = tracker.go_trapped_thread(f.thread.pid, g) {
+                changed.push((i, tid));
+            }
+        }
+        for (i, tid) in changed {
+            let claimed = self.claim(tid);
+            let f = &mut self.frozen[i];
+            match claimed {
+                Ok(regs) => {
+                    f.regs = Some(regs);
+                    f.stopped_tid = Some(tid);
+                    f.thread.suspension = Suspension::Stopped;
+                }
+                Err(e) => f.thread.suspension = Suspension::Running(e),
+            }
+            self.events.push(FreezeEvent::Frozen(f.thread.clone()));
+        }
+    }
+
+    fn claim(&self, tid: u32) -> Result<UserRegs, String> {
+        let Some(t) = &self.tracer else {
+            return Err("the agent has no tracer".into());
+        };
+        t.claim_trap(tid, CLAIM_TIMEOUT)
+            .map_err(|e| format!("the thread did not stop: {e}"))
+    }
+
+    /// Releases what passed its deadline, and threads of processes that exited.
+    pub(crate) fn expire(&mut self, tracker: &mut Tracker, alive: impl Fn(u32) -> bool) {
+        let now = SystemTime::now();
+        let due: Vec<(usize, ReleaseReason)> = self
+            .frozen
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                if !alive(f.thread.pid) {
+                    Some((i, ReleaseReason::ProcessExited))
+                } else if now >= f.thread.deadline {
+                    Some((i, ReleaseReason::Deadline))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (i, reason) in due.into_iter().rev() {
+            let f = self.frozen.remove(i);
+            self.release(f, reason, tracker);
+        }
+    }
+
+    fn release(&mut self, f: Frozen, reason: ReleaseReason, tracker: &mut Tracker) -> Released {
+        if let Some(g) = f.go_g {
+            tracker.clear_go_suspend(f.thread.pid, g);
+        }
+        if let (Some(tid), Some(t)) = (f.stopped_tid, &self.tracer) {
+            if let Err(e) = t.resume(tid) {
+                tracing::warn!(tid, "resuming: {e}");
+            }
+        }
+        tracing::info!(trace = %f.thread.trace_id, tid = f.thread.tid, %reason, "request released");
+        let r = Released {
+            thread: f.thread,
+            reason,
+            at: SystemTime::now(),
+        };
+        self.last_release.insert(r.thread.trace_id, r.clone());
+        self.events.push(FreezeEvent::Released(r.clone()));
+        r
+    }
+
+    pub(crate) fn frozen(&self) -> Vec<FrozenThread> {
+        self.frozen.iter().map(|f| f.thread.clone()).collect()
+    }
+
+    pub(crate) fn resume(&mut self, trace: TraceId, tracker: &mut Tracker) -> ResumeOutcome {
+        if !self.frozen.iter().any(|f| f.thread.trace_id == trace) {
+            return ResumeOutcome::NotFrozen(self.last_release.get(&trace).cloned());
+        }
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.frozen)
+            .into_iter()
+            .partition(|f| f.thread.trace_id == trace);
+        self.frozen = kept;
+        let released = gone
+            .into_iter()
+            .map(|f| self.release(f, ReleaseReason::Resumed, tracker))
+            .collect();
+        ResumeOutcome::Resumed(released)
+    }
+
+    pub(crate) fn eval(
+        &mut self,
+        trace: TraceId,
+        expr: &str,
+    ) -> Result<serde_json::Value, EvalError> {
+        let Some((pid, regs)) = self
+            .frozen
+            .iter()
+            .find_map(|f| (f.thread.trace_id == trace).then_some((f.thread.pid, f.regs?)))
+        else {
+            return Err(EvalError::NotStopped(trace));
+        };
+        crate::eval::eval(pid, &regs, expr)
+    }
+
+    pub(crate) fn take_events(&mut self) -> Vec<FreezeEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Lets everything go (the agent is stopping).
+    pub(crate) fn release_all(&mut self, tracker: &mut Tracker) {
+        for f in std::mem::take(&mut self.frozen) {
+            self.release(f, ReleaseReason::AgentExit, tracker);
+        }
+        for pid in std::mem::take(&mut self.seized) {
+            tracker.unmark_seized(pid);
+        }
+        if let Some(t) = &self.tracer {
+            t.release_all();
+        }
+    }
+}
+
+/// Why the threads of `binary` must never be stopped, if they must not: an async runtime
+/// runs many requests on each worker thread, and a stopped worker can leave the runtime's
+/// I/O driver unpolled, stalling every request of the process (measured with tokio: all
+/// other requests hung until resume).
+fn unstoppable(binary: &tracery_dwarf::Binary) -> Option<String> {
+    binary
+        .symbols()
+        .iter()
+        .any(|s| s.name.contains("5tokio7runtime9scheduler"))
+        .then(|| {
+            "not stopped: the process runs on tokio, whose worker threads serve many requests; \
+             stopping one stalls the runtime for all of them (holding the request's messages \
+             instead is not built yet)"
+                .to_string()
+        })
+}

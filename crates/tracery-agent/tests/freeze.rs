@@ -1,0 +1,292 @@
+//! Freezing one request at a breakpoint, against the real C HTTP server fixture (root:
+//! loads eBPF and ptrace-seizes the server's threads).
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    thread,
+    time::{Duration, Instant},
+};
+
+use tracery_agent::{
+    freeze::{
+        FreezeEvent, FreezeSpec, ReleaseReason, ResumeOutcome, Suspension, TraceId, TraceScope,
+    },
+    BreakpointSpec, Manager, Target,
+};
+use tracery_dwarf::CaptureLimits;
+use tracery_tests::FixtureProcess;
+
+const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "run `cargo xtask test` as root");
+}
+
+/// Sends one request on a fresh connection and returns the raw response bytes.
+fn request(addr: &str, path: &str, traceparent: Option<&str>, body: &str) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).expect("connect to httpd");
+    s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+    let tp = traceparent
+        .map(|t| format!("traceparent: 00-{t}-b7ad6b7169203331-01\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: test\r\n{tp}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("read the response");
+    out
+}
+
+fn freeze_spec(pid: u32, timeout: Duration) -> BreakpointSpec {
+    let (file, line) = tracery_tests::marker_line("httpd_handle");
+    BreakpointSpec {
+        id: 1,
+        target: Target::Pid(pid),
+        location: format!("{}:{line}", file.file_name().unwrap().to_string_lossy()),
+        when: None,
+        hit_limit: 1,
+        rate_per_sec: 0,
+        expires_at: None,
+        limits: CaptureLimits::default(),
+        scope: TraceScope {
+            trace_id: Some(TraceId::parse(TRACE).unwrap()),
+            header: None,
+        },
+        freeze: Some(FreezeSpec { timeout }),
+    }
+}
+
+/// Ticks until a request of `TRACE` is frozen (or 20 s pass).
+fn wait_frozen(m: &mut Manager) -> tracery_agent::freeze::FrozenThread {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        m.tick(Duration::from_millis(20)).unwrap();
+        if let Some(f) = m.frozen().into_iter().next() {
+            return f;
+        }
+    }
+    panic!("nothing frozen within 20 s: {:?}", m.status());
+}
+
+/// The scheduler state of a thread (`t`: stopped by its tracer), or `-` once it exited.
+fn thread_state(pid: u32, tid: u32) -> char {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) else {
+        return '-';
+    };
+    // The state follows the parenthesised command name.
+    stat.rsplit_once(") ").unwrap().1.chars().next().unwrap()
+}
+
+#[test]
+fn a_frozen_request_stops_its_thread_only_and_resumes_intact() {
+    require_root();
+    let (server, addr) = FixtureProcess::spawn_service(&tracery_tests::fixture("c-httpd"), &["0"]);
+    let unfrozen = request(&addr, "/orders/7", Some(TRACE), "hello");
+    let mut m = Manager::start().unwrap();
+    m.add(freeze_spec(server.pid(), Duration::from_secs(60)))
+        .unwrap();
+
+    let a = addr.clone();
+    let frozen_req = thread::spawn(move || {
+        let t = Instant::now();
+        (request(&a, "/orders/7", Some(TRACE), "hello"), t.elapsed())
+    });
+    let f = wait_frozen(&mut m);
+    assert_eq!(f.trace_id.to_string(), TRACE);
+    assert_eq!(f.suspension, Suspension::Stopped, "{f:?}");
+    assert_eq!(
+        thread_state(server.pid(), f.tid),
+        't',
+        "the thread is in a trace stop"
+    );
+
+    // Other requests, other threads of the same process: untouched.
+    for i in 0..20 {
+        let t = Instant::now();
+        let r = request(&addr, &format!("/other/{i}"), None, "x");
+        assert!(
+            r.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&r)
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "slow: {:?}",
+            t.elapsed()
+        );
+    }
+    assert_eq!(thread_state(server.pid(), f.tid), 't', "still stopped");
+
+    // The stopped thread's locals, read live.
+    let v = m.eval(f.trace_id, "body_len").unwrap();
+    assert_eq!(v, serde_json::json!(5), "{v}");
+    let path = m.eval(f.trace_id, "path").unwrap();
+    assert!(path.to_string().contains("/orders/7"), "{path}");
+    let err = m.eval(f.trace_id, "no_such_variable").unwrap_err();
+    assert!(
+        err.to_string().contains("body_len"),
+        "lists visible names: {err}"
+    );
+
+    thread::sleep(Duration::from_millis(300));
+    assert!(!frozen_req.is_finished(), "the frozen request must wait");
+    match m.resume(f.trace_id) {
+        ResumeOutcome::Resumed(r) => assert_eq!(r.len(), 1, "{r:?}"),
+        other => panic!("{other:?}"),
+    }
+    let (resumed, took) = frozen_req.join().unwrap();
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert_eq!(resumed, unfrozen, "byte-identical to the unfrozen run");
+    match m.resume(f.trace_id) {
+        ResumeOutcome::NotFrozen(Some(last)) => assert_eq!(last.reason, ReleaseReason::Resumed),
+        other => panic!("second resume must be a no-op: {other:?}"),
+    }
+    let events = m.take_freeze_events();
+    assert!(
+        matches!(events.first(), Some(FreezeEvent::Frozen(_))),
+        "{events:?}"
+    );
+    assert!(
+        matches!(events.last(), Some(FreezeEvent::Released(_))),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn the_deadline_releases_a_frozen_request_by_itself() {
+    require_root();
+    let (server, addr) = FixtureProcess::spawn_service(&tracery_tests::fixture("c-httpd"), &["0"]);
+    let mut m = Manager::start().unwrap();
+    m.add(freeze_spec(server.pid(), Duration::from_secs(2)))
+        .unwrap();
+    let a = addr.clone();
+    let req = thread::spawn(move || request(&a, "/late", Some(TRACE), "abc"));
+    let f = wait_frozen(&mut m);
+    assert_eq!(f.suspension, Suspension::Stopped, "{f:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !m.frozen().is_empty() && Instant::now() < deadline {
+        m.tick(Duration::from_millis(50)).unwrap();
+    }
+    assert!(m.frozen().is_empty(), "auto-resume at the deadline");
+    let released = m
+        .take_freeze_events()
+        .into_iter()
+        .find_map(|e| match e {
+            FreezeEvent::Released(r) => Some(r),
+            FreezeEvent::Frozen(_) => None,
+        })
+        .expect("a release event");
+    assert_eq!(released.reason, ReleaseReason::Deadline);
+    let r = req.join().unwrap();
+    assert!(
+        r.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&r)
+    );
+}
+
+#[test]
+fn dropping_the_manager_lets_frozen_threads_go() {
+    require_root();
+    let (server, addr) = FixtureProcess::spawn_service(&tracery_tests::fixture("c-httpd"), &["0"]);
+    let mut m = Manager::start().unwrap();
+    m.add(freeze_spec(server.pid(), Duration::from_secs(60)))
+        .unwrap();
+    let a = addr.clone();
+    let req = thread::spawn(move || request(&a, "/bye", Some(TRACE), "abc"));
+    let f = wait_frozen(&mut m);
+    assert_eq!(f.suspension, Suspension::Stopped);
+    drop(m);
+    let r = req.join().unwrap();
+    assert!(
+        r.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&r)
+    );
+    assert_ne!(thread_state(server.pid(), f.tid), 't', "detached");
+}
+
+#[test]
+fn a_go_goroutine_stops_at_its_next_system_call_and_the_gc_keeps_running() {
+    require_root();
+    let (server, addr) =
+        FixtureProcess::spawn_service(&tracery_tests::fixture("demo-payments"), &[]);
+    let pid = server.pid();
+    let mut m = Manager::start().unwrap();
+    m.add(BreakpointSpec {
+        location: "main.charge".into(),
+        ..freeze_spec(pid, Duration::from_secs(60))
+    })
+    .unwrap();
+    let body = r#"{"order_id":7,"amount_cents":1250}"#;
+    let a = addr.clone();
+    let frozen_req = thread::spawn(move || request(&a, "/pay", Some(TRACE), body));
+    let f = wait_frozen(&mut m);
+    // The snapshot is the breakpoint; the thread stops only once the goroutine is in a
+    // system call, where the runtime does not wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut f = f;
+    while f.suspension != Suspension::Stopped && Instant::now() < deadline {
+        m.tick(Duration::from_millis(20)).unwrap();
+        f = m.frozen().into_iter().next().expect("still frozen");
+    }
+    assert_eq!(f.suspension, Suspension::Stopped, "{f:?}");
+    let stopped = (std::fs::read_dir(format!("/proc/{pid}/task")).unwrap())
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|tid| thread_state(pid, *tid) == 't')
+        .count();
+    assert_eq!(
+        stopped, 1,
+        "exactly one thread of the Go process is stopped"
+    );
+
+    let gc_before = num_gc(&addr);
+    for i in 0..50 {
+        let r = request(
+            &addr,
+            "/pay",
+            None,
+            &format!(r#"{{"order_id":{i},"amount_cents":1}}"#),
+        );
+        assert!(
+            r.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&r)
+        );
+    }
+    let gc_after = num_gc(&addr);
+    assert!(
+        gc_after > gc_before,
+        "a forced GC completed: {gc_before} -> {gc_after}"
+    );
+    m.tick(Duration::from_millis(10)).unwrap();
+    assert_eq!(m.frozen().len(), 1, "still frozen while the others ran");
+
+    assert!(matches!(m.resume(f.trace_id), ResumeOutcome::Resumed(_)));
+    let r = frozen_req.join().unwrap();
+    assert!(
+        r.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&r)
+    );
+    let stopped_after = (std::fs::read_dir(format!("/proc/{pid}/task")).unwrap())
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|tid| thread_state(pid, *tid) == 't')
+        .count();
+    assert_eq!(stopped_after, 0, "nothing stays stopped after resume");
+}
+
+/// Forces a GC in the Go service and returns how many have completed.
+fn num_gc(addr: &str) -> u64 {
+    let r = request(addr, "/debug/gc", None, "");
+    let text = String::from_utf8_lossy(&r);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    v["num_gc"].as_u64().unwrap()
+}
