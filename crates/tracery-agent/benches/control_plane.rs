@@ -90,6 +90,7 @@ async fn main() {
             hit_limit: Some(HIT_LIMIT),
             expire_seconds: None,
             rate_per_second: Some(RATE_PER_SECOND),
+            ..Default::default()
         })
         .await
         .expect("SetBreakpoint")

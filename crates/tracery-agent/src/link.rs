@@ -1,6 +1,7 @@
 //! The agent side of `AgentLink`: one `Session` stream to the controller, kept up with
 //! backoff. Breakpoints come down and are armed by the [`Manager`](crate::Manager) on its
-//! own thread; hits, drop totals and health go up.
+//! own thread; hits, drop totals, health, and frozen and released traces go up. Resumes
+//! and evaluations come down and are answered once the Manager has done them.
 //!
 //! Capture goes on while the controller is away: hits wait in the [`outbox::Outbox`]
 //! (bounded, overflow counted as drops) and are resent after a reconnect with the same
@@ -36,6 +37,7 @@ pub use worker::error_chain;
 use crate::{
     discovery::Services,
     error::AgentError,
+    freeze::{FreezeEvent, ResumeOutcome, TraceId},
     manager::{BreakpointSpec, BreakpointStatus, Target},
 };
 use worker::{Command, Worker, WorkerState};
@@ -244,6 +246,10 @@ impl Link {
                     }
                 }
                 _ = health.tick() => self.send_health(out).await,
+                e = self.worker.freeze_events.recv() => match e {
+                    Some(e) => send(out, freeze_message(e)).await,
+                    None => return Err(LinkError::WorkerGone),
+                },
             };
             if step.is_err() {
                 return Ok(None);
@@ -260,6 +266,11 @@ impl Link {
         // A new controller (or a restarted one) has not heard about lost targets yet.
         self.exits_sent.clear();
         self.send_exits(out).await?;
+        // The controller forgot this agent's frozen threads when it reconnected; events
+        // still queued follow and apply on top.
+        for thread in self.state().frozen {
+            send(out, agent_message::Message::TraceFrozen(thread.into())).await?;
+        }
         self.send_health(out).await
     }
 
@@ -273,6 +284,8 @@ impl Link {
                 tracing::info!(id = d.breakpoint_id, "disarming");
                 self.command(Command::Remove(d.breakpoint_id)).await
             }
+            Some(controller_message::Message::ResumeTrace(r)) => self.resume(r, out).await,
+            Some(controller_message::Message::EvalTrace(e)) => self.eval(e, out).await,
             other => {
                 tracing::warn!(message = ?other, "ignoring an invalid controller message");
                 Ok(())
@@ -323,6 +336,64 @@ impl Link {
                     return;
                 }
             }
+        });
+        Ok(())
+    }
+
+    /// Resumes a trace on the Manager thread; the answer goes up when it is done.
+    async fn resume(&mut self, r: v1::ResumeTrace, out: &Out) -> Result<(), Broken> {
+        let request_id = r.request_id;
+        let trace = match TraceId::parse(&r.trace_id) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(trace = %r.trace_id, error = %e, "ignoring a resume of an invalid trace id");
+                let answer = v1::ResumeResult {
+                    request_id,
+                    ..Default::default()
+                };
+                return send(out, agent_message::Message::ResumeResult(answer)).await;
+            }
+        };
+        tracing::info!(%trace, "resuming");
+        let (reply, replied) = oneshot::channel();
+        self.command(Command::Resume(trace, reply)).await?;
+        let out = out.clone();
+        tokio::spawn(async move {
+            let Ok(outcome) = replied.await else { return };
+            let answer = match outcome {
+                ResumeOutcome::Resumed(released) => v1::ResumeResult {
+                    request_id,
+                    released: released.into_iter().map(Into::into).collect(),
+                    last_release: None,
+                },
+                ResumeOutcome::NotFrozen(last) => v1::ResumeResult {
+                    request_id,
+                    released: vec![],
+                    last_release: last.map(Into::into),
+                },
+            };
+            let _ = send(&out, agent_message::Message::ResumeResult(answer)).await;
+        });
+        Ok(())
+    }
+
+    /// Evaluates an expression on the Manager thread; the answer goes up when it is done.
+    async fn eval(&mut self, e: v1::EvalTrace, out: &Out) -> Result<(), Broken> {
+        let request_id = e.request_id;
+        let trace = match TraceId::parse(&e.trace_id) {
+            Ok(t) => t,
+            Err(error) => {
+                let answer = eval_answer(request_id, Err(error));
+                return send(out, agent_message::Message::EvalResult(answer)).await;
+            }
+        };
+        let (reply, replied) = oneshot::channel();
+        self.command(Command::Eval(trace, e.expr, reply)).await?;
+        let out = out.clone();
+        tokio::spawn(async move {
+            let Ok(result) = replied.await else { return };
+            let answer = eval_answer(request_id, result);
+            let _ = send(&out, agent_message::Message::EvalResult(answer)).await;
         });
         Ok(())
     }
@@ -431,6 +502,24 @@ async fn send(out: &Out, m: agent_message::Message) -> Result<(), Broken> {
     out.send(v1::AgentMessage { message: Some(m) })
         .await
         .map_err(|_| Broken)
+}
+
+/// A freeze or release as the controller hears it.
+fn freeze_message(e: FreezeEvent) -> agent_message::Message {
+    match e {
+        FreezeEvent::Frozen(thread) => agent_message::Message::TraceFrozen(thread.into()),
+        FreezeEvent::Released(released) => agent_message::Message::TraceReleased(released.into()),
+    }
+}
+
+fn eval_answer(request_id: u64, result: Result<serde_json::Value, String>) -> v1::EvalResult {
+    v1::EvalResult {
+        request_id,
+        result: Some(match result {
+            Ok(value) => v1::eval_result::Result::Json(value.to_string()),
+            Err(error) => v1::eval_result::Result::Error(error),
+        }),
+    }
 }
 
 /// One `ArmResult` per process armed or failed; pid 0 with no probes when no process

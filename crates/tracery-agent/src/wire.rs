@@ -1,8 +1,12 @@
-//! The agent's types on the wire: snapshots to and from `tracery.v1.Snapshot`, and
-//! breakpoints from `tracery.v1.Breakpoint`, beside the domain types they convert (the
-//! proto crate cannot depend on the agent).
+//! The agent's types on the wire: snapshots to and from `tracery.v1.Snapshot`,
+//! breakpoints from `tracery.v1.Breakpoint`, and frozen threads and their releases to
+//! `tracery.v1.{FrozenThread, Release}`, beside the domain types they convert (the proto
+//! crate cannot depend on the agent).
 
-use std::{path::PathBuf, time::SystemTime};
+use std::{
+    path::PathBuf,
+    time::{Duration, SystemTime},
+};
 
 use tracery_dwarf::CaptureLimits;
 use tracery_proto::{
@@ -12,6 +16,10 @@ use tracery_proto::{
 
 use crate::{
     discovery::{DiscoveryError, Matcher, Services},
+    freeze::{
+        FreezeSpec, FrozenThread, ReleaseReason, Released, Suspension, TraceId, TraceScope,
+        MAX_FREEZE,
+    },
     manager::{BreakpointSpec, Target},
     snapshot::{Location, Snapshot, StackFrame},
 };
@@ -27,7 +35,13 @@ pub enum SpecError {
     Service(#[from] DiscoveryError),
     #[error("breakpoint {id} expires at an unrepresentable time ({reason})")]
     Expiry { id: u64, reason: String },
+    #[error("breakpoint {id} is scoped to an invalid trace id: {reason}")]
+    TraceId { id: u64, reason: String },
 }
+
+// The controller checks freeze timeouts against the proto crate's limit; the agent caps
+// them with its own. They must be one limit.
+const _: () = assert!(MAX_FREEZE.as_secs() == tracery_proto::trace::MAX_FREEZE_SECONDS);
 
 impl BreakpointSpec {
     /// Converts a breakpoint the controller sent; service names are resolved through the
@@ -55,6 +69,23 @@ impl BreakpointSpec {
                 id,
                 reason: e.to_string(),
             })?;
+        let trace_id = spec
+            .trace_id
+            .as_deref()
+            .map(TraceId::parse)
+            .transpose()
+            .map_err(|reason| SpecError::TraceId { id, reason })?;
+        let scope = TraceScope {
+            trace_id,
+            header: spec.header.map(|h| (h.name, h.value)),
+        };
+        let freeze = spec.freeze.then(|| FreezeSpec {
+            timeout: Duration::from_secs(
+                spec.freeze_timeout_seconds
+                    .unwrap_or(tracery_proto::trace::DEFAULT_FREEZE_SECONDS),
+            )
+            .min(MAX_FREEZE),
+        });
         Ok(BreakpointSpec {
             id,
             target,
@@ -64,7 +95,51 @@ impl BreakpointSpec {
             rate_per_sec: spec.rate_per_second.unwrap_or(0),
             expires_at,
             limits: CaptureLimits::default(),
+            scope,
+            freeze,
         })
+    }
+}
+
+impl From<FrozenThread> for v1::FrozenThread {
+    fn from(f: FrozenThread) -> Self {
+        let (suspended, not_suspended_reason) = match f.suspension {
+            Suspension::Stopped => (true, String::new()),
+            Suspension::Running(why) => (false, why),
+        };
+        v1::FrozenThread {
+            trace_id: f.trace_id.to_string(),
+            breakpoint_id: f.breakpoint_id,
+            snapshot_sequence: f.snapshot_seq,
+            pid: f.pid,
+            tid: f.tid,
+            location: f.location,
+            frozen_at: Some(f.frozen_at.into()),
+            deadline: Some(f.deadline.into()),
+            suspended,
+            not_suspended_reason,
+        }
+    }
+}
+
+impl From<ReleaseReason> for v1::ReleaseReason {
+    fn from(r: ReleaseReason) -> Self {
+        match r {
+            ReleaseReason::Resumed => v1::ReleaseReason::Resumed,
+            ReleaseReason::Deadline => v1::ReleaseReason::Deadline,
+            ReleaseReason::ProcessExited => v1::ReleaseReason::ProcessExited,
+            ReleaseReason::AgentExit => v1::ReleaseReason::AgentExit,
+        }
+    }
+}
+
+impl From<Released> for v1::Release {
+    fn from(r: Released) -> Self {
+        v1::Release {
+            thread: Some(r.thread.into()),
+            reason: v1::ReleaseReason::from(r.reason).into(),
+            at: Some(r.at.into()),
+        }
     }
 }
 
@@ -217,6 +292,7 @@ mod tests {
                 hit_limit: Some(100),
                 expire_seconds: Some(3600),
                 rate_per_second: Some(10),
+                ..Default::default()
             }),
             expires: Some(expires.into()),
             ..Default::default()
@@ -245,6 +321,90 @@ mod tests {
         let spec =
             BreakpointSpec::from_wire(bp(breakpoint_spec::Target::Pid(42)), &services).unwrap();
         assert_eq!(spec.target, Target::Pid(42));
+    }
+
+    #[test]
+    fn scope_and_freeze_reach_the_manager_capped() {
+        let bp = |spec: v1::BreakpointSpec| v1::Breakpoint {
+            id: 3,
+            spec: Some(v1::BreakpointSpec {
+                target: Some(breakpoint_spec::Target::Pid(42)),
+                location: "orders.c:41".into(),
+                ..spec
+            }),
+            ..Default::default()
+        };
+        let services = Services::default();
+        let spec = BreakpointSpec::from_wire(
+            bp(v1::BreakpointSpec {
+                trace_id: Some("a3ce929d0e0e4736".into()),
+                header: Some(v1::HeaderMatch {
+                    name: "x-tenant".into(),
+                    value: "acme".into(),
+                }),
+                freeze: true,
+                freeze_timeout_seconds: Some(20),
+                ..Default::default()
+            }),
+            &services,
+        )
+        .unwrap();
+        assert_eq!(
+            spec.scope.trace_id.map(|t| t.to_string()).as_deref(),
+            Some("0000000000000000a3ce929d0e0e4736")
+        );
+        assert_eq!(
+            spec.scope.header,
+            Some(("x-tenant".to_owned(), "acme".to_owned()))
+        );
+        assert_eq!(spec.freeze.unwrap().timeout, Duration::from_secs(20));
+        let spec = BreakpointSpec::from_wire(
+            bp(v1::BreakpointSpec {
+                freeze: true,
+                freeze_timeout_seconds: Some(100_000),
+                ..Default::default()
+            }),
+            &services,
+        )
+        .unwrap();
+        assert_eq!(spec.freeze.unwrap().timeout, MAX_FREEZE);
+        let plain = BreakpointSpec::from_wire(bp(Default::default()), &services).unwrap();
+        assert!(plain.scope.is_empty() && plain.freeze.is_none());
+        let err = BreakpointSpec::from_wire(
+            bp(v1::BreakpointSpec {
+                trace_id: Some("xyz".into()),
+                ..Default::default()
+            }),
+            &services,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not a trace id"), "{err}");
+    }
+
+    #[test]
+    fn a_frozen_thread_and_its_release_go_up_with_the_reason() {
+        let thread = FrozenThread {
+            trace_id: TraceId::parse("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            breakpoint_id: 3,
+            snapshot_seq: 9,
+            pid: 42,
+            tid: 43,
+            location: "level3 (orders.c:41)".into(),
+            frozen_at: SystemTime::UNIX_EPOCH,
+            deadline: SystemTime::UNIX_EPOCH + Duration::from_secs(60),
+            suspension: Suspension::Running("Go code".into()),
+        };
+        let up = v1::Release::from(Released {
+            thread,
+            reason: ReleaseReason::Deadline,
+            at: SystemTime::UNIX_EPOCH + Duration::from_secs(60),
+        });
+        let t = up.thread.unwrap();
+        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!((t.pid, t.tid, t.snapshot_sequence), (42, 43, 9));
+        assert!(!t.suspended);
+        assert_eq!(t.not_suspended_reason, "Go code");
+        assert_eq!(up.reason, i32::from(v1::ReleaseReason::Deadline));
     }
 
     #[test]

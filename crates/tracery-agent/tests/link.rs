@@ -95,6 +95,7 @@ fn level3_on(pid: u32, hit_limit: u32) -> v1::BreakpointSpec {
         hit_limit: Some(hit_limit),
         expire_seconds: None,
         rate_per_second: Some(10),
+        ..Default::default()
     }
 }
 
@@ -328,6 +329,32 @@ async fn a_restarted_agent_re_arms_and_its_new_hits_are_not_taken_for_duplicates
     assert!(ids.iter().all(|id| *id == first_id), "{ids:?}");
 
     let _ = agent_stop.send(());
+    agent.await.unwrap();
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_answers_a_resume_of_a_trace_it_does_not_hold() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let (controller, addr) =
+        Controller::start("127.0.0.1:0".parse().unwrap(), &dir.path().join("s.db")).await;
+    let (stop_agent, agent) = start_agent(addr, dir.path());
+    let mut c = client(addr).await;
+    wait_for_agent(&mut c).await;
+    let started = Instant::now();
+    let r = c
+        .resume_trace(v1::ResumeTraceRequest {
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Answered, not waited out: the controller waits 5 s for an agent that says nothing.
+    assert!(r.unanswered.is_empty(), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(4), "{r:?}");
+    assert!(r.released.is_empty() && r.last_release.is_none(), "{r:?}");
+    let _ = stop_agent.send(());
     agent.await.unwrap();
     controller.stop().await;
 }

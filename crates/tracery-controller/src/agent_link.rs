@@ -1,5 +1,5 @@
-//! `AgentLink.Session`: one bidirectional stream per agent. Breakpoints go down; hits,
-//! drops, health and arm results come up.
+//! `AgentLink.Session`: one bidirectional stream per agent. Breakpoints, resumes and
+//! evaluations go down; hits, drops, health, arm results, freezes and answers come up.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracery_proto::v1::{self, agent_link_server::AgentLink, agent_message::Message as Up};
 use tracery_store::{BreakpointId, NewSnapshot};
 
-use crate::registry::{arm_message, error_chain, store_status, ArmEvent, Registry};
+use crate::registry::{arm_message, error_chain, store_status, ArmEvent, Registry, Reply};
 use crate::snapshot_body;
 
 pub(crate) struct AgentLinkApi {
@@ -144,7 +144,58 @@ async fn handle(
             });
             Ok(())
         }
+        Some(Up::TraceFrozen(mut thread)) => {
+            thread.trace_id = trace_id(&thread.trace_id, "FrozenThread.trace_id")?;
+            tracing::info!(agent = %agent_id, trace = %thread.trace_id, pid = thread.pid, tid = thread.tid, location = %thread.location, "trace frozen");
+            let node = registry.node_of(agent_id);
+            registry.traces().frozen(agent_id, &node, thread);
+            Ok(())
+        }
+        Some(Up::TraceReleased(release)) => {
+            let release = checked_release(release)?;
+            let node = registry.node_of(agent_id);
+            registry.traces().released(agent_id, &node, release);
+            Ok(())
+        }
+        Some(Up::ResumeResult(mut result)) => {
+            result.released = result
+                .released
+                .into_iter()
+                .map(checked_release)
+                .collect::<Result<_, _>>()?;
+            result.last_release = result.last_release.map(checked_release).transpose()?;
+            let node = registry.node_of(agent_id);
+            {
+                // Applied now, so a `trace list` right after the resume is up to date even
+                // before the agent's own `TraceReleased` arrives.
+                let mut traces = registry.traces();
+                for r in &result.released {
+                    traces.released(agent_id, &node, r.clone());
+                }
+            }
+            registry.answer(agent_id, result.request_id, Reply::Resume(result));
+            Ok(())
+        }
+        Some(Up::EvalResult(result)) => {
+            registry.answer(agent_id, result.request_id, Reply::Eval(result));
+            Ok(())
+        }
     }
+}
+
+/// A trace id from an agent in its stored form (32 lowercase hex digits).
+fn trace_id(text: &str, field: &str) -> Result<String, Status> {
+    tracery_proto::trace::normalize_trace_id(text)
+        .map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
+}
+
+fn checked_release(mut release: v1::Release) -> Result<v1::Release, Status> {
+    let thread = release
+        .thread
+        .as_mut()
+        .ok_or_else(|| Status::invalid_argument("Release.thread is not set"))?;
+    thread.trace_id = trace_id(&thread.trace_id, "Release.thread.trace_id")?;
+    Ok(release)
 }
 
 /// Stores a hit once (by agent, breakpoint and sequence) and tells watchers about it.

@@ -11,7 +11,9 @@ mod options;
 mod registry;
 mod snapshot_body;
 mod spec;
+mod trace_api;
 mod tracery_api;
+mod traces;
 
 use std::future::Future;
 use std::sync::Arc;

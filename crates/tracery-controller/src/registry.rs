@@ -1,7 +1,7 @@
 //! The controller's shared state: the store, connected agents and what they reported, and
 //! the channels that fan snapshots and arm results out to waiting RPCs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -12,6 +12,7 @@ use tracery_proto::v1::{self, controller_message::Message as Down};
 use tracery_store::{BreakpointId, BreakpointRecord, Store, StoreError};
 
 use crate::spec;
+use crate::traces::Traces;
 use crate::ControllerOptions;
 
 /// Snapshots a slow watcher may fall behind by before it is told it missed some.
@@ -31,6 +32,16 @@ pub(crate) struct ArmEvent {
     pub agent_id: String,
     pub result: v1::ArmResult,
 }
+
+/// An agent's answer to a request the controller sent it (`ResumeTrace`, `EvalTrace`).
+#[derive(Clone, Debug)]
+pub(crate) enum Reply {
+    Resume(v1::ResumeResult),
+    Eval(v1::EvalResult),
+}
+
+/// Where the answers to one request go: (agent id, answer).
+type Replies = mpsc::UnboundedSender<(String, Reply)>;
 
 /// An agent as the controller knows it, connected or not.
 struct Agent {
@@ -57,6 +68,11 @@ pub(crate) struct Registry {
     expired: Mutex<BTreeSet<u64>>,
     /// Per breakpoint, the latest error per (agent, pid); a later success there clears it.
     problems: Mutex<BTreeMap<u64, Problems>>,
+    /// Frozen traces as agents reported them.
+    traces: Mutex<Traces>,
+    /// Requests sent to agents and waiting for answers, by request id.
+    pending: Mutex<HashMap<u64, Replies>>,
+    next_request: AtomicU64,
     /// Turns true when the server shuts down; long-lived streams end then.
     pub stop: watch::Receiver<bool>,
 }
@@ -72,6 +88,9 @@ impl Registry {
             arm_results: broadcast::channel(ARM_BACKLOG).0,
             expired: Mutex::new(BTreeSet::new()),
             problems: Mutex::new(BTreeMap::new()),
+            traces: Mutex::new(Traces::default()),
+            pending: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(1),
             stop,
         }
     }
@@ -86,7 +105,7 @@ impl Registry {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut agents = self.agents();
         let id = hello.agent_id.clone();
-        let agent = agents.entry(id).or_insert_with(|| Agent {
+        let agent = agents.entry(id.clone()).or_insert_with(|| Agent {
             hello: hello.clone(),
             conn,
             tx: None,
@@ -98,6 +117,9 @@ impl Registry {
         agent.conn = conn;
         agent.tx = Some(tx);
         agent.last_seen = SystemTime::now();
+        drop(agents);
+        // The agent reports its frozen threads again after Hello.
+        self.traces().forget_agent(&id);
         conn
     }
 
@@ -310,6 +332,78 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl Registry {
+    /// The frozen traces, with threads long past their deadline taken as released.
+    pub fn traces(&self) -> MutexGuard<'_, Traces> {
+        let mut traces = self.traces.lock().unwrap_or_else(|e| e.into_inner());
+        traces.expire(SystemTime::now());
+        traces
+    }
+
+    /// The node an agent said it runs on.
+    pub fn node_of(&self, agent_id: &str) -> String {
+        self.agents()
+            .get(agent_id)
+            .map(|a| a.hello.node.clone())
+            .unwrap_or_default()
+    }
+
+    /// True while the agent's stream is up.
+    pub fn is_connected(&self, agent_id: &str) -> bool {
+        self.agents().get(agent_id).is_some_and(|a| a.tx.is_some())
+    }
+
+    /// Starts a request to agents; answers arrive on the receiver until
+    /// [`Registry::close_request`].
+    pub fn open_request(&self) -> (u64, mpsc::UnboundedReceiver<(String, Reply)>) {
+        let id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx);
+        (id, rx)
+    }
+
+    pub fn close_request(&self, id: u64) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    /// Hands an agent's answer to the request waiting for it; a late answer is dropped.
+    pub fn answer(&self, agent_id: &str, request_id: u64, reply: Reply) {
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        match pending.get(&request_id) {
+            Some(tx) => {
+                let _ = tx.send((agent_id.to_owned(), reply));
+            }
+            None => tracing::debug!(agent = %agent_id, request_id, "late answer dropped"),
+        }
+    }
+
+    /// Sends `message` to one connected agent; false when it is not connected.
+    pub fn send_to_agent(&self, agent_id: &str, message: Down) -> bool {
+        self.agents()
+            .get(agent_id)
+            .and_then(|a| a.tx.as_ref())
+            .is_some_and(|tx| {
+                tx.send(Ok(v1::ControllerMessage {
+                    message: Some(message),
+                }))
+                .is_ok()
+            })
+    }
+
+    /// Ids of the connected agents.
+    pub fn connected_agents(&self) -> Vec<String> {
+        self.agents()
+            .iter()
+            .filter(|(_, a)| a.tx.is_some())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Sends one message to the agent's session `conn`, if it is still the current one.
     pub fn send_to(
         &self,

@@ -4,10 +4,17 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use tonic::Status;
+use tracery_proto::trace::{
+    check_header, normalize_trace_id, DEFAULT_FREEZE_SECONDS, MAX_FREEZE_SECONDS,
+};
 use tracery_proto::v1::{self, breakpoint_spec::Target};
 use tracery_store::BreakpointRecord;
 
 use crate::Defaults;
+
+/// Default hit limit of a breakpoint that freezes: freezing a hundred requests by default
+/// would surprise; more must be asked for with `--hits`.
+pub(crate) const FREEZE_HIT_LIMIT: u32 = 1;
 
 /// A spec with every limit filled in, as stored (`breakpoints.spec`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +25,15 @@ pub(crate) struct StoredSpec {
     pub hit_limit: u32,
     pub expire_seconds: u64,
     pub rate_per_second: u32,
+    /// Only hits of this trace (32 lowercase hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// Only hits of requests carrying this header: (name, value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<(String, String)>,
+    /// Seconds a hit's request stays frozen; `None` for a breakpoint that does not freeze.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze_seconds: Option<u64>,
 }
 
 /// `BreakpointSpec.target`, as JSON (`{"service": "orders"}`).
@@ -81,11 +97,49 @@ impl StoredSpec {
                 "--when is empty; give a condition such as 'order.qty > 10', or leave --when out",
             ));
         }
-        let hit_limit = positive(
-            spec.hit_limit,
-            u32::try_from(defaults.hit_limit).unwrap_or(u32::MAX),
-            "--hits",
-        )?;
+        let trace_id = spec
+            .trace_id
+            .as_deref()
+            .map(normalize_trace_id)
+            .transpose()
+            .map_err(|e| Status::invalid_argument(format!("--trace-id: {e}")))?;
+        let header = match spec.header {
+            None => None,
+            Some(h) => {
+                let name = h.name.trim().to_owned();
+                check_header(&name, &h.value)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                Some((name, h.value))
+            }
+        };
+        let freeze_seconds = match (spec.freeze, spec.freeze_timeout_seconds) {
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(Status::invalid_argument(
+                    "--freeze-timeout needs --freeze; add --freeze, or leave the timeout out",
+                ))
+            }
+            (true, None) => Some(DEFAULT_FREEZE_SECONDS),
+            (true, Some(0)) => {
+                return Err(Status::invalid_argument(
+                    "--freeze-timeout must be at least 1s; leave it out for the default (60s)",
+                ))
+            }
+            (true, Some(s)) if s > MAX_FREEZE_SECONDS => {
+                return Err(Status::invalid_argument(format!(
+                    "--freeze-timeout {s}s is longer than the {MAX_FREEZE_SECONDS}s a request \
+                     may stay frozen; resume it with `tracery-ctl trace resume` instead"
+                )))
+            }
+            (true, Some(s)) => Some(s),
+        };
+        // Freezing is intrusive: unless asked, a freezing breakpoint freezes one request.
+        let default_hits = if freeze_seconds.is_some() {
+            FREEZE_HIT_LIMIT
+        } else {
+            u32::try_from(defaults.hit_limit).unwrap_or(u32::MAX)
+        };
+        let hit_limit = positive(spec.hit_limit, default_hits, "--hits")?;
         let expire_seconds = positive(
             spec.expire_seconds,
             defaults.expire.as_secs().max(1),
@@ -99,6 +153,9 @@ impl StoredSpec {
             hit_limit,
             expire_seconds,
             rate_per_second,
+            trace_id,
+            header,
+            freeze_seconds,
         })
     }
 
@@ -123,6 +180,13 @@ impl StoredSpec {
             hit_limit: Some(self.hit_limit),
             expire_seconds: Some(self.expire_seconds),
             rate_per_second: Some(self.rate_per_second),
+            trace_id: self.trace_id.clone(),
+            header: self.header.as_ref().map(|(name, value)| v1::HeaderMatch {
+                name: name.clone(),
+                value: value.clone(),
+            }),
+            freeze: self.freeze_seconds.is_some(),
+            freeze_timeout_seconds: self.freeze_seconds,
         }
     }
 }
@@ -202,6 +266,78 @@ mod tests {
             "{}",
             err.message()
         );
+    }
+
+    #[test]
+    fn a_freezing_breakpoint_defaults_to_one_hit_and_sixty_seconds() {
+        let mut req = spec(Target::Pid(7));
+        req.freeze = true;
+        req.trace_id = Some("A3CE929D0E0E4736".into());
+        req.header = Some(v1::HeaderMatch {
+            name: "x-tenant".into(),
+            value: "acme".into(),
+        });
+        let s = StoredSpec::from_request(req, &[], &Defaults::default()).unwrap();
+        assert_eq!((s.hit_limit, s.freeze_seconds), (1, Some(60)));
+        assert_eq!(
+            s.trace_id.as_deref(),
+            Some("0000000000000000a3ce929d0e0e4736")
+        );
+        assert_eq!(StoredSpec::from_json(&s.to_json()).unwrap(), s);
+        let back = s.to_proto();
+        assert!(back.freeze);
+        assert_eq!(back.freeze_timeout_seconds, Some(60));
+        assert_eq!(back.header.unwrap().value, "acme");
+    }
+
+    #[test]
+    fn bad_scopes_and_freeze_timeouts_are_refused_with_the_flag_name() {
+        let refuse = |edit: &dyn Fn(&mut v1::BreakpointSpec), says: &str| {
+            let mut req = spec(Target::Pid(7));
+            edit(&mut req);
+            let err = StoredSpec::from_request(req, &[], &Defaults::default()).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument);
+            assert!(err.message().contains(says), "{}", err.message());
+        };
+        refuse(&|r| r.trace_id = Some("xyz".into()), "is not a trace id");
+        refuse(&|r| r.trace_id = Some("0".repeat(32)), "all-zero");
+        refuse(
+            &|r| {
+                r.header = Some(v1::HeaderMatch {
+                    name: "x tenant".into(),
+                    value: "a".into(),
+                })
+            },
+            "not an HTTP header name",
+        );
+        refuse(
+            &|r| r.freeze_timeout_seconds = Some(5),
+            "--freeze-timeout needs --freeze",
+        );
+        refuse(
+            &|r| {
+                r.freeze = true;
+                r.freeze_timeout_seconds = Some(601);
+            },
+            "longer than the 600s",
+        );
+        refuse(
+            &|r| {
+                r.freeze = true;
+                r.freeze_timeout_seconds = Some(0);
+            },
+            "at least 1s",
+        );
+    }
+
+    #[test]
+    fn specs_stored_before_freezing_existed_still_read() {
+        let old = serde_json::json!({
+            "target": {"pid": 7}, "location": "a.c:1", "when": null,
+            "hit_limit": 5, "expire_seconds": 60, "rate_per_second": 10
+        });
+        let s = StoredSpec::from_json(&old).unwrap();
+        assert_eq!((s.trace_id, s.header, s.freeze_seconds), (None, None, None));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use tracery_store::{BreakpointId, SnapshotId};
 use crate::registry::{arm_message, store_status, Registry};
 use crate::snapshot_body;
 use crate::spec::StoredSpec;
+use crate::trace_api;
 
 /// How long `SetBreakpoint` waits for agents to report whether the location resolves.
 const ARM_WAIT: Duration = Duration::from_secs(3);
@@ -243,6 +244,39 @@ impl Tracery for TraceryApi {
             breakpoints,
         }))
     }
+
+    async fn list_traces(
+        &self,
+        _: Request<v1::ListTracesRequest>,
+    ) -> Result<Response<v1::ListTracesResponse>, Status> {
+        Ok(Response::new(trace_api::list(&self.registry).await?))
+    }
+
+    async fn get_trace(
+        &self,
+        request: Request<v1::GetTraceRequest>,
+    ) -> Result<Response<v1::Trace>, Status> {
+        let id = request.into_inner().trace_id;
+        Ok(Response::new(trace_api::get(&self.registry, &id).await?))
+    }
+
+    async fn resume_trace(
+        &self,
+        request: Request<v1::ResumeTraceRequest>,
+    ) -> Result<Response<v1::ResumeTraceResponse>, Status> {
+        let id = request.into_inner().trace_id;
+        Ok(Response::new(trace_api::resume(&self.registry, &id).await?))
+    }
+
+    async fn eval_trace(
+        &self,
+        request: Request<v1::EvalTraceRequest>,
+    ) -> Result<Response<v1::EvalTraceResponse>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(
+            trace_api::eval(&self.registry, &r.trace_id, &r.expr).await?,
+        ))
+    }
 }
 
 impl TraceryApi {
@@ -282,7 +316,8 @@ struct ArmOutcome {
 
 impl ArmOutcome {
     fn errors_text(&self) -> String {
-        self.errors
+        let text = self
+            .errors
             .iter()
             .map(|(error, where_)| {
                 let places: Vec<String> = where_
@@ -292,8 +327,27 @@ impl ArmOutcome {
                 format!("{error} ({})", places.join(", "))
             })
             .collect::<Vec<_>>()
-            .join("; ")
+            .join("; ");
+        cap_message(text)
     }
+}
+
+/// Longest error text put in a gRPC status: the message travels in an HTTP/2 trailer,
+/// percent-encoded, and one over the peer's header limit (a verifier log can be tens of
+/// KiB) reaches the user as a bare "h2 protocol error".
+const MAX_MESSAGE: usize = 2000;
+
+fn cap_message(mut text: String) -> String {
+    if text.len() > MAX_MESSAGE {
+        let mut cut = MAX_MESSAGE;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let more = text.len() - cut;
+        text.truncate(cut);
+        text.push_str(&format!(" … ({more} more bytes in the agent's log)"));
+    }
+    text
 }
 
 /// Collects arm results for `breakpoint_id` until one agent armed it, every agent in

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "tracery-ctl", version, about)]
 struct Cli {
-    /// The controller to talk to (for breakpoint, snapshot and status).
+    /// The controller to talk to (for breakpoint, snapshot, trace and status).
     #[arg(long, global = true, env = "TRACERY_CONTROLLER", default_value = client::DEFAULT_CONTROLLER)]
     controller: String,
     #[command(subcommand)]
@@ -31,6 +31,9 @@ enum Command {
     /// Snapshots stored by the controller.
     #[command(subcommand)]
     Snapshot(commands::snapshot::Command),
+    /// Frozen requests (breakpoints set with --freeze): list, view, eval, resume.
+    #[command(subcommand)]
+    Trace(commands::trace::Command),
     /// Agents, armed probes per process, hits, drops and overhead.
     Status {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Symbols(a) => commands::symbols::run(a),
         Command::Breakpoint(c) => block_on(commands::breakpoint::run(&controller, c)),
         Command::Snapshot(c) => block_on(commands::snapshot::run(&controller, c)),
+        Command::Trace(c) => block_on(commands::trace::run(&controller, c)),
         Command::Status { output } => block_on(commands::status::run(&controller, output)),
     };
     match result {

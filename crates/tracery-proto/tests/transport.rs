@@ -53,6 +53,7 @@ fn the_breakpoint() -> v1::Breakpoint {
             hit_limit: Some(100),
             expire_seconds: Some(3600),
             rate_per_second: Some(10),
+            ..Default::default()
         }),
         created: Some(std::time::SystemTime::UNIX_EPOCH.into()),
         expires: None,
@@ -113,6 +114,34 @@ impl Tracery for OneBreakpoint {
         &self,
         _: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::StatusResponse>, Status> {
+        Err(Status::unimplemented("test"))
+    }
+
+    async fn list_traces(
+        &self,
+        _: Request<v1::ListTracesRequest>,
+    ) -> Result<Response<v1::ListTracesResponse>, Status> {
+        Err(Status::unimplemented("test"))
+    }
+
+    async fn get_trace(
+        &self,
+        _: Request<v1::GetTraceRequest>,
+    ) -> Result<Response<v1::Trace>, Status> {
+        Err(Status::unimplemented("test"))
+    }
+
+    async fn resume_trace(
+        &self,
+        _: Request<v1::ResumeTraceRequest>,
+    ) -> Result<Response<v1::ResumeTraceResponse>, Status> {
+        Err(Status::unimplemented("test"))
+    }
+
+    async fn eval_trace(
+        &self,
+        _: Request<v1::EvalTraceRequest>,
+    ) -> Result<Response<v1::EvalTraceResponse>, Status> {
         Err(Status::unimplemented("test"))
     }
 }

@@ -170,6 +170,38 @@ impl Store {
         })
     }
 
+    /// Up to `limit` snapshots of one trace (`trace_id` as stored: 32 lowercase hex
+    /// digits), oldest first, bodies included. Scans the table: traces are looked up by a
+    /// person, not per hit.
+    pub async fn list_trace_snapshots(
+        &self,
+        trace_id: &str,
+        limit: u32,
+    ) -> Result<Vec<SnapshotRecord>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            summary_columns!(),
+            ", body FROM snapshots WHERE trace_id = $1 ORDER BY id LIMIT $2"
+        );
+        with_pool!(self, pool => {
+            let rows = sqlx::query(sql)
+                .bind(trace_id)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+                .map_err(|source| self.query_error("list the snapshots of a trace", source))?;
+            rows.iter()
+                .map(|row| {
+                    Ok(SnapshotRecord {
+                        summary: summary(row)?,
+                        body: row.try_get::<SqlJson<Json>, _>("body")?.0,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(|source| self.query_error("read the snapshots of a trace", source))
+        })
+    }
+
     /// The snapshot with this id, body included; `None` when there is none.
     pub async fn get_snapshot(&self, id: SnapshotId) -> Result<Option<SnapshotRecord>, StoreError> {
         let sql = concat!(

@@ -386,6 +386,47 @@ async fn get_returns_the_exact_body(fx: Fixture) {
     fx.cleanup().await;
 }
 
+async fn snapshots_of_one_trace_list_oldest_first(fx: Fixture) {
+    let store = fx.open().await;
+    let bp = store
+        .create_breakpoint(&json!({}), at(1_795_003_600, 0))
+        .await
+        .unwrap();
+    let b = body(1);
+    let mut ids = Vec::new();
+    for (seq, trace) in [
+        (1, Some("4bf92f3577b34da6a3ce929d0e0e4736")),
+        (2, None),
+        (3, Some("0000000000000000a3ce929d0e0e4736")),
+        (4, Some("4bf92f3577b34da6a3ce929d0e0e4736")),
+    ] {
+        let new = NewSnapshot {
+            trace_id: trace,
+            ..hit("node-1", bp, seq, &b)
+        };
+        ids.push(store.insert_snapshot(&new).await.unwrap().id);
+    }
+    let of = store
+        .list_trace_snapshots("4bf92f3577b34da6a3ce929d0e0e4736", 10)
+        .await
+        .unwrap();
+    let got: Vec<_> = of.iter().map(|r| r.summary.id).collect();
+    assert_eq!(got, vec![ids[0], ids[3]]);
+    assert_eq!(of[0].body, b);
+    let first = store
+        .list_trace_snapshots("4bf92f3577b34da6a3ce929d0e0e4736", 1)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(store
+        .list_trace_snapshots("ffffffffffffffffffffffffffffffff", 10)
+        .await
+        .unwrap()
+        .is_empty());
+    store.close().await;
+    fx.cleanup().await;
+}
+
 async fn drops_add_up(fx: Fixture) {
     let store = fx.open().await;
     let (bp1, bp2) = (BreakpointId(1), BreakpointId(2));
@@ -482,6 +523,7 @@ on_both_backends!(
     a_resent_hit_is_stored_once,
     snapshots_list_in_id_order_with_filter_and_pages,
     get_returns_the_exact_body,
+    snapshots_of_one_trace_list_oldest_first,
     drops_add_up,
     everything_survives_a_reopen,
 );

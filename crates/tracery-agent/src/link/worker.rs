@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     error::AgentError,
+    freeze::{FreezeEvent, FrozenThread, ResumeOutcome, TraceId},
     manager::{BreakpointSpec, BreakpointStatus, Manager},
     snapshot::Snapshot,
 };
@@ -32,6 +33,15 @@ pub enum Command {
     ),
     /// Disarm a breakpoint.
     Remove(u64),
+    /// Let every frozen thread of a trace go.
+    Resume(TraceId, oneshot::Sender<ResumeOutcome>),
+    /// Evaluate an expression in the stopped thread of a trace; the value as JSON or the
+    /// error's text.
+    Eval(
+        TraceId,
+        String,
+        oneshot::Sender<Result<serde_json::Value, String>>,
+    ),
 }
 
 /// The Manager's state as the link sees it.
@@ -40,12 +50,18 @@ pub struct WorkerState {
     pub breakpoints: Vec<BreakpointStatus>,
     /// Per breakpoint: snapshots dropped because the queue to the link was full.
     pub queue_drops: BTreeMap<u64, u64>,
+    /// Threads frozen now; updated before their events are sent, so a reconnect that
+    /// reports this list and then the events that follow never misses a freeze.
+    pub frozen: Vec<FrozenThread>,
 }
 
 /// Handle on the Manager thread. Dropping it (with the command sender) stops the thread.
 pub struct Worker {
     pub commands: mpsc::Sender<Command>,
     pub snapshots: mpsc::Receiver<Snapshot>,
+    /// Freezes and releases, in order. Unbounded: they are few (hit limits bound them) and
+    /// none may be lost while the controller is away.
+    pub freeze_events: mpsc::UnboundedReceiver<FreezeEvent>,
     pub state: Arc<Mutex<WorkerState>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -55,6 +71,7 @@ impl Worker {
     pub fn spawn() -> Result<Self, AgentError> {
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (snap_tx, snap_rx) = mpsc::channel(SNAPSHOT_QUEUE);
+        let (event_tx, event_rx) = mpsc::unbounded_channel();
         let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
         let state = Arc::new(Mutex::new(WorkerState::default()));
         let shared = state.clone();
@@ -63,7 +80,7 @@ impl Worker {
             .spawn(move || match Manager::start() {
                 Ok(m) => {
                     let _ = started_tx.send(Ok(()));
-                    run(m, cmd_rx, snap_tx, &shared);
+                    run(m, cmd_rx, snap_tx, event_tx, &shared);
                 }
                 Err(e) => {
                     let _ = started_tx.send(Err(e));
@@ -77,6 +94,7 @@ impl Worker {
             Ok(Ok(())) => Ok(Self {
                 commands: cmd_tx,
                 snapshots: snap_rx,
+                freeze_events: event_rx,
                 state,
                 thread: Some(thread),
             }),
@@ -108,6 +126,7 @@ fn run(
     mut m: Manager,
     mut commands: mpsc::Receiver<Command>,
     snapshots: mpsc::Sender<Snapshot>,
+    freeze_events: mpsc::UnboundedSender<FreezeEvent>,
     state: &Mutex<WorkerState>,
 ) {
     let mut queue_drops: BTreeMap<u64, u64> = BTreeMap::new();
@@ -126,6 +145,12 @@ fn run(
                     if let Err(e) = m.remove(id) {
                         tracing::warn!(id, error = %error_chain(&e), "cannot disarm breakpoint");
                     }
+                }
+                Ok(Command::Resume(trace, reply)) => {
+                    let _ = reply.send(m.resume(trace));
+                }
+                Ok(Command::Eval(trace, expr, reply)) => {
+                    let _ = reply.send(m.eval(trace, &expr).map_err(|e| error_chain(&e)));
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => return,
@@ -146,9 +171,16 @@ fn run(
             }
         }
         let breakpoints = m.status();
-        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-        st.breakpoints = breakpoints;
-        st.queue_drops.clone_from(&queue_drops);
+        {
+            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+            st.breakpoints = breakpoints;
+            st.queue_drops.clone_from(&queue_drops);
+            st.frozen = m.frozen();
+        }
+        for event in m.take_freeze_events() {
+            // A gone link is noticed through the command channel.
+            let _ = freeze_events.send(event);
+        }
     }
 }
 

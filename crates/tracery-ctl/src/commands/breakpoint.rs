@@ -11,7 +11,7 @@ use crate::{client, OutputFormat};
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
     /// Set a breakpoint on a service, an executable or a process; prints its id.
-    Set(SetArgs),
+    Set(Box<SetArgs>),
     /// List active breakpoints.
     List {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
@@ -40,7 +40,7 @@ pub struct SetArgs {
     /// Keep only hits where this holds, e.g. `order.qty > 10 && status == "pending"`.
     #[arg(long, value_name = "EXPR")]
     when: Option<String>,
-    /// Stop after this many snapshots (default: the controller's, 100).
+    /// Stop after this many snapshots (default: the controller's, 100; 1 with --freeze).
     #[arg(long)]
     hits: Option<u32>,
     /// Remove the breakpoint after this long, e.g. 30m or 2h (default: the controller's, 1h).
@@ -49,6 +49,47 @@ pub struct SetArgs {
     /// Kernel-side rate limit, e.g. 10/s or 10 (default: the controller's, 10/s).
     #[arg(long, value_name = "N/s", value_parser = parse_rate)]
     rate: Option<u32>,
+    /// Only hits of the request with this trace id (32 hex digits, or 16 for B3).
+    #[arg(long, value_name = "ID", value_parser = parse_trace_id)]
+    trace_id: Option<String>,
+    /// Only hits of requests that carried this HTTP header, e.g. x-tenant=acme.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_header)]
+    header: Option<v1::HeaderMatch>,
+    /// Freeze the request that hits: hold its messages everywhere and stop its thread
+    /// where that is safe, until `tracery-ctl trace resume` or the freeze timeout. Unless
+    /// --hits says otherwise, the breakpoint then freezes one request only.
+    #[arg(long)]
+    freeze: bool,
+    /// How long a frozen request stays frozen unless resumed, e.g. 30s or 5m (default 60s,
+    /// at most 10m). Needs --freeze.
+    #[arg(long, value_name = "DURATION", requires = "freeze", value_parser = parse_freeze_timeout)]
+    freeze_timeout: Option<u64>,
+}
+
+fn parse_trace_id(s: &str) -> Result<String, String> {
+    tracery_proto::trace::normalize_trace_id(s).map_err(|e| e.to_string())
+}
+
+fn parse_header(s: &str) -> Result<v1::HeaderMatch, String> {
+    tracery_proto::trace::parse_header(s).map_err(|e| e.to_string())
+}
+
+/// A freeze timeout in whole seconds (rounded up), 1 s to the maximum freeze.
+fn parse_freeze_timeout(s: &str) -> Result<u64, String> {
+    use tracery_proto::trace::MAX_FREEZE_SECONDS;
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 60s or 5m: {e}"))?;
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    if secs == 0 {
+        return Err("a freeze timeout must be at least 1s".into());
+    }
+    if secs > MAX_FREEZE_SECONDS {
+        return Err(format!(
+            "{s} is longer than the {MAX_FREEZE_SECONDS}s (10m) a request may stay frozen; \
+             resume it earlier with `tracery-ctl trace resume` instead"
+        ));
+    }
+    Ok(secs)
 }
 
 fn parse_rate(s: &str) -> Result<u32, String> {
@@ -61,7 +102,7 @@ fn parse_rate(s: &str) -> Result<u32, String> {
 /// Runs `breakpoint`.
 pub async fn run(controller: &str, cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Set(a) => set(controller, a).await,
+        Command::Set(a) => set(controller, *a).await,
         Command::List { output } => list(controller, output).await,
         Command::Delete { id } => {
             let mut c = client::connect(controller).await?;
@@ -96,6 +137,10 @@ async fn set(controller: &str, a: SetArgs) -> anyhow::Result<()> {
         hit_limit: a.hits,
         expire_seconds: a.expire.map(|d| d.as_secs().max(1)),
         rate_per_second: a.rate,
+        trace_id: a.trace_id,
+        header: a.header,
+        freeze: a.freeze,
+        freeze_timeout_seconds: a.freeze_timeout,
     };
     let mut c = client::connect(controller).await?;
     let bp = c
@@ -123,7 +168,9 @@ async fn list(controller: &str, output: OutputFormat) -> anyhow::Result<()> {
         }
         OutputFormat::Text => {
             let mut t = Table::new();
-            t.set_header(["id", "target", "at", "when", "hits", "drops", "expires"]);
+            t.set_header([
+                "id", "target", "at", "when", "scope", "freeze", "hits", "drops", "expires",
+            ]);
             for b in &bps {
                 let j = breakpoint_json(b);
                 t.add_row([
@@ -131,6 +178,11 @@ async fn list(controller: &str, output: OutputFormat) -> anyhow::Result<()> {
                     j["target"].as_str().unwrap_or("").to_string(),
                     j["location"].as_str().unwrap_or("").to_string(),
                     j["when"].as_str().unwrap_or("").to_string(),
+                    scope_text(&j),
+                    match j["freeze_timeout_seconds"].as_u64() {
+                        Some(s) if j["freeze"] == true => format!("yes, {s}s"),
+                        _ => "no".to_string(),
+                    },
                     format!("{}/{}", j["hits"], j["hit_limit"]),
                     j["drops"].to_string(),
                     j["expires"].as_str().unwrap_or("").to_string(),
@@ -140,6 +192,22 @@ async fn list(controller: &str, output: OutputFormat) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `trace T`, `header N=V`, both on two lines, or `any request`.
+fn scope_text(j: &serde_json::Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = j["trace_id"].as_str() {
+        parts.push(format!("trace {t}"));
+    }
+    if let (Some(n), Some(v)) = (j["header"]["name"].as_str(), j["header"]["value"].as_str()) {
+        parts.push(format!("header {n}={v}"));
+    }
+    if parts.is_empty() {
+        "any request".into()
+    } else {
+        parts.join("\n")
+    }
 }
 
 /// A breakpoint as one JSON object (`breakpoint list --output json`).
@@ -163,6 +231,10 @@ pub fn breakpoint_json(b: &v1::Breakpoint) -> serde_json::Value {
         "hit_limit": spec.hit_limit,
         "expire_seconds": spec.expire_seconds,
         "rate_per_second": spec.rate_per_second,
+        "trace_id": spec.trace_id,
+        "header": spec.header.map(|h| serde_json::json!({"name": h.name, "value": h.value})),
+        "freeze": spec.freeze,
+        "freeze_timeout_seconds": spec.freeze_timeout_seconds,
         "hits": b.hits,
         "drops": b.drops,
         "created": time(&b.created),

@@ -5,3 +5,4 @@ pub mod probe;
 pub mod snapshot;
 pub mod status;
 pub mod symbols;
+pub mod trace;

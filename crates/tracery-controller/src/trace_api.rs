@@ -1,0 +1,271 @@
+//! The trace RPCs of `Tracery`: list and show frozen traces, resume them on every agent
+//! that holds them, and evaluate expressions in a stopped thread.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::Status;
+use tracery_proto::v1::{self, controller_message::Message as Down};
+
+use crate::registry::{store_status, Registry, Reply};
+use crate::snapshot_body;
+use crate::traces::{not_frozen_text, Held};
+
+/// How long `ResumeTrace` waits for agents to answer.
+const RESUME_WAIT: Duration = Duration::from_secs(5);
+/// How long `EvalTrace` waits for the agent (it reads the stopped thread's memory).
+const EVAL_WAIT: Duration = Duration::from_secs(10);
+/// Snapshots shown per trace.
+const TRACE_SNAPSHOTS: u32 = 100;
+
+/// A user's trace id in its stored form, or why it is not one.
+fn trace_id(text: &str) -> Result<String, Status> {
+    tracery_proto::trace::normalize_trace_id(text)
+        .map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+fn held_thread(registry: &Registry, h: Held) -> v1::HeldThread {
+    v1::HeldThread {
+        agent_connected: registry.is_connected(&h.agent_id),
+        agent_id: h.agent_id,
+        node: h.node,
+        thread: Some(h.thread),
+    }
+}
+
+/// Every frozen trace.
+pub(crate) async fn list(registry: &Registry) -> Result<v1::ListTracesResponse, Status> {
+    let all = registry.traces().all();
+    let mut traces = Vec::with_capacity(all.len());
+    for (trace_id, held) in all {
+        traces.push(v1::Trace {
+            snapshots: snapshots(registry, &trace_id).await?,
+            threads: held.into_iter().map(|h| held_thread(registry, h)).collect(),
+            last_release: None,
+            trace_id,
+        });
+    }
+    Ok(v1::ListTracesResponse { traces })
+}
+
+/// One trace: frozen, or known by its last release or its snapshots.
+pub(crate) async fn get(registry: &Registry, text: &str) -> Result<v1::Trace, Status> {
+    let trace_id = trace_id(text)?;
+    let (held, last_release) = {
+        let traces = registry.traces();
+        (traces.threads(&trace_id), traces.last_release(&trace_id))
+    };
+    let snapshots = snapshots(registry, &trace_id).await?;
+    if held.is_empty() && last_release.is_none() && snapshots.is_empty() {
+        return Err(Status::not_found(format!(
+            "trace {trace_id} was never frozen and has no snapshots; \
+             `tracery-ctl trace list` shows the frozen traces"
+        )));
+    }
+    Ok(v1::Trace {
+        threads: held.into_iter().map(|h| held_thread(registry, h)).collect(),
+        last_release,
+        snapshots,
+        trace_id,
+    })
+}
+
+/// Snapshots stored for a trace, in short.
+async fn snapshots(registry: &Registry, trace_id: &str) -> Result<Vec<v1::TraceSnapshot>, Status> {
+    let records = registry
+        .store
+        .list_trace_snapshots(trace_id, TRACE_SNAPSHOTS)
+        .await
+        .map_err(store_status)?;
+    Ok(records
+        .into_iter()
+        .map(|r| {
+            // A body this version cannot read still lists, without its location.
+            let location = snapshot_body::decode(&r.body).ok().and_then(|s| s.location);
+            v1::TraceSnapshot {
+                id: u64::try_from(r.summary.id.0).unwrap_or_default(),
+                breakpoint_id: u64::try_from(r.summary.breakpoint_id.0).unwrap_or_default(),
+                location,
+                time: Some(r.summary.time.into()),
+                pid: r.summary.pid,
+                tid: r.summary.tid,
+            }
+        })
+        .collect())
+}
+
+/// Asks every connected agent to let the trace go (an agent may hold it before its report
+/// arrives) and waits for their answers.
+pub(crate) async fn resume(
+    registry: &Registry,
+    text: &str,
+) -> Result<v1::ResumeTraceResponse, Status> {
+    let trace_id = trace_id(text)?;
+    let holders: BTreeSet<String> = registry
+        .traces()
+        .threads(&trace_id)
+        .into_iter()
+        .map(|h| h.agent_id)
+        .collect();
+    let (request_id, mut replies) = registry.open_request();
+    let mut waiting = BTreeSet::new();
+    for agent in registry.connected_agents() {
+        let message = Down::ResumeTrace(v1::ResumeTrace {
+            request_id,
+            trace_id: trace_id.clone(),
+        });
+        if registry.send_to_agent(&agent, message) {
+            waiting.insert(agent);
+        }
+    }
+    let mut released = Vec::new();
+    let mut agent_last = Vec::new();
+    let deadline = Instant::now() + RESUME_WAIT;
+    while !waiting.is_empty() {
+        let Ok(Some((agent, reply))) = tokio::time::timeout_at(deadline, replies.recv()).await
+        else {
+            break;
+        };
+        let Reply::Resume(result) = reply else {
+            continue;
+        };
+        if !waiting.remove(&agent) {
+            continue;
+        }
+        let node = registry.node_of(&agent);
+        for release in result.released {
+            released.push(v1::HeldRelease {
+                agent_id: agent.clone(),
+                node: node.clone(),
+                release: Some(release),
+            });
+        }
+        if let Some(release) = result.last_release {
+            agent_last.push(v1::HeldRelease {
+                agent_id: agent.clone(),
+                node: node.clone(),
+                release: Some(release),
+            });
+        }
+    }
+    registry.close_request(request_id);
+    let mut unanswered: Vec<String> = waiting.into_iter().collect();
+    // Holders whose stream is down were not asked: their threads go at the deadline.
+    unanswered.extend(
+        holders
+            .into_iter()
+            .filter(|h| !registry.is_connected(h))
+            .map(|h| format!("{h} (disconnected)")),
+    );
+    let last_release = if released.is_empty() {
+        // What the controller saw, or what an agent remembers (the controller restarted).
+        let mut traces = registry.traces();
+        for l in agent_last {
+            if let Some(r) = l.release {
+                traces.released(&l.agent_id, &l.node, r);
+            }
+        }
+        traces.last_release(&trace_id)
+    } else {
+        None
+    };
+    tracing::info!(trace = %trace_id, released = released.len(), unanswered = ?unanswered, "resume");
+    Ok(v1::ResumeTraceResponse {
+        trace_id,
+        released,
+        last_release,
+        unanswered,
+    })
+}
+
+/// Evaluates `expr` in the stopped thread of the trace, on the agent that holds it.
+pub(crate) async fn eval(
+    registry: &Registry,
+    text: &str,
+    expr: &str,
+) -> Result<v1::EvalTraceResponse, Status> {
+    let trace_id = trace_id(text)?;
+    if expr.trim().is_empty() {
+        return Err(Status::invalid_argument(
+            "the expression is empty; give a variable or field path, e.g. order.qty",
+        ));
+    }
+    let (held, last) = {
+        let traces = registry.traces();
+        (traces.threads(&trace_id), traces.last_release(&trace_id))
+    };
+    if held.is_empty() {
+        return Err(Status::not_found(format!(
+            "{}; `trace eval` reads a thread only while its trace is frozen",
+            not_frozen_text(&trace_id, last.as_ref())
+        )));
+    }
+    let Some(stopped) = held
+        .iter()
+        .find(|h| h.thread.suspended && registry.is_connected(&h.agent_id))
+        .cloned()
+    else {
+        let why: Vec<String> = held
+            .iter()
+            .map(|h| {
+                let reason = if !h.thread.suspended {
+                    h.thread.not_suspended_reason.clone()
+                } else {
+                    format!("agent {} is disconnected", h.agent_id)
+                };
+                format!(
+                    "pid {} tid {} on {}: {reason}",
+                    h.thread.pid, h.thread.tid, h.node
+                )
+            })
+            .collect();
+        return Err(Status::failed_precondition(format!(
+            "trace {trace_id} is frozen but none of its threads is stopped ({}); \
+             `trace eval` needs a stopped thread, `trace view` shows the snapshot",
+            why.join("; ")
+        )));
+    };
+    let (request_id, mut replies) = registry.open_request();
+    let sent = registry.send_to_agent(
+        &stopped.agent_id,
+        Down::EvalTrace(v1::EvalTrace {
+            request_id,
+            trace_id: trace_id.clone(),
+            expr: expr.to_owned(),
+        }),
+    );
+    let want = stopped.agent_id.clone();
+    let answer = async move {
+        while let Some((agent, reply)) = replies.recv().await {
+            if let (true, Reply::Eval(result)) = (agent == want, reply) {
+                return Some(result);
+            }
+        }
+        None
+    };
+    let answer = if sent {
+        tokio::time::timeout(EVAL_WAIT, answer).await.ok().flatten()
+    } else {
+        None
+    };
+    let (agent_id, node) = (stopped.agent_id.clone(), stopped.node.clone());
+    registry.close_request(request_id);
+    let Some(result) = answer else {
+        return Err(Status::unavailable(format!(
+            "agent {agent_id} on {node} did not answer within {}s; check `tracery-ctl status`",
+            EVAL_WAIT.as_secs()
+        )));
+    };
+    match result.result {
+        Some(v1::eval_result::Result::Json(json)) => Ok(v1::EvalTraceResponse {
+            thread: Some(held_thread(registry, stopped)),
+            json,
+        }),
+        // The agent's words, as they are: they name the expression's problem.
+        Some(v1::eval_result::Result::Error(error)) => Err(Status::failed_precondition(error)),
+        None => Err(Status::internal(
+            "the agent's EvalResult has no result; check that agent and controller run the same Tracery version",
+        )),
+    }
+}
