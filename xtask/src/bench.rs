@@ -1,22 +1,27 @@
 //! `cargo xtask bench`: speed and memory figures, as root (see the bench sources for what
 //! each measures). Benchmarks build in release mode: debug figures would mislead.
 //!
-//! Two benches of `tracery-agent`, each printing its own figures:
+//! Three benches of `tracery-agent`, each printing its own figures:
 //! - `capture`: capture cost against a bare uprobe, and the sustained hit rate;
 //! - `control_plane`: a standalone agent's idle CPU and RSS, and the latency from a hit to
-//!   `snapshot watch` output (p50/p90/p99/max).
+//!   `snapshot watch` output (p50/p90/p99/max);
+//! - `freeze`: latency of requests through the demo's three services with nothing
+//!   attached, with a freeze breakpoint armed, and while one request is frozen.
 
 use std::{path::Path, process::Command};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
-use crate::{host, setup};
+use crate::{host, services, setup};
 
 /// The benches, run in this order.
-const BENCHES: [&str; 2] = ["capture", "control_plane"];
+const BENCHES: [&str; 3] = ["capture", "control_plane", "freeze"];
 
-/// Runs every benchmark; stops at the first that fails.
-pub fn run(workspace: &Path) -> Result<()> {
+/// Runs the named benchmarks (all when none is named); stops at the first that fails.
+pub fn run(workspace: &Path, names: &[String]) -> Result<()> {
+    if let Some(bad) = names.iter().find(|n| !BENCHES.contains(&n.as_str())) {
+        bail!("no bench {bad:?}; the benches are {}", BENCHES.join(", "));
+    }
     if !host::is_root() {
         anyhow::bail!(
             "the benchmarks attach uprobes and need root; run `cargo xtask bench` as root"
@@ -24,14 +29,27 @@ pub fn run(workspace: &Path) -> Result<()> {
     }
     setup::run(setup::Mode::Install { quiet: true })?;
     for bench in BENCHES {
+        if !names.is_empty() && !names.iter().any(|n| n == bench) {
+            continue;
+        }
         println!("==== bench {bench}");
-        crate::run_checked(Command::new(crate::cargo()).current_dir(workspace).args([
-            "bench",
-            "-p",
-            "tracery-agent",
-            "--bench",
-            bench,
-        ]))?;
+        let mut cmd = Command::new(crate::cargo());
+        cmd.current_dir(workspace)
+            .args(["bench", "-p", "tracery-agent", "--bench", bench]);
+        if bench == "freeze" {
+            services::ensure_running()?;
+            crate::run_checked(Command::new(crate::cargo()).current_dir(workspace).args([
+                "build",
+                "--release",
+                "--quiet",
+                "-p",
+                "tracery-demo-orders",
+            ]))?;
+            let orders = host::target_dir(workspace).join("release/demo-orders");
+            cmd.env("TRACERY_DEMO_ORDERS", orders)
+                .env("TRACERY_DEMO_DATABASE", services::PG_DEMO_URL);
+        }
+        crate::run_checked(&mut cmd)?;
         println!();
     }
     Ok(())

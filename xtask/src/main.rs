@@ -45,8 +45,10 @@ enum Task {
     /// snapshot (as root; runs set-up first).
     Demo,
     /// Speed and memory figures (as root): capture and false-condition cost against a bare
-    /// uprobe, sustained hit rate, hit-to-watch latency, idle CPU and RSS of the agent.
-    Bench,
+    /// uprobe, sustained hit rate, hit-to-watch latency, idle CPU and RSS of the agent, and
+    /// the latency of other requests while one is frozen. Name benches to run only those
+    /// (`capture`, `control_plane`, `freeze`).
+    Bench { names: Vec<String> },
 }
 
 fn main() {
@@ -77,7 +79,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Task::Test { args } => test::run(&root, &args),
         Task::Lint => lint::run(&root),
         Task::Demo => demo::run(&root),
-        Task::Bench => bench::run(&root),
+        Task::Bench { names } => bench::run(&root, &names),
     }
 }
 

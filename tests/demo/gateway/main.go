@@ -53,7 +53,7 @@ func main() {
 			return
 		}
 		tp := outgoing(r.Header.Get("traceparent"))
-		fmt.Printf("access POST /checkout traceparent=%s\n", tp)
+		fmt.Printf("access POST /checkout traceparent=%s\n", tp) // @probe:demo_gateway_access
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)

@@ -1,0 +1,238 @@
+//! Freeze benchmark (`cargo xtask bench freeze`, as root): does freezing one request slow
+//! the others?
+//!
+//! Runs the demo's three services (gateway (Go) -> orders (Rust, PostgreSQL) -> payments
+//! (Go)) and measures the latency of 500 requests through all three, in the same run:
+//!
+//! - A: nothing attached;
+//! - B: a `--freeze` breakpoint armed in the gateway's handler (Go), scoped to trace T,
+//!   with the trace tracker running in the gateway (every request pays the uprobe and the
+//!   tracker) and the gateway's threads seized;
+//! - C: T frozen there: its goroutine's thread stopped at its next socket system call, for
+//!   the whole phase, while the 500 others run through the same Go scheduler, tokio pool
+//!   and database.
+//!
+//! Then T is resumed and must have completed with the right answer (without message holds,
+//! not built yet, the socket write the thread stops after may be T's response). Target: C's p50 and p99
+//! within 10 % of A's. The freeze is in a Go service because orders runs on tokio, whose
+//! worker threads Tracery does not stop (a stopped worker stalls the runtime). Needs
+//! TRACERY_DEMO_ORDERS (a release `demo-orders`) and TRACERY_DEMO_DATABASE (set by
+//! `cargo xtask bench`).
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::PathBuf,
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use tracery_agent::{
+    freeze::{FreezeSpec, ResumeOutcome, Suspension, TraceId, TraceScope},
+    BreakpointSpec, Manager, Target,
+};
+use tracery_dwarf::CaptureLimits;
+use tracery_tests::demo::DemoServices;
+
+const REQUESTS: usize = 500;
+const CLIENTS: usize = 4;
+const TRACE: &str = "5ea1f00d5ea1f00d5ea1f00d5ea1f00d";
+/// Long enough for phase C on a slow VM; T is resumed explicitly before it passes.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(300);
+const TARGET_RATIO: f64 = 1.10;
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let orders = PathBuf::from(
+        std::env::var("TRACERY_DEMO_ORDERS")
+            .expect("TRACERY_DEMO_ORDERS: run `cargo xtask bench freeze`"),
+    );
+    let database = std::env::var("TRACERY_DEMO_DATABASE")
+        .expect("TRACERY_DEMO_DATABASE: run `cargo xtask bench freeze`");
+    let services = DemoServices::start(&orders, &database);
+    let gw = services.gateway.addr.clone();
+    // Warm connection pools and caches.
+    run_load(&gw, 100);
+
+    let a = run_load(&gw, REQUESTS);
+    let mut m = Manager::start().expect("loading eBPF (root?)");
+    let gateway = services.gateway.process.pid();
+    let (file, line) = tracery_tests::marker_line("demo_gateway_access");
+    m.add(BreakpointSpec {
+        id: 1,
+        target: Target::Pid(gateway),
+        location: format!("{}:{line}", file.display()),
+        when: None,
+        hit_limit: 1,
+        rate_per_sec: 0,
+        expires_at: None,
+        limits: CaptureLimits::default(),
+        scope: TraceScope {
+            trace_id: Some(TraceId::parse(TRACE).unwrap()),
+            header: None,
+        },
+        freeze: Some(FreezeSpec {
+            timeout: FREEZE_TIMEOUT,
+        }),
+    })
+    .expect("arming the freeze breakpoint");
+    let g = gw.clone();
+    let b = with_ticks(&mut m, move || run_load(&g, REQUESTS));
+
+    let g = gw.clone();
+    let frozen = thread::spawn(move || checkout(&g, Some(TRACE), "frozen-customer"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let thread = loop {
+        m.tick(Duration::from_millis(20)).unwrap();
+        let stopped = m
+            .frozen()
+            .into_iter()
+            .find(|f| f.suspension == Suspension::Stopped);
+        if let Some(f) = stopped {
+            break f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "T was not stopped: {:?}",
+            m.frozen()
+        );
+    };
+    assert_eq!(stopped_threads(gateway), 1, "one gateway thread stopped");
+    let g = gw.clone();
+    let c = with_ticks(&mut m, move || run_load(&g, REQUESTS));
+    let after = stopped_threads(gateway);
+    assert_eq!(
+        after,
+        1,
+        "still stopped after the others ran: {:?}",
+        m.frozen()
+    );
+    assert_eq!(m.frozen().len(), 1, "T still frozen");
+    let resumed = m.resume(thread.trace_id);
+    assert!(matches!(resumed, ResumeOutcome::Resumed(_)), "{resumed:?}");
+    let (status, body) = frozen.join().unwrap();
+    drop(m);
+
+    println!(
+        "freeze: latency of {REQUESTS} requests gateway -> orders -> payments ({CLIENTS} clients)"
+    );
+    println!(
+        "  A nothing attached       p50 {:7.2} ms  p99 {:7.2} ms",
+        pct(&a, 50),
+        pct(&a, 99)
+    );
+    println!(
+        "  B breakpoint armed       p50 {:7.2} ms  p99 {:7.2} ms",
+        pct(&b, 50),
+        pct(&b, 99)
+    );
+    println!(
+        "  C one request frozen     p50 {:7.2} ms  p99 {:7.2} ms",
+        pct(&c, 50),
+        pct(&c, 99)
+    );
+    let r50 = pct(&c, 50) / pct(&a, 50);
+    let r99 = pct(&c, 99) / pct(&a, 99);
+    println!("  C/A: p50 {r50:.3}  p99 {r99:.3}  (target <= {TARGET_RATIO:.2})");
+    println!(
+        "  C/B: p50 {:.3}  p99 {:.3}",
+        pct(&c, 50) / pct(&b, 50),
+        pct(&c, 99) / pct(&b, 99)
+    );
+    println!("  frozen request after resume: {status} {body}");
+    assert_eq!(status, 200, "T completes after resume: {body}");
+    assert!(body.contains("\"total_cents\":3375"), "{body}");
+    if r50 > TARGET_RATIO || r99 > TARGET_RATIO {
+        println!("  over target (these VMs are noisy: rerun before concluding)");
+    }
+}
+
+/// Threads of `pid` stopped by their tracer.
+fn stopped_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+                .filter(|stat| {
+                    stat.rsplit_once(") ")
+                        .is_some_and(|(_, r)| r.starts_with('t'))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Runs `load` on another thread while the manager ticks on this one.
+fn with_ticks<T: Send + 'static>(m: &mut Manager, load: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || tx.send(load()).unwrap());
+    loop {
+        m.tick(Duration::from_millis(10)).unwrap();
+        if let Ok(v) = rx.try_recv() {
+            return v;
+        }
+    }
+}
+
+/// `n` checkouts from `CLIENTS` clients; each must succeed. Returns latencies in ms.
+fn run_load(gateway: &str, n: usize) -> Vec<f64> {
+    let per = n.div_ceil(CLIENTS);
+    let workers: Vec<_> = (0..CLIENTS)
+        .map(|w| {
+            let gw = gateway.to_string();
+            thread::spawn(move || {
+                (0..per)
+                    .map(|i| {
+                        let t = Instant::now();
+                        let (status, body) = checkout(&gw, None, &format!("c{w}-{i}"));
+                        assert_eq!(status, 200, "{body}");
+                        t.elapsed().as_secs_f64() * 1e3
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<f64> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    all.truncate(n);
+    all.sort_by(f64::total_cmp);
+    all
+}
+
+fn pct(sorted: &[f64], p: usize) -> f64 {
+    sorted[((sorted.len() * p).div_ceil(100))
+        .saturating_sub(1)
+        .min(sorted.len() - 1)]
+}
+
+/// One `POST /checkout`; returns the status and body.
+fn checkout(gateway: &str, trace: Option<&str>, customer: &str) -> (u16, String) {
+    let body = format!(
+        r#"{{"customer":"{customer}","item":"book","qty":3,"unit_cents":1250,"coupon":"TENOFF"}}"#
+    );
+    let tp = trace
+        .map(|t| format!("traceparent: 00-{t}-00f067aa0ba902b7-01\r\n"))
+        .unwrap_or_default();
+    let mut s = TcpStream::connect(gateway).expect("connect to the gateway");
+    s.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
+    let req = format!(
+        "POST /checkout HTTP/1.1\r\nHost: {gateway}\r\nContent-Type: application/json\r\n{tp}\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read the response");
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (status, body)
+}
