@@ -105,6 +105,7 @@ impl Freezer {
         snaps: &[Snapshot],
         trapped: &[TrappedHit],
         timeouts: &HashMap<u64, Duration>,
+        tracker: &mut Tracker,
     ) {
         for s in snaps {
             let Some(timeout) = timeouts.get(&s.breakpoint_id) else {
@@ -187,6 +188,27 @@ impl Freezer {
                 go_g,
                 stopped_tid,
             });
+        }
+        // Trapped hits that froze nothing (their snapshot was filtered by `when`, or came
+        // over the hit limit): let their threads go now rather than after the claim window.
+        for t in trapped.iter().filter(|t| t.go_g.is_none()) {
+            let kept = self.frozen.iter().any(|f| f.stopped_tid == Some(t.tid));
+            if let (false, Some(tracer)) = (kept, &self.tracer) {
+                // The stop follows the record by about a millisecond: wait for it, then go.
+                if tracer.claim_trap(t.tid, CLAIM_TIMEOUT).is_ok() {
+                    let _ = tracer.resume(t.tid);
+                }
+            }
+        }
+        // Likewise, goroutines marked for a stop that no freeze wants.
+        for t in trapped.iter().filter(|t| t.go_g.is_some()) {
+            if !self
+                .frozen
+                .iter()
+                .any(|f| f.go_g == t.go_g && f.thread.pid == t.pid)
+            {
+                tracker.clear_go_suspend(t.pid, t.go_g.unwrap_or_default());
+            }
         }
     }
 

@@ -255,7 +255,8 @@ impl Manager {
             .filter_map(|(id, b)| Some((*id, b.spec.freeze?.timeout)))
             .collect();
         if !timeouts.is_empty() || !trapped.is_empty() {
-            self.freezer.on_hits(&delivered, &trapped, &timeouts);
+            self.freezer
+                .on_hits(&delivered, &trapped, &timeouts, self.session.tracker());
         }
         self.freezer.poll_go(self.session.tracker());
         self.freezer.expire(self.session.tracker(), |pid| {

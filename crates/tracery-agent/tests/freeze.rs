@@ -290,3 +290,36 @@ fn num_gc(addr: &str) -> u64 {
         serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
     v["num_gc"].as_u64().unwrap()
 }
+
+#[test]
+fn a_trapped_hit_that_when_filters_out_is_let_go_at_once() {
+    require_root();
+    let (server, addr) = FixtureProcess::spawn_service(&tracery_tests::fixture("c-httpd"), &["0"]);
+    let mut m = Manager::start().unwrap();
+    // A string comparison is checked in user space: the kernel traps the thread first.
+    m.add(BreakpointSpec {
+        when: Some(r#"method == "PUT""#.into()),
+        ..freeze_spec(server.pid(), Duration::from_secs(60))
+    })
+    .unwrap();
+    let a = addr.clone();
+    let req = thread::spawn(move || {
+        let t = Instant::now();
+        (request(&a, "/not-put", Some(TRACE), "abc"), t.elapsed())
+    });
+    while !req.is_finished() {
+        m.tick(Duration::from_millis(20)).unwrap();
+    }
+    let (r, took) = req.join().unwrap();
+    assert!(
+        r.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&r)
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "resumed at once, not after the 2 s claim window: {took:?}"
+    );
+    assert!(m.frozen().is_empty());
+    assert_eq!(m.status_of(1).unwrap().filtered, 1);
+}
