@@ -102,6 +102,7 @@ fn demo(ctl: &Path, controller: &str, gateway: &str) -> Result<(), String> {
     )?;
     let id = id.trim().to_string();
     println!("    breakpoint {id}");
+    wait_armed(ctl, controller, &id)?;
 
     step("sending a request through the gateway");
     let body = r#"{"customer":"ana","item":"lamp","qty":3,"unit_cents":1250,"coupon":"TENOFF"}"#;
@@ -162,6 +163,34 @@ fn args() -> Result<(PathBuf, String), String> {
 fn free_port() -> Result<String, String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     Ok(l.local_addr().map_err(|e| e.to_string())?.to_string())
+}
+
+/// Waits until an agent reports breakpoint `id` armed in a process: on a busy machine,
+/// loading a large binary's DWARF can outlast the controller's wait when setting it, and a
+/// request sent before would pass unseen.
+fn wait_armed(ctl: &Path, controller: &str, id: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(out) = ctl_out(ctl, controller, &["status", "--output", "json"]) {
+            let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_default();
+            let armed = v["agents"].as_array().into_iter().flatten().any(|a| {
+                a["processes"].as_array().into_iter().flatten().any(|p| {
+                    p["breakpoints"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|b| b.to_string() == id)
+                })
+            });
+            if armed {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(format!(
+        "breakpoint {id} was not armed within 60 s; see `tracery-ctl status`"
+    ))
 }
 
 fn wait_for_controller(ctl: &Path, controller: &str) -> Result<(), String> {
