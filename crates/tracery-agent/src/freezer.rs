@@ -212,6 +212,13 @@ impl Freezer {
         }
     }
 
+    /// True while a frozen goroutine still waits for its system call to be stopped at.
+    pub(crate) fn go_pending(&self) -> bool {
+        self.frozen
+            .iter()
+            .any(|f| f.go_g.is_some() && f.stopped_tid.is_none())
+    }
+
     /// Claims goroutines the kernel stopped at a system call since the last tick.
     pub(crate) fn poll_go(&mut self, tracker: &Tracker) {
         if let Some(t) = &self.tracer {
@@ -252,7 +259,12 @@ impl Freezer {
     }
 
     /// Releases what passed its deadline, and threads of processes that exited.
-    pub(crate) fn expire(&mut self, tracker: &mut Tracker, alive: impl Fn(u32) -> bool) {
+    /// Returns the processes whose threads were let go.
+    pub(crate) fn expire(
+        &mut self,
+        tracker: &mut Tracker,
+        alive: impl Fn(u32) -> bool,
+    ) -> Vec<u32> {
         let now = SystemTime::now();
         let due: Vec<(usize, ReleaseReason)> = self
             .frozen
@@ -268,10 +280,12 @@ impl Freezer {
                 }
             })
             .collect();
+        let mut pids = Vec::new();
         for (i, reason) in due.into_iter().rev() {
             let f = self.frozen.remove(i);
-            self.release(f, reason, tracker);
+            pids.push(self.release(f, reason, tracker).thread.pid);
         }
+        pids
     }
 
     fn release(&mut self, f: Frozen, reason: ReleaseReason, tracker: &mut Tracker) -> Released {

@@ -95,6 +95,8 @@ struct Armed {
     spec: BreakpointSpec,
     /// Tracker bit of `spec.scope.header`, as a mask (0 for none).
     header_bits: u32,
+    /// A `--freeze` breakpoint armed in Go code: the kernel watches system calls for it.
+    go_freeze: bool,
     /// `spec.when`, parsed once.
     when: Option<Expr>,
     /// pid -> slots of its probe sites.
@@ -158,6 +160,7 @@ impl Manager {
         let mut armed = Armed {
             spec,
             header_bits,
+            go_freeze: false,
             when,
             pids: BTreeMap::new(),
             hits: 0,
@@ -208,8 +211,15 @@ impl Manager {
         }
     }
 
-    /// Detaches from `pid` once no armed `--freeze` breakpoint needs its threads seized.
+    /// Detaches from `pid` once no armed `--freeze` breakpoint needs its threads seized, and
+    /// stops watching system calls once no such breakpoint is in Go code.
     fn unseize_if_unused(&mut self, pid: u32) {
+        let go = self
+            .breakpoints
+            .values()
+            .any(|b| b.go_freeze && b.ended.is_none() && !b.pids.is_empty());
+        let pending = self.freezer.go_pending();
+        self.session.tracker().set_go_freeze_armed(go || pending);
         let wanted = self
             .breakpoints
             .values()
@@ -259,9 +269,12 @@ impl Manager {
                 .on_hits(&delivered, &trapped, &timeouts, self.session.tracker());
         }
         self.freezer.poll_go(self.session.tracker());
-        self.freezer.expire(self.session.tracker(), |pid| {
+        let released = self.freezer.expire(self.session.tracker(), |pid| {
             std::path::Path::new(&format!("/proc/{pid}")).exists()
         });
+        for pid in released {
+            self.unseize_if_unused(pid);
+        }
         for e in self.execs.poll(Duration::ZERO)? {
             for bp in self.breakpoints.values_mut() {
                 let Target::Matching(m) = &bp.spec.target else {
@@ -336,7 +349,14 @@ impl Manager {
     /// Lets every frozen thread of `trace` on this node go. Resuming a trace that is not
     /// frozen does nothing and says when it was last released, if it was.
     pub fn resume(&mut self, trace: TraceId) -> ResumeOutcome {
-        self.freezer.resume(trace, self.session.tracker())
+        let outcome = self.freezer.resume(trace, self.session.tracker());
+        if let ResumeOutcome::Resumed(released) = &outcome {
+            for r in released {
+                // Its breakpoint may have ended meanwhile (a freeze is one hit by default).
+                self.unseize_if_unused(r.thread.pid);
+            }
+        }
+        outcome
     }
 
     /// Evaluates `expr` (a variable or field path) in the stopped thread of `trace`.
@@ -399,6 +419,7 @@ fn arm_in(
         .is_some_and(|(_, p)| p.language() == tracery_dwarf::SourceLanguage::Go);
     if spec.freeze.is_some() {
         if go {
+            bp.go_freeze = true;
             session.tracker().set_go_freeze_armed(true);
         }
         if let Err(e) = freezer.seize(pid, &prepared.binary.binary, session.tracker()) {
