@@ -169,6 +169,7 @@ fn free_port() -> Result<String, String> {
 /// loading a large binary's DWARF can outlast the controller's wait when setting it, and a
 /// request sent before would pass unseen.
 fn wait_armed(ctl: &Path, controller: &str, id: &str) -> Result<(), String> {
+    let id_number: Option<u64> = id.parse().ok();
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Ok(out) = ctl_out(ctl, controller, &["status", "--output", "json"]) {
@@ -179,7 +180,7 @@ fn wait_armed(ctl: &Path, controller: &str, id: &str) -> Result<(), String> {
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .any(|b| b.to_string() == id)
+                        .any(|b| b.as_u64() == id_number)
                 })
             });
             if armed {
