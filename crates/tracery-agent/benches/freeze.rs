@@ -2,9 +2,10 @@
 //! the others?
 //!
 //! Runs the demo's three services (gateway (Go) -> orders (Rust, PostgreSQL) -> payments
-//! (Go)) and measures the latency of 500 requests through all three, in the same run:
+//! (Go)) and measures the latency of requests through all three, in the same run, in five
+//! interleaved rounds of 100 requests per phase (500 per phase):
 //!
-//! - A: nothing attached;
+//! - A: no breakpoint (the agent loaded; the trace tracker off for the gateway);
 //! - B: a `--freeze` breakpoint armed in the gateway's handler (Go), scoped to trace T,
 //!   with the trace tracker running in the gateway (every request pays the uprobe and the
 //!   tracker) and the gateway's threads seized;
@@ -35,9 +36,10 @@ use tracery_agent::{
 use tracery_dwarf::CaptureLimits;
 use tracery_tests::demo::DemoServices;
 
-const REQUESTS: usize = 500;
+/// Rounds of A, B and C; each phase runs `PER_ROUND` requests per round.
+const ROUNDS: usize = 5;
+const PER_ROUND: usize = 100;
 const CLIENTS: usize = 4;
-const TRACE: &str = "5ea1f00d5ea1f00d5ea1f00d5ea1f00d";
 /// Long enough for phase C on a slow VM; T is resumed explicitly before it passes.
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(300);
 const TARGET_RATIO: f64 = 1.10;
@@ -55,86 +57,64 @@ fn main() {
         .expect("TRACERY_DEMO_DATABASE: run `cargo xtask bench freeze`");
     let services = DemoServices::start(&orders, &database);
     let gw = services.gateway.addr.clone();
+    let gateway = services.gateway.process.pid();
     // Warm connection pools and caches.
     run_load(&gw, 100);
 
-    let a = run_load(&gw, REQUESTS);
     let mut m = Manager::start().expect("loading eBPF (root?)");
-    let gateway = services.gateway.process.pid();
-    let (file, line) = tracery_tests::marker_line("demo_gateway_access");
-    m.add(BreakpointSpec {
-        id: 1,
-        target: Target::Pid(gateway),
-        location: format!("{}:{line}", file.display()),
-        when: None,
-        hit_limit: 1,
-        rate_per_sec: 0,
-        expires_at: None,
-        limits: CaptureLimits::default(),
-        scope: TraceScope {
-            trace_id: Some(TraceId::parse(TRACE).unwrap()),
-            header: None,
-        },
-        freeze: Some(FreezeSpec {
-            timeout: FREEZE_TIMEOUT,
-        }),
-    })
-    .expect("arming the freeze breakpoint");
-    let g = gw.clone();
-    let b = with_ticks(&mut m, move || run_load(&g, REQUESTS));
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    let mut answers = Vec::new();
+    // Interleaved rounds: these VMs drift, and a phase measured minutes after another
+    // would compare the machine's moods, not the phases.
+    for round in 0..ROUNDS {
+        let g = gw.clone();
+        a.extend(with_ticks(&mut m, move || run_load(&g, PER_ROUND)));
+        let trace = format!("5ea1f00d5ea1f00d5ea1f00d{round:08x}");
+        let id = round as u64 + 1;
+        m.add(freeze_breakpoint(id, gateway, &trace))
+            .expect("arming the freeze breakpoint");
+        let g = gw.clone();
+        b.extend(with_ticks(&mut m, move || run_load(&g, PER_ROUND)));
 
-    let g = gw.clone();
-    let frozen = thread::spawn(move || checkout(&g, Some(TRACE), "frozen-customer"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let thread = loop {
-        m.tick(Duration::from_millis(20)).unwrap();
-        let stopped = m
-            .frozen()
-            .into_iter()
-            .find(|f| f.suspension == Suspension::Stopped);
-        if let Some(f) = stopped {
-            break f;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "T was not stopped: {:?}",
-            m.frozen()
+        let g = gw.clone();
+        let t = trace.clone();
+        let frozen = thread::spawn(move || checkout(&g, Some(&t), "frozen-customer"));
+        let thread = wait_stopped(&mut m);
+        assert_eq!(stopped_threads(gateway), 1, "one gateway thread stopped");
+        let g = gw.clone();
+        c.extend(with_ticks(&mut m, move || run_load(&g, PER_ROUND)));
+        assert_eq!(
+            stopped_threads(gateway),
+            1,
+            "still stopped after the others ran"
         );
-    };
-    assert_eq!(stopped_threads(gateway), 1, "one gateway thread stopped");
-    let g = gw.clone();
-    let c = with_ticks(&mut m, move || run_load(&g, REQUESTS));
-    let after = stopped_threads(gateway);
-    assert_eq!(
-        after,
-        1,
-        "still stopped after the others ran: {:?}",
-        m.frozen()
-    );
-    assert_eq!(m.frozen().len(), 1, "T still frozen");
-    let resumed = m.resume(thread.trace_id);
-    assert!(matches!(resumed, ResumeOutcome::Resumed(_)), "{resumed:?}");
-    let (status, body) = frozen.join().unwrap();
+        assert_eq!(m.frozen().len(), 1, "T still frozen");
+        let resumed = m.resume(thread.trace_id);
+        assert!(matches!(resumed, ResumeOutcome::Resumed(_)), "{resumed:?}");
+        answers.push(frozen.join().unwrap());
+        m.remove(id).expect("removing the breakpoint");
+    }
     drop(m);
+    for v in [&mut a, &mut b, &mut c] {
+        v.sort_by(f64::total_cmp);
+    }
 
+    let n = ROUNDS * PER_ROUND;
     println!(
-        "freeze: latency of {REQUESTS} requests gateway -> orders -> payments ({CLIENTS} clients)"
+        "freeze: latency of requests gateway -> orders -> payments ({CLIENTS} clients), \
+         {ROUNDS} interleaved rounds of {PER_ROUND} per phase ({n} each)"
     );
-    println!(
-        "  A nothing attached       p50 {:7.2} ms  p99 {:7.2} ms",
-        pct(&a, 50),
-        pct(&a, 99)
-    );
-    println!(
-        "  B breakpoint armed       p50 {:7.2} ms  p99 {:7.2} ms",
-        pct(&b, 50),
-        pct(&b, 99)
-    );
-    println!(
-        "  C one request frozen     p50 {:7.2} ms  p99 {:7.2} ms",
-        pct(&c, 50),
-        pct(&c, 99)
-    );
+    for (name, v) in [
+        ("A no breakpoint      ", &a),
+        ("B breakpoint armed   ", &b),
+        ("C one request frozen ", &c),
+    ] {
+        println!(
+            "  {name} p50 {:7.2} ms  p99 {:7.2} ms",
+            pct(v, 50),
+            pct(v, 99)
+        );
+    }
     let r50 = pct(&c, 50) / pct(&a, 50);
     let r99 = pct(&c, 99) / pct(&a, 99);
     println!("  C/A: p50 {r50:.3}  p99 {r99:.3}  (target <= {TARGET_RATIO:.2})");
@@ -143,11 +123,58 @@ fn main() {
         pct(&c, 50) / pct(&b, 50),
         pct(&c, 99) / pct(&b, 99)
     );
-    println!("  frozen request after resume: {status} {body}");
-    assert_eq!(status, 200, "T completes after resume: {body}");
-    assert!(body.contains("\"total_cents\":3375"), "{body}");
+    for (status, body) in &answers {
+        assert_eq!(
+            *status, 200,
+            "every frozen request completes after resume: {body}"
+        );
+        assert!(body.contains("\"total_cents\":3375"), "{body}");
+    }
+    println!("  the {ROUNDS} frozen requests all completed after resume (200, total 3375)");
     if r50 > TARGET_RATIO || r99 > TARGET_RATIO {
         println!("  over target (these VMs are noisy: rerun before concluding)");
+    }
+}
+
+/// A breakpoint in the gateway's handler that freezes requests of `trace`.
+fn freeze_breakpoint(id: u64, gateway: u32, trace: &str) -> BreakpointSpec {
+    let (file, line) = tracery_tests::marker_line("demo_gateway_access");
+    BreakpointSpec {
+        id,
+        target: Target::Pid(gateway),
+        location: format!("{}:{line}", file.display()),
+        when: None,
+        hit_limit: 1,
+        rate_per_sec: 0,
+        expires_at: None,
+        limits: CaptureLimits::default(),
+        scope: TraceScope {
+            trace_id: Some(TraceId::parse(trace).unwrap()),
+            header: None,
+        },
+        freeze: Some(FreezeSpec {
+            timeout: FREEZE_TIMEOUT,
+        }),
+    }
+}
+
+/// Ticks until the frozen request's thread is stopped.
+fn wait_stopped(m: &mut Manager) -> tracery_agent::freeze::FrozenThread {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        m.tick(Duration::from_millis(20)).unwrap();
+        let stopped = m
+            .frozen()
+            .into_iter()
+            .find(|f| f.suspension == Suspension::Stopped);
+        if let Some(f) = stopped {
+            return f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "T was not stopped: {:?}",
+            m.frozen()
+        );
     }
 }
 
