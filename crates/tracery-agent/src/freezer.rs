@@ -168,7 +168,7 @@ impl Freezer {
             let thread = FrozenThread {
                 trace_id,
                 breakpoint_id: s.breakpoint_id,
-                snapshot_seq: trapped.iter().find(|t| t.tid == s.tid).map_or(0, |t| t.seq),
+                snapshot_seq: trap.map_or(0, |t| t.seq),
                 pid: s.pid,
                 tid: s.tid,
                 location: format!(
