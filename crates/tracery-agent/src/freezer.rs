@@ -9,8 +9,7 @@ use std::{
 
 use crate::{
     freeze::{
-        EvalError, FreezeEvent, FrozenThread, ReleaseReason, Released, ResumeOutcome, Suspension,
-        TraceId,
+        FreezeEvent, FrozenThread, ReleaseReason, Released, ResumeOutcome, Suspension, TraceId,
     },
     session::TrappedHit,
     snapshot::Snapshot,
@@ -327,19 +326,11 @@ impl Freezer {
         ResumeOutcome::Resumed(released)
     }
 
-    pub(crate) fn eval(
-        &mut self,
-        trace: TraceId,
-        expr: &str,
-    ) -> Result<serde_json::Value, EvalError> {
-        let Some((pid, regs)) = self
-            .frozen
+    /// The process and registers of a stopped thread of `trace`.
+    pub(crate) fn stopped(&self, trace: TraceId) -> Option<(u32, UserRegs)> {
+        self.frozen
             .iter()
             .find_map(|f| (f.thread.trace_id == trace).then_some((f.thread.pid, f.regs?)))
-        else {
-            return Err(EvalError::NotStopped(trace));
-        };
-        crate::eval::eval(pid, &regs, expr)
     }
 
     pub(crate) fn take_events(&mut self) -> Vec<FreezeEvent> {

@@ -361,7 +361,14 @@ impl Manager {
 
     /// Evaluates `expr` (a variable or field path) in the stopped thread of `trace`.
     pub fn eval(&mut self, trace: TraceId, expr: &str) -> Result<serde_json::Value, EvalError> {
-        self.freezer.eval(trace, expr)
+        let (pid, regs) = self
+            .freezer
+            .stopped(trace)
+            .ok_or(EvalError::NotStopped(trace))?;
+        match self.session.binary_of(pid) {
+            Some((loaded, bias)) => crate::eval::eval_in(&loaded.binary, bias, pid, &regs, expr),
+            None => crate::eval::eval(pid, &regs, expr),
+        }
     }
 
     /// Takes the freezes and releases since the last call, oldest first.

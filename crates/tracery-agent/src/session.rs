@@ -255,6 +255,16 @@ impl Session {
         kernel + self.reader.malformed + self.undecodable
     }
 
+    /// The executable of `pid` as loaded for one of its sites (armed, or disarmed but kept),
+    /// with its load bias: reading the DWARF again costs about a second for a large binary.
+    pub fn binary_of(&self, pid: u32) -> Option<(Arc<LoadedBinary>, LoadBias)> {
+        self.armed
+            .values()
+            .chain(self.retired.values())
+            .find(|a| a.target.pid() == pid && a.target.is_alive())
+            .map(|a| (a.binary.clone(), a.bias))
+    }
+
     /// True when the process behind `slot` is still the one it was armed in.
     pub fn target_alive(&self, slot: SlotId) -> bool {
         self.armed.get(&slot).is_some_and(|a| a.target.is_alive())
