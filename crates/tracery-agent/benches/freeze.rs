@@ -90,7 +90,10 @@ fn main() {
         );
         assert_eq!(m.frozen().len(), 1, "T still frozen");
         let resumed = m.resume(thread.trace_id);
-        assert!(matches!(resumed, ResumeOutcome::Resumed(_)), "{resumed:?}");
+        assert!(
+            matches!(resumed, ResumeOutcome::Resumed { .. }),
+            "{resumed:?}"
+        );
         answers.push(frozen.join().unwrap());
         m.remove(id).expect("removing the breakpoint");
     }

@@ -1,7 +1,7 @@
 //! Trace scoping and freezing: which requests a breakpoint fires for, and what the agent
 //! does to the request's thread when it freezes it.
 
-use std::{fmt, time::SystemTime};
+use std::{fmt, net::SocketAddr, time::SystemTime};
 
 /// Most time a trace may stay frozen, whatever the user asks: a forgotten freeze must not
 /// hold a production request for long.
@@ -120,11 +120,56 @@ pub struct Released {
     pub at: SystemTime,
 }
 
+/// One outbound message of a frozen trace held on this node (redirected by the `sk_msg`
+/// program before it reached the network), as `trace list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldMessage {
+    pub trace_id: TraceId,
+    pub pid: u32,
+    /// The sending thread.
+    pub tid: u32,
+    /// The kernel's socket cookie: the connection the message waits to go out on.
+    pub socket: u64,
+    pub local: Option<SocketAddr>,
+    pub peer: Option<SocketAddr>,
+    pub bytes: u64,
+    /// The message's first line, printable, at most [`HeldMessage::FIRST_LINE_MAX`] chars.
+    pub first_line: String,
+    /// Held only to keep byte order: sent behind held bytes on the same connection by
+    /// another request (or one whose trace is unknown).
+    pub behind: bool,
+    /// The connection also carried other requests' messages (a pooled database
+    /// connection, a reused keep-alive connection).
+    pub shared: bool,
+    pub at: SystemTime,
+}
+
+impl HeldMessage {
+    /// Longest `first_line` kept.
+    pub const FIRST_LINE_MAX: usize = 120;
+}
+
+/// Held messages of a trace that were let go on this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldRelease {
+    pub trace_id: TraceId,
+    /// Messages and bytes written out, in order, to their connections.
+    pub messages: u64,
+    pub bytes: u64,
+    /// Bytes whose connection was closed by its process meanwhile (reported, not resent).
+    pub dropped_bytes: u64,
+    pub reason: ReleaseReason,
+    pub at: SystemTime,
+}
+
 /// What `resume` did.
 #[derive(Clone, Debug)]
 pub enum ResumeOutcome {
-    /// These threads were let go now.
-    Resumed(Vec<Released>),
+    /// These threads and held messages were let go now.
+    Resumed {
+        threads: Vec<Released>,
+        held: Option<HoldRelease>,
+    },
     /// Nothing of the trace is frozen on this node; when it was last released, if known.
     NotFrozen(Option<Released>),
 }
@@ -134,6 +179,10 @@ pub enum ResumeOutcome {
 pub enum FreezeEvent {
     Frozen(FrozenThread),
     Released(Released),
+    /// A message of a frozen trace is now held here.
+    Held(HeldMessage),
+    /// A trace's held messages here were let go.
+    HoldReleased(HoldRelease),
 }
 
 /// Why `trace eval` could not answer.

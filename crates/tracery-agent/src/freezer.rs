@@ -323,7 +323,10 @@ impl Freezer {
             .into_iter()
             .map(|f| self.release(f, ReleaseReason::Resumed, tracker))
             .collect();
-        ResumeOutcome::Resumed(released)
+        ResumeOutcome::Resumed {
+            threads: released,
+            held: None,
+        }
     }
 
     /// The process and registers of a stopped thread of `trace`.

@@ -247,7 +247,10 @@ impl Link {
                 }
                 _ = health.tick() => self.send_health(out).await,
                 e = self.worker.freeze_events.recv() => match e {
-                    Some(e) => send(out, freeze_message(e)).await,
+                    Some(e) => match freeze_message(e) {
+                        Some(m) => send(out, m).await,
+                        None => Ok(()),
+                    },
                     None => return Err(LinkError::WorkerGone),
                 },
             };
@@ -361,7 +364,9 @@ impl Link {
         tokio::spawn(async move {
             let Ok(outcome) = replied.await else { return };
             let answer = match outcome {
-                ResumeOutcome::Resumed(released) => v1::ResumeResult {
+                ResumeOutcome::Resumed {
+                    threads: released, ..
+                } => v1::ResumeResult {
                     request_id,
                     released: released.into_iter().map(Into::into).collect(),
                     last_release: None,
@@ -505,11 +510,13 @@ async fn send(out: &Out, m: agent_message::Message) -> Result<(), Broken> {
 }
 
 /// A freeze or release as the controller hears it.
-fn freeze_message(e: FreezeEvent) -> agent_message::Message {
-    match e {
+fn freeze_message(e: FreezeEvent) -> Option<agent_message::Message> {
+    Some(match e {
         FreezeEvent::Frozen(thread) => agent_message::Message::TraceFrozen(thread.into()),
         FreezeEvent::Released(released) => agent_message::Message::TraceReleased(released.into()),
-    }
+        // TODO(holds): report held messages to the controller.
+        FreezeEvent::Held(_) | FreezeEvent::HoldReleased(_) => return None,
+    })
 }
 
 fn eval_answer(request_id: u64, result: Result<serde_json::Value, String>) -> v1::EvalResult {

