@@ -1,9 +1,14 @@
 //! The demo's three services, started together: gateway (Go) -> orders (Rust, PostgreSQL)
-//! -> payments (Go). Used by `cargo xtask demo` and by the services' own tests.
+//! -> payments (Go). Used by `cargo xtask demo` and by the services' own tests: all on
+//! loopback ([`DemoServices`]) or spread over the demo's two nodes ([`NodeServices`]).
 
 use std::path::Path;
 
-use crate::{fixture, FixtureProcess};
+use crate::{
+    fixture,
+    node::{Node, Nodes},
+    FixtureProcess,
+};
 
 /// One running service and the address it listens on.
 pub struct Service {
@@ -52,5 +57,60 @@ impl DemoServices {
             orders,
             payments,
         }
+    }
+}
+
+/// The demo's services spread over two nodes: gateway and orders on node-a, payments on
+/// node-b ([`crate::node`]). Each listens on its node's address; all are killed on drop.
+pub struct NodeServices {
+    pub gateway: Service,
+    pub orders: Service,
+    pub payments: Service,
+}
+
+impl NodeServices {
+    /// Starts payments on node-b, then orders on node-a (the `demo-orders` binary at
+    /// `orders_bin`, storing in PostgreSQL at `database`, which node-a must reach over
+    /// TCP), then the gateway on node-a in front of it.
+    pub fn start(nodes: &Nodes, orders_bin: &Path, database: &str) -> Result<Self, String> {
+        let spawn = |node: &Node, program: &Path, args: &[&str]| -> Result<Service, String> {
+            let mut cmd = node.command(program)?;
+            cmd.args(args);
+            let (process, addr) = FixtureProcess::spawn_service_command(cmd);
+            Ok(Service { process, addr })
+        };
+        let listen = |node: &Node| format!("{}:0", node.spec.ip);
+        let payments = spawn(
+            &nodes.b,
+            &fixture("demo-payments"),
+            &["-listen", &listen(&nodes.b)],
+        )?;
+        let orders = spawn(
+            &nodes.a,
+            orders_bin,
+            &[
+                "--listen",
+                &listen(&nodes.a),
+                "--database",
+                database,
+                "--payments",
+                &format!("http://{}", payments.addr),
+            ],
+        )?;
+        let gateway = spawn(
+            &nodes.a,
+            &fixture("demo-gateway"),
+            &[
+                "-listen",
+                &listen(&nodes.a),
+                "-orders",
+                &format!("http://{}", orders.addr),
+            ],
+        )?;
+        Ok(Self {
+            gateway,
+            orders,
+            payments,
+        })
     }
 }

@@ -2,7 +2,7 @@
 
 use std::{
     io::{BufRead, BufReader, Write},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, ExitStatus, Stdio},
     sync::mpsc::{self, Receiver},
     thread,
@@ -31,7 +31,17 @@ impl FixtureProcess {
     /// Runs the service at `path` with `args` and waits for it to print `ready ADDR`;
     /// returns the process and the address it listens on.
     pub fn spawn_service(path: &Path, args: &[&str]) -> (Self, String) {
-        let mut process = Self::start(path, args);
+        let mut cmd = Command::new(path);
+        cmd.args(args);
+        Self::spawn_service_command(cmd)
+    }
+
+    /// Like [`FixtureProcess::spawn_service`], for a command prepared by the caller (e.g.
+    /// to run inside a demo node: [`crate::node::Node::command`]).
+    pub fn spawn_service_command(cmd: Command) -> (Self, String) {
+        let path = PathBuf::from(cmd.get_program());
+        let path = path.as_path();
+        let mut process = Self::start_command(cmd);
         match process.read_line(READY_TIMEOUT) {
             Some(line) if line.starts_with("ready ") => {
                 let addr = line["ready ".len()..].trim().to_string();
@@ -63,8 +73,15 @@ impl FixtureProcess {
 
     /// Starts `path` with piped stdio and a thread forwarding its stdout lines.
     fn start(path: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(path)
-            .args(args)
+        let mut cmd = Command::new(path);
+        cmd.args(args);
+        Self::start_command(cmd)
+    }
+
+    /// Starts `cmd` with piped stdio and a thread forwarding its stdout lines.
+    fn start_command(mut cmd: Command) -> Self {
+        let path = PathBuf::from(cmd.get_program());
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -1,6 +1,8 @@
 //! `cargo xtask demo`: the main job, end to end on this machine. Builds Tracery and the
-//! demo services, starts PostgreSQL, the services and standalone Tracery, sets a
-//! breakpoint by service name and source line, sends a request and prints the snapshot.
+//! demo services, starts PostgreSQL (open over TCP to the demo's nodes), then runs
+//! `tracery-demo`: two nodes (network namespace + cgroup each) with the services and an
+//! agent per node, a breakpoint by service name and source line and its snapshot, then a
+//! frozen request: where it is held, its snapshot, and its resume.
 
 use std::{path::Path, process::Command};
 
@@ -34,6 +36,7 @@ pub fn run(workspace: &Path) -> Result<()> {
         Command::new(bin_dir.join("tracery-demo"))
             .arg("--bin-dir")
             .arg(&bin_dir)
-            .args(["--database", services::PG_DEMO_URL]),
+            .args(["--database", services::PG_DEMO_NODE_URL])
+            .args(["--check-database", services::PG_DEMO_TCP_URL]),
     )
 }

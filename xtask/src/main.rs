@@ -41,8 +41,9 @@ enum Task {
     },
     /// Check formatting and run clippy with warnings denied.
     Lint,
-    /// The main job: start a sample service, set a breakpoint on a source line, print the
-    /// snapshot (as root; runs set-up first).
+    /// The main job: three services on two nodes (network namespaces + cgroups) with an
+    /// agent each; a breakpoint on a source line and its snapshot, then a frozen request,
+    /// what holds it where, and its resume (as root; runs set-up first).
     Demo,
     /// Speed and memory figures (as root): capture and false-condition cost against a bare
     /// uprobe, sustained hit rate, hit-to-watch latency, idle CPU and RSS of the agent, and

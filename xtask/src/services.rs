@@ -1,6 +1,10 @@
-//! The database servers that tests use, on loopback: PostgreSQL 15 and Redis.
+//! The database servers that tests use, on loopback: PostgreSQL 15 and Redis. PostgreSQL
+//! also serves the demo's node network (10.77.0.0/16, see `tracery_tests::node`) over TCP.
 
-use std::process::{Command, Stdio};
+use std::{
+    fs,
+    process::{Command, Stdio},
+};
 
 use anyhow::{Context, Result};
 
@@ -15,11 +19,23 @@ const PG_TEST_DATABASE: &str = "tracery_test";
 /// The demo's orders service keeps its orders here.
 pub const PG_DEMO_URL: &str = "postgres://root@localhost/tracery_demo?host=/var/run/postgresql";
 const PG_DEMO_DATABASE: &str = "tracery_demo";
+/// The demo database over TCP loopback, for checks run on the host (tests, the demo's
+/// evidence queries). TCP rather than the socket: what a node sees is TCP too.
+pub const PG_DEMO_TCP_URL: &str = "postgres://root@127.0.0.1:5432/tracery_demo?sslmode=disable";
+/// The demo database as node-a's orders service reaches it: the host's side of node-a's
+/// veth. TCP, because the message hold works on TCP sockets only; no TLS, so the held
+/// bytes are the query itself.
+pub const PG_DEMO_NODE_URL: &str = "postgres://root@10.77.1.1:5432/tracery_demo?sslmode=disable";
+/// The demo's node network (every node and the host side of each veth).
+const DEMO_SUBNET: &str = "10.77.0.0/16";
+/// Marks the pg_hba.conf lines the demo added.
+const HBA_MARKER: &str = "# tracery demo";
 
 /// Starts PostgreSQL and Redis unless they already run.
 pub fn ensure_running() -> Result<()> {
     ensure_postgres().context("cannot start PostgreSQL")?;
     ensure_databases().context("cannot prepare the PostgreSQL test and demo databases")?;
+    ensure_demo_tcp_access().context("cannot open PostgreSQL to the demo's nodes over TCP")?;
     ensure_redis().context("cannot start Redis")
 }
 
@@ -64,6 +80,66 @@ fn ensure_databases() -> Result<()> {
                 "CREATE DATABASE \"{db}\" OWNER \"{PG_TEST_ROLE}\""
             ))?;
         }
+    }
+    Ok(())
+}
+
+/// The pg_hba.conf rules for the demo database over TCP.
+fn demo_hba_rules() -> [String; 2] {
+    [DEMO_SUBNET, "127.0.0.1/32"]
+        .map(|from| format!("host    {PG_DEMO_DATABASE}    {PG_TEST_ROLE}    {from}    trust"))
+}
+
+/// Lets the demo's role reach the demo database over TCP, from loopback and from the
+/// demo's nodes, changing (and reloading or restarting PostgreSQL) only what is missing.
+fn ensure_demo_tcp_access() -> Result<()> {
+    let hba_path = psql_query("SHOW hba_file")?.trim().to_string();
+    let hba = fs::read_to_string(&hba_path).with_context(|| format!("cannot read {hba_path}"))?;
+    let rules = demo_hba_rules();
+    if !rules.iter().all(|r| hba.lines().any(|l| l.trim() == r)) {
+        // First match wins, so the rules go before the stock ones (which ask loopback
+        // for a password). Trust, without a password, is scoped to the one demo database
+        // and role, and to loopback and the demo's private node subnet.
+        let mut block =
+            format!("{HBA_MARKER}: orders in network namespace tracery-node-a connects over TCP\n");
+        for rule in &rules {
+            block.push_str(rule);
+            block.push('\n');
+        }
+        let kept: Vec<&str> = hba
+            .lines()
+            .filter(|l| !l.starts_with(HBA_MARKER) && !rules.iter().any(|r| l.trim() == r))
+            .collect();
+        let is_comment = |l: &&str| l.trim_start().starts_with('#');
+        let first_rule = kept
+            .iter()
+            .position(|l| !l.trim().is_empty() && !is_comment(l))
+            .unwrap_or(kept.len());
+        // Above the comment that introduces the first rule, not between the two.
+        let at = kept[..first_rule]
+            .iter()
+            .rposition(|l| !is_comment(l))
+            .map_or(0, |i| i + 1);
+        let mut text = String::new();
+        for line in &kept[..at] {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text.push_str(&block);
+        text.push('\n');
+        for line in &kept[at..] {
+            text.push_str(line);
+            text.push('\n');
+        }
+        fs::write(&hba_path, text).with_context(|| format!("cannot write {hba_path}"))?;
+        psql_query("SELECT pg_reload_conf()")?;
+    }
+    // '*', not 10.77.1.1: that address exists only while the demo's veth does, and
+    // PostgreSQL binds its addresses once, at start. pg_hba still admits only loopback and
+    // the demo subnet.
+    if psql_query("SHOW listen_addresses")?.trim() != "*" {
+        psql_command("ALTER SYSTEM SET listen_addresses = '*'")?;
+        run_checked(Command::new("pg_ctlcluster").args([PG_VERSION, PG_CLUSTER, "restart"]))?;
     }
     Ok(())
 }

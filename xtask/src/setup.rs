@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use crate::{host, run_checked};
 
 /// Debian packages: the BPF-capable rustc and its prebuilt core, what bpf-linker links
-/// against, the fixture compilers, the test databases and bpftool.
+/// against, the fixture compilers, the test databases, bpftool and iproute2.
 const APT_PACKAGES: &[&str] = &[
     "rustc-web",
     "libstd-rust-web-dev-bpf",
@@ -23,6 +23,8 @@ const APT_PACKAGES: &[&str] = &[
     "postgresql",
     "redis-server",
     "bpftool",
+    // `ip`: the demo's nodes are network namespaces joined to the host by veths.
+    "iproute2",
 ];
 
 /// A fresh VM may be running unattended upgrades: wait for the dpkg lock, do not fail.
@@ -261,7 +263,7 @@ install anything. Install these by hand, then run the tests as root:
       LLVM_PREFIX=<your LLVM 22 prefix> cargo install bpf-linker --version {BPF_LINKER_VERSION} \\
         --no-default-features --features llvm-22 --locked
     and cargo's bin directory in PATH
-  - gcc with C library headers, Go >= 1.19, PostgreSQL 15, Redis 7, bpftool
+  - gcc with C library headers, Go >= 1.19, PostgreSQL 15, Redis 7, bpftool, iproute2
   - the BPF and trace filesystems:
       mount -t bpf bpf /sys/fs/bpf
       mount -t tracefs tracefs /sys/kernel/tracing"

@@ -11,6 +11,11 @@
 //! [services.worker]
 //! cmdline = "worker --queue payments" # a substring of the command line
 //! ```
+//!
+//! When several agents share one kernel (nodes as cgroups on one machine), each is given
+//! its node's cgroup v2 subtree ([`NodeCgroup`], `tracery-agent --cgroup`) and matches only
+//! the processes inside it: uprobes and `/proc` are global, so without it every agent would
+//! arm every node's processes.
 
 use std::{
     collections::BTreeMap,
@@ -31,6 +36,19 @@ pub enum Matcher {
     Process(String),
     /// A substring of the command line (arguments joined by spaces).
     Cmdline(String),
+    /// The processes `inner` matches that also run in this node's cgroup subtree.
+    InCgroup {
+        cgroup: NodeCgroup,
+        inner: Box<Matcher>,
+    },
+}
+
+/// A node's processes: those in one cgroup v2 subtree (its directory or any below it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeCgroup {
+    /// The subtree as `/proc/PID/cgroup` names it (its `0::` line), e.g.
+    /// `/tracery-demo/node-a`: relative to the cgroup v2 root, no trailing slash.
+    path: String,
 }
 
 /// Errors in service definitions or lookups. Messages say what to fix.
@@ -52,6 +70,14 @@ pub enum DiscoveryError {
     Ambiguous { name: String, path: PathBuf },
     #[error("unknown service {name:?}; known services: {known}")]
     UnknownService { name: String, known: String },
+    #[error("cannot open cgroup {path}; pass the directory of an existing cgroup v2 group, e.g. /sys/fs/cgroup/NODE")]
+    Cgroup {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a cgroup v2 group; pass a directory under a cgroup2 mount (`findmnt -t cgroup2` lists them)")]
+    NotCgroup2 { path: PathBuf },
 }
 
 #[derive(Deserialize)]
@@ -73,6 +99,8 @@ struct RawService {
 #[derive(Clone, Debug, Default)]
 pub struct Services {
     services: BTreeMap<String, Matcher>,
+    /// This node's processes, when the agent shares its kernel with other nodes.
+    cgroup: Option<NodeCgroup>,
 }
 
 impl Services {
@@ -106,7 +134,10 @@ impl Services {
             };
             services.insert(name, m);
         }
-        Ok(Self { services })
+        Ok(Self {
+            services,
+            cgroup: None,
+        })
     }
 
     /// The matcher of service `name`.
@@ -127,6 +158,136 @@ impl Services {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.services.keys().map(String::as_str)
     }
+
+    /// The same services, restricted to the processes in `cgroup` (this node's).
+    pub fn scoped_to(self, cgroup: &NodeCgroup) -> Self {
+        let mut scoped = Self {
+            services: BTreeMap::new(),
+            cgroup: Some(cgroup.clone()),
+        };
+        scoped.services = self
+            .services
+            .into_iter()
+            .map(|(name, inner)| (name, scoped.scope(inner)))
+            .collect();
+        scoped
+    }
+
+    /// This node's cgroup, when the services are scoped to one.
+    pub fn node_cgroup(&self) -> Option<&NodeCgroup> {
+        self.cgroup.as_ref()
+    }
+
+    /// `matcher` restricted to this node's processes (unchanged when not scoped), for
+    /// targets that are not services, such as `--exe`.
+    pub fn scope(&self, matcher: Matcher) -> Matcher {
+        match &self.cgroup {
+            Some(cgroup) => Matcher::InCgroup {
+                cgroup: cgroup.clone(),
+                inner: Box::new(matcher),
+            },
+            None => matcher,
+        }
+    }
+}
+
+impl NodeCgroup {
+    /// The cgroup whose directory is `dir` in a mounted cgroup v2 hierarchy, e.g.
+    /// `/sys/fs/cgroup/unified/tracery-demo/node-a`.
+    pub fn open(dir: &Path) -> Result<Self, DiscoveryError> {
+        let cgroup_err = |source| DiscoveryError::Cgroup {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let dir = fs::canonicalize(dir).map_err(cgroup_err)?;
+        // Every cgroup directory has it, a plain directory does not; v1 is ruled out below.
+        if !dir.join("cgroup.procs").exists() {
+            return Err(DiscoveryError::NotCgroup2 { path: dir });
+        }
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(cgroup_err)?;
+        let (mount_point, mount_root) = cgroup2_mounts(&mountinfo)
+            .filter(|(point, _)| dir.starts_with(point))
+            .max_by_key(|(point, _)| point.as_os_str().len())
+            .ok_or_else(|| DiscoveryError::NotCgroup2 { path: dir.clone() })?;
+        let below = dir
+            .strip_prefix(&mount_point)
+            .expect("the mount point was chosen as a prefix of dir");
+        Ok(Self::from_path(
+            &Path::new(&mount_root).join(below).to_string_lossy(),
+        ))
+    }
+
+    /// The subtree named as `/proc/PID/cgroup` names it (`/` is every process).
+    pub fn from_path(path: &str) -> Self {
+        let path = format!("/{}", path.trim_matches('/'));
+        Self { path }
+    }
+
+    /// The subtree, as `/proc/PID/cgroup` names it.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// True when process `pid` runs in this subtree (false once it has exited).
+    pub fn contains_pid(&self, pid: u32) -> bool {
+        fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|text| self.contains_in(&text))
+    }
+
+    /// True when `proc_cgroup`, the text of a `/proc/PID/cgroup`, puts the process in this
+    /// subtree. Only the unified (`0::`) line counts; v1 hierarchies are ignored.
+    pub fn contains_in(&self, proc_cgroup: &str) -> bool {
+        let Some(own) = proc_cgroup.lines().find_map(|l| l.strip_prefix("0::")) else {
+            return false;
+        };
+        let own = own.trim_end();
+        // A process whose cgroup was removed reads "/gone (deleted)"; it cannot match.
+        self.path == "/"
+            || own == self.path
+            || own
+                .strip_prefix(self.path.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+    }
+}
+
+/// (mount point, root within the hierarchy) of each cgroup2 mount in `mountinfo`.
+fn cgroup2_mounts(mountinfo: &str) -> impl Iterator<Item = (PathBuf, String)> + '_ {
+    mountinfo.lines().filter_map(|line| {
+        // Fields: id parent major:minor root mount-point options [optional...] - fstype ...
+        let (left, right) = line.split_once(" - ")?;
+        if right.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        let mut fields = left.split_whitespace();
+        let root = fields.nth(3)?;
+        let point = fields.next()?;
+        Some((
+            PathBuf::from(unescape_mountinfo(point)),
+            unescape_mountinfo(root),
+        ))
+    })
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo` octal escapes.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match octal {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |n, b| n.wrapping_mul(8) + (b - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Matcher {
@@ -146,6 +307,9 @@ impl Matcher {
                     .join(&b' ');
                 String::from_utf8_lossy(&joined).contains(sub.as_str())
             }),
+            Matcher::InCgroup { cgroup, inner } => {
+                inner.matches_pid(pid) && cgroup.contains_pid(pid)
+            }
         }
     }
 
@@ -156,6 +320,9 @@ impl Matcher {
             return true;
         }
         match self {
+            Matcher::InCgroup { cgroup, inner } => {
+                cgroup.contains_pid(exec.pid) && inner.matches_exec(exec)
+            }
             Matcher::Exe(want) => match (fs::canonicalize(&exec.path), fs::canonicalize(want)) {
                 (Ok(a), Ok(b)) => a == b,
                 _ => false,
@@ -232,5 +399,101 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(!Matcher::Cmdline("sleep 30.123".into()).matches_pid(pid));
+    }
+
+    /// /proc/PID/cgroup on a hybrid host: v1 lines, then the unified one.
+    const HYBRID: &str = "9:name=systemd:/\n4:memory:/other/x\n0::/tracery-demo/node-a/svc\n";
+
+    #[test]
+    fn a_cgroup_contains_its_subtree_only() {
+        let node_a = NodeCgroup::from_path("/tracery-demo/node-a");
+        assert!(node_a.contains_in(HYBRID));
+        assert!(node_a.contains_in("0::/tracery-demo/node-a\n"));
+        // A sibling whose name merely starts the same is another node.
+        assert!(!node_a.contains_in("0::/tracery-demo/node-ab\n"));
+        assert!(!node_a.contains_in("0::/tracery-demo\n"));
+        assert!(!node_a.contains_in("0::/\n"));
+        // Only the unified line counts, not a v1 hierarchy with the same path.
+        assert!(!node_a.contains_in("4:memory:/tracery-demo/node-a\n0::/\n"));
+        assert!(!node_a.contains_in("4:memory:/tracery-demo/node-a\n"));
+        assert!(NodeCgroup::from_path("/").contains_in(HYBRID));
+        assert_eq!(
+            NodeCgroup::from_path("tracery-demo/node-b/").path(),
+            "/tracery-demo/node-b"
+        );
+    }
+
+    #[test]
+    fn cgroup2_mounts_are_read_from_mountinfo() {
+        let mountinfo = "\
+30 23 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+34 30 0:30 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw
+35 30 0:31 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+40 23 0:32 /inner /mnt/my\\040cgroups rw - cgroup2 cgroup2 rw
+";
+        let mounts: Vec<_> = cgroup2_mounts(mountinfo).collect();
+        assert_eq!(
+            mounts,
+            [
+                (PathBuf::from("/sys/fs/cgroup/unified"), "/".to_string()),
+                (PathBuf::from("/mnt/my cgroups"), "/inner".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn opening_a_cgroup_checks_the_directory() {
+        let err = NodeCgroup::open(Path::new("/tracery-no-such-cgroup")).unwrap_err();
+        assert!(matches!(err, DiscoveryError::Cgroup { .. }), "{err}");
+        // A plain directory is not a cgroup.
+        let err = NodeCgroup::open(&std::env::temp_dir()).unwrap_err();
+        assert!(matches!(err, DiscoveryError::NotCgroup2 { .. }), "{err}");
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        // A cgroup v1 hierarchy (as on a hybrid host) is refused.
+        let v1 = mountinfo.lines().find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            (right.split_whitespace().next()? == "cgroup")
+                .then(|| left.split_whitespace().nth(4))?
+        });
+        if let Some(v1) = v1 {
+            let err = NodeCgroup::open(Path::new(v1)).unwrap_err();
+            assert!(matches!(err, DiscoveryError::NotCgroup2 { .. }), "{err}");
+        }
+        // The root of each cgroup2 mount is the whole hierarchy.
+        for (point, root) in cgroup2_mounts(&mountinfo) {
+            let cgroup = NodeCgroup::open(&point).unwrap();
+            assert_eq!(cgroup.path(), NodeCgroup::from_path(&root).path());
+        }
+    }
+
+    #[test]
+    fn a_scoped_service_matches_only_processes_in_the_cgroup() {
+        let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+        let Some(own) = own.lines().find_map(|l| l.strip_prefix("0::")) else {
+            return; // No cgroup v2 on this host: nothing to scope by.
+        };
+        let mut child = Command::new("/bin/sleep")
+            .arg("30.125")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"/bin/sleep"))
+        {
+            assert!(std::time::Instant::now() < deadline, "sleep did not start");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let all = services("[services.s]\ncmdline = \"sleep 30.125\"\n").unwrap();
+        let here = all.clone().scoped_to(&NodeCgroup::from_path(own));
+        let elsewhere = all.scoped_to(&NodeCgroup::from_path("/tracery-no-such-node"));
+        assert_eq!(here.get("s").unwrap().find(), vec![pid]);
+        assert!(elsewhere.get("s").unwrap().find().is_empty());
+        let by_exe = Matcher::Exe(fs::read_link(format!("/proc/{pid}/exe")).unwrap());
+        assert!(here.scope(by_exe.clone()).find().contains(&pid));
+        assert!(elsewhere.scope(by_exe).find().is_empty());
+        assert!(!elsewhere.get("s").unwrap().matches_pid(pid));
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 }

@@ -1,52 +1,160 @@
-//! The demo behind `cargo xtask demo`: three services (gateway in Go, orders in Rust with
-//! PostgreSQL, payments in Go), standalone Tracery, a breakpoint set by service name and
-//! source line, one request through the gateway, and the snapshot it produced.
+//! The demo behind `cargo xtask demo`: three services on two nodes of this machine
+//! (gateway in Go and orders in Rust on node-a, payments in Go on node-b; PostgreSQL on the
+//! host behind orders), one Tracery agent per node (node-a's is standalone: it serves the
+//! controller too). It sets a breakpoint by service name and source line and prints the
+//! snapshot of one request; then freezes a request at the same line, shows where it is
+//! held and that nothing of it got past orders, prints its snapshot and resumes it.
 //!
-//! Usage: tracery-demo --bin-dir DIR --database URL
-//! (DIR holds tracery-ctl, tracery-agent and demo-orders, as cargo built them.)
+//! Usage: tracery-demo --bin-dir DIR --database URL --check-database URL
+//! (DIR holds tracery-ctl, tracery-agent and demo-orders, as cargo built them; `--database`
+//! is how node-a's orders reaches PostgreSQL, `--check-database` how this host does.)
+//!
+//! Needs root: it creates network namespaces and cgroups (`tracery_tests::node`).
 
 use std::{
+    fs,
     io::{Read, Write},
     net::TcpStream,
     path::{Path, PathBuf},
-    process::{Command, ExitCode},
+    process::{Child, Command, ExitCode, Stdio},
+    thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
 
-use tracery_tests::{demo::DemoServices, fixture, marker_line};
+use serde_json::Value;
+use tracery_tests::{
+    demo::{NodeServices, Service},
+    fixture, marker_line,
+    node::{self, Node, Nodes, NODE_A},
+};
+
+/// Whether the demo fails when the frozen request's bytes reach payments or PostgreSQL
+/// (or its response arrives) while it is frozen. `false` only reports it: for running the
+/// demo before the agent holds messages. Overridden by `TRACERY_DEMO_STRICT_HOLD=0|1`.
+const STRICT_HOLD_CHECK: bool = true;
+
+/// Where node-a's standalone agent serves the controller (for tracery-ctl on the host and
+/// for node-b's agent).
+const CONTROLLER_PORT: u16 = 7777;
+
+/// How long the demo lets a request that was not held run before it looks for its traces:
+/// far longer than orders needs to reach PostgreSQL and payments.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// The order every request places.
+const ORDER: &str =
+    r#"{"customer":"ana","item":"lamp","qty":3,"unit_cents":1250,"coupon":"TENOFF"}"#;
 
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("demo failed: {e}");
+            eprintln!("\ndemo failed: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn run() -> Result<(), String> {
-    let (bin_dir, database) = args()?;
-    let ctl = bin_dir.join("tracery-ctl");
-    let work = std::env::temp_dir().join(format!("tracery-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+struct Args {
+    bin_dir: PathBuf,
+    /// PostgreSQL as node-a sees it.
+    database: String,
+    /// PostgreSQL as this host sees it, for the evidence queries.
+    check_database: String,
+}
 
-    step("starting the services: gateway (Go) -> orders (Rust, PostgreSQL) -> payments (Go)");
-    let orders_bin = bin_dir.join("demo-orders");
-    let services = DemoServices::start(&orders_bin, &database);
-    let (gateway, orders, payments) = (&services.gateway, &services.orders, &services.payments);
-    for (name, s) in [
-        ("gateway ", gateway),
-        ("orders  ", orders),
-        ("payments", payments),
-    ] {
-        println!("    {name} {}  (PID {})", s.addr, s.process.pid());
+fn run() -> Result<(), String> {
+    let args = args()?;
+    let ctl = args.bin_dir.join("tracery-ctl");
+    remove_stale_work_dirs();
+    let work = std::env::temp_dir().join(format!("tracery-demo-{}", std::process::id()));
+    fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    remove_nodes_on_signal(&work)?;
+
+    let result = with_work_dir(&args, &ctl, &work);
+    let _ = fs::remove_dir_all(&work);
+    result
+}
+
+/// Removes the work directories of earlier runs that were killed (their pid is gone).
+fn remove_stale_work_dirs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("tracery-demo-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Ctrl-C (or SIGTERM, SIGHUP) removes the nodes, and with them every process of the
+/// demo, before exiting: the namespaces and cgroups would outlive us otherwise.
+fn remove_nodes_on_signal(work: &Path) -> Result<(), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
+    let work = work.to_path_buf();
+    thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            eprintln!("\ninterrupted (signal {signal}): removing the demo's nodes");
+            if let Err(e) = node::teardown() {
+                eprintln!("warning: {e}");
+            }
+            let _ = fs::remove_dir_all(&work);
+            std::process::exit(130);
+        }
+    });
+    Ok(())
+}
+
+fn with_work_dir(args: &Args, ctl: &Path, work: &Path) -> Result<(), String> {
+    step("setting up two nodes on this machine: a network namespace and a cgroup each");
+    // Declared first, dropped last: the services and agents die before their nodes go.
+    let nodes = Nodes::create()?;
+    for n in [&nodes.a, &nodes.b] {
+        println!(
+            "    {}  {} (host side {} {})  cgroup {}",
+            n.spec.name,
+            n.spec.ip,
+            n.spec.host_if,
+            n.spec.host_ip,
+            n.cgroup_dir().display()
+        );
     }
 
-    step("starting standalone Tracery (controller + agent, SQLite store)");
+    step("starting the services: gateway (Go) -> orders (Rust, PostgreSQL) -> payments (Go)");
+    let orders_bin = args.bin_dir.join("demo-orders");
+    let mut services = NodeServices::start(&nodes, &orders_bin, &args.database)?;
+    for (name, node, s) in [
+        ("gateway ", &nodes.a, &services.gateway),
+        ("orders  ", &nodes.a, &services.orders),
+        ("payments", &nodes.b, &services.payments),
+    ] {
+        println!(
+            "    {name} on {}  {}  (PID {})",
+            node.spec.name,
+            s.addr,
+            s.process.pid()
+        );
+    }
+    println!(
+        "    PostgreSQL on the host, reached by orders at {}",
+        args.database
+    );
+
+    step("starting one Tracery agent per node");
     let config = work.join("tracery.toml");
-    let exe = |p: &Path| std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()));
-    std::fs::write(
+    let exe = |p: &Path| fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()));
+    fs::write(
         &config,
         format!(
             "[services.orders]\nexe = {:?}\n\n[services.gateway]\nexe = {:?}\n\n[services.payments]\nexe = {:?}\n",
@@ -58,81 +166,541 @@ fn run() -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     print!(
         "{}",
-        indent(&std::fs::read_to_string(&config).unwrap_or_default())
+        indent(&fs::read_to_string(&config).unwrap_or_default())
     );
-    let listen = free_port()?;
+    let listen = format!("{}:{CONTROLLER_PORT}", NODE_A.ip);
     let controller = format!("http://{listen}");
-    let mut tracery = Command::new(bin_dir.join("tracery-agent"))
-        .args(["standalone", "--config"])
-        .arg(&config)
-        .arg("--store")
-        .arg(format!("sqlite://{}", work.join("tracery.db").display()))
-        .args(["--listen", &listen])
-        .spawn()
-        .map_err(|e| format!("cannot start tracery-agent: {e}"))?;
-    let result = demo(&ctl, &controller, &gateway.addr);
-    let _ = tracery.kill();
-    let _ = tracery.wait();
-    let _ = std::fs::remove_dir_all(&work);
+    let agent_bin = args.bin_dir.join("tracery-agent");
+    let agent_a = Agent::start(
+        &nodes.a,
+        &agent_bin,
+        &config,
+        work,
+        &[
+            "standalone",
+            "--store",
+            &format!("sqlite://{}", work.join("tracery.db").display()),
+            "--listen",
+            &listen,
+        ],
+    )?;
+    println!(
+        "    {}: tracery-agent standalone --listen {listen} --cgroup {}   (log {})",
+        nodes.a.spec.name,
+        nodes.a.cgroup_dir().display(),
+        agent_a.log.display()
+    );
+    let agent_b = Agent::start(
+        &nodes.b,
+        &agent_bin,
+        &config,
+        work,
+        &["run", "--controller", &controller],
+    )?;
+    println!(
+        "    {}: tracery-agent run --controller {controller} --cgroup {}   (log {})",
+        nodes.b.spec.name,
+        nodes.b.cgroup_dir().display(),
+        agent_b.log.display()
+    );
+    let ctx = Demo {
+        ctl,
+        controller: &controller,
+        check_database: &args.check_database,
+    };
+    let result = ctx
+        .wait_for_agents(&[&nodes.a, &nodes.b])
+        .and_then(|()| ctx.snapshot_part(&services.gateway))
+        .and_then(|()| ctx.freeze_part(&mut services));
+    if result.is_err() {
+        for agent in [&agent_a, &agent_b] {
+            agent.print_log_tail();
+        }
+    }
     result
 }
 
-fn demo(ctl: &Path, controller: &str, gateway: &str) -> Result<(), String> {
-    wait_for_controller(ctl, controller)?;
-    let (file, line) = marker_line("demo_priced");
-    let name = file.file_name().unwrap().to_string_lossy().into_owned();
-    let source = std::fs::read_to_string(&file).unwrap_or_default();
-    let code = source.lines().nth(line as usize - 1).unwrap_or("").trim();
-    let location = format!("{name}:{line}");
-    step(&format!(
-        "setting a breakpoint on service orders at {location}"
-    ));
-    println!("    {line} | {code}");
-    let id = ctl_out(
-        ctl,
-        controller,
-        &[
+/// A node's agent, killed on drop; its log goes to a file.
+struct Agent {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Agent {
+    /// Starts `tracery-agent MODE_ARGS` inside `node`, seeing only the node's cgroup.
+    fn start(
+        node: &Node,
+        bin: &Path,
+        config: &Path,
+        work: &Path,
+        mode_args: &[&str],
+    ) -> Result<Self, String> {
+        let log = work.join(format!("agent-{}.log", node.spec.name));
+        let log_file = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let mut cmd = node.command(bin)?;
+        cmd.args(mode_args)
+            .arg("--config")
+            .arg(config)
+            .arg("--cgroup")
+            .arg(node.cgroup_dir())
+            // Each agent needs its own id, or the controller takes them for one.
+            .arg("--data-dir")
+            .arg(work.join(node.spec.name))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            // A log file, not a terminal.
+            .env("NO_COLOR", "1");
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {} in {}: {e}", bin.display(), node.spec.name))?;
+        Ok(Self { child, log })
+    }
+
+    fn print_log_tail(&self) {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!("\n--- last lines of {}", self.log.display());
+        for line in &lines[lines.len().saturating_sub(20)..] {
+            eprintln!("    {line}");
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // Exited already is fine; killing an agent detaches its probes.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How the demo reaches Tracery and PostgreSQL.
+struct Demo<'a> {
+    ctl: &'a Path,
+    controller: &'a str,
+    check_database: &'a str,
+}
+
+impl Demo<'_> {
+    /// Waits until an agent from each node is connected; then shows them.
+    fn wait_for_agents(&self, nodes: &[&Node]) -> Result<(), String> {
+        // A breakpoint set before its agent is connected waits, pending, and the demo's
+        // request would pass before it is armed.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let connected: Vec<String> = self
+                .ctl_out(&["status", "--output", "json"])
+                .ok()
+                .and_then(|out| serde_json::from_str::<Value>(out.trim()).ok())
+                .and_then(|v| v["agents"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter(|a| a["connected"] == true)
+                .filter_map(|a| a["node"].as_str().map(str::to_string))
+                .collect();
+            if nodes
+                .iter()
+                .all(|n| connected.iter().any(|c| c == n.spec.name))
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the agents of {} were not all connected to {} within 60 s (connected: {connected:?})",
+                    nodes.iter().map(|n| n.spec.name).collect::<Vec<_>>().join(" and "),
+                    self.controller
+                ));
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        println!("    both agents are connected:");
+        self.show(&["status"])
+    }
+
+    /// The breakpoint by service name and source line, one request, its snapshot.
+    fn snapshot_part(&self, gateway: &Service) -> Result<(), String> {
+        let (location, code) = probe_location();
+        step(&format!(
+            "setting a breakpoint on service orders at {location}"
+        ));
+        println!("    {code}");
+        let id = self.ctl_out(&[
             "breakpoint",
             "set",
             "--service",
             "orders",
             "--at",
             &location,
-        ],
-    )?;
-    let id = id.trim().to_string();
-    println!("    breakpoint {id}");
-    wait_armed(ctl, controller, &id)?;
+        ])?;
+        let id = id.trim().to_string();
+        println!("    breakpoint {id}");
+        self.wait_armed(&id)?;
 
-    step("sending a request through the gateway");
-    let body = r#"{"customer":"ana","item":"lamp","qty":3,"unit_cents":1250,"coupon":"TENOFF"}"#;
-    let reply = post(gateway, "/checkout", body)?;
-    println!("    POST /checkout -> {reply}");
+        step("sending a request through the gateway");
+        let reply = post(&gateway.addr, "/checkout", ORDER, None)?;
+        println!("    POST /checkout -> {reply}");
 
-    step("the snapshot the request left at the breakpoint");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let list = ctl_out(
-            ctl,
-            controller,
-            &["snapshot", "list", "--breakpoint", &id, "--output", "json"],
-        )?;
-        if let Some(first) = list.lines().next() {
-            let v: serde_json::Value = serde_json::from_str(first).map_err(|e| e.to_string())?;
-            let snap = v["id"].to_string();
-            ctl_show(ctl, controller, &["snapshot", "view", &snap])?;
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err("no snapshot within 30 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(200));
+        step("the snapshot the request left at the breakpoint");
+        let snapshot = self.wait_snapshot(&id, Duration::from_secs(30))?;
+        self.show(&["snapshot", "view", &snapshot])?;
+        // The freeze below uses the same line; this breakpoint would only add snapshots.
+        self.ctl_out(&["breakpoint", "delete", &id])?;
+        println!("\n    (breakpoint {id} deleted)");
+        Ok(())
     }
-    step("what Tracery is doing");
-    ctl_show(ctl, controller, &["status"])?;
-    ctl_show(ctl, controller, &["breakpoint", "list"])?;
-    println!("\nthe services kept running throughout; stopping everything.");
-    Ok(())
+
+    /// A frozen request: where it is held, the evidence that nothing of it got past
+    /// orders, its snapshot, and the resume.
+    fn freeze_part(&self, services: &mut NodeServices) -> Result<(), String> {
+        let strict = strict_hold_check();
+        // Known in advance, so the breakpoint is scoped to T and the demo can look for T in
+        // the logs and the database; new each run, as the database keeps earlier orders.
+        let frozen_trace = new_trace_id()?;
+        let reference_trace = new_trace_id()?;
+        let (frozen_trace, reference_trace) = (frozen_trace.as_str(), reference_trace.as_str());
+        let gateway = services.gateway.addr.clone();
+        step("an unfrozen reference request, to compare answers with later");
+        let reference = post(
+            &gateway,
+            "/checkout",
+            ORDER,
+            Some(&traceparent(reference_trace)),
+        )?;
+        println!("    POST /checkout (trace {reference_trace}) -> {reference}");
+
+        let (location, code) = probe_location();
+        step(&format!(
+            "setting a freezing breakpoint on service orders at {location}, for trace {frozen_trace} only"
+        ));
+        println!("    {code}");
+        let args = [
+            "breakpoint",
+            "set",
+            "--service",
+            "orders",
+            "--at",
+            &location,
+            "--trace-id",
+            frozen_trace,
+            "--freeze",
+            "--freeze-timeout",
+            "60s",
+        ];
+        println!("$ tracery-ctl {}", args.join(" "));
+        let id = self.ctl_out(&args)?.trim().to_string();
+        println!("    breakpoint {id}");
+        self.wait_armed(&id)?;
+
+        step(&format!(
+            "sending request T (trace {frozen_trace}) through the gateway, in the background"
+        ));
+        let gateway_addr = gateway.clone();
+        let header = traceparent(frozen_trace);
+        let started = Instant::now();
+        let request: JoinHandle<Result<String, String>> =
+            thread::spawn(move || post(&gateway_addr, "/checkout", ORDER, Some(&header)));
+        let frozen = self.wait_frozen(frozen_trace, Duration::from_secs(30))?;
+        println!(
+            "    T is frozen, {:.1} s after it was sent",
+            started.elapsed().as_secs_f64()
+        );
+
+        step("what is held where");
+        self.show(&["trace", "list"])?;
+        println!();
+        self.show(&["trace", "view", frozen_trace])?;
+
+        step(&format!(
+            "evidence that T is held: after {} s, nothing of it has reached payments or PostgreSQL",
+            SETTLE.as_secs()
+        ));
+        thread::sleep(SETTLE);
+        let mut leaks = Vec::new();
+        let orders_log = drain_log(&mut services.orders);
+        if let Some(line) = orders_log.iter().find(|l| l.contains(frozen_trace)) {
+            println!("    orders, where T is frozen, logged it: {line}");
+        }
+        let payments_log = drain_log(&mut services.payments);
+        let seen: Vec<&String> = payments_log
+            .iter()
+            .filter(|l| l.contains(frozen_trace))
+            .collect();
+        println!(
+            "    payments access log: {} line(s), {} with T's trace id",
+            payments_log.len(),
+            seen.len()
+        );
+        for line in &seen {
+            println!("      {line}");
+        }
+        if !seen.is_empty() {
+            leaks.push("payments logged T's call".to_string());
+        }
+        let rows = self.psql(&format!(
+            "SELECT count(*) FROM orders WHERE trace_id = '{frozen_trace}'"
+        ))?;
+        println!("    $ psql -c \"SELECT count(*) FROM orders WHERE trace_id = '{frozen_trace}'\"\n      {rows}");
+        if rows != "0" {
+            leaks.push(format!("PostgreSQL has {rows} order row(s) of T"));
+        }
+        // The INSERT carries the trace id as a bind parameter, which pg_stat_activity does
+        // not show: what it can show is that no statement from node-a is under way.
+        let activity_sql = format!(
+            "SELECT pid, state, coalesce(wait_event, '-'), left(regexp_replace(query, '\\s+', ' ', 'g'), 50) \
+             FROM pg_stat_activity WHERE datname = current_database() AND client_addr = '{}' ORDER BY pid",
+            NODE_A.ip
+        );
+        let activity = self.psql(&activity_sql)?;
+        println!(
+            "    pg_stat_activity, sessions from {} (orders' pool): pid | state | wait | last query",
+            NODE_A.ip
+        );
+        for line in activity.lines() {
+            println!("      {line}");
+        }
+        let busy: Vec<&str> = activity
+            .lines()
+            .filter(|l| l.split('|').nth(1).is_some_and(|s| s != "idle"))
+            .collect();
+        if !busy.is_empty() {
+            leaks.push(format!(
+                "PostgreSQL is running a query from orders: {busy:?}"
+            ));
+        }
+        if request.is_finished() {
+            leaks.push("T's response already arrived".to_string());
+        }
+        if leaks.is_empty() {
+            println!("    held: T went no further than orders");
+        } else if strict {
+            return Err(format!(
+                "T was frozen but not held: {}. The agent must hold the frozen request's \
+                 outgoing messages (set STRICT_HOLD_CHECK in tests/src/bin/tracery-demo.rs, \
+                 or TRACERY_DEMO_STRICT_HOLD=0, to only report this)",
+                leaks.join("; ")
+            ));
+        } else {
+            println!(
+                "    WARNING: T was not held (strict hold check off): {}",
+                leaks.join("; ")
+            );
+        }
+
+        step("the snapshot T left at the breakpoint");
+        let snapshot = frozen["snapshots"]
+            .as_array()
+            .and_then(|s| s.first())
+            .map(|s| s["id"].to_string())
+            .ok_or("the frozen trace lists no snapshot")?;
+        self.show(&["snapshot", "view", snapshot.trim_matches('"')])?;
+
+        step("resuming T");
+        self.show(&["trace", "resume", frozen_trace])?;
+        let resumed = Instant::now();
+        let reply = request
+            .join()
+            .map_err(|_| "the request thread panicked".to_string())??;
+        println!(
+            "    POST /checkout (trace {frozen_trace}) -> {reply}   ({:.2} s after the resume)",
+            resumed.elapsed().as_secs_f64()
+        );
+
+        step("after the resume, T went on: payments and PostgreSQL have it");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut log = payments_log;
+        let line = loop {
+            log.extend(drain_log(&mut services.payments));
+            if let Some(line) = log.iter().find(|l| l.contains(frozen_trace)) {
+                break line.clone();
+            }
+            if Instant::now() > deadline {
+                return Err("payments logged no call of T within 10 s of the resume".into());
+            }
+            thread::sleep(Duration::from_millis(100));
+        };
+        println!("    payments: {line}");
+        let row = self.psql(&format!(
+            "SELECT id, status, total_cents, trace_id FROM orders WHERE trace_id = '{frozen_trace}'"
+        ))?;
+        println!("    PostgreSQL (id | status | total_cents | trace_id):\n      {row}");
+        if row.lines().count() != 1 {
+            return Err(format!("expected one order row of T, found: {row:?}"));
+        }
+
+        step("T's answer against the unfrozen reference's");
+        println!("    (each order gets its own id, and each request its own trace id: both are left out)");
+        let (a, b) = (normalized(&reference)?, normalized(&reply)?);
+        println!("    reference: {a}\n    T:         {b}");
+        if a != b {
+            return Err("T's answer differs from the unfrozen request's".into());
+        }
+        println!("    the same");
+
+        step("what Tracery is doing");
+        self.show(&["status"])?;
+        self.show(&["breakpoint", "list"])?;
+        println!(
+            "\nthe services kept serving throughout; stopping everything and removing the nodes."
+        );
+        Ok(())
+    }
+
+    /// Waits until an agent reports breakpoint `id` armed in a process: on a busy machine,
+    /// loading a large binary's DWARF can outlast the controller's wait when setting it,
+    /// and a request sent before would pass unseen.
+    fn wait_armed(&self, id: &str) -> Result<(), String> {
+        let id_number: Option<u64> = id.parse().ok();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(out) = self.ctl_out(&["status", "--output", "json"]) {
+                let v: Value = serde_json::from_str(out.trim()).unwrap_or_default();
+                let armed = v["agents"].as_array().into_iter().flatten().any(|a| {
+                    a["processes"].as_array().into_iter().flatten().any(|p| {
+                        p["breakpoints"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|b| b.as_u64() == id_number)
+                    })
+                });
+                if armed {
+                    return Ok(());
+                }
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        Err(format!(
+            "breakpoint {id} was not armed within 60 s; see `tracery-ctl status`"
+        ))
+    }
+
+    /// The id of the first snapshot of breakpoint `id`, waiting for it.
+    fn wait_snapshot(&self, id: &str, within: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let list =
+                self.ctl_out(&["snapshot", "list", "--breakpoint", id, "--output", "json"])?;
+            if let Some(first) = list.lines().next() {
+                let v: Value = serde_json::from_str(first).map_err(|e| e.to_string())?;
+                return Ok(v["id"].to_string().trim_matches('"').to_string());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no snapshot within {within:?}"));
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until `trace list` shows `trace` frozen with its snapshot stored (hits and
+    /// freezes travel separately); returns its entry.
+    fn wait_frozen(&self, trace: &str, within: Duration) -> Result<Value, String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let out = self.ctl_out(&["trace", "list", "--output", "json"])?;
+            let found = out
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|v| v["trace_id"] == trace);
+            if let Some(v) = found {
+                if v["snapshots"].as_array().is_some_and(|s| !s.is_empty()) {
+                    return Ok(v);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "trace {trace} was not frozen within {within:?}; trace list: {out}"
+                ));
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// One value or rows (`|`-separated) from the demo database, over TCP from the host.
+    fn psql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new("psql")
+            .arg(self.check_database)
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .map_err(|e| format!("cannot run psql: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "psql -c {sql:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn ctl_out(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(self.ctl)
+            .arg("--controller")
+            .arg(self.controller)
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run tracery-ctl: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "tracery-ctl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    fn show(&self, args: &[&str]) -> Result<(), String> {
+        println!("$ tracery-ctl {}", args.join(" "));
+        print!("{}", self.ctl_out(args)?);
+        Ok(())
+    }
+}
+
+/// `STRICT_HOLD_CHECK`, unless `TRACERY_DEMO_STRICT_HOLD` says otherwise.
+fn strict_hold_check() -> bool {
+    match std::env::var("TRACERY_DEMO_STRICT_HOLD").as_deref() {
+        Ok("0" | "false" | "no" | "off") => false,
+        Ok("1" | "true" | "yes" | "on") => true,
+        _ => STRICT_HOLD_CHECK,
+    }
+}
+
+/// `pricing.rs:LINE` of the `@probe:demo_priced` marker, and that line of code.
+fn probe_location() -> (String, String) {
+    let (file, line) = marker_line("demo_priced");
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    let source = fs::read_to_string(&file).unwrap_or_default();
+    let code = source.lines().nth(line as usize - 1).unwrap_or("").trim();
+    (format!("{name}:{line}"), format!("{line} | {code}"))
+}
+
+/// A fresh W3C trace id: 32 lowercase hex digits.
+fn new_trace_id() -> Result<String, String> {
+    let uuid = fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .map_err(|e| format!("cannot read /proc/sys/kernel/random/uuid: {e}"))?;
+    Ok(uuid.trim().replace('-', ""))
+}
+
+fn traceparent(trace: &str) -> String {
+    format!("00-{trace}-00f067aa0ba902b7-01")
+}
+
+/// The lines a service printed since the last call.
+fn drain_log(service: &mut Service) -> Vec<String> {
+    std::iter::from_fn(|| service.process.read_line(Duration::ZERO)).collect()
+}
+
+/// An order as JSON without the fields that differ between any two orders.
+fn normalized(body: &str) -> Result<Value, String> {
+    let mut v: Value =
+        serde_json::from_str(body).map_err(|e| format!("not JSON: {body:?} ({e})"))?;
+    let fields = v
+        .as_object_mut()
+        .ok_or_else(|| format!("not a JSON object: {body}"))?;
+    fields.remove("id");
+    fields.remove("trace_id");
+    Ok(v)
 }
 
 fn step(what: &str) {
@@ -143,110 +711,45 @@ fn indent(s: &str) -> String {
     s.lines().map(|l| format!("    {l}\n")).collect()
 }
 
-fn args() -> Result<(PathBuf, String), String> {
+fn args() -> Result<Args, String> {
+    const USAGE: &str = "usage: tracery-demo --bin-dir DIR --database URL --check-database URL";
     let mut bin_dir = None;
     let mut database = None;
+    let mut check_database = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match (flag.as_str(), it.next()) {
             ("--bin-dir", Some(v)) => bin_dir = Some(PathBuf::from(v)),
             ("--database", Some(v)) => database = Some(v),
-            _ => return Err("usage: tracery-demo --bin-dir DIR --database URL".into()),
+            ("--check-database", Some(v)) => check_database = Some(v),
+            _ => return Err(USAGE.into()),
         }
     }
-    Ok((
-        bin_dir.ok_or("--bin-dir is required")?,
-        database.ok_or("--database is required")?,
-    ))
+    Ok(Args {
+        bin_dir: bin_dir.ok_or(USAGE)?,
+        database: database.ok_or(USAGE)?,
+        check_database: check_database.ok_or(USAGE)?,
+    })
 }
 
-fn free_port() -> Result<String, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.to_string())
-}
-
-/// Waits until an agent reports breakpoint `id` armed in a process: on a busy machine,
-/// loading a large binary's DWARF can outlast the controller's wait when setting it, and a
-/// request sent before would pass unseen.
-fn wait_armed(ctl: &Path, controller: &str, id: &str) -> Result<(), String> {
-    let id_number: Option<u64> = id.parse().ok();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(out) = ctl_out(ctl, controller, &["status", "--output", "json"]) {
-            let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_default();
-            let armed = v["agents"].as_array().into_iter().flatten().any(|a| {
-                a["processes"].as_array().into_iter().flatten().any(|p| {
-                    p["breakpoints"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|b| b.as_u64() == id_number)
-                })
-            });
-            if armed {
-                return Ok(());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Err(format!(
-        "breakpoint {id} was not armed within 60 s; see `tracery-ctl status`"
-    ))
-}
-
-fn wait_for_controller(ctl: &Path, controller: &str) -> Result<(), String> {
-    // Ready means the agent is connected too: a breakpoint set before that waits, pending,
-    // and the demo's request would pass before it is armed.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(out) = ctl_out(ctl, controller, &["status", "--output", "json"]) {
-            let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_default();
-            let agents = v["agents"].as_array().cloned().unwrap_or_default();
-            if agents.iter().any(|a| a["connected"] == true) {
-                return Ok(());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Err(format!(
-        "standalone Tracery at {controller} had no connected agent within 30 s"
-    ))
-}
-
-fn ctl_out(ctl: &Path, controller: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(ctl)
-        .arg("--controller")
-        .arg(controller)
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run tracery-ctl: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-fn ctl_show(ctl: &Path, controller: &str, args: &[&str]) -> Result<(), String> {
-    println!("$ tracery-ctl {}", args.join(" "));
-    print!("{}", ctl_out(ctl, controller, args)?);
-    Ok(())
-}
-
-/// One HTTP/1.1 POST over std's TcpStream (the demo needs no HTTP client crate).
-fn post(addr: &str, path: &str, body: &str) -> Result<String, String> {
-    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))
+/// One HTTP/1.1 POST over std's TcpStream (the demo needs no HTTP client crate); returns
+/// the JSON body.
+fn post(addr: &str, path: &str, body: &str, traceparent: Option<&str>) -> Result<String, String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    // Longer than the freeze timeout: a frozen request answers after its resume.
+    s.set_read_timeout(Some(Duration::from_secs(90)))
         .map_err(|e| e.to_string())?;
+    let trace_header = traceparent.map_or(String::new(), |t| format!("traceparent: {t}\r\n"));
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{trace_header}\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .map_err(|e| e.to_string())?;
     let mut raw = String::new();
-    s.read_to_string(&mut raw).map_err(|e| e.to_string())?;
+    s.read_to_string(&mut raw)
+        .map_err(|e| format!("no answer from {addr}: {e}"))?;
     let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     Ok(body
         .lines()

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tracery_agent::{link, LinkOptions, Services};
+use tracery_agent::{discovery::NodeCgroup, link, LinkOptions, Services};
 
 /// Tracery node agent: arms breakpoints on this node's processes and sends their snapshots
 /// to the controller.
@@ -51,16 +51,30 @@ struct Common {
     /// Where the agent keeps its stable id.
     #[arg(long, value_name = "DIR", default_value = "/var/lib/tracery")]
     data_dir: PathBuf,
+    /// Only processes in this cgroup v2 group (or below it) are this node's, e.g.
+    /// /sys/fs/cgroup/NODE: for several agents sharing one kernel. Default: every process.
+    #[arg(long, value_name = "PATH")]
+    cgroup: Option<PathBuf>,
 }
 
 impl Common {
+    /// The service definitions, scoped to `--cgroup` when given.
     fn services(&self) -> anyhow::Result<Services> {
         let default = Path::new("tracery.toml");
-        match &self.config {
-            Some(path) => Ok(Services::load(path)?),
-            None if default.exists() => Ok(Services::load(default)?),
-            None => Ok(Services::default()),
-        }
+        let services = match &self.config {
+            Some(path) => Services::load(path)?,
+            None if default.exists() => Services::load(default)?,
+            None => Services::default(),
+        };
+        let Some(dir) = &self.cgroup else {
+            return Ok(services);
+        };
+        let cgroup = NodeCgroup::open(dir).context("--cgroup")?;
+        tracing::info!(
+            cgroup = cgroup.path(),
+            "only processes in this cgroup are this node's"
+        );
+        Ok(services.scoped_to(&cgroup))
     }
 }
 
