@@ -6,9 +6,12 @@
 
 pub mod demo;
 mod fixture;
+pub mod held;
 pub mod http;
 mod marker;
+pub mod node;
 mod process;
+mod sys;
 
 pub use fixture::{fixture, fixture_source, DEMO_SERVICES, SERVER_FIXTURES, VARIANTS};
 pub use marker::{marker_line, markers};

@@ -60,6 +60,8 @@ pub enum AgentError {
     Condition(#[from] tracery_dwarf::condition::ConditionError),
     #[error(transparent)]
     Binary(#[from] tracery_dwarf::BinaryError),
+    #[error("messages cannot be held: {0}")]
+    Hold(String),
     #[error("kernel feature check failed: {0}")]
     Feature(String),
     #[error("I/O error while {action}")]

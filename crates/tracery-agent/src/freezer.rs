@@ -258,12 +258,12 @@ impl Freezer {
     }
 
     /// Releases what passed its deadline, and threads of processes that exited.
-    /// Returns the processes whose threads were let go.
+    /// Returns what was let go.
     pub(crate) fn expire(
         &mut self,
         tracker: &mut Tracker,
         alive: impl Fn(u32) -> bool,
-    ) -> Vec<u32> {
+    ) -> Vec<Released> {
         let now = SystemTime::now();
         let due: Vec<(usize, ReleaseReason)> = self
             .frozen
@@ -279,12 +279,12 @@ impl Freezer {
                 }
             })
             .collect();
-        let mut pids = Vec::new();
+        let mut released = Vec::new();
         for (i, reason) in due.into_iter().rev() {
             let f = self.frozen.remove(i);
-            pids.push(self.release(f, reason, tracker).thread.pid);
+            released.push(self.release(f, reason, tracker));
         }
-        pids
+        released
     }
 
     fn release(&mut self, f: Frozen, reason: ReleaseReason, tracker: &mut Tracker) -> Released {
@@ -311,8 +311,13 @@ impl Freezer {
         self.frozen.iter().map(|f| f.thread.clone()).collect()
     }
 
+    /// True when `trace` has a frozen thread here.
+    pub(crate) fn has(&self, trace: TraceId) -> bool {
+        self.frozen.iter().any(|f| f.thread.trace_id == trace)
+    }
+
     pub(crate) fn resume(&mut self, trace: TraceId, tracker: &mut Tracker) -> ResumeOutcome {
-        if !self.frozen.iter().any(|f| f.thread.trace_id == trace) {
+        if !self.has(trace) {
             return ResumeOutcome::NotFrozen(self.last_release.get(&trace).cloned());
         }
         let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.frozen)
@@ -365,8 +370,8 @@ fn unstoppable(binary: &tracery_dwarf::Binary) -> Option<String> {
         .any(|s| s.name.contains("5tokio7runtime9scheduler"))
         .then(|| {
             "not stopped: the process runs on tokio, whose worker threads serve many requests; \
-             stopping one stalls the runtime for all of them (holding the request's messages \
-             instead is not built yet)"
+             stopping one stalls the runtime for all of them, so the request is frozen by \
+             holding its messages instead"
                 .to_string()
         })
 }

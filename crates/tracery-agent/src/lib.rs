@@ -7,6 +7,9 @@ pub mod eval;
 pub mod exec_watch;
 pub mod freeze;
 mod freezer;
+pub mod hold;
+#[doc(hidden)]
+pub mod keeper;
 pub mod link;
 pub mod loader;
 pub mod manager;

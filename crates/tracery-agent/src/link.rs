@@ -1,12 +1,15 @@
 //! The agent side of `AgentLink`: one `Session` stream to the controller, kept up with
 //! backoff. Breakpoints come down and are armed by the [`Manager`](crate::Manager) on its
-//! own thread; hits, drop totals, health, and frozen and released traces go up. Resumes
-//! and evaluations come down and are answered once the Manager has done them.
+//! own thread; hits, drop totals, health, frozen and released traces and held messages go
+//! up. Holds come down and are handed to the Manager; resumes and evaluations come down
+//! and are answered once the Manager has done them.
 //!
 //! Capture goes on while the controller is away: hits wait in the [`outbox::Outbox`]
 //! (bounded, overflow counted as drops) and are resent after a reconnect with the same
 //! per-breakpoint sequence numbers, so the controller stores each once.
 
+mod arm;
+mod hold;
 mod outbox;
 mod report;
 mod worker;
@@ -28,7 +31,7 @@ use tonic::{
     Streaming,
 };
 use tracery_proto::v1::{
-    self, agent_link_client::AgentLinkClient, agent_message, arm_result, controller_message,
+    self, agent_link_client::AgentLinkClient, agent_message, controller_message,
 };
 
 pub use outbox::{BUFFER_CAP, SETTLE};
@@ -40,6 +43,7 @@ use crate::{
     freeze::{FreezeEvent, ResumeOutcome, TraceId},
     manager::{BreakpointSpec, BreakpointStatus, Target},
 };
+use arm::{arm_error, arm_results};
 use worker::{Command, Worker, WorkerState};
 
 /// First reconnect delay; doubles per failure up to [`BACKOFF_MAX`], with jitter.
@@ -95,7 +99,13 @@ pub async fn run(
         .http2_keep_alive_interval(KEEPALIVE)
         .keep_alive_timeout(KEEPALIVE)
         .keep_alive_while_idle(true);
-    let worker = tokio::task::spawn_blocking(Worker::spawn)
+    // The node's cgroup is watched for message holds: a trace frozen on another node has
+    // its messages held here too.
+    let watch = opts
+        .services
+        .node_cgroup()
+        .and_then(|c| Some(crate::hold::cgroup2_root()?.join(c.path().trim_start_matches('/'))));
+    let worker = tokio::task::spawn_blocking(move || Worker::spawn(watch))
         .await
         .map_err(|_| LinkError::WorkerGone)??;
     let mut link = Link {
@@ -247,10 +257,7 @@ impl Link {
                 }
                 _ = health.tick() => self.send_health(out).await,
                 e = self.worker.freeze_events.recv() => match e {
-                    Some(e) => match freeze_message(e) {
-                        Some(m) => send(out, m).await,
-                        None => Ok(()),
-                    },
+                    Some(e) => send(out, freeze_message(e)).await,
                     None => return Err(LinkError::WorkerGone),
                 },
             };
@@ -271,8 +278,12 @@ impl Link {
         self.send_exits(out).await?;
         // The controller forgot this agent's frozen threads when it reconnected; events
         // still queued follow and apply on top.
-        for thread in self.state().frozen {
+        let state = self.state();
+        for thread in state.frozen {
             send(out, agent_message::Message::TraceFrozen(thread.into())).await?;
+        }
+        for message in state.held {
+            send(out, agent_message::Message::MessageHeld(message.into())).await?;
         }
         self.send_health(out).await
     }
@@ -289,6 +300,18 @@ impl Link {
             }
             Some(controller_message::Message::ResumeTrace(r)) => self.resume(r, out).await,
             Some(controller_message::Message::EvalTrace(e)) => self.eval(e, out).await,
+            Some(controller_message::Message::HoldTrace(h)) => {
+                match hold::hold_request(&h, std::time::SystemTime::now()) {
+                    Ok((trace, deadline)) => {
+                        tracing::info!(%trace, deadline = %humantime::format_rfc3339_seconds(deadline), "holding the trace's messages");
+                        self.command(Command::Hold(trace, deadline)).await
+                    }
+                    Err(error) => {
+                        tracing::warn!(trace = %h.trace_id, %error, "ignoring an invalid hold");
+                        Ok(())
+                    }
+                }
+            }
             other => {
                 tracing::warn!(message = ?other, "ignoring an invalid controller message");
                 Ok(())
@@ -364,17 +387,17 @@ impl Link {
         tokio::spawn(async move {
             let Ok(outcome) = replied.await else { return };
             let answer = match outcome {
-                ResumeOutcome::Resumed {
-                    threads: released, ..
-                } => v1::ResumeResult {
+                ResumeOutcome::Resumed { threads, held } => v1::ResumeResult {
                     request_id,
-                    released: released.into_iter().map(Into::into).collect(),
+                    released: threads.into_iter().map(Into::into).collect(),
                     last_release: None,
+                    held: held.map(Into::into),
                 },
                 ResumeOutcome::NotFrozen(last) => v1::ResumeResult {
                     request_id,
                     released: vec![],
                     last_release: last.map(Into::into),
+                    held: None,
                 },
             };
             let _ = send(&out, agent_message::Message::ResumeResult(answer)).await;
@@ -509,14 +532,14 @@ async fn send(out: &Out, m: agent_message::Message) -> Result<(), Broken> {
         .map_err(|_| Broken)
 }
 
-/// A freeze or release as the controller hears it.
-fn freeze_message(e: FreezeEvent) -> Option<agent_message::Message> {
-    Some(match e {
+/// A freeze, release or held message as the controller hears it.
+fn freeze_message(e: FreezeEvent) -> agent_message::Message {
+    match e {
         FreezeEvent::Frozen(thread) => agent_message::Message::TraceFrozen(thread.into()),
         FreezeEvent::Released(released) => agent_message::Message::TraceReleased(released.into()),
-        // TODO(holds): report held messages to the controller.
-        FreezeEvent::Held(_) | FreezeEvent::HoldReleased(_) => return None,
-    })
+        FreezeEvent::Held(message) => agent_message::Message::MessageHeld(message.into()),
+        FreezeEvent::HoldReleased(release) => agent_message::Message::HoldReleased(release.into()),
+    }
 }
 
 fn eval_answer(request_id: u64, result: Result<serde_json::Value, String>) -> v1::EvalResult {
@@ -526,43 +549,6 @@ fn eval_answer(request_id: u64, result: Result<serde_json::Value, String>) -> v1
             Ok(value) => v1::eval_result::Result::Json(value.to_string()),
             Err(error) => v1::eval_result::Result::Error(error),
         }),
-    }
-}
-
-/// One `ArmResult` per process armed or failed; pid 0 with no probes when no process
-/// matches yet (the breakpoint is kept and armed when one starts).
-fn arm_results(st: &BreakpointStatus) -> Vec<v1::ArmResult> {
-    let mut out: Vec<v1::ArmResult> = st
-        .processes
-        .iter()
-        .map(|(pid, probes)| v1::ArmResult {
-            breakpoint_id: st.id,
-            pid: *pid,
-            result: Some(arm_result::Result::Probes(
-                u32::try_from(*probes).unwrap_or(u32::MAX),
-            )),
-        })
-        .collect();
-    out.extend(
-        st.errors
-            .iter()
-            .map(|(pid, e)| arm_error(st.id, *pid, e.clone())),
-    );
-    if out.is_empty() {
-        out.push(v1::ArmResult {
-            breakpoint_id: st.id,
-            pid: 0,
-            result: Some(arm_result::Result::Probes(0)),
-        });
-    }
-    out
-}
-
-fn arm_error(id: u64, pid: u32, error: String) -> v1::ArmResult {
-    v1::ArmResult {
-        breakpoint_id: id,
-        pid,
-        result: Some(arm_result::Result::Error(error)),
     }
 }
 
@@ -599,28 +585,5 @@ mod tests {
         let d: Vec<Duration> = (0..10).map(|_| b.next_delay()).collect();
         assert!(d[0] >= BACKOFF_MIN / 2 && d[0] <= BACKOFF_MIN, "{d:?}");
         assert!(d[9] >= BACKOFF_MAX / 2 && d[9] <= BACKOFF_MAX, "{d:?}");
-    }
-
-    #[test]
-    fn a_breakpoint_waiting_for_its_process_reports_zero_probes() {
-        let st = BreakpointStatus {
-            id: 4,
-            processes: vec![],
-            hits: 0,
-            filtered: 0,
-            kernel_drops: 0,
-            over_limit: 0,
-            errors: vec![(77, "no DWARF".into())],
-            exited: vec![],
-            ended: None,
-        };
-        let r = arm_results(&st);
-        assert_eq!(r.len(), 1);
-        assert_eq!(r[0].pid, 77);
-        let r = arm_results(&BreakpointStatus {
-            errors: vec![],
-            ..st
-        });
-        assert_eq!(r[0].result, Some(arm_result::Result::Probes(0)));
     }
 }

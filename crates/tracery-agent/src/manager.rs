@@ -19,8 +19,8 @@ use crate::{
     error::AgentError,
     exec_watch::ExecWatcher,
     freeze::{
-        EvalError, FreezeEvent, FreezeSpec, FrozenThread, HeldMessage, ResumeOutcome, TraceId,
-        TraceScope,
+        EvalError, FreezeEvent, FreezeSpec, FrozenThread, HeldMessage, ReleaseReason,
+        ResumeOutcome, TraceId, TraceScope,
     },
     freezer::Freezer,
     probes::SlotId,
@@ -125,6 +125,8 @@ pub struct Manager {
     /// Hits of breakpoints removed before their records were read.
     pub orphaned: u64,
     freezer: Freezer,
+    /// Processes with a freezing breakpoint whose cgroup is watched for message holds.
+    hold_watched: BTreeMap<u32, HoldWatch>,
 }
 
 impl Manager {
@@ -140,7 +142,15 @@ impl Manager {
             outbox_dropped: 0,
             orphaned: 0,
             freezer: Freezer::default(),
+            hold_watched: BTreeMap::new(),
         })
+    }
+
+    /// Watches the cgroup v2 directory `dir` for message holds: a trace frozen on any node
+    /// has its messages held here when they carry its trace header, or come from a thread
+    /// this agent tracks as serving it. Use it for the node's (or pod's) workload cgroup.
+    pub fn watch_cgroup(&mut self, dir: &std::path::Path) -> Result<(), AgentError> {
+        self.session.table().hold_watch_cgroup(dir)
     }
 
     /// Adds a breakpoint and arms it on every matching process running now. A breakpoint
@@ -174,7 +184,13 @@ impl Manager {
         };
         self.remove(id)?;
         for pid in pids {
-            let result = arm_in(&mut self.session, &mut self.freezer, &mut armed, pid);
+            let result = arm_in(
+                &mut self.session,
+                &mut self.freezer,
+                &mut self.hold_watched,
+                &mut armed,
+                pid,
+            );
             match (result, &armed.spec.target) {
                 (Ok(slots), _) => {
                     armed.pids.insert(pid, slots);
@@ -228,12 +244,49 @@ impl Manager {
         self.freezer.unseize(pid, wanted, self.session.tracker());
     }
 
+    /// Stops watching processes for message holds once no armed freezing breakpoint needs
+    /// them and nothing is frozen or held here: until then their new connections must
+    /// still join the sockhash, and their tasks' traces must still be followed.
+    fn unwatch_idle(&mut self) {
+        let idle = self
+            .session
+            .table()
+            .holder_if_started()
+            .is_none_or(|h| h.idle());
+        if !idle {
+            return;
+        }
+        let unwanted: Vec<u32> = self
+            .hold_watched
+            .keys()
+            .copied()
+            .filter(|pid| {
+                !self.breakpoints.values().any(|b| {
+                    b.spec.freeze.is_some() && b.ended.is_none() && b.pids.contains_key(pid)
+                })
+            })
+            .collect();
+        for pid in unwanted {
+            let w = self.hold_watched.remove(&pid).expect("listed above");
+            let table = self.session.table();
+            table.hold_unwatch(&w.dir);
+            if w.tracking {
+                table.untrack(pid);
+            }
+            if let Some(h) = table.holder_if_started() {
+                h.freeze_armed(false);
+            }
+        }
+    }
+
     /// Waits up to `timeout` for hits, arms breakpoints on processes that just started,
     /// forgets processes that exited and ends expired breakpoints. Returns the snapshots
     /// that arrived (also kept in the outbox until [`Manager::take_outbox`]).
     pub fn tick(&mut self, timeout: Duration) -> Result<Vec<Snapshot>, AgentError> {
         let snaps = self.session.poll(timeout)?;
         let mut delivered = Vec::with_capacity(snaps.len());
+        // Traces the kernel froze on a hit that user space then rejected.
+        let mut not_frozen = Vec::new();
         for s in snaps {
             let Some(bp) = self.breakpoints.get_mut(&s.breakpoint_id) else {
                 self.orphaned += 1;
@@ -241,6 +294,7 @@ impl Manager {
             };
             if bp.ended.is_some() {
                 bp.over_limit += 1;
+                not_frozen.extend(freeze_trace(bp, &s));
                 continue;
             }
             // The whole expression, not only what the kernel left: sites differ in what
@@ -251,6 +305,7 @@ impl Manager {
                 .is_some_and(|e| !condition::eval(e, &s.variables))
             {
                 bp.filtered += 1;
+                not_frozen.extend(freeze_trace(bp, &s));
                 continue;
             }
             bp.hits += 1;
@@ -273,8 +328,21 @@ impl Manager {
         let released = self.freezer.expire(self.session.tracker(), |pid| {
             std::path::Path::new(&format!("/proc/{pid}")).exists()
         });
-        for pid in released {
-            self.unseize_if_unused(pid);
+        if let Some(h) = self.session.table().holder_if_started() {
+            h.poll();
+            for t in not_frozen {
+                if !self.freezer.has(t) {
+                    h.discard(t);
+                }
+            }
+            for r in &released {
+                if !self.freezer.has(r.thread.trace_id) {
+                    h.release(r.thread.trace_id, r.reason);
+                }
+            }
+        }
+        for r in released {
+            self.unseize_if_unused(r.thread.pid);
         }
         for e in self.execs.poll(Duration::ZERO)? {
             for bp in self.breakpoints.values_mut() {
@@ -284,7 +352,13 @@ impl Manager {
                 if bp.ended.is_some() || bp.pids.contains_key(&e.pid) || !m.matches_exec(&e) {
                     continue;
                 }
-                match arm_in(&mut self.session, &mut self.freezer, bp, e.pid) {
+                match arm_in(
+                    &mut self.session,
+                    &mut self.freezer,
+                    &mut self.hold_watched,
+                    bp,
+                    e.pid,
+                ) {
                     Ok(slots) => {
                         tracing::info!(id = bp.spec.id, pid = e.pid, "armed on new process");
                         bp.pids.insert(e.pid, slots);
@@ -327,6 +401,7 @@ impl Manager {
         for pid in released_pids {
             self.unseize_if_unused(pid);
         }
+        self.unwatch_idle();
         for s in &delivered {
             if self.outbox.len() == OUTBOX_CAP {
                 self.outbox.pop_front();
@@ -350,17 +425,28 @@ impl Manager {
     /// Lets every frozen thread of `trace` on this node go. Resuming a trace that is not
     /// frozen does nothing and says when it was last released, if it was.
     pub fn resume(&mut self, trace: TraceId) -> ResumeOutcome {
+        // Held bytes go out first: a thread let go may send more on the same connections,
+        // and that must follow them (it would queue behind them anyway).
+        let held = self
+            .session
+            .table()
+            .holder_if_started()
+            .and_then(|h| h.release(trace, ReleaseReason::Resumed));
         let outcome = self.freezer.resume(trace, self.session.tracker());
-        if let ResumeOutcome::Resumed {
-            threads: released, ..
-        } = &outcome
-        {
-            for r in released {
-                // Its breakpoint may have ended meanwhile (a freeze is one hit by default).
-                self.unseize_if_unused(r.thread.pid);
+        match outcome {
+            ResumeOutcome::Resumed { threads, .. } => {
+                for r in &threads {
+                    // Its breakpoint may have ended meanwhile (a freeze is one hit by default).
+                    self.unseize_if_unused(r.thread.pid);
+                }
+                ResumeOutcome::Resumed { threads, held }
             }
+            ResumeOutcome::NotFrozen(_) if held.is_some() => ResumeOutcome::Resumed {
+                threads: Vec::new(),
+                held,
+            },
+            not_frozen => not_frozen,
         }
-        outcome
     }
 
     /// Evaluates `expr` (a variable or field path) in the stopped thread of `trace`.
@@ -376,20 +462,27 @@ impl Manager {
     }
 
     /// Messages of frozen traces held on this node now, oldest first.
-    pub fn held(&self) -> Vec<HeldMessage> {
-        Vec::new()
+    pub fn held(&mut self) -> Vec<HeldMessage> {
+        self.session
+            .table()
+            .holder_if_started()
+            .map(|h| h.held().to_vec())
+            .unwrap_or_default()
     }
 
     /// Holds `trace`'s outbound messages on this node until `deadline`: the trace froze on
     /// another node (the controller tells every agent).
     pub fn hold_trace(&mut self, trace: TraceId, deadline: SystemTime) -> Result<(), AgentError> {
-        let _ = (trace, deadline);
-        Ok(())
+        self.session.table().holder()?.hold(trace, deadline)
     }
 
     /// Takes the freezes and releases since the last call, oldest first.
     pub fn take_freeze_events(&mut self) -> Vec<FreezeEvent> {
-        self.freezer.take_events()
+        let mut events = self.freezer.take_events();
+        if let Some(h) = self.session.table().holder_if_started() {
+            events.extend(h.take_events());
+        }
+        events
     }
 
     /// State of every breakpoint.
@@ -430,6 +523,7 @@ impl Manager {
 fn arm_in(
     session: &mut Session,
     freezer: &mut Freezer,
+    hold_watched: &mut BTreeMap<u32, HoldWatch>,
     bp: &mut Armed,
     pid: u32,
 ) -> Result<Vec<SlotId>, AgentError> {
@@ -449,6 +543,20 @@ fn arm_in(
             bp.errors
                 .push((pid, format!("hits will not stop their thread: {e}")));
         }
+        if let std::collections::btree_map::Entry::Vacant(slot) = hold_watched.entry(pid) {
+            match session.table().hold_watch(pid) {
+                Ok(dir) => {
+                    if let Ok(h) = session.table().holder() {
+                        h.freeze_armed(true);
+                    }
+                    slot.insert(HoldWatch {
+                        dir,
+                        tracking: false,
+                    });
+                }
+                Err(e) => bp.errors.push((pid, e.to_string())),
+            }
+        }
     }
     // Per site: the kernel takes the simple comparisons, user space re-checks the whole.
     let mut user_checks = false;
@@ -459,7 +567,7 @@ fn arm_in(
             user_checks |= split.rest.is_some();
         }
     }
-    session.arm(
+    let slots = session.arm(
         &prepared,
         &ArmOptions {
             breakpoint_id: spec.id,
@@ -468,9 +576,29 @@ fn arm_in(
             rate_per_sec: spec.rate_per_sec,
             scope_trace: spec.scope.trace_id.map(|t| t.0),
             header_bits: bp.header_bits,
-            freeze: spec.freeze.is_some(),
+            freeze: spec.freeze.map(|f| f.timeout),
         },
-    )
+    )?;
+    // A frozen request outlives its breakpoint (one hit by default): keep following which
+    // request the process's threads and tasks serve until the hold is over.
+    if let Some(w) = hold_watched.get_mut(&pid).filter(|w| !w.tracking) {
+        w.tracking = session.table().retain_tracking(pid);
+    }
+    Ok(slots)
+}
+
+/// A process watched for message holds.
+struct HoldWatch {
+    /// Its cgroup directory.
+    dir: std::path::PathBuf,
+    /// True when the watch holds a use of the process's trace tracking.
+    tracking: bool,
+}
+
+/// The trace of a rejected hit of a freezing breakpoint: the kernel froze it already.
+fn freeze_trace(bp: &Armed, s: &Snapshot) -> Option<TraceId> {
+    bp.spec.freeze?;
+    TraceId::parse(s.trace_id.as_deref()?).ok()
 }
 
 fn disarm_all(session: &mut Session, bp: &mut Armed) -> Result<(), AgentError> {
@@ -485,7 +613,11 @@ fn disarm_all(session: &mut Session, bp: &mut Armed) -> Result<(), AgentError> {
 
 impl Drop for Manager {
     fn drop(&mut self) {
-        // Frozen threads continue and seized ones are detached before the probes go.
+        // Held messages go out, frozen threads continue and seized ones are detached before
+        // the probes go.
+        if let Some(h) = self.session.table().holder_if_started() {
+            h.release_all();
+        }
         self.freezer.release_all(self.session.tracker());
     }
 }

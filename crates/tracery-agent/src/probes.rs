@@ -25,7 +25,7 @@ use crate::{
     exec_watch::ExecWatcher,
     loader,
     ring::HitReader,
-    tracker::{GoProcess, Tracker},
+    tracker::{GoProcess, TokioProcess, Tracker},
 };
 
 /// Identifies one armed uprobe (its slot).
@@ -60,6 +60,11 @@ struct Armed {
 
 /// The loaded eBPF programs, their maps and the armed slots.
 pub struct ProbeTable {
+    /// Started with the first freezing breakpoint. Declared before `ebpf` so it is dropped
+    /// (its held messages released) while the hold programs are still attached.
+    holder: Option<crate::hold::Holder>,
+    /// Why the holder could not start; not retried (its program may be attached already).
+    holder_error: Option<String>,
     ebpf: Ebpf,
     configs: Array<MapData, ProbeConfig>,
     states: Array<MapData, ProbeState>,
@@ -76,6 +81,8 @@ impl ProbeTable {
         let states = take_array(&mut ebpf, names::PROBE_STATE)?;
         let tracker = Tracker::new(&mut ebpf)?;
         Ok(Self {
+            holder: None,
+            holder_error: None,
             ebpf,
             configs,
             states,
@@ -192,8 +199,18 @@ impl ProbeTable {
     }
 
     /// Starts (or keeps) tracking which trace each thread of `pid` serves.
-    pub fn track(&mut self, pid: u32, go: Option<&GoProcess>) -> Result<(), AgentError> {
-        self.tracker.track(&mut self.ebpf, pid, go)
+    pub fn track(
+        &mut self,
+        pid: u32,
+        go: Option<&GoProcess>,
+        tokio: Option<&TokioProcess>,
+    ) -> Result<(), AgentError> {
+        self.tracker.track(&mut self.ebpf, pid, go, tokio)
+    }
+
+    /// Takes one more use of the tracking of `pid`, if it is tracked. Returns true if so.
+    pub fn retain_tracking(&mut self, pid: u32) -> bool {
+        self.tracker.retain(pid)
     }
 
     /// Drops one use of the tracking of `pid`.
@@ -204,6 +221,53 @@ impl ProbeTable {
     /// Header filters and trappable threads.
     pub fn tracker(&mut self) -> &mut Tracker {
         &mut self.tracker
+    }
+
+    /// The message holder, started (hold programs loaded, keeper running) on first use.
+    pub fn holder(&mut self) -> Result<&mut crate::hold::Holder, AgentError> {
+        if let Some(e) = &self.holder_error {
+            return Err(AgentError::Hold(e.clone()));
+        }
+        if self.holder.is_none() {
+            match crate::hold::Holder::start(&mut self.ebpf) {
+                Ok(h) => self.holder = Some(h),
+                Err(e) => {
+                    let msg = format!("{e}{}", source_chain(&e));
+                    tracing::error!("message holds are off: {msg}");
+                    self.holder_error = Some(msg.clone());
+                    return Err(AgentError::Hold(msg));
+                }
+            }
+        }
+        Ok(self.holder.as_mut().expect("started above"))
+    }
+
+    /// The message holder, if it was started.
+    pub fn holder_if_started(&mut self) -> Option<&mut crate::hold::Holder> {
+        self.holder.as_mut()
+    }
+
+    /// Watches the cgroup of `pid` for message holds. Returns the cgroup directory.
+    pub fn hold_watch(&mut self, pid: u32) -> Result<std::path::PathBuf, AgentError> {
+        self.holder()?;
+        let holder = self.holder.as_mut().expect("started above");
+        holder
+            .watch_process(&mut self.ebpf, pid)
+            .map_err(|e| AgentError::Hold(format!("{e}{}", source_chain(&e))))
+    }
+
+    /// Watches the cgroup directory `dir` for message holds.
+    pub fn hold_watch_cgroup(&mut self, dir: &std::path::Path) -> Result<(), AgentError> {
+        self.holder()?;
+        let holder = self.holder.as_mut().expect("started above");
+        holder.watch_cgroup(&mut self.ebpf, dir)
+    }
+
+    /// Drops one use of the watched cgroup `dir`.
+    pub fn hold_unwatch(&mut self, dir: &std::path::Path) {
+        if let Some(h) = self.holder.as_mut() {
+            h.unwatch_cgroup(&mut self.ebpf, dir);
+        }
     }
 
     /// Kernel counters of `slot`.
@@ -271,4 +335,16 @@ fn take_array<V: aya::Pod>(
 /// container or after the file was replaced on disk.
 pub fn exe_attach_path(pid: u32) -> PathBuf {
     Path::new("/proc").join(pid.to_string()).join("exe")
+}
+
+/// `: cause: cause...` of an error's sources, for one-line logs.
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = String::new();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
 }

@@ -20,7 +20,7 @@ use crate::{
     process::TargetProcess,
     ring::{HitReader, RawHit},
     snapshot::{hex_id, Clock, Location, Snapshot, StackFrame},
-    tracker::GoProcess,
+    tracker::{GoProcess, TokioProcess},
 };
 
 /// Most frames unwound per hit.
@@ -92,8 +92,9 @@ pub struct ArmOptions {
     pub scope_trace: Option<[u8; 16]>,
     /// Only hits of requests that carried these `--header` filters (tracker bits).
     pub header_bits: u32,
-    /// Trap the hitting thread when the agent has seized it (`--freeze`).
-    pub freeze: bool,
+    /// Freeze the hit's request for this long (`--freeze`): hold its messages, and trap
+    /// the hitting thread when the agent has seized it.
+    pub freeze: Option<Duration>,
 }
 
 /// A hit whose thread the kernel sent the freeze trap.
@@ -162,6 +163,11 @@ impl Session {
             .first()
             .is_some_and(|(_, plan)| plan.language() == SourceLanguage::Go);
         let go_proc = go.then(|| go_process(&bp.binary.binary, bp.target.exe_path()));
+        let tokio_proc = if go {
+            None
+        } else {
+            tokio_process(&bp.binary.binary, bp.target.exe_path())
+        };
         for (site, plan) in &bp.sites {
             let mut config = plan.relocate(bp.bias);
             config.breakpoint_id = opts.breakpoint_id;
@@ -176,8 +182,9 @@ impl Session {
             if go {
                 config.flags |= ProbeConfig::FLAG_GO;
             }
-            if opts.freeze {
+            if let Some(timeout) = opts.freeze {
                 config.flags |= ProbeConfig::FLAG_FREEZE;
+                config.freeze_ns = timeout.as_nanos().min(u128::from(u64::MAX)) as u64;
             }
             let target = AttachTarget {
                 path: bp.target.exe_path(),
@@ -186,7 +193,7 @@ impl Session {
             };
             let armed = self
                 .table
-                .track(bp.target.pid(), go_proc.as_ref())
+                .track(bp.target.pid(), go_proc.as_ref(), tokio_proc.as_ref())
                 .and_then(|()| {
                     self.table
                         .arm(ProgramKind::Capture, target, &config)
@@ -231,6 +238,11 @@ impl Session {
     /// Header filters and trappable threads of the trace tracker.
     pub fn tracker(&mut self) -> &mut crate::tracker::Tracker {
         self.table.tracker()
+    }
+
+    /// The loaded programs: the message holder lives there.
+    pub fn table(&mut self) -> &mut ProbeTable {
+        &mut self.table
     }
 
     /// Takes the hits whose thread was sent the freeze trap since the last call.
@@ -311,6 +323,27 @@ fn go_process(binary: &Binary, path: std::path::PathBuf) -> GoProcess {
         g_status: tracery_dwarf::go_runtime::go_runtime(binary).map(|r| r.g_status),
         path,
     }
+}
+
+/// The tokio task hooks of `binary`, if it runs tokio's scheduler.
+fn tokio_process(binary: &Binary, path: std::path::PathBuf) -> Option<TokioProcess> {
+    let offsets = |needle: &str| -> Vec<u64> {
+        binary
+            .symbols()
+            .iter()
+            .filter(|s| s.name.contains(needle))
+            .filter_map(|s| Some(binary.file_offset(s.address)?.0))
+            .collect()
+    };
+    // Legacy-mangled names: `tokio::runtime::task::raw::poll::<T, S>`, `dealloc` and
+    // `tokio::runtime::task::list::OwnedTasks<S>::bind_inner`.
+    let polls = offsets("5tokio7runtime4task3raw4poll17h");
+    (!polls.is_empty()).then(|| TokioProcess {
+        spawns: offsets("19OwnedTasks$LT$S$GT$10bind_inner17h"),
+        deallocs: offsets("5tokio7runtime4task3raw7dealloc17h"),
+        polls,
+        path,
+    })
 }
 
 fn decode_hit(a: &ArmedSite, hit: &RawHit, clock: &Clock) -> Snapshot {

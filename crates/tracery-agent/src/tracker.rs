@@ -15,6 +15,7 @@ use tracery_common::{
     names,
     trace::{
         header_filter_hash, GoKey, TrackedProc, GO_SUSPEND_PENDING, MAX_HEADER_FILTERS, TRACK_GO,
+        TRACK_TASKS,
     },
 };
 
@@ -32,9 +33,25 @@ pub struct GoProcess {
     pub g_status: Option<u64>,
 }
 
+/// What the tracker needs to know about an executable running tokio.
+#[derive(Clone, Debug)]
+pub struct TokioProcess {
+    /// Path the kernel opens for the uprobes (e.g. `/proc/PID/exe`).
+    pub path: std::path::PathBuf,
+    /// File offsets of every `tokio::runtime::task::raw::poll` instance: where a worker
+    /// thread switches to a task.
+    pub polls: Vec<u64>,
+    /// File offsets of every `tokio::runtime::task::list::OwnedTasks::bind_inner`
+    /// instance: where a spawned task is registered (it inherits its parent's trace).
+    pub spawns: Vec<u64>,
+    /// File offsets of every `tokio::runtime::task::raw::dealloc` instance.
+    pub deallocs: Vec<u64>,
+}
+
 struct Tracked {
     /// Breakpoint sites in the process that need tracking.
     users: usize,
+    /// Go goroutine and tokio task hooks.
     go_links: Vec<(&'static str, UProbeLinkId)>,
 }
 
@@ -81,6 +98,7 @@ impl Tracker {
         ebpf: &mut Ebpf,
         pid: u32,
         go: Option<&GoProcess>,
+        tokio: Option<&TokioProcess>,
     ) -> Result<(), AgentError> {
         if !self.syscalls_attached {
             for name in [names::SYS_ENTER, names::SYS_EXIT] {
@@ -93,7 +111,13 @@ impl Tracker {
             return Ok(());
         }
         let proc = TrackedProc {
-            flags: if go.is_some() { TRACK_GO } else { 0 },
+            flags: if go.is_some() {
+                TRACK_GO
+            } else if tokio.is_some() {
+                TRACK_TASKS
+            } else {
+                0
+            },
             g_status: go
                 .and_then(|g| g.g_status)
                 .and_then(|o| u32::try_from(o).ok())
@@ -113,8 +137,26 @@ impl Tracker {
                 }
             }
         }
+        if let Some(t) = tokio {
+            let hooks = t.polls.iter().map(|o| (names::TASK_POLL, *o));
+            let hooks = hooks.chain(t.spawns.iter().map(|o| (names::TASK_SPAWN, *o)));
+            let hooks = hooks.chain(t.deallocs.iter().map(|o| (names::TASK_DEALLOC, *o)));
+            for (name, offset) in hooks {
+                // Without these, a tokio worker's messages are tied to the last request
+                // it parsed, which may be another task's.
+                match attach_uprobe(ebpf, name, &t.path, offset, pid) {
+                    Ok(link) => go_links.push((name, link)),
+                    Err(e) => tracing::warn!(pid, "tokio task tracking is incomplete: {e}"),
+                }
+            }
+        }
         self.tracked.insert(pid, Tracked { users: 1, go_links });
         Ok(())
+    }
+
+    /// Takes one more use of `pid` if it is tracked. Returns true if so.
+    pub fn retain(&mut self, pid: u32) -> bool {
+        self.tracked.get_mut(&pid).map(|t| t.users += 1).is_some()
     }
 
     /// Drops one use of `pid`; the last one stops tracking it.

@@ -546,7 +546,7 @@ fn a_kernel_trap_stops_one_server_thread_at_the_breakpoint() {
     let bp = prepare(pid, &location, &tracery_dwarf::CaptureLimits::default()).unwrap();
     let opts = ArmOptions {
         breakpoint_id: 7,
-        freeze: true,
+        freeze: Some(Duration::from_secs(60)),
         ..ArmOptions::default()
     };
     session.arm(&bp, &opts).unwrap();

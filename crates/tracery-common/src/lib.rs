@@ -6,6 +6,7 @@
 #![no_std]
 
 pub mod exec;
+pub mod hold;
 pub mod plan;
 pub mod record;
 pub mod regs;
@@ -83,4 +84,31 @@ pub mod names {
     pub const GO_NEWPROC: &str = "tracery_go_newproc";
     /// Uprobe on Go's `runtime.runqput`: where the new goroutine gets it.
     pub const GO_RUNQPUT: &str = "tracery_go_runqput";
+    /// Uprobe on tokio's `task::raw::poll`: the task a worker thread runs now.
+    pub const TASK_POLL: &str = "tracery_task_poll";
+    /// Uprobe on tokio's `OwnedTasks::bind_inner`: a spawned task inherits the trace of
+    /// the task spawning it.
+    pub const TASK_SPAWN: &str = "tracery_task_spawn";
+    /// Uprobe on tokio's `task::raw::dealloc`: a finished task's trace is forgotten.
+    pub const TASK_DEALLOC: &str = "tracery_task_dealloc";
+    /// Sockops program: watched cgroups' TCP sockets join `SOCKS`.
+    pub const HOLD_SOCKOPS: &str = "tracery_hold_sockops";
+    /// `sk_msg` verdict on `SOCKS`: holds frozen traces' messages.
+    pub const HOLD_MSG: &str = "tracery_hold_msg";
+    /// Sockhash: socket cookie (or `hold::SINK_KEY | slot`) -> socket.
+    pub const SOCKS: &str = "SOCKS";
+    /// Hash map: trace id -> [`crate::hold::FrozenTrace`].
+    pub const FROZEN: &str = "FROZEN";
+    /// Hash map: socket cookie -> [`crate::hold::HeldSock`].
+    pub const HELD: &str = "HELD";
+    /// Hash map: socket cookie -> 1 while the keeper writes its held bytes back.
+    pub const RELEASING: &str = "RELEASING";
+    /// Queue of free hold slots (`u32`).
+    pub const FREE_SLOTS: &str = "FREE_SLOTS";
+    /// Array of `u64`, indexed by `hold::conf`.
+    pub const HOLD_CONF: &str = "HOLD_CONF";
+    /// Array of `u64` counters, indexed by `hold::stat`.
+    pub const HOLD_STATS: &str = "HOLD_STATS";
+    /// Ring buffer of [`crate::hold::HoldEvent`]s.
+    pub const HOLD_EVENTS: &str = "HOLD_EVENTS";
 }

@@ -158,6 +158,9 @@ pub struct ProbeConfig {
     pub rate_interval_ns: u64,
     /// How far ahead of schedule hits may run: the burst the rate limit tolerates.
     pub rate_burst_ns: u64,
+    /// With [`Self::FLAG_FREEZE`]: how long the hit's trace stays frozen (its messages held)
+    /// unless resumed earlier.
+    pub freeze_ns: u64,
     /// With [`Self::FLAG_SCOPED`]: the trace a hit's request must belong to.
     pub scope_trace: [u8; 16],
     pub conds: [Condition; MAX_CONDS],
@@ -207,6 +210,7 @@ impl ProbeConfig {
         stack_top: 0,
         rate_interval_ns: 0,
         rate_burst_ns: 0,
+        freeze_ns: 0,
         scope_trace: [0; 16],
         conds: [Condition::EMPTY; MAX_CONDS],
         ops: [FetchOp::EMPTY; MAX_OPS],
@@ -251,4 +255,4 @@ mod pod {
 // The kernel's per-CPU value cap is 32 KiB; keep configs small enough to copy cheaply.
 const _: () = assert!(core::mem::size_of::<FetchOp>() == 24);
 const _: () = assert!(core::mem::size_of::<Condition>() == 16);
-const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 72 + 16 * MAX_CONDS + 24 * MAX_OPS);
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 80 + 16 * MAX_CONDS + 24 * MAX_OPS);

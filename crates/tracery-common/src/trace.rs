@@ -22,6 +22,10 @@ pub const MAX_TRACED: u32 = 65536;
 
 /// `TRACE_PIDS` flag: the process is Go; key traces by goroutine (`g` in R14) too.
 pub const TRACK_GO: u32 = 1;
+/// `TRACE_PIDS` flag: the process runs tokio tasks; key traces by task too (the task
+/// being polled on the thread, from the uprobe on `tokio::runtime::task::raw::poll`).
+/// A worker thread runs many requests' tasks, so its own last request says little.
+pub const TRACK_TASKS: u32 = 2;
 
 /// A tracked process (value of `TRACE_PIDS`).
 #[repr(C)]
@@ -190,6 +194,7 @@ pub mod nr {
     pub const SENDMSG: u64 = 46;
     pub const RECVMSG: u64 = 47;
     pub const ACCEPT4: u64 = 288;
+    pub const SENDMMSG: u64 = 307;
 }
 
 /// FNV-1a offset basis.

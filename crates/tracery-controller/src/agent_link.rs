@@ -1,5 +1,6 @@
-//! `AgentLink.Session`: one bidirectional stream per agent. Breakpoints, resumes and
-//! evaluations go down; hits, drops, health, arm results, freezes and answers come up.
+//! `AgentLink.Session`: one bidirectional stream per agent. Breakpoints, holds, resumes
+//! and evaluations go down; hits, drops, health, arm results, freezes, held messages and
+//! answers come up.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -10,7 +11,9 @@ use tonic::{Request, Response, Status, Streaming};
 use tracery_proto::v1::{self, agent_link_server::AgentLink, agent_message::Message as Up};
 use tracery_store::{BreakpointId, NewSnapshot};
 
-use crate::registry::{arm_message, error_chain, store_status, ArmEvent, Registry, Reply};
+use crate::registry::{
+    arm_message, error_chain, hold_message, store_status, ArmEvent, Registry, Reply,
+};
 use crate::snapshot_body;
 
 pub(crate) struct AgentLinkApi {
@@ -64,8 +67,13 @@ impl AgentLink for AgentLinkApi {
             Err(e) => Err(store_status(e)),
         };
         let arms = arms.inspect_err(|_| self.registry.disconnect(&agent_id, conn))?;
-        for arm in arms {
-            let message = v1::ControllerMessage { message: Some(arm) };
+        // Traces frozen elsewhere are held here too, from now until their deadline.
+        let holds = self.registry.traces().holds.active(SystemTime::now());
+        let holds = holds.iter().map(|(t, d)| hold_message(t, *d));
+        for message in arms.into_iter().chain(holds) {
+            let message = v1::ControllerMessage {
+                message: Some(message),
+            };
             // The receiver is alive: it is returned below.
             let _ = tx.send(Ok(message));
         }
@@ -148,7 +156,27 @@ async fn handle(
             thread.trace_id = trace_id(&thread.trace_id, "FrozenThread.trace_id")?;
             tracing::info!(agent = %agent_id, trace = %thread.trace_id, pid = thread.pid, tid = thread.tid, location = %thread.location, "trace frozen");
             let node = registry.node_of(agent_id);
-            registry.traces().frozen(agent_id, &node, thread);
+            let trace = thread.trace_id.clone();
+            let hold = registry.traces().frozen(agent_id, &node, thread);
+            // Every node holds the trace's messages, this one included: the deadline is
+            // then the kernel's on every node, not only where the thread froze.
+            // A deadline already passed holds nothing: expiry resumes the trace instead.
+            if let Some(deadline) = hold.filter(|d| *d > SystemTime::now()) {
+                registry.hold_everywhere(&trace, deadline);
+            }
+            Ok(())
+        }
+        Some(Up::MessageHeld(mut message)) => {
+            message.trace_id = trace_id(&message.trace_id, "HeldMessage.trace_id")?;
+            tracing::debug!(agent = %agent_id, trace = %message.trace_id, socket = message.socket, bytes = message.bytes, "message held");
+            let node = registry.node_of(agent_id);
+            registry.traces().holds.held(agent_id, &node, message);
+            Ok(())
+        }
+        Some(Up::HoldReleased(release)) => {
+            let trace = trace_id(&release.trace_id, "HoldRelease.trace_id")?;
+            tracing::info!(agent = %agent_id, %trace, messages = release.messages, bytes = release.bytes, dropped_bytes = release.dropped_bytes, "held messages let go");
+            registry.traces().holds.released(agent_id, &trace);
             Ok(())
         }
         Some(Up::TraceReleased(release)) => {
@@ -164,16 +192,22 @@ async fn handle(
                 .map(checked_release)
                 .collect::<Result<_, _>>()?;
             result.last_release = result.last_release.map(checked_release).transpose()?;
+            if let Some(held) = result.held.as_mut() {
+                held.trace_id = trace_id(&held.trace_id, "ResumeResult.held.trace_id")?;
+            }
             let node = registry.node_of(agent_id);
             {
                 // Applied now, so a `trace list` right after the resume is up to date even
-                // before the agent's own `TraceReleased` arrives.
+                // before the agent's own `TraceReleased` and `HoldReleased` arrive.
                 let mut traces = registry.traces();
                 for r in &result.released {
                     traces.released(agent_id, &node, r.clone());
                 }
+                if let Some(held) = &result.held {
+                    traces.holds.released(agent_id, &held.trace_id);
+                }
             }
-            registry.answer(agent_id, result.request_id, Reply::Resume(result));
+            registry.answer(agent_id, result.request_id, Reply::Resume(Box::new(result)));
             Ok(())
         }
         Some(Up::EvalResult(result)) => {

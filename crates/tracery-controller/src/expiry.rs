@@ -1,5 +1,6 @@
 //! Expiry: every second, breakpoints past their expiry are disarmed on agents. They stay in
-//! the store (their snapshots still name them) but are no longer listed or armed.
+//! the store (their snapshots still name them) but are no longer listed or armed. Trace
+//! holds past their deadline are resumed on every agent at the same pace.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,6 +14,8 @@ pub(crate) async fn run(registry: Arc<Registry>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // Expires traces as a side effect, resuming holds past their deadline.
+        drop(registry.traces());
         let records = match registry.store.list_breakpoints(false).await {
             Ok(records) => records,
             Err(e) => {

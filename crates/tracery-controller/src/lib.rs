@@ -7,6 +7,7 @@
 mod agent_link;
 mod error;
 mod expiry;
+mod holds;
 mod options;
 mod registry;
 mod snapshot_body;

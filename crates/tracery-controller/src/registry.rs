@@ -36,7 +36,8 @@ pub(crate) struct ArmEvent {
 /// An agent's answer to a request the controller sent it (`ResumeTrace`, `EvalTrace`).
 #[derive(Clone, Debug)]
 pub(crate) enum Reply {
-    Resume(v1::ResumeResult),
+    /// Boxed: with its releases it is several times the size of an `EvalResult`.
+    Resume(Box<v1::ResumeResult>),
     Eval(v1::EvalResult),
 }
 
@@ -313,6 +314,14 @@ pub(crate) fn arm_message(record: &BreakpointRecord) -> Result<Down, Status> {
     }))
 }
 
+/// The `HoldTrace` that makes an agent hold a trace's messages until `deadline`.
+pub(crate) fn hold_message(trace_id: &str, deadline: SystemTime) -> Down {
+    Down::HoldTrace(v1::HoldTrace {
+        trace_id: trace_id.to_owned(),
+        deadline: Some(deadline.into()),
+    })
+}
+
 /// A store failure as the API reports it.
 pub(crate) fn store_status(e: StoreError) -> Status {
     tracing::error!(error = %error_chain(&e), "store failure");
@@ -332,11 +341,26 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl Registry {
-    /// The frozen traces, with threads long past their deadline taken as released.
+    /// The frozen traces, with threads long past their deadline taken as released. A hold
+    /// that ends by its deadline so is also resumed on every agent: the kernel let it go
+    /// already, and an agent that missed that must not hold the trace any longer.
     pub fn traces(&self) -> MutexGuard<'_, Traces> {
         let mut traces = self.traces.lock().unwrap_or_else(|e| e.into_inner());
-        traces.expire(SystemTime::now());
+        for trace_id in traces.expire(SystemTime::now()) {
+            tracing::info!(trace = %trace_id, "hold deadline passed; resuming on every agent");
+            // Nobody waits for the answers: they update the traces as they arrive.
+            let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
+            self.broadcast(Down::ResumeTrace(v1::ResumeTrace {
+                request_id,
+                trace_id,
+            }));
+        }
         traces
+    }
+
+    /// Tells every connected agent to hold the trace's messages until `deadline`.
+    pub fn hold_everywhere(&self, trace_id: &str, deadline: SystemTime) {
+        self.broadcast(hold_message(trace_id, deadline));
     }
 
     /// The node an agent said it runs on.

@@ -1,5 +1,5 @@
-//! The trace RPCs of `Tracery`: list and show frozen traces, resume them on every agent
-//! that holds them, and evaluate expressions in a stopped thread.
+//! The trace RPCs of `Tracery`: list and show frozen traces with their held messages,
+//! resume them on every agent, and evaluate expressions in a stopped thread.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -8,9 +8,10 @@ use tokio::time::Instant;
 use tonic::Status;
 use tracery_proto::v1::{self, controller_message::Message as Down};
 
+use crate::holds::HeldOn;
 use crate::registry::{store_status, Registry, Reply};
 use crate::snapshot_body;
-use crate::traces::{not_frozen_text, Held};
+use crate::traces::{not_frozen_text, Frozen, Held};
 
 /// How long `ResumeTrace` waits for agents to answer.
 const RESUME_WAIT: Duration = Duration::from_secs(5);
@@ -34,17 +35,43 @@ fn held_thread(registry: &Registry, h: Held) -> v1::HeldThread {
     }
 }
 
-/// Every frozen trace.
+fn held_message(registry: &Registry, h: HeldOn) -> v1::NodeHeldMessage {
+    v1::NodeHeldMessage {
+        agent_connected: registry.is_connected(&h.agent_id),
+        agent_id: h.agent_id,
+        node: h.node,
+        message: Some(h.message),
+    }
+}
+
+/// A trace as the API shows it, without its snapshots and last release.
+fn trace_message(registry: &Registry, f: Frozen) -> v1::Trace {
+    v1::Trace {
+        threads: f
+            .threads
+            .into_iter()
+            .map(|h| held_thread(registry, h))
+            .collect(),
+        messages: f
+            .messages
+            .into_iter()
+            .map(|h| held_message(registry, h))
+            .collect(),
+        hold_deadline: f.hold_deadline.map(Into::into),
+        trace_id: f.trace_id,
+        last_release: None,
+        snapshots: vec![],
+    }
+}
+
+/// Every frozen trace: a frozen thread or a held message somewhere.
 pub(crate) async fn list(registry: &Registry) -> Result<v1::ListTracesResponse, Status> {
     let all = registry.traces().all();
     let mut traces = Vec::with_capacity(all.len());
-    for (trace_id, held) in all {
-        traces.push(v1::Trace {
-            snapshots: snapshots(registry, &trace_id).await?,
-            threads: held.into_iter().map(|h| held_thread(registry, h)).collect(),
-            last_release: None,
-            trace_id,
-        });
+    for frozen in all {
+        let mut trace = trace_message(registry, frozen);
+        trace.snapshots = snapshots(registry, &trace.trace_id).await?;
+        traces.push(trace);
     }
     Ok(v1::ListTracesResponse { traces })
 }
@@ -52,23 +79,24 @@ pub(crate) async fn list(registry: &Registry) -> Result<v1::ListTracesResponse, 
 /// One trace: frozen, or known by its last release or its snapshots.
 pub(crate) async fn get(registry: &Registry, text: &str) -> Result<v1::Trace, Status> {
     let trace_id = trace_id(text)?;
-    let (held, last_release) = {
+    let (frozen, last_release) = {
         let traces = registry.traces();
-        (traces.threads(&trace_id), traces.last_release(&trace_id))
+        (traces.trace(&trace_id), traces.last_release(&trace_id))
     };
-    let snapshots = snapshots(registry, &trace_id).await?;
-    if held.is_empty() && last_release.is_none() && snapshots.is_empty() {
+    let mut trace = trace_message(registry, frozen);
+    trace.snapshots = snapshots(registry, &trace_id).await?;
+    trace.last_release = last_release;
+    if trace.threads.is_empty()
+        && trace.messages.is_empty()
+        && trace.last_release.is_none()
+        && trace.snapshots.is_empty()
+    {
         return Err(Status::not_found(format!(
             "trace {trace_id} was never frozen and has no snapshots; \
              `tracery-ctl trace list` shows the frozen traces"
         )));
     }
-    Ok(v1::Trace {
-        threads: held.into_iter().map(|h| held_thread(registry, h)).collect(),
-        last_release,
-        snapshots,
-        trace_id,
-    })
+    Ok(trace)
 }
 
 /// Snapshots stored for a trace, in short.
@@ -95,19 +123,23 @@ async fn snapshots(registry: &Registry, trace_id: &str) -> Result<Vec<v1::TraceS
         .collect())
 }
 
-/// Asks every connected agent to let the trace go (an agent may hold it before its report
-/// arrives) and waits for their answers.
+/// Asks every connected agent to let the trace go (every agent holds its messages, and an
+/// agent may hold a thread before its report arrives) and waits for their answers.
 pub(crate) async fn resume(
     registry: &Registry,
     text: &str,
 ) -> Result<v1::ResumeTraceResponse, Status> {
     let trace_id = trace_id(text)?;
-    let holders: BTreeSet<String> = registry
-        .traces()
-        .threads(&trace_id)
-        .into_iter()
-        .map(|h| h.agent_id)
-        .collect();
+    let holders: BTreeSet<String> = {
+        let mut traces = registry.traces();
+        // Ended first, so an agent connecting meanwhile is not told to hold it.
+        traces.holds.end(&trace_id);
+        let frozen = traces.trace(&trace_id);
+        let threads = frozen.threads.into_iter().map(|h| h.agent_id);
+        threads
+            .chain(frozen.messages.into_iter().map(|h| h.agent_id))
+            .collect()
+    };
     let (request_id, mut replies) = registry.open_request();
     let mut waiting = BTreeSet::new();
     for agent in registry.connected_agents() {
@@ -120,6 +152,7 @@ pub(crate) async fn resume(
         }
     }
     let mut released = Vec::new();
+    let mut held_released = Vec::new();
     let mut agent_last = Vec::new();
     let deadline = Instant::now() + RESUME_WAIT;
     while !waiting.is_empty() {
@@ -130,12 +163,24 @@ pub(crate) async fn resume(
         let Reply::Resume(result) = reply else {
             continue;
         };
+        let result = *result;
         if !waiting.remove(&agent) {
             continue;
         }
         let node = registry.node_of(&agent);
         for release in result.released {
             released.push(v1::HeldRelease {
+                agent_id: agent.clone(),
+                node: node.clone(),
+                release: Some(release),
+            });
+        }
+        // A node that held nothing of the trace has nothing to say.
+        if let Some(release) = result
+            .held
+            .filter(|h| h.messages > 0 || h.dropped_bytes > 0)
+        {
+            held_released.push(v1::NodeHoldRelease {
                 agent_id: agent.clone(),
                 node: node.clone(),
                 release: Some(release),
@@ -151,14 +196,14 @@ pub(crate) async fn resume(
     }
     registry.close_request(request_id);
     let mut unanswered: Vec<String> = waiting.into_iter().collect();
-    // Holders whose stream is down were not asked: their threads go at the deadline.
+    // Holders whose stream is down were not asked: what they hold goes at the deadline.
     unanswered.extend(
         holders
             .into_iter()
             .filter(|h| !registry.is_connected(h))
             .map(|h| format!("{h} (disconnected)")),
     );
-    let last_release = if released.is_empty() {
+    let last_release = if released.is_empty() && held_released.is_empty() {
         // What the controller saw, or what an agent remembers (the controller restarted).
         let mut traces = registry.traces();
         for l in agent_last {
@@ -170,12 +215,13 @@ pub(crate) async fn resume(
     } else {
         None
     };
-    tracing::info!(trace = %trace_id, released = released.len(), unanswered = ?unanswered, "resume");
+    tracing::info!(trace = %trace_id, released = released.len(), held_released = held_released.len(), unanswered = ?unanswered, "resume");
     Ok(v1::ResumeTraceResponse {
         trace_id,
         released,
         last_release,
         unanswered,
+        held_released,
     })
 }
 
@@ -191,10 +237,18 @@ pub(crate) async fn eval(
             "the expression is empty; give a variable or field path, e.g. order.qty",
         ));
     }
-    let (held, last) = {
+    let (frozen, last) = {
         let traces = registry.traces();
-        (traces.threads(&trace_id), traces.last_release(&trace_id))
+        (traces.trace(&trace_id), traces.last_release(&trace_id))
     };
+    let held = frozen.threads;
+    if held.is_empty() && !frozen.messages.is_empty() {
+        return Err(Status::failed_precondition(format!(
+            "trace {trace_id} has {} held message(s) but no frozen thread; \
+             `trace eval` reads a stopped thread, `trace view` shows the held messages",
+            frozen.messages.len()
+        )));
+    }
     if held.is_empty() {
         return Err(Status::not_found(format!(
             "{}; `trace eval` reads a thread only while its trace is frozen",

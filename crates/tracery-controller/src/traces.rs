@@ -1,5 +1,6 @@
-//! Frozen traces as agents report them: which threads hold each trace on which agent, and
-//! the last release of each trace, so a second `trace resume` can say what happened.
+//! Frozen traces as agents report them: which threads hold each trace on which agent, the
+//! messages held for it (see [`Holds`]), and the last release of each trace, so a second
+//! `trace resume` can say what happened.
 //!
 //! Agents are the source of truth. A reconnecting agent's threads are forgotten and it
 //! reports its frozen threads again; a thread whose deadline passed long ago without a
@@ -9,6 +10,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use tracery_proto::v1;
+
+use crate::holds::{HeldOn, Holds};
 
 /// How long past its deadline an unreported thread is still listed: the agent's release
 /// report is normally in flight by then.
@@ -22,16 +25,37 @@ pub(crate) struct Held {
     pub thread: v1::FrozenThread,
 }
 
-/// The frozen threads of every trace, and each trace's last release.
+/// A frozen trace: a frozen thread or a held message, on some node.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Frozen {
+    pub trace_id: String,
+    pub threads: Vec<Held>,
+    pub messages: Vec<HeldOn>,
+    pub hold_deadline: Option<SystemTime>,
+}
+
+/// The frozen threads and held messages of every trace, and each trace's last release.
 #[derive(Default, Debug)]
 pub(crate) struct Traces {
     frozen: BTreeMap<String, Vec<Held>>,
     last_release: BTreeMap<String, v1::HeldRelease>,
+    /// Held messages and hold deadlines.
+    pub holds: Holds,
 }
 
 impl Traces {
     /// Records a frozen thread; a thread reported again replaces its earlier report.
-    pub fn frozen(&mut self, agent_id: &str, node: &str, thread: v1::FrozenThread) {
+    /// Returns the trace's hold deadline, which every agent must hold its messages until.
+    pub fn frozen(
+        &mut self,
+        agent_id: &str,
+        node: &str,
+        thread: v1::FrozenThread,
+    ) -> Option<SystemTime> {
+        let deadline = thread
+            .deadline
+            .and_then(|d| SystemTime::try_from(d).ok())
+            .map(|d| self.holds.hold_until(&thread.trace_id, d));
         let held = self.frozen.entry(thread.trace_id.clone()).or_default();
         held.retain(|h| !same_thread(h, agent_id, &thread));
         held.push(Held {
@@ -39,6 +63,7 @@ impl Traces {
             node: node.to_owned(),
             thread,
         });
+        deadline
     }
 
     /// Records a release: the thread is no longer held and this is the trace's latest
@@ -77,16 +102,20 @@ impl Traces {
         }
     }
 
-    /// Forgets what `agent_id` reported: it reports its frozen threads again on connect.
+    /// Forgets what `agent_id` reported: it reports its frozen threads and held messages
+    /// again on connect.
     pub fn forget_agent(&mut self, agent_id: &str) {
         self.frozen.retain(|_, held| {
             held.retain(|h| h.agent_id != agent_id);
             !held.is_empty()
         });
+        self.holds.forget_agent(agent_id);
     }
 
-    /// Threads more than [`DEADLINE_GRACE`] past their deadline become releases by deadline.
-    pub fn expire(&mut self, now: SystemTime) {
+    /// Threads more than [`DEADLINE_GRACE`] past their deadline become releases by
+    /// deadline, and holds that long past their deadline end. Returns the traces whose
+    /// hold ended so: every agent is told to let them go, in case one still holds them.
+    pub fn expire(&mut self, now: SystemTime) -> Vec<String> {
         let mut gone = Vec::new();
         for held in self.frozen.values_mut() {
             held.retain(|h| {
@@ -107,6 +136,7 @@ impl Traces {
             };
             self.released(&h.agent_id, &h.node, release);
         }
+        self.holds.expire(now)
     }
 
     /// The frozen threads of one trace.
@@ -114,12 +144,21 @@ impl Traces {
         self.frozen.get(trace_id).cloned().unwrap_or_default()
     }
 
-    /// Every frozen trace with its threads, by trace id.
-    pub fn all(&self) -> Vec<(String, Vec<Held>)> {
-        self.frozen
-            .iter()
-            .map(|(t, h)| (t.clone(), h.clone()))
-            .collect()
+    /// Every frozen trace (a frozen thread or a held message), by trace id.
+    pub fn all(&self) -> Vec<Frozen> {
+        let ids: std::collections::BTreeSet<&String> =
+            self.frozen.keys().chain(self.holds.traces()).collect();
+        ids.into_iter().map(|t| self.trace(t)).collect()
+    }
+
+    /// One trace as it is now; its lists are empty when it is not frozen.
+    pub fn trace(&self, trace_id: &str) -> Frozen {
+        Frozen {
+            trace_id: trace_id.to_owned(),
+            threads: self.threads(trace_id),
+            messages: self.holds.messages(trace_id),
+            hold_deadline: self.holds.deadline(trace_id),
+        }
     }
 
     /// The latest release of a trace.
@@ -198,6 +237,37 @@ mod tests {
             format!("trace {T} is not frozen; it was released at 01:01:01 UTC (deadline passed)")
         );
         assert_eq!(not_frozen_text("ab", None), "trace ab was never frozen");
+    }
+
+    #[test]
+    fn held_messages_alone_keep_a_trace_listed_and_a_freeze_sets_the_hold() {
+        let mut t = Traces::default();
+        let deadline = SystemTime::now() + Duration::from_secs(60);
+        assert_eq!(t.frozen("a", "n", thread(11, deadline)), Some(deadline));
+        let earlier = deadline - Duration::from_secs(30);
+        assert_eq!(
+            t.frozen("a", "n", thread(12, earlier)),
+            Some(deadline),
+            "a second thread does not shorten the hold"
+        );
+        t.holds.held(
+            "b",
+            "m",
+            v1::HeldMessage {
+                trace_id: T.into(),
+                socket: 7,
+                at: Some(SystemTime::now().into()),
+                ..Default::default()
+            },
+        );
+        t.forget_agent("a");
+        let all = t.all();
+        assert_eq!(all.len(), 1);
+        assert!(all[0].threads.is_empty());
+        assert_eq!(all[0].messages.len(), 1);
+        assert_eq!(all[0].hold_deadline, Some(deadline));
+        t.holds.released("b", T);
+        assert!(t.all().is_empty());
     }
 
     #[test]

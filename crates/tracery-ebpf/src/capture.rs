@@ -158,6 +158,7 @@ pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
         // Freeze only a traced request, and only a thread the agent waits for. Go code is
         // never stopped here (it would stall the garbage collector for the whole process).
         if cfg.flags & ProbeConfig::FLAG_FREEZE != 0 && !is_zero16(&t.trace_id) {
+            crate::hold::freeze(t.trace_id, cfg.freeze_ns);
             match go_g {
                 None if seized((pid_tgid >> 32) as u32) => {
                     h.flags = HitHeader::HIT_TRAPPED;
@@ -285,8 +286,7 @@ fn in_scope(cfg: &ProbeConfig, trace: Option<&tracery_common::trace::TraceContex
     let Some(t) = trace else {
         return false;
     };
-    if cfg.flags & ProbeConfig::FLAG_SCOPED != 0 && words(&t.trace_id) != words(&cfg.scope_trace)
-    {
+    if cfg.flags & ProbeConfig::FLAG_SCOPED != 0 && words(&t.trace_id) != words(&cfg.scope_trace) {
         return false;
     }
     t.header_bits & cfg.header_bits == cfg.header_bits

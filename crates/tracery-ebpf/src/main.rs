@@ -11,11 +11,14 @@
 
 mod capture;
 mod exec;
+mod hold;
 mod trace;
 
 use aya_ebpf::{
-    macros::{raw_tracepoint, tracepoint, uprobe},
-    programs::{ProbeContext, RawTracePointContext, TracePointContext},
+    macros::{raw_tracepoint, sk_msg, sock_ops, tracepoint, uprobe},
+    programs::{
+        ProbeContext, RawTracePointContext, SkMsgContext, SockOpsContext, TracePointContext,
+    },
 };
 
 /// The breakpoint program: attach with the probe slot as cookie.
@@ -58,6 +61,36 @@ pub fn tracery_go_newproc(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn tracery_go_runqput(ctx: ProbeContext) -> u32 {
     trace::go_runqput(&ctx)
+}
+
+/// tokio task switch: attach to every `tokio::runtime::task::raw::poll` instance.
+#[uprobe]
+pub fn tracery_task_poll(ctx: ProbeContext) -> u32 {
+    trace::task_poll(&ctx)
+}
+
+/// tokio task spawn: attach to every `tokio::runtime::task::list::OwnedTasks::bind_inner`.
+#[uprobe]
+pub fn tracery_task_spawn(ctx: ProbeContext) -> u32 {
+    trace::task_spawn(&ctx)
+}
+
+/// tokio task end: attach to every `tokio::runtime::task::raw::dealloc` instance.
+#[uprobe]
+pub fn tracery_task_dealloc(ctx: ProbeContext) -> u32 {
+    trace::task_dealloc(&ctx)
+}
+
+/// Message hold, part 1: attach to each watched cgroup (cgroup v2 directory).
+#[sock_ops]
+pub fn tracery_hold_sockops(ctx: SockOpsContext) -> u32 {
+    hold::sockops(&ctx)
+}
+
+/// Message hold, part 2: attach to the `SOCKS` sockhash.
+#[sk_msg]
+pub fn tracery_hold_msg(ctx: SkMsgContext) -> u32 {
+    hold::verdict(&ctx)
 }
 
 #[cfg(not(test))]

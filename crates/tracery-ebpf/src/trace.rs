@@ -21,10 +21,9 @@ use aya_ebpf::{
 use tracery_common::{
     regs::pt,
     trace::{
-        fnv_step, is_method_prefix, line, names, nr, phase, ConnState, GoKey,
-        TraceContext, TraceSource, TrackedProc, FNV_OFFSET, GO_SUSPEND_PENDING, G_SYSCALL,
-        MAX_CONNS, MAX_HEADER_FILTERS,
-        MAX_TRACED, MAX_TRACKED, TRACE_SCAN_MAX, TRACE_WINDOW, TRACK_GO,
+        fnv_step, is_method_prefix, line, names, nr, phase, ConnState, GoKey, TraceContext,
+        TraceSource, TrackedProc, FNV_OFFSET, GO_SUSPEND_PENDING, G_SYSCALL, MAX_CONNS,
+        MAX_HEADER_FILTERS, MAX_TRACED, MAX_TRACKED, TRACE_SCAN_MAX, TRACE_WINDOW, TRACK_GO, TRACK_TASKS,
     },
 };
 
@@ -50,12 +49,24 @@ pub static GO_TRACE: LruHashMap<GoKey, TraceContext> = LruHashMap::with_max_entr
 #[map(name = "HEADER_FILTERS")]
 static HEADER_FILTERS: HashMap<u64, u32> = HashMap::with_max_entries(MAX_HEADER_FILTERS, 0);
 
+/// The tokio task each worker thread polls now.
+#[map(name = "CURRENT_TASK")]
+static CURRENT_TASK: LruHashMap<u64, u64> = LruHashMap::with_max_entries(MAX_CONNS, 0);
+
 /// Parent goroutine of a `runtime.newproc1` in flight on this thread.
 #[map(name = "GO_SPAWNING")]
 static GO_SPAWNING: LruHashMap<u64, u64> = LruHashMap::with_max_entries(MAX_CONNS, 0);
 
 #[map(name = "TRACE_SCRATCH")]
-static TRACE_SCRATCH: PerCpuArray<[u8; TRACE_WINDOW]> = PerCpuArray::with_max_entries(1, 0);
+pub static TRACE_SCRATCH: PerCpuArray<[u8; TRACE_WINDOW]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Parser state for one outbound message (per CPU: it lives for one program run).
+#[map(name = "OUT_STATE")]
+static OUT_STATE: PerCpuArray<ConnState> = PerCpuArray::with_max_entries(1, 0);
+
+/// The trace an outbound message's headers carry (per CPU, one program run).
+#[map(name = "OUT_TRACE")]
+static OUT_TRACE: PerCpuArray<TraceContext> = PerCpuArray::with_max_entries(1, 0);
 
 /// Largest `Content-Length` followed; beyond it the connection is given up until the next
 /// request line (a body that large is not worth tracking byte by byte anyway).
@@ -95,7 +106,37 @@ pub fn sys_enter(ctx: &RawTracePointContext) -> u32 {
     if GO_FREEZE_ARMED.get(0).is_some_and(|armed| *armed != 0) {
         go_syscall_boundary(ctx);
     }
+    if crate::hold::armed() {
+        note_send(ctx);
+    }
     0
+}
+
+/// Entry of a send system call of a tracked process, while holds are armed: records the
+/// trace the sender serves (for Go, the goroutine's, which only the registers here show)
+/// and the descriptor, for the `sk_msg` program that runs inside the call.
+#[inline(always)]
+fn note_send(ctx: &RawTracePointContext) {
+    let id: u64 = ctx.arg(1);
+    if !matches!(
+        id,
+        nr::WRITE | nr::WRITEV | nr::SENDTO | nr::SENDMSG | nr::SENDMMSG
+    ) {
+        return;
+    }
+    // SAFETY: reads the current task's ids; no arguments.
+    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
+    let tgid = (pid_tgid >> 32) as u32;
+    let Some(p) = TRACE_PIDS.get_ptr(tgid) else {
+        return;
+    };
+    // SAFETY: a map value pointer, valid for this program run.
+    let flags = unsafe { (*p).flags };
+    let regs: u64 = ctx.arg(0);
+    let go_g = (flags & TRACK_GO != 0).then(|| reg(regs, pt::R14 as usize));
+    let trace = current_trace(pid_tgid, go_g).unwrap_or_default();
+    let fd = reg(regs, pt::RDI as usize) as i32;
+    crate::hold::set_send_ctx(pid_tgid, trace.trace_id, fd);
 }
 
 /// Most buffers of a vectored receive that are parsed.
@@ -114,11 +155,20 @@ pub fn sys_exit(ctx: &RawTracePointContext) -> u32 {
     // SAFETY: a map value pointer, valid for this program run.
     let flags = unsafe { (*proc_).flags };
     let ret: i64 = ctx.arg(1);
+    let regs: u64 = ctx.arg(0);
+    let id = reg(regs, pt::ORIG_RAX as usize);
+    if matches!(
+        id,
+        nr::WRITE | nr::WRITEV | nr::SENDTO | nr::SENDMSG | nr::SENDMMSG
+    ) {
+        if crate::hold::armed() {
+            crate::hold::clear_send_ctx(pid_tgid);
+        }
+        return 0;
+    }
     if ret < 0 {
         return 0;
     }
-    let regs: u64 = ctx.arg(0);
-    let id = reg(regs, pt::ORIG_RAX as usize);
     let fd = reg(regs, pt::RDI as usize) as u32;
     match id {
         nr::CLOSE => {
@@ -157,6 +207,9 @@ pub fn sys_exit(ctx: &RawTracePointContext) -> u32 {
     };
     let g = if flags & TRACK_GO != 0 {
         reg(regs, pt::R14 as usize)
+    } else if flags & TRACK_TASKS != 0 {
+        // SAFETY: a map value pointer, valid for this program run.
+        CURRENT_TASK.get_ptr(pid_tgid).map_or(0, |t| unsafe { *t })
     } else {
         0
     };
@@ -179,14 +232,7 @@ pub fn sys_exit(ctx: &RawTracePointContext) -> u32 {
 
 /// Feeds `n` received bytes at `buf` to the connection's parser.
 #[inline(always)]
-fn scan(
-    st: *mut ConnState,
-    win: *mut [u8; TRACE_WINDOW],
-    buf: u64,
-    n: u64,
-    pid_tgid: u64,
-    g: u64,
-) {
+fn scan(st: *mut ConnState, win: *mut [u8; TRACE_WINDOW], buf: u64, n: u64, pid_tgid: u64, g: u64) {
     // SAFETY: a map value pointer, valid for this program run; one receive per connection
     // is parsed at a time in practice (concurrent readers of one socket are not ordered).
     let st = unsafe { &mut *st };
@@ -223,6 +269,7 @@ fn scan(
         pid_tgid,
         g,
         n: n - start,
+        outbound: 0,
     };
     // SAFETY: the callback only uses `sc` for the duration of the call.
     unsafe {
@@ -240,10 +287,48 @@ fn scan(
 struct Scan {
     st: *mut ConnState,
     win: *mut [u8; TRACE_WINDOW],
+    /// User address of the received bytes; 0 when `win` already holds all `n` bytes.
     buf: u64,
     pid_tgid: u64,
     g: u64,
     n: u64,
+    /// Outbound mode (non-zero): the request's trace goes to `OUT_TRACE` at the end of its
+    /// headers, and no thread's trace changes.
+    outbound: u64,
+}
+
+/// Finds the trace header of an outbound HTTP/1.x request whose first `n` bytes
+/// (at most `TRACE_WINDOW`) are already in `win`. Returns the trace, zero when none.
+#[inline(always)]
+pub fn outbound_trace(win: *mut [u8; TRACE_WINDOW], n: u64) -> TraceContext {
+    let (Some(st), Some(out)) = (OUT_STATE.get_ptr_mut(0), OUT_TRACE.get_ptr_mut(0)) else {
+        return TraceContext::default();
+    };
+    // SAFETY: this CPU's scratch parser state and result, valid for the program run.
+    unsafe {
+        *st = ConnState::NEW;
+        *out = TraceContext::default();
+    }
+    let mut sc = Scan {
+        st,
+        win,
+        buf: 0,
+        pid_tgid: 0,
+        g: 0,
+        n: n.min(TRACE_WINDOW as u64),
+        outbound: 1,
+    };
+    // SAFETY: the callback only uses `sc` during the call.
+    unsafe {
+        bpf_loop(
+            sc.n as u32,
+            scan_step as *mut c_void,
+            (&mut sc as *mut Scan).cast(),
+            0,
+        )
+    };
+    // SAFETY: as above; the callback wrote it, if it found the end of the headers.
+    unsafe { *out }
 }
 
 extern "C" fn scan_step(i: u64, ctx: *mut c_void) -> i64 {
@@ -254,7 +339,7 @@ extern "C" fn scan_step(i: u64, ctx: *mut c_void) -> i64 {
         (sc, &mut *sc.st, &mut *sc.win)
     };
     let off = (i as usize) & (TRACE_WINDOW - 1);
-    if off == 0 {
+    if off == 0 && sc.buf != 0 {
         let left = sc.n - i;
         let len = if left > TRACE_WINDOW as u64 {
             TRACE_WINDOW as u32
@@ -370,7 +455,10 @@ fn start_value(st: &mut ConnState) {
     let h = st.name_hash;
     st.trace_seg = if h == names::TRACEPARENT {
         1
-    } else if h == names::B3_TRACE_ID || h == names::B3_SPAN_ID || h == names::B3 || h == names::UBER
+    } else if h == names::B3_TRACE_ID
+        || h == names::B3_SPAN_ID
+        || h == names::B3
+        || h == names::UBER
     {
         0
     } else {
@@ -425,6 +513,13 @@ fn value_byte(st: &mut ConnState, c: u8) {
 fn end_of_headers(sc: &Scan, st: &mut ConnState) -> i64 {
     // SAFETY: reads the monotonic clock; no arguments.
     st.pending.ktime_ns = unsafe { bpf_ktime_get_ns() };
+    if sc.outbound != 0 {
+        if let Some(out) = OUT_TRACE.get_ptr_mut(0) {
+            // SAFETY: this CPU's result slot, valid for the program run.
+            unsafe { *out = st.pending };
+        }
+        return 1;
+    }
     let _ = THREAD_TRACE.insert(sc.pid_tgid, st.pending, 0);
     if sc.g != 0 {
         let key = GoKey {
@@ -634,4 +729,79 @@ pub fn current_trace(pid_tgid: u64, go_g: Option<u64>) -> Option<TraceContext> {
     };
     // SAFETY: a map value pointer, valid for this program run.
     Some(unsafe { *p })
+}
+
+/// Uprobe on tokio's `task::raw::poll(header)`: the thread now runs that task, so it
+/// serves the task's request (kept with goroutines' traces, keyed by the task header).
+pub fn task_poll(ctx: &ProbeContext) -> u32 {
+    // SAFETY: reads the current task's ids; no arguments.
+    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
+    let regs = ctx.as_ptr() as *const u64;
+    // SAFETY: a uprobe's context is the user `pt_regs`; whole-word volatile load of RDI.
+    let task = unsafe { core::ptr::read_volatile(regs.add(pt::RDI as usize)) };
+    let _ = CURRENT_TASK.insert(pid_tgid, task, 0);
+    let key = GoKey {
+        tgid: (pid_tgid >> 32) as u32,
+        _pad: 0,
+        g: task,
+    };
+    match GO_TRACE.get_ptr(key) {
+        Some(t) => {
+            // SAFETY: a map value pointer, valid for this program run.
+            let t = unsafe { *t };
+            let _ = THREAD_TRACE.insert(pid_tgid, t, 0);
+        }
+        None => {
+            let _ = THREAD_TRACE.remove(pid_tgid);
+        }
+    }
+    0
+}
+
+/// Uprobe on tokio's `OwnedTasks::bind_inner(&self, task, notified)`, where every
+/// spawned task is registered: the new task (RSI, its header) inherits the trace of the
+/// task running on this thread (its parent), or loses a stale one its address carried.
+pub fn task_spawn(ctx: &ProbeContext) -> u32 {
+    // SAFETY: reads the current task's ids; no arguments.
+    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
+    let tgid = (pid_tgid >> 32) as u32;
+    let regs = ctx.as_ptr() as *const u64;
+    // SAFETY: a uprobe's context is the user `pt_regs`; whole-word volatile load of RSI.
+    let child = unsafe { core::ptr::read_volatile(regs.add(pt::RSI as usize)) };
+    let child_key = GoKey {
+        tgid,
+        _pad: 0,
+        g: child,
+    };
+    // SAFETY: a map value pointer, valid for this program run.
+    let parent = CURRENT_TASK.get_ptr(pid_tgid).map(|p| unsafe { *p });
+    let inherited = parent.and_then(|g| GO_TRACE.get_ptr(GoKey { tgid, _pad: 0, g }));
+    match inherited {
+        Some(t) => {
+            // SAFETY: a map value pointer, valid for this program run.
+            let t = unsafe { *t };
+            let _ = GO_TRACE.insert(child_key, t, 0);
+        }
+        None => {
+            let _ = GO_TRACE.remove(child_key);
+        }
+    }
+    0
+}
+
+/// Uprobe on tokio's `task::raw::dealloc(header)`: the task is gone; a new task at the
+/// same address must not inherit its trace.
+pub fn task_dealloc(ctx: &ProbeContext) -> u32 {
+    // SAFETY: reads the current task's ids; no arguments.
+    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
+    let regs = ctx.as_ptr() as *const u64;
+    // SAFETY: as in `task_poll`.
+    let task = unsafe { core::ptr::read_volatile(regs.add(pt::RDI as usize)) };
+    let key = GoKey {
+        tgid: (pid_tgid >> 32) as u32,
+        _pad: 0,
+        g: task,
+    };
+    let _ = GO_TRACE.remove(key);
+    0
 }

@@ -5,14 +5,14 @@ use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex},
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     error::AgentError,
-    freeze::{FreezeEvent, FrozenThread, ResumeOutcome, TraceId},
+    freeze::{FreezeEvent, FrozenThread, HeldMessage, ResumeOutcome, TraceId},
     manager::{BreakpointSpec, BreakpointStatus, Manager},
     snapshot::Snapshot,
 };
@@ -33,8 +33,10 @@ pub enum Command {
     ),
     /// Disarm a breakpoint.
     Remove(u64),
-    /// Let every frozen thread of a trace go.
+    /// Let every frozen thread and held message of a trace go.
     Resume(TraceId, oneshot::Sender<ResumeOutcome>),
+    /// Hold a trace's outbound messages until the deadline: it froze on some node.
+    Hold(TraceId, SystemTime),
     /// Evaluate an expression in the stopped thread of a trace; the value as JSON or the
     /// error's text.
     Eval(
@@ -53,13 +55,15 @@ pub struct WorkerState {
     /// Threads frozen now; updated before their events are sent, so a reconnect that
     /// reports this list and then the events that follow never misses a freeze.
     pub frozen: Vec<FrozenThread>,
+    /// Messages held now, updated like `frozen` and for the same reason.
+    pub held: Vec<HeldMessage>,
 }
 
 /// Handle on the Manager thread. Dropping it (with the command sender) stops the thread.
 pub struct Worker {
     pub commands: mpsc::Sender<Command>,
     pub snapshots: mpsc::Receiver<Snapshot>,
-    /// Freezes and releases, in order. Unbounded: they are few (hit limits bound them) and
+    /// Freezes, releases and held messages, in order. Unbounded: they are few (hit limits bound them) and
     /// none may be lost while the controller is away.
     pub freeze_events: mpsc::UnboundedReceiver<FreezeEvent>,
     pub state: Arc<Mutex<WorkerState>>,
@@ -67,8 +71,9 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts the Manager (loads eBPF: needs root) on a new thread.
-    pub fn spawn() -> Result<Self, AgentError> {
+    /// Starts the Manager (loads eBPF: needs root) on a new thread. `watch`: a cgroup
+    /// directory whose connections are watched for message holds from the start.
+    pub fn spawn(watch: Option<std::path::PathBuf>) -> Result<Self, AgentError> {
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (snap_tx, snap_rx) = mpsc::channel(SNAPSHOT_QUEUE);
         let (event_tx, event_rx) = mpsc::unbounded_channel();
@@ -78,7 +83,12 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name("tracery-manager".into())
             .spawn(move || match Manager::start() {
-                Ok(m) => {
+                Ok(mut m) => {
+                    if let Some(dir) = watch {
+                        if let Err(e) = m.watch_cgroup(&dir) {
+                            tracing::warn!(cgroup = %dir.display(), "messages will not be held here: {e}");
+                        }
+                    }
                     let _ = started_tx.send(Ok(()));
                     run(m, cmd_rx, snap_tx, event_tx, &shared);
                 }
@@ -149,6 +159,12 @@ fn run(
                 Ok(Command::Resume(trace, reply)) => {
                     let _ = reply.send(m.resume(trace));
                 }
+                Ok(Command::Hold(trace, deadline)) => {
+                    // The trace stays frozen where it froze; here it is only not held.
+                    if let Err(e) = m.hold_trace(trace, deadline) {
+                        tracing::warn!(%trace, error = %error_chain(&e), "cannot hold the trace's messages");
+                    }
+                }
                 Ok(Command::Eval(trace, expr, reply)) => {
                     let _ = reply.send(m.eval(trace, &expr).map_err(|e| error_chain(&e)));
                 }
@@ -176,6 +192,7 @@ fn run(
             st.breakpoints = breakpoints;
             st.queue_drops.clone_from(&queue_drops);
             st.frozen = m.frozen();
+            st.held = m.held();
         }
         for event in m.take_freeze_events() {
             // A gone link is noticed through the command channel.

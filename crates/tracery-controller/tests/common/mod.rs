@@ -54,6 +54,11 @@ impl Controller {
         Agent::connect(self.addr, agent_id).await
     }
 
+    /// An agent on its own node.
+    pub async fn agent_on(&self, agent_id: &str, node: &str) -> Agent {
+        Agent::connect_on(self.addr, agent_id, node).await
+    }
+
     /// Stops the server and waits until it returned.
     pub async fn stop(self) {
         self.stop.send(()).unwrap();
@@ -73,13 +78,17 @@ pub struct Agent {
 
 impl Agent {
     pub async fn connect(addr: SocketAddr, agent_id: &str) -> Agent {
+        Agent::connect_on(addr, agent_id, "node-1").await
+    }
+
+    pub async fn connect_on(addr: SocketAddr, agent_id: &str, node: &str) -> Agent {
         let mut client = AgentLinkClient::connect(format!("http://{addr}"))
             .await
             .unwrap();
         let (up, rx) = mpsc::channel(16);
         up.send(message(Up::Hello(v1::Hello {
             agent_id: agent_id.into(),
-            node: "node-1".into(),
+            node: node.into(),
             version: "0.1.0".into(),
             kernel_release: "6.1.0".into(),
             kernel_features: vec!["ringbuf".into()],
@@ -118,6 +127,28 @@ impl Agent {
                     return bp;
                 }
             }
+        }
+    }
+
+    /// The next message `pick` accepts, skipping others (arms, holds).
+    pub async fn next_matching<T>(&mut self, pick: impl Fn(Down) -> Option<T>) -> T {
+        loop {
+            if let Some(t) = pick(self.next().await) {
+                return t;
+            }
+        }
+    }
+
+    /// Fails if a message `unwanted` matches arrives within `quiet`; others are skipped.
+    pub async fn assert_none_within(&mut self, quiet: Duration, unwanted: impl Fn(&Down) -> bool) {
+        let until = tokio::time::Instant::now() + quiet;
+        while let Ok(m) = tokio::time::timeout_at(until, self.down.message()).await {
+            let m = m.unwrap().expect("the controller ended the session");
+            let m = m.message.unwrap();
+            assert!(
+                !unwanted(&m),
+                "unexpected message from the controller: {m:?}"
+            );
         }
     }
 

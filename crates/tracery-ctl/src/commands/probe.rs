@@ -79,7 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // `probe` captures every hit and never freezes.
         scope_trace: None,
         header_bits: 0,
-        freeze: false,
+        freeze: None,
     };
     let slots = session.arm(&bp, &opts)?;
     for (site, _) in &bp.sites {

@@ -1,5 +1,7 @@
-//! `tracery-ctl trace list|view|resume|eval`: frozen requests, where they are held, and
-//! letting them go.
+//! `tracery-ctl trace list|view|resume|eval`: frozen requests, where they are held (their
+//! threads and their outbound messages), and letting them go.
+
+mod held;
 
 use std::time::SystemTime;
 
@@ -12,12 +14,14 @@ use crate::{client, OutputFormat};
 /// Subcommands of `tracery-ctl trace`.
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
-    /// List frozen traces: where each is held, its deadline and its snapshots.
+    /// List frozen traces: where each is held (threads and outbound messages), its deadline
+    /// and its snapshots.
     List {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
-    /// Show one trace: its frozen threads, or when it was released, and its snapshots.
+    /// Show one trace: its frozen threads and held messages, or when it was released, and
+    /// its snapshots.
     View {
         /// The trace id (32 hex digits, or 16 for B3).
         #[arg(value_parser = parse_trace_id)]
@@ -69,7 +73,7 @@ pub async fn run(controller: &str, cmd: Command) -> anyhow::Result<()> {
                     }
                 }
                 OutputFormat::Text if traces.is_empty() => println!("no frozen traces"),
-                OutputFormat::Text => println!("{}", list_table(&traces)),
+                OutputFormat::Text => print!("{}", list_text(&traces)),
             }
         }
         Command::View { id, output } => {
@@ -142,7 +146,8 @@ fn time(t: Option<prost_types::Timestamp>) -> Option<SystemTime> {
     t.and_then(|t| SystemTime::try_from(t).ok())
 }
 
-fn rfc3339(t: Option<prost_types::Timestamp>) -> Option<String> {
+/// A time as RFC 3339 to the second, for JSON.
+pub(crate) fn rfc3339(t: Option<prost_types::Timestamp>) -> Option<String> {
     time(t).map(|t| humantime::format_rfc3339_seconds(t).to_string())
 }
 
@@ -201,8 +206,11 @@ fn release_json(r: &v1::HeldRelease) -> Json {
 pub fn trace_json(t: &v1::Trace) -> Json {
     json!({
         "trace_id": t.trace_id,
-        "frozen": !t.threads.is_empty(),
+        "frozen": !t.threads.is_empty() || !t.messages.is_empty(),
         "threads": t.threads.iter().map(thread_json).collect::<Vec<_>>(),
+        "messages": t.messages.iter().map(held::held_json).collect::<Vec<_>>(),
+        "hold_deadline": rfc3339(t.hold_deadline),
+        "hold_deadline_in_seconds": time(t.hold_deadline).map(seconds_until),
         "last_release": t.last_release.as_ref().map(release_json),
         "snapshots": t.snapshots.iter().map(|s| {
             let loc = s.location.clone().unwrap_or_default();
@@ -277,6 +285,38 @@ fn list_table(traces: &[v1::Trace]) -> Table {
     t
 }
 
+/// The threads table, then the held messages and their warnings.
+fn list_text(traces: &[v1::Trace]) -> String {
+    let mut out = String::new();
+    if traces.iter().any(|t| !t.threads.is_empty()) {
+        out.push_str(&format!("{}\n", list_table(traces)));
+    }
+    let held: Vec<(&str, &v1::NodeHeldMessage)> = traces
+        .iter()
+        .flat_map(|t| t.messages.iter().map(|m| (t.trace_id.as_str(), m)))
+        .collect();
+    if !held.is_empty() {
+        out.push_str(&format!(
+            "held messages\n{}\n",
+            held::held_table(&held, true)
+        ));
+    }
+    // Traces held only by messages have no thread row to show their deadline on.
+    for t in traces.iter().filter(|t| t.threads.is_empty()) {
+        out.push_str(&format!(
+            "trace {}: no frozen thread; messages held until {}\n",
+            t.trace_id,
+            deadline_text(t.hold_deadline)
+        ));
+    }
+    for t in traces {
+        for w in held::shared_warnings(&t.trace_id, &t.messages) {
+            out.push_str(&format!("{w}\n"));
+        }
+    }
+    out
+}
+
 fn not_frozen_text(trace_id: &str, last: Option<&v1::HeldRelease>) -> String {
     match last.and_then(|l| l.release.as_ref()) {
         Some(r) => format!(
@@ -290,7 +330,7 @@ fn not_frozen_text(trace_id: &str, last: Option<&v1::HeldRelease>) -> String {
 
 fn view_text(trace: &v1::Trace) -> String {
     let mut out = String::new();
-    if trace.threads.is_empty() {
+    if trace.threads.is_empty() && trace.messages.is_empty() {
         out.push_str(&not_frozen_text(
             &trace.trace_id,
             trace.last_release.as_ref(),
@@ -298,10 +338,13 @@ fn view_text(trace: &v1::Trace) -> String {
         out.push('\n');
     } else {
         out.push_str(&format!(
-            "trace {}: frozen, {} thread(s)\n",
+            "trace {}: frozen, {} thread(s), {} held message(s)\n",
             trace.trace_id,
-            trace.threads.len()
+            trace.threads.len(),
+            trace.messages.len()
         ));
+    }
+    if !trace.threads.is_empty() {
         let mut t = Table::new();
         t.set_header([
             "node",
@@ -323,6 +366,21 @@ fn view_text(trace: &v1::Trace) -> String {
             ]);
         }
         out.push_str(&format!("{t}\n"));
+    }
+    if !trace.messages.is_empty() {
+        let rows: Vec<_> = trace
+            .messages
+            .iter()
+            .map(|m| (trace.trace_id.as_str(), m))
+            .collect();
+        out.push_str(&format!(
+            "held messages (every node holds them until {})\n{}\n",
+            deadline_text(trace.hold_deadline),
+            held::held_table(&rows, false)
+        ));
+        for w in held::shared_warnings(&trace.trace_id, &trace.messages) {
+            out.push_str(&format!("{w}\n"));
+        }
     }
     if trace.snapshots.is_empty() {
         out.push_str("no snapshots of this trace\n");
@@ -347,22 +405,34 @@ fn view_text(trace: &v1::Trace) -> String {
 fn resume_json(r: &v1::ResumeTraceResponse) -> Json {
     json!({
         "trace_id": r.trace_id,
-        "resumed": !r.released.is_empty(),
+        "resumed": !r.released.is_empty() || !r.held_released.is_empty(),
         "released": r.released.iter().map(release_json).collect::<Vec<_>>(),
+        "held_released": r.held_released.iter().map(held::hold_release_json).collect::<Vec<_>>(),
         "last_release": r.last_release.as_ref().map(release_json),
         "unanswered": r.unanswered,
     })
 }
 
 fn resume_text(r: &v1::ResumeTraceResponse) -> String {
-    if r.released.is_empty() {
+    if r.released.is_empty() && r.held_released.is_empty() {
         return format!(
             "{}; nothing to resume\n",
             not_frozen_text(&r.trace_id, r.last_release.as_ref())
         );
     }
+    let held: u64 = r
+        .held_released
+        .iter()
+        .filter_map(|h| h.release.as_ref())
+        .map(|h| h.messages)
+        .sum();
+    let held = if held > 0 {
+        format!(" and {held} held message(s)")
+    } else {
+        String::new()
+    };
     let mut out = format!(
-        "resumed trace {}: released {} thread(s)\n",
+        "resumed trace {}: released {} thread(s){held}\n",
         r.trace_id,
         r.released.len()
     );
@@ -381,5 +451,6 @@ fn resume_text(r: &v1::ResumeTraceResponse) -> String {
             h.node, t.pid, t.tid, t.location
         ));
     }
+    out.push_str(&held::hold_release_lines(&r.held_released));
     out
 }

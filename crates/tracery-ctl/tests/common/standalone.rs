@@ -9,12 +9,13 @@ use std::{
 
 use serde_json::Value;
 
-/// `tracery-agent` beside this test run's `tracery-ctl`, built if cargo has not yet.
+/// `tracery-agent` beside this test run's `tracery-ctl`, built if cargo has not yet (with
+/// `tracery-hold-keeper`, which the agent starts from beside itself).
 pub fn agent_bin() -> PathBuf {
     let bin = Path::new(env!("CARGO_BIN_EXE_tracery-ctl")).with_file_name("tracery-agent");
-    if !bin.exists() {
+    if !bin.exists() || !bin.with_file_name("tracery-hold-keeper").exists() {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "tracery-agent", "--bin", "tracery-agent"])
+            .args(["build", "-p", "tracery-agent", "--bins"])
             .status()
             .expect("run cargo build for tracery-agent");
         assert!(status.success(), "building tracery-agent failed");

@@ -1,0 +1,605 @@
+//! Holding the messages of frozen traces: the agent's side of the sockops + `sk_msg`
+//! programs (`tracery_common::hold` has the protocol), and of the keeper process that owns
+//! the held bytes (`keeper`).
+
+mod events;
+mod watch;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    io::{BufRead, BufReader, Write},
+    os::{
+        fd::{AsFd, AsRawFd, OwnedFd, RawFd},
+        unix::{net::UnixStream, process::CommandExt},
+    },
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use aya::{
+    maps::{Array, HashMap as BpfHashMap, Map, MapData, RingBuf, SockHash},
+    programs::{links::CgroupAttachMode, sock_ops::SockOpsLinkId, SkMsg, SockOps},
+    Ebpf,
+};
+use tracery_common::{
+    hold::{conf, stat, FrozenTrace, HoldEvent, SockKey, MAX_HOLD_SLOTS},
+    names,
+};
+
+pub use self::watch::{cgroup2_root, cgroup_dir};
+use crate::{
+    error::AgentError,
+    freeze::{FreezeEvent, HeldMessage, HoldRelease, ReleaseReason, TraceId},
+    keeper::Fds,
+    sys,
+};
+
+/// Name of the keeper's executable, looked for next to the agent's.
+pub const KEEPER_EXE: &str = "tracery-hold-keeper";
+/// Set to the keeper's path to use another one.
+pub const KEEPER_ENV: &str = "TRACERY_HOLD_KEEPER";
+/// Most time a release waits for the keeper's answer.
+const RELEASE_WAIT: Duration = Duration::from_secs(15);
+
+/// Holds frozen traces' messages on this node.
+pub struct Holder {
+    frozen: BpfHashMap<MapData, [u8; 16], FrozenTrace>,
+    conf: Array<MapData, u64>,
+    stats: Array<MapData, u64>,
+    socks: SockHash<MapData, SockKey>,
+    events: RingBuf<MapData>,
+    keeper: Child,
+    control: UnixStream,
+    replies: mpsc::Receiver<String>,
+    /// Replies that were not the one being waited for (deadline releases by the keeper).
+    stray: Vec<String>,
+    /// Watched cgroup -> (sockops link, users).
+    cgroups: BTreeMap<PathBuf, (SockOpsLinkId, usize)>,
+    held: Vec<HeldMessage>,
+    /// Traces frozen on another node, held here until this deadline.
+    remote: BTreeMap<TraceId, SystemTime>,
+    /// Freezes armed (they may hit at any time); holds stay armed while any is.
+    armed_freezes: usize,
+    out: Vec<FreezeEvent>,
+    /// Messages of frozen traces that went out unheld, per trace, with the reason.
+    pub missed: HashMap<TraceId, (u64, &'static str)>,
+    /// Maps only the keeper uses. Kept open: programs loaded later were relocated
+    /// against these descriptors.
+    _keeper_maps: Vec<Map>,
+}
+
+fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, AgentError> {
+    ebpf.take_map(name).ok_or(AgentError::Map {
+        map: name,
+        source: None,
+    })
+}
+
+fn conv<T: TryFrom<Map, Error = aya::maps::MapError>>(
+    m: Map,
+    name: &'static str,
+) -> Result<T, AgentError> {
+    T::try_from(m).map_err(|e| AgentError::Map {
+        map: name,
+        source: Some(Box::new(e)),
+    })
+}
+
+/// A duplicate of a map's descriptor, above the numbers the keeper expects, for passing.
+fn program_error(name: &'static str) -> impl Fn(aya::programs::ProgramError) -> AgentError {
+    move |e| AgentError::Program {
+        program: name,
+        source: Box::new(e),
+    }
+}
+
+fn map_fd(m: &Map, name: &'static str) -> Result<OwnedFd, AgentError> {
+    let data = match m {
+        Map::HashMap(d) | Map::Array(d) | Map::Queue(d) | Map::SockHash(d) => d,
+        _ => {
+            return Err(AgentError::Map {
+                map: name,
+                source: None,
+            })
+        }
+    };
+    sys::dup_above(data.fd().as_fd().as_raw_fd(), 100)
+        .map_err(|e| hold_error(format!("{name}: {e}")))
+}
+
+fn hold_error(msg: String) -> AgentError {
+    AgentError::Hold(msg)
+}
+
+impl Holder {
+    /// Loads the hold programs, attaches `sk_msg` to the sockhash and starts the keeper.
+    /// Every step that can fail runs while the maps are still in `ebpf`: programs loaded
+    /// later are relocated against their descriptors, which must stay open.
+    pub fn start(ebpf: &mut Ebpf) -> Result<Self, AgentError> {
+        let keeper = keeper_path()?;
+        for name in [names::HOLD_MSG, names::HOLD_SOCKOPS] {
+            let p = ebpf
+                .program_mut(name)
+                .ok_or(AgentError::Feature(format!("program {name} missing")))?;
+            match p {
+                aya::programs::Program::SkMsg(p) => p.load(),
+                aya::programs::Program::SockOps(p) => p.load(),
+                _ => return Err(AgentError::Feature(format!("program {name}: wrong type"))),
+            }
+            .map_err(program_error(name))?;
+        }
+        let socks_fd = {
+            let m = ebpf.map(names::SOCKS).ok_or(AgentError::Map {
+                map: names::SOCKS,
+                source: None,
+            })?;
+            let socks: SockHash<&MapData, SockKey> =
+                SockHash::try_from(m).map_err(|e| AgentError::Map {
+                    map: names::SOCKS,
+                    source: Some(Box::new(e)),
+                })?;
+            socks
+                .fd()
+                .try_clone()
+                .map_err(|e| hold_error(format!("SOCKS: {e}")))?
+        };
+        let msg: &mut SkMsg = ebpf
+            .program_mut(names::HOLD_MSG)
+            .ok_or(AgentError::Feature(format!(
+                "program {} missing",
+                names::HOLD_MSG
+            )))?
+            .try_into()
+            .map_err(program_error(names::HOLD_MSG))?;
+        msg.attach(&socks_fd)
+            .map_err(program_error(names::HOLD_MSG))?;
+        // The keeper gets these, at `Fds::SOCKS..=Fds::FROZEN`.
+        let mut passed = Vec::new();
+        for name in [
+            names::SOCKS,
+            names::HELD,
+            names::RELEASING,
+            names::FREE_SLOTS,
+            names::HOLD_CONF,
+            names::FROZEN,
+        ] {
+            let m = ebpf.map(name).ok_or(AgentError::Map {
+                map: name,
+                source: None,
+            })?;
+            passed.push(map_fd(m, name)?);
+        }
+        let (keeper, control, replies) = spawn_keeper(&keeper, &passed)?;
+        drop(passed);
+
+        // Nothing below fails but a map of the wrong type, which the object rules out.
+        let mut take = |name| take(ebpf, name);
+        let socks = conv(take(names::SOCKS)?, names::SOCKS)?;
+        let kept = vec![
+            take(names::HELD)?,
+            take(names::RELEASING)?,
+            take(names::FREE_SLOTS)?,
+        ];
+        Ok(Self {
+            frozen: conv(take(names::FROZEN)?, names::FROZEN)?,
+            conf: conv(take(names::HOLD_CONF)?, names::HOLD_CONF)?,
+            stats: conv(take(names::HOLD_STATS)?, names::HOLD_STATS)?,
+            events: conv(take(names::HOLD_EVENTS)?, names::HOLD_EVENTS)?,
+            socks,
+            keeper,
+            control,
+            replies,
+            stray: Vec::new(),
+            cgroups: BTreeMap::new(),
+            held: Vec::new(),
+            remote: BTreeMap::new(),
+            armed_freezes: 0,
+            out: Vec::new(),
+            missed: HashMap::new(),
+            _keeper_maps: kept,
+        })
+    }
+
+    /// Watches the cgroup of `pid` (and so the sockets of every process in it), because a
+    /// freezing breakpoint is armed there. Fails with the reason when it cannot be.
+    pub fn watch_process(&mut self, ebpf: &mut Ebpf, pid: u32) -> Result<PathBuf, AgentError> {
+        let dir = watch::cgroup_dir(pid).map_err(hold_error)?;
+        self.watch_cgroup(ebpf, &dir)?;
+        Ok(dir)
+    }
+
+    /// Watches the cgroup directory `dir`: its connections join the sockhash.
+    pub fn watch_cgroup(
+        &mut self,
+        ebpf: &mut Ebpf,
+        dir: &std::path::Path,
+    ) -> Result<(), AgentError> {
+        if let Some((_, users)) = self.cgroups.get_mut(dir) {
+            *users += 1;
+            return Ok(());
+        }
+        let cg = watch::open_cgroup(dir).map_err(hold_error)?;
+        let ops: &mut SockOps = ebpf
+            .program_mut(names::HOLD_SOCKOPS)
+            .ok_or(AgentError::Feature(format!(
+                "program {} missing",
+                names::HOLD_SOCKOPS
+            )))?
+            .try_into()
+            .map_err(|e| AgentError::Program {
+                program: names::HOLD_SOCKOPS,
+                source: Box::new(e),
+            })?;
+        let link = ops
+            // A cgroup link takes no flags (links always allow several programs).
+            .attach(&cg, CgroupAttachMode::Single)
+            .map_err(|e| AgentError::Program {
+                program: names::HOLD_SOCKOPS,
+                source: Box::new(e),
+            })?;
+        // After the attach, so a connection made meanwhile is caught by one or the other.
+        let added: usize = watch::processes_in(dir)
+            .into_iter()
+            .map(|p| watch::add_open_sockets(&mut self.socks, p))
+            .sum();
+        tracing::info!(cgroup = %dir.display(), sockets = added, "watching for message holds");
+        self.cgroups.insert(dir.to_path_buf(), (link, 1));
+        Ok(())
+    }
+
+    /// Drops one use of the cgroup `dir`; the last one stops watching new connections.
+    pub fn unwatch_cgroup(&mut self, ebpf: &mut Ebpf, dir: &std::path::Path) {
+        let Some((_, users)) = self.cgroups.get_mut(dir) else {
+            return;
+        };
+        *users -= 1;
+        if *users > 0 {
+            return;
+        }
+        let (link, _) = self.cgroups.remove(dir).expect("present");
+        if let Some(Ok(ops)) = ebpf
+            .program_mut(names::HOLD_SOCKOPS)
+            .map(<&mut SockOps>::try_from)
+        {
+            let _ = ops.detach(link);
+        }
+    }
+
+    /// A freezing breakpoint was armed (`true`) or disarmed: holds are armed while any is,
+    /// or while a trace is frozen.
+    pub fn freeze_armed(&mut self, armed: bool) {
+        if armed {
+            self.armed_freezes += 1;
+        } else {
+            self.armed_freezes = self.armed_freezes.saturating_sub(1);
+        }
+        self.update_armed();
+    }
+
+    fn update_armed(&mut self) {
+        let frozen = self.frozen.keys().next().is_some();
+        let on = self.armed_freezes > 0 || frozen || !self.remote.is_empty();
+        let _ = self.conf.set(conf::ANY_FROZEN, u64::from(on), 0);
+    }
+
+    /// Holds `trace`'s messages here until `deadline` (it froze on another node).
+    pub fn hold(&mut self, trace: TraceId, deadline: SystemTime) -> Result<(), AgentError> {
+        let left = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        let v = FrozenTrace {
+            deadline_ns: sys::monotonic_ns() + left.as_nanos() as u64,
+        };
+        self.frozen
+            .insert(trace.0, v, 0)
+            .map_err(|e| hold_error(format!("FROZEN: {e}")))?;
+        self.remote.insert(trace, deadline);
+        self.update_armed();
+        Ok(())
+    }
+
+    /// Lets `trace`'s held messages go, in order. `None` when nothing of it was frozen here.
+    pub fn release(&mut self, trace: TraceId, reason: ReleaseReason) -> Option<HoldRelease> {
+        self.read_events();
+        let was_frozen =
+            self.frozen.remove(&trace.0).is_ok() | self.remote.remove(&trace).is_some();
+        let had_held = self.held.iter().any(|m| m.trace_id == trace);
+        self.update_armed();
+        if !was_frozen && !had_held {
+            return None;
+        }
+        let r = self.ask_release(trace, reason);
+        self.held.retain(|m| m.trace_id != trace);
+        // Nothing was held here: the trace was only marked frozen (no message of it left).
+        if r.messages == 0 && r.bytes == 0 && r.dropped_bytes == 0 {
+            return None;
+        }
+        self.out.push(FreezeEvent::HoldReleased(r.clone()));
+        Some(r)
+    }
+
+    fn ask_release(&mut self, trace: TraceId, reason: ReleaseReason) -> HoldRelease {
+        let mut r = HoldRelease {
+            trace_id: trace,
+            messages: self.held.iter().filter(|m| m.trace_id == trace).count() as u64,
+            bytes: 0,
+            dropped_bytes: 0,
+            reason,
+            at: SystemTime::now(),
+        };
+        if writeln!(self.control, "release {trace} {}", reason_word(reason)).is_err() {
+            tracing::error!(%trace, "the hold keeper is gone; its held bytes are lost");
+            r.dropped_bytes = self
+                .held
+                .iter()
+                .filter(|m| m.trace_id == trace)
+                .map(|m| m.bytes)
+                .sum();
+            return r;
+        }
+        let until = Instant::now() + RELEASE_WAIT;
+        let want = format!("released {trace} ");
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            match self.replies.recv_timeout(left) {
+                Ok(line) if line.starts_with(&want) => {
+                    if let Some((_, bytes, dropped)) = parse_released(&line) {
+                        r.bytes = bytes;
+                        r.dropped_bytes = dropped;
+                    }
+                    break;
+                }
+                Ok(line) => self.stray.push(line),
+                Err(_) => {
+                    tracing::error!(%trace, "the hold keeper did not answer a release");
+                    break;
+                }
+            }
+        }
+        r.at = SystemTime::now();
+        r
+    }
+
+    /// Ends a freeze the kernel began on a hit that user space rejected (`when`, hit
+    /// limit): whatever it held already goes out, and no event is reported if nothing was.
+    pub fn discard(&mut self, trace: TraceId) {
+        self.read_events();
+        if self.holds(trace) {
+            self.release(trace, ReleaseReason::Resumed);
+            return;
+        }
+        let _ = self.frozen.remove(&trace.0);
+        self.update_armed();
+        // A message may be held with its event still in flight: ask the keeper anyway.
+        let _ = self.ask_release(trace, ReleaseReason::Resumed);
+    }
+
+    /// Reads the kernel's hold events and the keeper's own releases; expires remote holds
+    /// and forgets frozen traces past their deadline.
+    pub fn poll(&mut self) {
+        self.read_events();
+        self.keeper_releases();
+        let now = SystemTime::now();
+        let due: Vec<TraceId> = self
+            .remote
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in due {
+            self.release(t, ReleaseReason::Deadline);
+        }
+        let mono = sys::monotonic_ns();
+        let stale: Vec<[u8; 16]> = self
+            .frozen
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, f)| f.deadline_ns <= mono)
+            .map(|(t, _)| t)
+            .collect();
+        if !stale.is_empty() {
+            for t in stale {
+                let _ = self.frozen.remove(&t);
+            }
+            self.update_armed();
+        }
+    }
+
+    fn read_events(&mut self) {
+        while let Some(item) = self.events.next() {
+            let Some(ev) = sys::read_record::<HoldEvent>(&item) else {
+                continue;
+            };
+            match events::decode(&ev) {
+                Some(events::Observed::Held(m)) => {
+                    self.out.push(FreezeEvent::Held(m.clone()));
+                    self.held.push(m);
+                }
+                Some(events::Observed::Missed { trace, why }) => {
+                    let e = self.missed.entry(trace).or_insert((0, why));
+                    e.0 += 1;
+                    tracing::warn!(%trace, "a message of a frozen trace went out unheld: {why}");
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Releases the keeper made by itself, at a deadline the agent had not acted on yet.
+    fn keeper_releases(&mut self) {
+        while let Ok(line) = self.replies.try_recv() {
+            self.stray.push(line);
+        }
+        for line in std::mem::take(&mut self.stray) {
+            // The keeper released by a deadline the agent had not acted on yet.
+            let Some((trace, bytes, dropped)) = parse_released(&line) else {
+                continue;
+            };
+            let messages = self.held.iter().filter(|m| m.trace_id == trace).count() as u64;
+            if messages == 0 && bytes == 0 && dropped == 0 {
+                // A late answer to a release that found nothing.
+                continue;
+            }
+            self.held.retain(|m| m.trace_id != trace);
+            self.out.push(FreezeEvent::HoldReleased(HoldRelease {
+                trace_id: trace,
+                messages,
+                bytes,
+                dropped_bytes: dropped,
+                reason: ReleaseReason::Deadline,
+                at: SystemTime::now(),
+            }));
+        }
+    }
+
+    /// Messages held here now, oldest first.
+    pub fn held(&self) -> &[HeldMessage] {
+        &self.held
+    }
+
+    /// Takes the hold events since the last call.
+    pub fn take_events(&mut self) -> Vec<FreezeEvent> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Messages held since start, and messages of frozen traces that went out unheld.
+    pub fn counters(&self) -> (u64, u64) {
+        let get = |i| self.stats.get(&i, 0).unwrap_or(0);
+        (get(stat::HELD), get(stat::MISSED))
+    }
+
+    /// True when nothing is frozen or held here.
+    pub fn idle(&self) -> bool {
+        self.held.is_empty() && self.remote.is_empty() && self.frozen.keys().next().is_none()
+    }
+
+    /// True when `trace` has held messages here.
+    pub fn holds(&self, trace: TraceId) -> bool {
+        self.held.iter().any(|m| m.trace_id == trace)
+    }
+
+    /// Lets everything go (the agent is stopping) and stops the keeper.
+    pub fn release_all(&mut self) {
+        let traces: Vec<TraceId> = self
+            .held
+            .iter()
+            .map(|m| m.trace_id)
+            .chain(self.remote.keys().copied())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for t in traces {
+            self.release(t, ReleaseReason::AgentExit);
+        }
+        let _ = writeln!(self.control, "release-all agent-exited");
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.release_all();
+        // Closing the control socket tells the keeper to release anything left and exit.
+        let _ = self.control.shutdown(std::net::Shutdown::Both);
+        let until = Instant::now() + RELEASE_WAIT;
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.keeper.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        tracing::warn!("the hold keeper did not exit; leaving it to finish");
+    }
+}
+
+fn reason_word(r: ReleaseReason) -> &'static str {
+    match r {
+        ReleaseReason::Resumed => "resumed",
+        ReleaseReason::Deadline => "deadline",
+        ReleaseReason::ProcessExited => "process-exited",
+        ReleaseReason::AgentExit => "agent-exited",
+    }
+}
+
+/// `released TRACE REASON SOCKETS BYTES DROPPED` -> (trace, bytes, dropped).
+fn parse_released(line: &str) -> Option<(TraceId, u64, u64)> {
+    let w: Vec<&str> = line.split_whitespace().collect();
+    match w.as_slice() {
+        ["released", trace, _reason, _sockets, bytes, dropped] => Some((
+            TraceId::parse(trace).ok()?,
+            bytes.parse().ok()?,
+            dropped.parse().ok()?,
+        )),
+        _ => None,
+    }
+}
+
+/// The keeper's executable: `$TRACERY_HOLD_KEEPER`, or next to this executable (or one
+/// directory up, where cargo puts binaries for tests in `deps/`).
+fn keeper_path() -> Result<PathBuf, AgentError> {
+    if let Some(p) = std::env::var_os(KEEPER_ENV) {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|e| hold_error(format!("current_exe: {e}")))?;
+    let dir = exe.parent().unwrap_or(std::path::Path::new("/"));
+    [dir.join(KEEPER_EXE), dir.join("..").join(KEEPER_EXE)]
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            hold_error(format!(
+                "{KEEPER_EXE} not found next to {}; install it beside the agent or set {KEEPER_ENV}",
+                exe.display()
+            ))
+        })
+}
+
+/// Starts the keeper with the control socket and the maps at [`Fds`], in a session of its
+/// own (a Ctrl-C for the agent's process group must not reach it), and waits for `ready`.
+fn spawn_keeper(
+    path: &std::path::Path,
+    maps: &[OwnedFd],
+) -> Result<(Child, UnixStream, mpsc::Receiver<String>), AgentError> {
+    let (ours, theirs) = UnixStream::pair().map_err(|e| hold_error(format!("socketpair: {e}")))?;
+    let theirs = sys::dup_above(theirs.as_raw_fd(), 100).map_err(|e| hold_error(e.to_string()))?;
+    let sources: Vec<RawFd> = std::iter::once(theirs.as_raw_fd())
+        .chain(maps.iter().map(|f| f.as_raw_fd()))
+        .collect();
+    let mut cmd = Command::new(path);
+    cmd.arg("--slots")
+        .arg(MAX_HOLD_SLOTS.to_string())
+        .stdin(Stdio::null());
+    // SAFETY: only async-signal-safe calls (dup2, setsid) run between fork and exec. The
+    // sources are all above 100, so placing them at 3.. never overwrites one not yet placed.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (src, dst) in sources.iter().zip(Fds::ALL) {
+                sys::dup2(*src, dst)?;
+            }
+            sys::setsid()
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| hold_error(format!("cannot start {}: {e}", path.display())))?;
+    drop(theirs);
+    let (tx, rx) = mpsc::channel();
+    let reader = ours.try_clone().map_err(|e| hold_error(e.to_string()))?;
+    std::thread::Builder::new()
+        .name("hold-keeper".into())
+        .spawn(move || {
+            for line in BufReader::new(reader).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| hold_error(e.to_string()))?;
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(line) if line.starts_with("ready ") => Ok((child, ours, rx)),
+        Ok(line) => Err(hold_error(format!("the hold keeper said {line:?}"))),
+        Err(_) => Err(hold_error(
+            "the hold keeper did not start (see its log on the agent's stderr)".into(),
+        )),
+    }
+}

@@ -1,0 +1,137 @@
+//! Hold events from the kernel, turned into the held messages `trace list` shows.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::{Duration, SystemTime},
+};
+
+use tracery_common::hold::{
+    HoldEvent, HELD_BEHIND, HELD_NO_SLOT, HELD_REDIRECT_FAILED, HELD_SHARED,
+};
+
+use crate::{freeze::HeldMessage, freeze::TraceId, sys};
+
+/// What one hold event says.
+pub enum Observed {
+    Held(HeldMessage),
+    /// A message of a frozen trace that went out unheld, and why.
+    Missed {
+        trace: TraceId,
+        why: &'static str,
+    },
+}
+
+/// Decodes one `HoldEvent` record.
+pub fn decode(ev: &HoldEvent) -> Option<Observed> {
+    let trace = TraceId::from_kernel(ev.trace_id)?;
+    if ev.flags & (HELD_NO_SLOT | HELD_REDIRECT_FAILED) != 0 {
+        let why = if ev.flags & HELD_NO_SLOT != 0 {
+            "every hold slot is in use"
+        } else {
+            "the hold keeper is not running"
+        };
+        return Some(Observed::Missed { trace, why });
+    }
+    let preview = &ev.preview[..(ev.preview_len as usize).min(ev.preview.len())];
+    Some(Observed::Held(HeldMessage {
+        trace_id: trace,
+        pid: (ev.pid_tgid >> 32) as u32,
+        tid: ev.pid_tgid as u32,
+        socket: cookie(ev),
+        local: addr(ev.sock.family, &ev.sock.local_ip, ev.sock.local_port as u16),
+        peer: addr(
+            ev.sock.family,
+            &ev.sock.remote_ip,
+            remote_port(ev.sock.remote_port),
+        ),
+        bytes: u64::from(ev.len),
+        first_line: first_line(preview),
+        behind: ev.flags & HELD_BEHIND != 0,
+        shared: ev.flags & HELD_SHARED != 0,
+        at: wall_time(ev.ktime_ns),
+    }))
+}
+
+/// The socket's cookie (`SO_COOKIE`), read through a duplicate of the sender's
+/// descriptor; 0 when it cannot be (the socket is then named by its addresses).
+fn cookie(ev: &HoldEvent) -> u64 {
+    let (Ok(pidfd), true) = (sys::pidfd_open((ev.pid_tgid >> 32) as u32), ev.fd >= 0) else {
+        return 0;
+    };
+    let Ok(fd) = sys::pidfd_getfd(&pidfd, ev.fd) else {
+        return 0;
+    };
+    use std::os::fd::AsRawFd;
+    match sys::sock_key(fd.as_raw_fd()) {
+        Some(k) if sys::same_conn(&k, &ev.sock) => sys::socket_cookie(fd.as_raw_fd()).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// `sk_msg_md.remote_port` holds the port in network byte order (shifted left 16 on
+/// little-endian).
+fn remote_port(raw: u32) -> u16 {
+    let p = if raw > 0xffff { raw >> 16 } else { raw };
+    u16::from_be(p as u16)
+}
+
+fn addr(family: u32, ip: &[u32; 4], port: u16) -> Option<SocketAddr> {
+    let ip = match family as i32 {
+        libc::AF_INET => IpAddr::V4(Ipv4Addr::from(u32::from_be(ip[0]))),
+        libc::AF_INET6 => {
+            let mut b = [0u8; 16];
+            for (i, w) in ip.iter().enumerate() {
+                b[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+            let v6 = Ipv6Addr::from(b);
+            v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// The message's first line, printable: an HTTP request line, or for a binary protocol
+/// (PostgreSQL) its text with control bytes shown as dots.
+pub fn first_line(bytes: &[u8]) -> String {
+    let line = bytes
+        .iter()
+        .position(|b| *b == b'\n' || *b == b'\r')
+        .map_or(bytes, |end| &bytes[..end]);
+    line.iter()
+        .take(HeldMessage::FIRST_LINE_MAX)
+        .map(|b| match b {
+            0x20..=0x7e => *b as char,
+            _ => '.',
+        })
+        .collect()
+}
+
+/// A `bpf_ktime_get_ns` time as wall-clock time.
+fn wall_time(ktime_ns: u64) -> SystemTime {
+    let age = sys::monotonic_ns().saturating_sub(ktime_ns);
+    SystemTime::now() - Duration::from_nanos(age)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_lines_are_printable_and_bounded() {
+        assert_eq!(
+            first_line(b"POST /pay HTTP/1.1\r\nHost: x\r\n"),
+            "POST /pay HTTP/1.1"
+        );
+        assert_eq!(first_line(b"Q\0\0\0\x1bSELECT 1\0"), "Q....SELECT 1.");
+        assert_eq!(first_line(&[b'a'; 300]).len(), HeldMessage::FIRST_LINE_MAX);
+    }
+
+    #[test]
+    fn addresses_decode_from_the_kernel_layout() {
+        let ip = [u32::from_ne_bytes([10, 77, 1, 2]), 0, 0, 0];
+        let a = addr(libc::AF_INET as u32, &ip, 5432).unwrap();
+        assert_eq!(a.to_string(), "10.77.1.2:5432");
+        assert_eq!(remote_port(u32::from(5432u16.to_be())), 5432);
+    }
+}

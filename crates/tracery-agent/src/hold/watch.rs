@@ -1,0 +1,98 @@
+//! Which sockets the `sk_msg` program sees: the TCP sockets of watched cgroups.
+//!
+//! The sockops program, attached to a cgroup, adds connections as they are established.
+//! Connections that already exist (a database pool opened at start-up, kept-alive HTTP
+//! clients) are added here, through a duplicate of each process's socket descriptors.
+
+use std::{
+    fs::File,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+};
+
+use aya::maps::{MapData, SockHash};
+use tracery_common::hold::SockKey;
+
+use crate::sys;
+
+/// Where cgroup v2 is mounted: the unified hierarchy of a hybrid host, or the root of a
+/// pure cgroup v2 host.
+pub fn cgroup2_root() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let (_, dir, fs) = (f.next()?, f.next()?, f.next()?);
+        (fs == "cgroup2").then(|| PathBuf::from(dir))
+    })
+}
+
+/// The cgroup v2 path of `pid` (the `0::` line of `/proc/PID/cgroup`), e.g. `/svc/orders`.
+pub fn cgroup_of(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_string)
+}
+
+/// The cgroup directory `pid` is in, or why its messages cannot be held.
+pub fn cgroup_dir(pid: u32) -> Result<PathBuf, String> {
+    let root = cgroup2_root().ok_or("cgroup v2 is not mounted on this node")?;
+    let rel = cgroup_of(pid).ok_or_else(|| format!("cannot read /proc/{pid}/cgroup"))?;
+    if rel == "/" {
+        // Watching the root cgroup would put every connection of the node under the
+        // sk_msg program.
+        return Err(format!(
+            "process {pid} is in the root cgroup; run it in a cgroup of its own (a container, \
+             a systemd service, or a directory under {})",
+            root.display()
+        ));
+    }
+    Ok(root.join(rel.trim_start_matches('/')))
+}
+
+/// Adds the TCP sockets `pid` has open now to `socks`. Returns how many joined.
+pub fn add_open_sockets(socks: &mut SockHash<MapData, SockKey>, pid: u32) -> usize {
+    let Ok(pidfd) = sys::pidfd_open(pid) else {
+        return 0;
+    };
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    let mut added = 0;
+    for e in dir.flatten() {
+        let Ok(n) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let is_socket =
+            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"));
+        if !is_socket {
+            continue;
+        }
+        let Ok(fd) = sys::pidfd_getfd(&pidfd, n) else {
+            continue;
+        };
+        if !sys::is_tcp_socket(fd.as_raw_fd()) {
+            continue;
+        }
+        // Listeners have no peer: only connections get a key.
+        let Some(key) = sys::sock_key(fd.as_raw_fd()) else {
+            continue;
+        };
+        if socks.insert(key, fd.as_raw_fd(), 0).is_ok() {
+            added += 1;
+        }
+    }
+    added
+}
+
+/// Every process in the cgroup directory `dir` (its `cgroup.procs`).
+pub fn processes_in(dir: &Path) -> Vec<u32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Opens a cgroup directory for attaching a program to it.
+pub fn open_cgroup(dir: &Path) -> Result<File, String> {
+    File::open(dir).map_err(|e| format!("cannot open cgroup {}: {e}", dir.display()))
+}

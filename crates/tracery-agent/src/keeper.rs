@@ -1,0 +1,385 @@
+//! The hold keeper: a small process that owns the sink sockets held messages wait in.
+//!
+//! It is a process of its own so held bytes outlive the agent: if the agent dies (even by
+//! SIGKILL), the keeper sees its control socket close, stops new holds, writes every held
+//! byte out in order and exits. It also enforces each hold's deadline by itself.
+//!
+//! The agent starts it with these descriptors (see [`Fds`]) and talks to it in text lines:
+//! - agent -> keeper: `release TRACE_HEX REASON`, `release-all REASON`;
+//! - keeper -> agent: `ready SLOTS`, then for each release
+//!   `released TRACE_HEX REASON SOCKETS BYTES DROPPED_BYTES`.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+        unix::net::UnixStream,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use aya::maps::{Array, HashMap, Map, MapData, Queue, SockHash};
+use tracery_common::hold::{conf, FrozenTrace, HeldSock, SockKey, MAX_HOLD_SLOTS};
+
+use crate::sys;
+
+/// Descriptor numbers the keeper finds its control socket and maps at.
+pub struct Fds;
+
+impl Fds {
+    pub const CONTROL: RawFd = 3;
+    pub const SOCKS: RawFd = 4;
+    pub const HELD: RawFd = 5;
+    pub const RELEASING: RawFd = 6;
+    pub const FREE_SLOTS: RawFd = 7;
+    pub const HOLD_CONF: RawFd = 8;
+    pub const FROZEN: RawFd = 9;
+    /// All of them, in order.
+    pub const ALL: [RawFd; 7] = [
+        Self::CONTROL,
+        Self::SOCKS,
+        Self::HELD,
+        Self::RELEASING,
+        Self::FREE_SLOTS,
+        Self::HOLD_CONF,
+        Self::FROZEN,
+    ];
+}
+
+/// Past a hold's deadline, how long the keeper waits for the agent's release before it
+/// releases by itself.
+const DEADLINE_GRACE: Duration = Duration::from_millis(500);
+/// Most time one socket's release may take (a peer that stops reading).
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most bytes kept per slot; beyond it the slot is not read until released (the sender
+/// then sees its socket buffer fill, as with a slow peer).
+const SLOT_BUFFER_MAX: usize = 64 << 20;
+
+struct Slot {
+    sink: TcpStream,
+    /// The other end of the sink connection, kept open so the connection stays up.
+    _peer: TcpStream,
+    buf: Vec<u8>,
+}
+
+struct Maps {
+    socks: SockHash<MapData, SockKey>,
+    held: HashMap<MapData, SockKey, HeldSock>,
+    releasing: HashMap<MapData, SockKey, u32>,
+    free: Queue<MapData, u32>,
+    conf: Array<MapData, u64>,
+    frozen: HashMap<MapData, [u8; 16], FrozenTrace>,
+}
+
+fn map(fd: RawFd, what: &str) -> anyhow::Result<Map> {
+    // SAFETY: the agent placed the map's descriptor at this number before exec; the keeper
+    // takes ownership of it once.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let data = MapData::from_fd(owned).with_context(|| format!("map {what} (fd {fd})"))?;
+    Map::from_map_data(data).with_context(|| format!("map {what}"))
+}
+
+impl Maps {
+    fn inherit() -> anyhow::Result<Self> {
+        Ok(Self {
+            socks: map(Fds::SOCKS, "SOCKS")?.try_into()?,
+            held: map(Fds::HELD, "HELD")?.try_into()?,
+            releasing: map(Fds::RELEASING, "RELEASING")?.try_into()?,
+            free: map(Fds::FREE_SLOTS, "FREE_SLOTS")?.try_into()?,
+            conf: map(Fds::HOLD_CONF, "HOLD_CONF")?.try_into()?,
+            frozen: map(Fds::FROZEN, "FROZEN")?.try_into()?,
+        })
+    }
+}
+
+/// What one release did.
+#[derive(Default)]
+struct Outcome {
+    sockets: u64,
+    bytes: u64,
+    dropped: u64,
+}
+
+struct Keeper {
+    maps: Maps,
+    slots: Vec<Slot>,
+    control: UnixStream,
+}
+
+/// The keeper's `main`: runs until the agent asks it to stop or goes away.
+pub fn run(slots: u32) -> anyhow::Result<()> {
+    let slots = slots.clamp(1, MAX_HOLD_SLOTS);
+    // SAFETY: the agent placed the control socket at this number before exec.
+    let control = unsafe { UnixStream::from_raw_fd(Fds::CONTROL) };
+    let mut maps = Maps::inherit()?;
+    let listener = TcpListener::bind("127.0.0.1:0").context("sink listener")?;
+    let mut sinks = Vec::new();
+    for i in 0..slots {
+        let peer = TcpStream::connect(listener.local_addr()?).context("sink connect")?;
+        let (sink, _) = listener.accept().context("sink accept")?;
+        sink.set_nonblocking(true)?;
+        maps.socks
+            .insert(SockKey::sink(i), sink.as_raw_fd(), 0)
+            .context("adding a sink to SOCKS")?;
+        maps.free.push(i, 0).context("FREE_SLOTS")?;
+        sinks.push(Slot {
+            sink,
+            _peer: peer,
+            buf: Vec::new(),
+        });
+    }
+    maps.conf
+        .set(conf::KEEPER_TGID, u64::from(std::process::id()), 0)
+        .context("HOLD_CONF")?;
+    let mut k = Keeper {
+        maps,
+        slots: sinks,
+        control,
+    };
+    writeln!(k.control, "ready {slots}")?;
+    k.serve()
+}
+
+impl Keeper {
+    fn serve(&mut self) -> anyhow::Result<()> {
+        let mut lines = BufReader::new(self.control.try_clone()?);
+        self.control.set_nonblocking(false)?;
+        let (tx, rx) = std::sync::mpsc::channel::<Option<String>>();
+        // Commands are read on a thread so the main loop can poll sinks and deadlines.
+        std::thread::spawn(move || loop {
+            let mut line = String::new();
+            match lines.read_line(&mut line) {
+                Ok(0) | Err(_) => {
+                    let _ = tx.send(None);
+                    return;
+                }
+                Ok(_) => {
+                    if tx.send(Some(line)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        loop {
+            self.drain_sinks();
+            self.expire();
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(Some(line)) => self.command(line.trim())?,
+                Ok(None) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    // The agent is gone: no new holds, and everything held goes out.
+                    self.stop_holding();
+                    self.release_where(|_| true, "agent-exited");
+                    return Ok(());
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+
+    fn command(&mut self, line: &str) -> anyhow::Result<()> {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some("release"), Some(trace), Some(reason)) => {
+                let id = parse_trace(trace)?;
+                if !self
+                    .release_where(|h| h.trace_id == id, reason)
+                    .contains(&id)
+                {
+                    // Nothing of it was held: the agent still waits for an answer.
+                    writeln!(self.control, "released {trace} {reason} 0 0 0")?;
+                }
+            }
+            (Some("release-all"), Some(reason), None) => {
+                self.stop_holding();
+                self.release_where(|_| true, reason);
+            }
+            _ => bail!("keeper: unknown command {line:?}"),
+        }
+        Ok(())
+    }
+
+    /// Forgets every frozen trace, so the kernel starts no new hold.
+    fn stop_holding(&mut self) {
+        let keys: Vec<[u8; 16]> = self.maps.frozen.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            let _ = self.maps.frozen.remove(&k);
+        }
+    }
+
+    /// Reads what the kernel redirected into each sink.
+    fn drain_sinks(&mut self) {
+        for s in &mut self.slots {
+            read_available(s);
+        }
+    }
+
+    /// Releases holds whose deadline passed (the agent normally does it first).
+    fn expire(&mut self) {
+        let now = sys::monotonic_ns();
+        let grace = DEADLINE_GRACE.as_nanos() as u64;
+        let late: HashSet<[u8; 16]> = self
+            .held()
+            .into_iter()
+            .filter(|(_, h)| now > h.deadline_ns.saturating_add(grace))
+            .map(|(_, h)| h.trace_id)
+            .collect();
+        for t in late {
+            let _ = self.maps.frozen.remove(&t);
+            self.release_where(|h| h.trace_id == t, "deadline");
+        }
+    }
+
+    fn held(&self) -> Vec<(SockKey, HeldSock)> {
+        self.maps.held.iter().filter_map(Result::ok).collect()
+    }
+
+    /// Releases every held socket matching `pick`, grouped per trace, and reports each
+    /// trace's totals to the agent. Returns the traces reported.
+    fn release_where(&mut self, pick: impl Fn(&HeldSock) -> bool, reason: &str) -> Vec<[u8; 16]> {
+        let mut per_trace: BTreeMap<[u8; 16], Outcome> = BTreeMap::new();
+        let socks: Vec<(SockKey, HeldSock)> =
+            self.held().into_iter().filter(|(_, h)| pick(h)).collect();
+        for (conn, h) in socks {
+            let (bytes, dropped) = self.release_socket(conn, &h);
+            let o = per_trace.entry(h.trace_id).or_default();
+            o.sockets += 1;
+            o.bytes += bytes;
+            o.dropped += dropped;
+        }
+        let reported = per_trace.keys().copied().collect();
+        for (trace, o) in per_trace {
+            let _ = writeln!(
+                self.control,
+                "released {} {reason} {} {} {}",
+                hex(&trace),
+                o.sockets,
+                o.bytes,
+                o.dropped
+            );
+        }
+        reported
+    }
+
+    /// Writes a socket's held bytes back through a duplicate of the sender's descriptor,
+    /// until the kernel ends the hold. Returns (bytes written, bytes dropped).
+    fn release_socket(&mut self, conn: SockKey, h: &HeldSock) -> (u64, u64) {
+        let slot = h.slot as usize;
+        if slot >= self.slots.len() {
+            return (0, 0);
+        }
+        let _ = self.maps.releasing.insert(conn, 1, 0);
+        let target = duplicate(h, conn);
+        let started = Instant::now();
+        let (mut written, mut dropped) = (0u64, 0u64);
+        loop {
+            read_available(&mut self.slots[slot]);
+            let s = &mut self.slots[slot];
+            let still_held = self.maps.held.get(&conn, 0).is_ok();
+            if s.buf.is_empty() && !still_held {
+                break;
+            }
+            if started.elapsed() > RELEASE_TIMEOUT {
+                // The peer stopped reading, or the socket went away under us: what is left
+                // is reported as dropped, never silently lost.
+                dropped += s.buf.len() as u64;
+                s.buf.clear();
+                let _ = self.maps.held.remove(&conn);
+                break;
+            }
+            let Some(fd) = &target else {
+                dropped += s.buf.len() as u64;
+                s.buf.clear();
+                // Nobody can send on the socket any more; end the hold here.
+                let _ = self.maps.held.remove(&conn);
+                continue;
+            };
+            if s.buf.is_empty() {
+                // The kernel counted bytes the sink has not shown yet.
+                let _ = sys::wait_readable(s.sink.as_raw_fd(), Duration::from_millis(5));
+                continue;
+            }
+            match sys::send_nowait(fd.as_raw_fd(), &s.buf) {
+                Ok(n) => {
+                    s.buf.drain(..n);
+                    written += n as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let _ = sys::wait_writable(fd.as_raw_fd(), Duration::from_millis(50));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    // The connection is broken (reset, closed): its bytes cannot go out.
+                    dropped += s.buf.len() as u64;
+                    s.buf.clear();
+                    let _ = self.maps.held.remove(&conn);
+                }
+            }
+        }
+        let _ = self.maps.releasing.remove(&conn);
+        let _ = self.maps.free.push(h.slot, 0);
+        (written, dropped)
+    }
+}
+
+/// The sender's socket, duplicated into the keeper, checked by its 4-tuple.
+fn duplicate(h: &HeldSock, conn: SockKey) -> Option<OwnedFd> {
+    let pid = (h.pid_tgid >> 32) as u32;
+    let pidfd = sys::pidfd_open(pid).ok()?;
+    let matches =
+        |fd: &OwnedFd| sys::sock_key(fd.as_raw_fd()).is_some_and(|k| sys::same_conn(&k, &conn));
+    if h.fd >= 0 {
+        if let Ok(fd) = sys::pidfd_getfd(&pidfd, h.fd) {
+            if matches(&fd) {
+                return Some(fd);
+            }
+        }
+    }
+    // The descriptor is unknown (sent outside a followed system call) or was reused:
+    // look through the process's sockets.
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    for e in dir.flatten() {
+        let Ok(n) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let is_socket =
+            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"));
+        if !is_socket {
+            continue;
+        }
+        if let Ok(fd) = sys::pidfd_getfd(&pidfd, n) {
+            if matches(&fd) {
+                return Some(fd);
+            }
+        }
+    }
+    None
+}
+
+fn read_available(s: &mut Slot) {
+    let mut chunk = [0u8; 16 << 10];
+    while s.buf.len() < SLOT_BUFFER_MAX {
+        match s.sink.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => s.buf.extend_from_slice(&chunk[..n]),
+            Err(_) => return,
+        }
+    }
+}
+
+fn parse_trace(s: &str) -> anyhow::Result<[u8; 16]> {
+    if s.len() != 32 {
+        bail!("trace id {s:?}: expected 32 hex digits");
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).context("trace id")?;
+    }
+    Ok(out)
+}
+
+fn hex(t: &[u8; 16]) -> String {
+    t.iter().map(|b| format!("{b:02x}")).collect()
+}

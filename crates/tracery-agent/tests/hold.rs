@@ -1,0 +1,237 @@
+//! Message holds on real processes: the demo's orders service (Rust, tokio, PostgreSQL over
+//! TCP) is frozen at a breakpoint. Its threads are not stopped (tokio), so the freeze is
+//! the hold: its query to PostgreSQL and its call to payments must not leave until resume.
+//!
+//! Needs root, the PostgreSQL that `cargo xtask test` starts (the demo database over TCP
+//! loopback) and the `demo-orders` binary (built here when missing).
+
+use std::{
+    thread,
+    time::{Duration, Instant},
+};
+
+use tracery_agent::{
+    freeze::{FreezeSpec, ReleaseReason, ResumeOutcome, Suspension, TraceId, TraceScope},
+    BreakpointSpec, Manager, Target,
+};
+use tracery_dwarf::CaptureLimits;
+use tracery_tests::{
+    demo::DemoServices,
+    held::{
+        checkout, fresh_trace, lines_with, orders_bin, psql, rows_of, without_id, TestCgroup,
+        PG_TCP,
+    },
+};
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "run `cargo xtask test` as root");
+}
+
+fn freeze_spec(id: u64, pid: u32, trace: &str, timeout: Duration) -> BreakpointSpec {
+    let (file, line) = tracery_tests::marker_line("demo_priced");
+    BreakpointSpec {
+        id,
+        target: Target::Pid(pid),
+        location: format!("{}:{line}", file.file_name().unwrap().to_string_lossy()),
+        when: None,
+        hit_limit: 1,
+        rate_per_sec: 0,
+        expires_at: None,
+        limits: CaptureLimits::default(),
+        scope: TraceScope {
+            trace_id: Some(TraceId::parse(trace).unwrap()),
+            header: None,
+        },
+        freeze: Some(FreezeSpec { timeout }),
+    }
+}
+
+/// Ticks `m` until `done` holds, or panics after `limit`.
+fn tick_until(m: &mut Manager, limit: Duration, what: &str, done: impl Fn(&mut Manager) -> bool) {
+    let until = Instant::now() + limit;
+    while !done(m) {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        m.tick(Duration::from_millis(20)).unwrap();
+    }
+}
+
+#[test]
+fn a_frozen_trace_sends_nothing_until_resume() {
+    require_root();
+    let mut services = DemoServices::start(&orders_bin(), PG_TCP);
+    let cg = TestCgroup::new("hold");
+    cg.adopt(services.orders.process.pid());
+    let gateway = services.gateway.addr.clone();
+
+    // The unfrozen run, for comparison.
+    let (status, unfrozen, _) = checkout(&gateway, &"1".repeat(32), "00f067aa0ba902b7");
+    assert_eq!(status, 200, "{unfrozen}");
+
+    let trace_owned = fresh_trace(0x4b);
+    let trace: &'static str = trace_owned.leak();
+    let mut m = Manager::start().unwrap();
+    let status = m
+        .add(freeze_spec(
+            1,
+            services.orders.process.pid(),
+            trace,
+            Duration::from_secs(60),
+        ))
+        .unwrap();
+    // Only the note that tokio is held rather than stopped.
+    assert!(
+        status
+            .errors
+            .iter()
+            .all(|(_, e)| e.contains("holding its messages")),
+        "{:?}",
+        status.errors
+    );
+    let _ = lines_with(&mut services.payments.process, trace);
+
+    let g = gateway.clone();
+    let frozen_req = thread::spawn(move || checkout(&g, trace, "00f067aa0ba902b7"));
+    let t = TraceId::parse(trace).unwrap();
+    tick_until(
+        &mut m,
+        Duration::from_secs(20),
+        "T frozen with a held message",
+        |m| m.frozen().iter().any(|f| f.trace_id == t) && !m.held().is_empty(),
+    );
+    let f = m.frozen().into_iter().find(|f| f.trace_id == t).unwrap();
+    assert!(
+        matches!(&f.suspension, Suspension::Running(why) if why.contains("holding its messages")),
+        "tokio is not stopped, it is held: {:?}",
+        f.suspension
+    );
+
+    // Other requests flow through the same processes meanwhile.
+    for i in 0..5 {
+        let (s, body, took) = checkout(
+            &gateway,
+            &format!("{:032x}", 0xabc0 + i),
+            "00f067aa0ba902b7",
+        );
+        assert_eq!(s, 200, "{body}");
+        assert!(took < Duration::from_secs(5), "other request took {took:?}");
+    }
+    for _ in 0..20 {
+        m.tick(Duration::from_millis(50)).unwrap();
+    }
+    assert!(!frozen_req.is_finished(), "the frozen request must wait");
+    assert_eq!(
+        rows_of(trace),
+        0,
+        "PostgreSQL must not have received T's INSERT"
+    );
+    let active = psql(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{trace}%' AND pid <> pg_backend_pid()"
+    ));
+    assert_eq!(active, "0");
+    assert_eq!(
+        lines_with(&mut services.payments.process, trace),
+        0,
+        "payments must not have received T"
+    );
+    let held = m.held();
+    let pg: Vec<_> = held
+        .iter()
+        .filter(|h| h.peer.is_some_and(|p| p.port() == 5432))
+        .collect();
+    assert!(!pg.is_empty(), "T's query is held: {held:#?}");
+    assert!(
+        pg.iter()
+            .all(|h| h.trace_id == t && h.pid == services.orders.process.pid()),
+        "{held:#?}"
+    );
+    // sqlx tests a pooled connection before handing it out: T's first message to
+    // PostgreSQL is that check (a Sync), and everything after it waits behind it.
+    assert!(pg.iter().all(|h| h.bytes > 0 && !h.behind), "{held:#?}");
+
+    match m.resume(t) {
+        ResumeOutcome::Resumed { held: Some(r), .. } => {
+            assert!(r.bytes > 0 && r.dropped_bytes == 0, "{r:?}");
+            assert_eq!(r.reason, ReleaseReason::Resumed);
+        }
+        other => panic!("{other:?}"),
+    }
+    let (status, resumed, _) = frozen_req.join().unwrap();
+    assert_eq!(status, 200, "{resumed}");
+    assert_eq!(
+        without_id(&resumed),
+        without_id(&unfrozen),
+        "same response but the id"
+    );
+    assert_eq!(rows_of(trace), 1);
+    assert_eq!(lines_with(&mut services.payments.process, trace), 1);
+    assert!(m.held().is_empty());
+    assert!(matches!(m.resume(t), ResumeOutcome::NotFrozen(Some(_))));
+}
+
+#[test]
+fn held_messages_go_out_at_the_deadline() {
+    require_root();
+    let services = DemoServices::start(&orders_bin(), PG_TCP);
+    let cg = TestCgroup::new("deadline");
+    cg.adopt(services.orders.process.pid());
+    let trace_owned = fresh_trace(0x5b);
+    let trace: &'static str = trace_owned.leak();
+    let mut m = Manager::start().unwrap();
+    m.add(freeze_spec(
+        2,
+        services.orders.process.pid(),
+        trace,
+        Duration::from_secs(2),
+    ))
+    .unwrap();
+    let g = services.gateway.addr.clone();
+    let req = thread::spawn(move || checkout(&g, trace, "00f067aa0ba902b7"));
+    let t = TraceId::parse(trace).unwrap();
+    tick_until(&mut m, Duration::from_secs(20), "a held message", |m| {
+        m.held().iter().any(|h| h.trace_id == t)
+    });
+    tick_until(
+        &mut m,
+        Duration::from_secs(10),
+        "the deadline release",
+        |m| m.held().is_empty() && m.frozen().is_empty(),
+    );
+    let (status, body, took) = req.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "held until the deadline: {took:?}"
+    );
+    assert_eq!(rows_of(trace), 1);
+}
+
+#[test]
+fn a_dropped_agent_lets_held_messages_go() {
+    require_root();
+    let services = DemoServices::start(&orders_bin(), PG_TCP);
+    let cg = TestCgroup::new("drop");
+    cg.adopt(services.orders.process.pid());
+    let trace_owned = fresh_trace(0x6b);
+    let trace: &'static str = trace_owned.leak();
+    let mut m = Manager::start().unwrap();
+    m.add(freeze_spec(
+        3,
+        services.orders.process.pid(),
+        trace,
+        Duration::from_secs(120),
+    ))
+    .unwrap();
+    let g = services.gateway.addr.clone();
+    let req = thread::spawn(move || checkout(&g, trace, "00f067aa0ba902b7"));
+    let t = TraceId::parse(trace).unwrap();
+    tick_until(&mut m, Duration::from_secs(20), "a held message", |m| {
+        m.held().iter().any(|h| h.trace_id == t)
+    });
+    drop(m);
+    let (status, body, took) = req.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    assert_eq!(rows_of(trace), 1);
+}
