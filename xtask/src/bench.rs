@@ -44,10 +44,13 @@ pub fn run(workspace: &Path, names: &[String]) -> Result<()> {
                 "--quiet",
                 "-p",
                 "tracery-demo-orders",
+                // The agent starts its hold keeper from beside the bench binary's directory.
+                "-p",
+                "tracery-agent",
+                "--bins",
             ]))?;
             let orders = host::target_dir(workspace).join("release/demo-orders");
-            cmd.env("TRACERY_DEMO_ORDERS", orders)
-                .env("TRACERY_DEMO_DATABASE", services::PG_DEMO_URL);
+            cmd.env("TRACERY_DEMO_ORDERS", orders);
         }
         crate::run_checked(&mut cmd)?;
         println!();

@@ -16,8 +16,7 @@ const PG_CLUSTER: &str = "main";
 /// password): `postgres://root@localhost/tracery_test?host=/var/run/postgresql`.
 const PG_TEST_ROLE: &str = "root";
 const PG_TEST_DATABASE: &str = "tracery_test";
-/// The demo's orders service keeps its orders here.
-pub const PG_DEMO_URL: &str = "postgres://root@localhost/tracery_demo?host=/var/run/postgresql";
+/// The demo's orders service keeps its orders in this database.
 const PG_DEMO_DATABASE: &str = "tracery_demo";
 /// The demo database over TCP loopback, for checks run on the host (tests, the demo's
 /// evidence queries). TCP rather than the socket: what a node sees is TCP too.

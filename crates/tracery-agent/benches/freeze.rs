@@ -11,14 +11,16 @@
 //!   tracker) and the gateway's threads seized;
 //! - C: T frozen there: its goroutine's thread stopped at its next socket system call, for
 //!   the whole phase, while the 500 others run through the same Go scheduler, tokio pool
-//!   and database.
+//!   and database;
+//! - D: a `--freeze` breakpoint armed in orders (Rust, tokio), scoped to trace U: orders'
+//!   connections are watched by the hold programs and its tasks followed;
+//! - E: U frozen there: orders' threads are not stopped (tokio), U's messages are held (its
+//!   first query waits in the hold keeper) while the 500 others go through.
 //!
-//! Then T is resumed and must have completed with the right answer (without message holds,
-//! not built yet, the socket write the thread stops after may be T's response). Target: C's p50 and p99
-//! within 10 % of A's. The freeze is in a Go service because orders runs on tokio, whose
-//! worker threads Tracery does not stop (a stopped worker stalls the runtime). Needs
-//! TRACERY_DEMO_ORDERS (a release `demo-orders`) and TRACERY_DEMO_DATABASE (set by
-//! `cargo xtask bench`).
+//! Then T and U are resumed and must have completed with the right answer. Target: C's
+//! and E's p50 and p99 within 10 % of A's. Orders runs in a cgroup of its own (holds watch
+//! cgroups) and reaches PostgreSQL over TCP (holds work on TCP). Needs TRACERY_DEMO_ORDERS
+//! (a release `demo-orders`, set by `cargo xtask bench`).
 
 use std::{
     io::{Read, Write},
@@ -34,7 +36,10 @@ use tracery_agent::{
     BreakpointSpec, Manager, Target,
 };
 use tracery_dwarf::CaptureLimits;
-use tracery_tests::demo::DemoServices;
+use tracery_tests::{
+    demo::DemoServices,
+    held::{TestCgroup, PG_TCP},
+};
 
 /// Rounds of A, B and C; each phase runs `PER_ROUND` requests per round.
 const ROUNDS: usize = 5;
@@ -53,16 +58,18 @@ fn main() {
         std::env::var("TRACERY_DEMO_ORDERS")
             .expect("TRACERY_DEMO_ORDERS: run `cargo xtask bench freeze`"),
     );
-    let database = std::env::var("TRACERY_DEMO_DATABASE")
-        .expect("TRACERY_DEMO_DATABASE: run `cargo xtask bench freeze`");
-    let services = DemoServices::start(&orders, &database);
+    let services = DemoServices::start(&orders, PG_TCP);
+    let cgroup = TestCgroup::new("bench");
+    cgroup.adopt(services.orders.process.pid());
     let gw = services.gateway.addr.clone();
     let gateway = services.gateway.process.pid();
+    let orders_pid = services.orders.process.pid();
     // Warm connection pools and caches.
     run_load(&gw, 100);
 
     let mut m = Manager::start().expect("loading eBPF (root?)");
     let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut d, mut e) = (Vec::new(), Vec::new());
     let mut answers = Vec::new();
     // Interleaved rounds: these VMs drift, and a phase measured minutes after another
     // would compare the machine's moods, not the phases.
@@ -96,9 +103,32 @@ fn main() {
         );
         answers.push(frozen.join().unwrap());
         m.remove(id).expect("removing the breakpoint");
+
+        let held = format!("5ea1d0005ea1d0005ea1d000{round:08x}");
+        let id = 100 + round as u64;
+        m.add(held_breakpoint(id, orders_pid, &held))
+            .expect("arming the orders breakpoint");
+        let g = gw.clone();
+        d.extend(with_ticks(&mut m, move || run_load(&g, PER_ROUND)));
+        let g = gw.clone();
+        let u = held.clone();
+        let frozen = thread::spawn(move || checkout(&g, Some(&u), "held-customer"));
+        let u = TraceId::parse(&held).unwrap();
+        wait_held(&mut m, u);
+        let g = gw.clone();
+        e.extend(with_ticks(&mut m, move || run_load(&g, PER_ROUND)));
+        assert!(!frozen.is_finished(), "U still held after the others ran");
+        assert!(m.held().iter().any(|h| h.trace_id == u), "U still held");
+        let resumed = m.resume(u);
+        assert!(
+            matches!(resumed, ResumeOutcome::Resumed { held: Some(_), .. }),
+            "{resumed:?}"
+        );
+        answers.push(frozen.join().unwrap());
+        m.remove(id).expect("removing the breakpoint");
     }
     drop(m);
-    for v in [&mut a, &mut b, &mut c] {
+    for v in [&mut a, &mut b, &mut c, &mut d, &mut e] {
         v.sort_by(f64::total_cmp);
     }
 
@@ -111,6 +141,8 @@ fn main() {
         ("A no breakpoint      ", &a),
         ("B breakpoint armed   ", &b),
         ("C one request frozen ", &c),
+        ("D orders armed       ", &d),
+        ("E one request held   ", &e),
     ] {
         println!(
             "  {name} p50 {:7.2} ms  p99 {:7.2} ms",
@@ -121,6 +153,13 @@ fn main() {
     let r50 = pct(&c, 50) / pct(&a, 50);
     let r99 = pct(&c, 99) / pct(&a, 99);
     println!("  C/A: p50 {r50:.3}  p99 {r99:.3}  (target <= {TARGET_RATIO:.2})");
+    let (e50, e99) = (pct(&e, 50) / pct(&a, 50), pct(&e, 99) / pct(&a, 99));
+    println!("  E/A: p50 {e50:.3}  p99 {e99:.3}  (target <= {TARGET_RATIO:.2})");
+    println!(
+        "  E/D: p50 {:.3}  p99 {:.3}",
+        pct(&e, 50) / pct(&d, 50),
+        pct(&e, 99) / pct(&d, 99)
+    );
     println!(
         "  C/B: p50 {:.3}  p99 {:.3}",
         pct(&c, 50) / pct(&b, 50),
@@ -133,8 +172,11 @@ fn main() {
         );
         assert!(body.contains("\"total_cents\":3375"), "{body}");
     }
-    println!("  the {ROUNDS} frozen requests all completed after resume (200, total 3375)");
-    if r50 > TARGET_RATIO || r99 > TARGET_RATIO {
+    println!(
+        "  the {} frozen and held requests all completed after resume (200, total 3375)",
+        answers.len()
+    );
+    if [r50, r99, e50, e99].iter().any(|r| *r > TARGET_RATIO) {
         println!("  over target (these VMs are noisy: rerun before concluding)");
     }
 }
@@ -158,6 +200,29 @@ fn freeze_breakpoint(id: u64, gateway: u32, trace: &str) -> BreakpointSpec {
         freeze: Some(FreezeSpec {
             timeout: FREEZE_TIMEOUT,
         }),
+    }
+}
+
+/// A breakpoint in orders' pricing that freezes (holds) requests of `trace`.
+fn held_breakpoint(id: u64, orders: u32, trace: &str) -> BreakpointSpec {
+    let (file, line) = tracery_tests::marker_line("demo_priced");
+    BreakpointSpec {
+        target: Target::Pid(orders),
+        location: format!("{}:{line}", file.display()),
+        ..freeze_breakpoint(id, orders, trace)
+    }
+}
+
+/// Ticks until a message of `trace` is held.
+fn wait_held(m: &mut Manager, trace: TraceId) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !m.held().iter().any(|h| h.trace_id == trace) {
+        m.tick(Duration::from_millis(20)).unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "{trace} was not held: {:?}",
+            m.frozen()
+        );
     }
 }
 

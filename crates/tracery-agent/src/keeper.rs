@@ -167,7 +167,12 @@ impl Keeper {
             self.drain_sinks();
             self.expire();
             match rx.recv_timeout(Duration::from_millis(20)) {
-                Ok(Some(line)) => self.command(line.trim())?,
+                Ok(Some(line)) => {
+                    // Never exit over one bad line: held bytes would be lost with us.
+                    if let Err(e) = self.command(line.trim()) {
+                        eprintln!("tracery-hold-keeper: {e:#}");
+                    }
+                }
                 Ok(None) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                     // The agent is gone: no new holds, and everything held goes out.
                     self.stop_holding();

@@ -248,6 +248,9 @@ impl Manager {
     /// them and nothing is frozen or held here: until then their new connections must
     /// still join the sockhash, and their tasks' traces must still be followed.
     fn unwatch_idle(&mut self) {
+        if self.hold_watched.is_empty() {
+            return;
+        }
         let idle = self
             .session
             .table()

@@ -188,8 +188,8 @@ unsafe fn rd(p: &u32) -> u32 {
     unsafe { core::ptr::read_volatile(p) }
 }
 
-/// A key from context fields: `ip` is the IPv4 address, then the four IPv6 words; only
-/// the family's own are read.
+/// A key from context fields. `local` and `remote` are the IPv4 address, then the four
+/// IPv6 words; only the family's own are read.
 #[inline(always)]
 unsafe fn key_of(
     family: u32,
@@ -250,7 +250,7 @@ pub fn verdict(ctx: &SkMsgContext) -> u32 {
         return redirect(ctx, conn, pid_tgid, h, trace, fd, flags, false);
     }
     if !armed() {
-        note_last(conn, &trace);
+        // Nothing can be frozen: the common case costs two lookups.
         return SK_PASS;
     }
     // SAFETY: reads the monotonic clock; no arguments.
