@@ -7,6 +7,7 @@ use std::{
     net::TcpStream,
     path::{Path, PathBuf},
     process::Command,
+    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
@@ -34,13 +35,17 @@ pub fn orders_bin() -> PathBuf {
 pub struct TestCgroup(PathBuf);
 
 impl TestCgroup {
+    /// Creates a fresh group (tests running in parallel each get their own).
     pub fn new(name: &str) -> Self {
-        let dir = Path::new("/sys/fs/cgroup/unified")
-            .join(format!("tracery-test-{name}-{}", std::process::id()));
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let root = crate::node::cgroup2_root().expect("cgroup v2 is mounted");
+        let dir = root.join(format!("tracery-test-{name}-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
     }
 
+    /// Moves process `pid` (all its threads) into the group.
     pub fn adopt(&self, pid: u32) {
         std::fs::write(self.0.join("cgroup.procs"), pid.to_string()).unwrap();
     }
@@ -49,8 +54,13 @@ impl TestCgroup {
 impl Drop for TestCgroup {
     fn drop(&mut self) {
         let procs = std::fs::read_to_string(self.0.join("cgroup.procs")).unwrap_or_default();
+        let root = self
+            .0
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .join("cgroup.procs");
         for p in procs.lines() {
-            let _ = std::fs::write("/sys/fs/cgroup/unified/cgroup.procs", p);
+            let _ = std::fs::write(&root, p);
         }
         let _ = std::fs::remove_dir(&self.0);
     }
@@ -104,6 +114,7 @@ pub fn fresh_trace(tag: u8) -> String {
     format!("{tag:02x}{:030x}", nanos & ((1u128 << 120) - 1))
 }
 
+/// Runs `sql` on the demo database (over TCP, as the services reach it); its output.
 pub fn psql(sql: &str) -> String {
     let out = Command::new("psql")
         .args(["-h", "127.0.0.1", "-d", "tracery_demo", "-tAc", sql])
@@ -117,6 +128,7 @@ pub fn psql(sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Orders stored for `trace`: orders keeps each order's trace id.
 pub fn rows_of(trace: &str) -> u64 {
     psql(&format!(
         "SELECT count(*) FROM orders WHERE trace_id = '{trace}'"
@@ -125,6 +137,7 @@ pub fn rows_of(trace: &str) -> u64 {
     .unwrap()
 }
 
+/// Lines `service` printed since the last call that contain `needle` (its access log).
 pub fn lines_with(service: &mut crate::FixtureProcess, needle: &str) -> usize {
     let mut n = 0;
     while let Some(line) = service.read_line(Duration::from_millis(50)) {
