@@ -265,6 +265,21 @@ impl Holder {
         {
             let _ = ops.detach(link);
         }
+        // Its connections leave the sockhash too: an unwatched process's messages must not
+        // be held (nor pay for the verdict). Only called with nothing held here.
+        let conns: Vec<SockKey> = watch::processes_in(dir)
+            .into_iter()
+            .flat_map(watch::open_connections)
+            .collect();
+        let stale: Vec<SockKey> = self
+            .socks
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| conns.iter().any(|c| sys::same_conn(c, k)))
+            .collect();
+        for k in stale {
+            let _ = self.socks.remove(&k);
+        }
     }
 
     /// A freezing breakpoint was armed (`true`) or disarmed: holds are armed while any is,

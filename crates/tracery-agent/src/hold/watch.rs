@@ -52,13 +52,30 @@ pub fn cgroup_dir(pid: u32) -> Result<PathBuf, String> {
 
 /// Adds the TCP sockets `pid` has open now to `socks`. Returns how many joined.
 pub fn add_open_sockets(socks: &mut SockHash<MapData, SockKey>, pid: u32) -> usize {
+    let mut added = 0;
+    for_each_connection(pid, |key, fd| {
+        if socks.insert(key, fd, 0).is_ok() {
+            added += 1;
+        }
+    });
+    added
+}
+
+/// The TCP connections `pid` has open now.
+pub fn open_connections(pid: u32) -> Vec<SockKey> {
+    let mut out = Vec::new();
+    for_each_connection(pid, |key, _| out.push(key));
+    out
+}
+
+/// Calls `f` with each TCP connection of `pid` and a duplicate of its descriptor.
+fn for_each_connection(pid: u32, mut f: impl FnMut(SockKey, std::os::fd::RawFd)) {
     let Ok(pidfd) = sys::pidfd_open(pid) else {
-        return 0;
+        return;
     };
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return 0;
+        return;
     };
-    let mut added = 0;
     for e in dir.flatten() {
         let Ok(n) = e.file_name().to_string_lossy().parse::<i32>() else {
             continue;
@@ -78,11 +95,8 @@ pub fn add_open_sockets(socks: &mut SockHash<MapData, SockKey>, pid: u32) -> usi
         let Some(key) = sys::sock_key(fd.as_raw_fd()) else {
             continue;
         };
-        if socks.insert(key, fd.as_raw_fd(), 0).is_ok() {
-            added += 1;
-        }
+        f(key, fd.as_raw_fd());
     }
-    added
 }
 
 /// Every process in the cgroup directory `dir` (its `cgroup.procs`).
