@@ -3,17 +3,15 @@
 //! the held bytes (`keeper`).
 
 mod events;
+mod keeper_process;
 mod watch;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    io::{BufRead, BufReader, Write},
-    os::{
-        fd::{AsFd, AsRawFd, OwnedFd, RawFd},
-        unix::{net::UnixStream, process::CommandExt},
-    },
+    io::Write,
+    os::unix::net::UnixStream,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::Child,
     sync::mpsc,
     time::{Duration, Instant, SystemTime},
 };
@@ -24,15 +22,15 @@ use aya::{
     Ebpf,
 };
 use tracery_common::{
-    hold::{conf, stat, FrozenTrace, HoldEvent, SockKey, MAX_HOLD_SLOTS},
+    hold::{conf, stat, FrozenTrace, HoldEvent, SockKey},
     names,
 };
 
+use self::keeper_process::{keeper_path, map_fd, parse_released, reason_word, spawn_keeper};
 pub use self::watch::{cgroup2_root, cgroup_dir};
 use crate::{
     error::AgentError,
     freeze::{FreezeEvent, HeldMessage, HoldRelease, ReleaseReason, TraceId},
-    keeper::Fds,
     sys,
 };
 
@@ -87,26 +85,11 @@ fn conv<T: TryFrom<Map, Error = aya::maps::MapError>>(
     })
 }
 
-/// A duplicate of a map's descriptor, above the numbers the keeper expects, for passing.
 fn program_error(name: &'static str) -> impl Fn(aya::programs::ProgramError) -> AgentError {
     move |e| AgentError::Program {
         program: name,
         source: Box::new(e),
     }
-}
-
-fn map_fd(m: &Map, name: &'static str) -> Result<OwnedFd, AgentError> {
-    let data = match m {
-        Map::HashMap(d) | Map::Array(d) | Map::Queue(d) | Map::SockHash(d) => d,
-        _ => {
-            return Err(AgentError::Map {
-                map: name,
-                source: None,
-            })
-        }
-    };
-    sys::dup_above(data.fd().as_fd().as_raw_fd(), 100)
-        .map_err(|e| hold_error(format!("{name}: {e}")))
 }
 
 fn hold_error(msg: String) -> AgentError {
@@ -524,97 +507,5 @@ impl Drop for Holder {
             std::thread::sleep(Duration::from_millis(10));
         }
         tracing::warn!("the hold keeper did not exit; leaving it to finish");
-    }
-}
-
-fn reason_word(r: ReleaseReason) -> &'static str {
-    match r {
-        ReleaseReason::Resumed => "resumed",
-        ReleaseReason::Deadline => "deadline",
-        ReleaseReason::ProcessExited => "process-exited",
-        ReleaseReason::AgentExit => "agent-exited",
-    }
-}
-
-/// `released TRACE REASON SOCKETS BYTES DROPPED` -> (trace, bytes, dropped).
-fn parse_released(line: &str) -> Option<(TraceId, u64, u64)> {
-    let w: Vec<&str> = line.split_whitespace().collect();
-    match w.as_slice() {
-        ["released", trace, _reason, _sockets, bytes, dropped] => Some((
-            TraceId::parse(trace).ok()?,
-            bytes.parse().ok()?,
-            dropped.parse().ok()?,
-        )),
-        _ => None,
-    }
-}
-
-/// The keeper's executable: `$TRACERY_HOLD_KEEPER`, or next to this executable (or one
-/// directory up, where cargo puts binaries for tests in `deps/`).
-fn keeper_path() -> Result<PathBuf, AgentError> {
-    if let Some(p) = std::env::var_os(KEEPER_ENV) {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().map_err(|e| hold_error(format!("current_exe: {e}")))?;
-    let dir = exe.parent().unwrap_or(std::path::Path::new("/"));
-    [dir.join(KEEPER_EXE), dir.join("..").join(KEEPER_EXE)]
-        .into_iter()
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            hold_error(format!(
-                "{KEEPER_EXE} not found next to {}; install it beside the agent or set {KEEPER_ENV}",
-                exe.display()
-            ))
-        })
-}
-
-/// Starts the keeper with the control socket and the maps at [`Fds`], in a session of its
-/// own (a Ctrl-C for the agent's process group must not reach it), and waits for `ready`.
-fn spawn_keeper(
-    path: &std::path::Path,
-    maps: &[OwnedFd],
-) -> Result<(Child, UnixStream, mpsc::Receiver<String>), AgentError> {
-    let (ours, theirs) = UnixStream::pair().map_err(|e| hold_error(format!("socketpair: {e}")))?;
-    let theirs = sys::dup_above(theirs.as_raw_fd(), 100).map_err(|e| hold_error(e.to_string()))?;
-    let sources: Vec<RawFd> = std::iter::once(theirs.as_raw_fd())
-        .chain(maps.iter().map(|f| f.as_raw_fd()))
-        .collect();
-    let mut cmd = Command::new(path);
-    cmd.arg("--slots")
-        .arg(MAX_HOLD_SLOTS.to_string())
-        .stdin(Stdio::null());
-    // SAFETY: only async-signal-safe calls (dup2, setsid) run between fork and exec. The
-    // sources are all above 100, so placing them at 3.. never overwrites one not yet placed.
-    unsafe {
-        cmd.pre_exec(move || {
-            for (src, dst) in sources.iter().zip(Fds::ALL) {
-                sys::dup2(*src, dst)?;
-            }
-            sys::setsid()
-        });
-    }
-    let child = cmd
-        .spawn()
-        .map_err(|e| hold_error(format!("cannot start {}: {e}", path.display())))?;
-    drop(theirs);
-    let (tx, rx) = mpsc::channel();
-    let reader = ours.try_clone().map_err(|e| hold_error(e.to_string()))?;
-    std::thread::Builder::new()
-        .name("hold-keeper".into())
-        .spawn(move || {
-            for line in BufReader::new(reader).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        })
-        .map_err(|e| hold_error(e.to_string()))?;
-    match rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(line) if line.starts_with("ready ") => Ok((child, ours, rx)),
-        Ok(line) => Err(hold_error(format!("the hold keeper said {line:?}"))),
-        Err(_) => Err(hold_error(
-            "the hold keeper did not start (see its log on the agent's stderr)".into(),
-        )),
     }
 }

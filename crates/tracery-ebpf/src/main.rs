@@ -12,6 +12,7 @@
 mod capture;
 mod exec;
 mod hold;
+mod tasks;
 mod trace;
 
 use aya_ebpf::{
@@ -54,31 +55,31 @@ pub fn tracery_sys_exit(ctx: RawTracePointContext) -> u32 {
 /// Go goroutine creation, part 1: attach to `runtime.newproc1`.
 #[uprobe]
 pub fn tracery_go_newproc(ctx: ProbeContext) -> u32 {
-    trace::go_newproc(&ctx)
+    tasks::go_newproc(&ctx)
 }
 
 /// Go goroutine creation, part 2: attach to `runtime.runqput`.
 #[uprobe]
 pub fn tracery_go_runqput(ctx: ProbeContext) -> u32 {
-    trace::go_runqput(&ctx)
+    tasks::go_runqput(&ctx)
 }
 
 /// tokio task switch: attach to every `tokio::runtime::task::raw::poll` instance.
 #[uprobe]
 pub fn tracery_task_poll(ctx: ProbeContext) -> u32 {
-    trace::task_poll(&ctx)
+    tasks::task_poll(&ctx)
 }
 
 /// tokio task spawn: attach to every `tokio::runtime::task::list::OwnedTasks::bind_inner`.
 #[uprobe]
 pub fn tracery_task_spawn(ctx: ProbeContext) -> u32 {
-    trace::task_spawn(&ctx)
+    tasks::task_spawn(&ctx)
 }
 
 /// tokio task end: attach to every `tokio::runtime::task::raw::dealloc` instance.
 #[uprobe]
 pub fn tracery_task_dealloc(ctx: ProbeContext) -> u32 {
-    trace::task_dealloc(&ctx)
+    tasks::task_dealloc(&ctx)
 }
 
 /// Message hold, part 1: attach to each watched cgroup (cgroup v2 directory).

@@ -15,15 +15,15 @@ use aya_ebpf::{
     },
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
-    programs::{ProbeContext, RawTracePointContext},
-    EbpfContext,
+    programs::RawTracePointContext,
 };
 use tracery_common::{
     regs::pt,
     trace::{
         fnv_step, is_method_prefix, line, names, nr, phase, ConnState, GoKey, TraceContext,
         TraceSource, TrackedProc, FNV_OFFSET, GO_SUSPEND_PENDING, G_SYSCALL, MAX_CONNS,
-        MAX_HEADER_FILTERS, MAX_TRACED, MAX_TRACKED, TRACE_SCAN_MAX, TRACE_WINDOW, TRACK_GO, TRACK_TASKS,
+        MAX_HEADER_FILTERS, MAX_TRACED, MAX_TRACKED, TRACE_SCAN_MAX, TRACE_WINDOW, TRACK_GO,
+        TRACK_TASKS,
     },
 };
 
@@ -48,14 +48,6 @@ pub static GO_TRACE: LruHashMap<GoKey, TraceContext> = LruHashMap::with_max_entr
 
 #[map(name = "HEADER_FILTERS")]
 static HEADER_FILTERS: HashMap<u64, u32> = HashMap::with_max_entries(MAX_HEADER_FILTERS, 0);
-
-/// The tokio task each worker thread polls now.
-#[map(name = "CURRENT_TASK")]
-static CURRENT_TASK: LruHashMap<u64, u64> = LruHashMap::with_max_entries(MAX_CONNS, 0);
-
-/// Parent goroutine of a `runtime.newproc1` in flight on this thread.
-#[map(name = "GO_SPAWNING")]
-static GO_SPAWNING: LruHashMap<u64, u64> = LruHashMap::with_max_entries(MAX_CONNS, 0);
 
 #[map(name = "TRACE_SCRATCH")]
 pub static TRACE_SCRATCH: PerCpuArray<[u8; TRACE_WINDOW]> = PerCpuArray::with_max_entries(1, 0);
@@ -208,8 +200,7 @@ pub fn sys_exit(ctx: &RawTracePointContext) -> u32 {
     let g = if flags & TRACK_GO != 0 {
         reg(regs, pt::R14 as usize)
     } else if flags & TRACK_TASKS != 0 {
-        // SAFETY: a map value pointer, valid for this program run.
-        CURRENT_TASK.get_ptr(pid_tgid).map_or(0, |t| unsafe { *t })
+        crate::tasks::current_task(pid_tgid)
     } else {
         0
     };
@@ -598,57 +589,6 @@ fn nibble(c: u8) -> Option<u8> {
     }
 }
 
-/// Uprobe on Go's `runtime.newproc1(fn, callergp, callerpc)`: remembers the parent
-/// goroutine (ABIInternal: second argument in RBX) until the child is queued.
-pub fn go_newproc(ctx: &ProbeContext) -> u32 {
-    // SAFETY: reads the current task's ids; no arguments.
-    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
-    let regs = ctx.as_ptr() as *const u64;
-    // SAFETY: a uprobe's context is the user `pt_regs`; whole-word volatile load.
-    let parent = unsafe { core::ptr::read_volatile(regs.add(pt::RBX as usize)) };
-    let _ = GO_SPAWNING.insert(pid_tgid, parent, 0);
-    0
-}
-
-/// Uprobe on Go's `runtime.runqput(pp, gp, next)`: right after `newproc1` on the same
-/// thread, `gp` (RBX) is the new goroutine; it inherits its parent's trace, or loses the
-/// stale one a reused `g` may carry.
-pub fn go_runqput(ctx: &ProbeContext) -> u32 {
-    // SAFETY: reads the current task's ids; no arguments.
-    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
-    let Some(parent) = GO_SPAWNING.get_ptr(pid_tgid) else {
-        return 0;
-    };
-    // SAFETY: a map value pointer, valid for this program run.
-    let parent = unsafe { *parent };
-    let _ = GO_SPAWNING.remove(pid_tgid);
-    let regs = ctx.as_ptr() as *const u64;
-    // SAFETY: as in `go_newproc`.
-    let child = unsafe { core::ptr::read_volatile(regs.add(pt::RBX as usize)) };
-    let tgid = (pid_tgid >> 32) as u32;
-    let child_key = GoKey {
-        tgid,
-        _pad: 0,
-        g: child,
-    };
-    let parent_key = GoKey {
-        tgid,
-        _pad: 0,
-        g: parent,
-    };
-    match GO_TRACE.get_ptr(parent_key) {
-        Some(p) => {
-            // SAFETY: a map value pointer, valid for this program run.
-            let ctx = unsafe { *p };
-            let _ = GO_TRACE.insert(child_key, ctx, 0);
-        }
-        None => {
-            let _ = GO_TRACE.remove(child_key);
-        }
-    }
-    0
-}
-
 /// A goroutine frozen at a breakpoint is stopped at its next system call, where Go
 /// considers it outside Go code (`_Gsyscall`): the runtime hands its P to another thread
 /// and the garbage collector does not wait for it. The trap signal is delivered when the
@@ -729,79 +669,4 @@ pub fn current_trace(pid_tgid: u64, go_g: Option<u64>) -> Option<TraceContext> {
     };
     // SAFETY: a map value pointer, valid for this program run.
     Some(unsafe { *p })
-}
-
-/// Uprobe on tokio's `task::raw::poll(header)`: the thread now runs that task, so it
-/// serves the task's request (kept with goroutines' traces, keyed by the task header).
-pub fn task_poll(ctx: &ProbeContext) -> u32 {
-    // SAFETY: reads the current task's ids; no arguments.
-    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
-    let regs = ctx.as_ptr() as *const u64;
-    // SAFETY: a uprobe's context is the user `pt_regs`; whole-word volatile load of RDI.
-    let task = unsafe { core::ptr::read_volatile(regs.add(pt::RDI as usize)) };
-    let _ = CURRENT_TASK.insert(pid_tgid, task, 0);
-    let key = GoKey {
-        tgid: (pid_tgid >> 32) as u32,
-        _pad: 0,
-        g: task,
-    };
-    match GO_TRACE.get_ptr(key) {
-        Some(t) => {
-            // SAFETY: a map value pointer, valid for this program run.
-            let t = unsafe { *t };
-            let _ = THREAD_TRACE.insert(pid_tgid, t, 0);
-        }
-        None => {
-            let _ = THREAD_TRACE.remove(pid_tgid);
-        }
-    }
-    0
-}
-
-/// Uprobe on tokio's `OwnedTasks::bind_inner(&self, task, notified)`, where every
-/// spawned task is registered: the new task (RSI, its header) inherits the trace of the
-/// task running on this thread (its parent), or loses a stale one its address carried.
-pub fn task_spawn(ctx: &ProbeContext) -> u32 {
-    // SAFETY: reads the current task's ids; no arguments.
-    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
-    let tgid = (pid_tgid >> 32) as u32;
-    let regs = ctx.as_ptr() as *const u64;
-    // SAFETY: a uprobe's context is the user `pt_regs`; whole-word volatile load of RSI.
-    let child = unsafe { core::ptr::read_volatile(regs.add(pt::RSI as usize)) };
-    let child_key = GoKey {
-        tgid,
-        _pad: 0,
-        g: child,
-    };
-    // SAFETY: a map value pointer, valid for this program run.
-    let parent = CURRENT_TASK.get_ptr(pid_tgid).map(|p| unsafe { *p });
-    let inherited = parent.and_then(|g| GO_TRACE.get_ptr(GoKey { tgid, _pad: 0, g }));
-    match inherited {
-        Some(t) => {
-            // SAFETY: a map value pointer, valid for this program run.
-            let t = unsafe { *t };
-            let _ = GO_TRACE.insert(child_key, t, 0);
-        }
-        None => {
-            let _ = GO_TRACE.remove(child_key);
-        }
-    }
-    0
-}
-
-/// Uprobe on tokio's `task::raw::dealloc(header)`: the task is gone; a new task at the
-/// same address must not inherit its trace.
-pub fn task_dealloc(ctx: &ProbeContext) -> u32 {
-    // SAFETY: reads the current task's ids; no arguments.
-    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
-    let regs = ctx.as_ptr() as *const u64;
-    // SAFETY: as in `task_poll`.
-    let task = unsafe { core::ptr::read_volatile(regs.add(pt::RDI as usize)) };
-    let key = GoKey {
-        tgid: (pid_tgid >> 32) as u32,
-        _pad: 0,
-        g: task,
-    };
-    let _ = GO_TRACE.remove(key);
-    0
 }

@@ -11,6 +11,8 @@
 //!
 //! Needs root: it creates network namespaces and cgroups (`tracery_tests::node`).
 
+mod freeze;
+
 use std::{
     fs,
     io::{Read, Write},
@@ -350,202 +352,6 @@ impl Demo<'_> {
         Ok(())
     }
 
-    /// A frozen request: where it is held, the evidence that nothing of it got past
-    /// orders, its snapshot, and the resume.
-    fn freeze_part(&self, services: &mut NodeServices) -> Result<(), String> {
-        let strict = strict_hold_check();
-        // Known in advance, so the breakpoint is scoped to T and the demo can look for T in
-        // the logs and the database; new each run, as the database keeps earlier orders.
-        let frozen_trace = new_trace_id()?;
-        let reference_trace = new_trace_id()?;
-        let (frozen_trace, reference_trace) = (frozen_trace.as_str(), reference_trace.as_str());
-        let gateway = services.gateway.addr.clone();
-        step("an unfrozen reference request, to compare answers with later");
-        let reference = post(
-            &gateway,
-            "/checkout",
-            ORDER,
-            Some(&traceparent(reference_trace)),
-        )?;
-        println!("    POST /checkout (trace {reference_trace}) -> {reference}");
-
-        let (location, code) = probe_location();
-        step(&format!(
-            "setting a freezing breakpoint on service orders at {location}, for trace {frozen_trace} only"
-        ));
-        println!("    {code}");
-        let args = [
-            "breakpoint",
-            "set",
-            "--service",
-            "orders",
-            "--at",
-            &location,
-            "--trace-id",
-            frozen_trace,
-            "--freeze",
-            "--freeze-timeout",
-            "60s",
-        ];
-        println!("$ tracery-ctl {}", args.join(" "));
-        let id = self.ctl_out(&args)?.trim().to_string();
-        println!("    breakpoint {id}");
-        self.wait_armed(&id)?;
-
-        step(&format!(
-            "sending request T (trace {frozen_trace}) through the gateway, in the background"
-        ));
-        let gateway_addr = gateway.clone();
-        let header = traceparent(frozen_trace);
-        let started = Instant::now();
-        let request: JoinHandle<Result<String, String>> =
-            thread::spawn(move || post(&gateway_addr, "/checkout", ORDER, Some(&header)));
-        let frozen = self.wait_frozen(frozen_trace, Duration::from_secs(30))?;
-        println!(
-            "    T is frozen, {:.1} s after it was sent",
-            started.elapsed().as_secs_f64()
-        );
-
-        step("what is held where");
-        self.show(&["trace", "list"])?;
-        println!();
-        self.show(&["trace", "view", frozen_trace])?;
-
-        step(&format!(
-            "evidence that T is held: after {} s, nothing of it has reached payments or PostgreSQL",
-            SETTLE.as_secs()
-        ));
-        thread::sleep(SETTLE);
-        let mut leaks = Vec::new();
-        let orders_log = drain_log(&mut services.orders);
-        if let Some(line) = orders_log.iter().find(|l| l.contains(frozen_trace)) {
-            println!("    orders, where T is frozen, logged it: {line}");
-        }
-        let payments_log = drain_log(&mut services.payments);
-        let seen: Vec<&String> = payments_log
-            .iter()
-            .filter(|l| l.contains(frozen_trace))
-            .collect();
-        println!(
-            "    payments access log: {} line(s), {} with T's trace id",
-            payments_log.len(),
-            seen.len()
-        );
-        for line in &seen {
-            println!("      {line}");
-        }
-        if !seen.is_empty() {
-            leaks.push("payments logged T's call".to_string());
-        }
-        let rows = self.psql(&format!(
-            "SELECT count(*) FROM orders WHERE trace_id = '{frozen_trace}'"
-        ))?;
-        println!("    $ psql -c \"SELECT count(*) FROM orders WHERE trace_id = '{frozen_trace}'\"\n      {rows}");
-        if rows != "0" {
-            leaks.push(format!("PostgreSQL has {rows} order row(s) of T"));
-        }
-        // The INSERT carries the trace id as a bind parameter, which pg_stat_activity does
-        // not show: what it can show is that no statement from node-a is under way.
-        let activity_sql = format!(
-            "SELECT pid, state, coalesce(wait_event, '-'), left(regexp_replace(query, '\\s+', ' ', 'g'), 50) \
-             FROM pg_stat_activity WHERE datname = current_database() AND client_addr = '{}' ORDER BY pid",
-            NODE_A.ip
-        );
-        let activity = self.psql(&activity_sql)?;
-        println!(
-            "    pg_stat_activity, sessions from {} (orders' pool): pid | state | wait | last query",
-            NODE_A.ip
-        );
-        for line in activity.lines() {
-            println!("      {line}");
-        }
-        let busy: Vec<&str> = activity
-            .lines()
-            .filter(|l| l.split('|').nth(1).is_some_and(|s| s != "idle"))
-            .collect();
-        if !busy.is_empty() {
-            leaks.push(format!(
-                "PostgreSQL is running a query from orders: {busy:?}"
-            ));
-        }
-        if request.is_finished() {
-            leaks.push("T's response already arrived".to_string());
-        }
-        if leaks.is_empty() {
-            println!("    held: T went no further than orders");
-        } else if strict {
-            return Err(format!(
-                "T was frozen but not held: {}. The agent must hold the frozen request's \
-                 outgoing messages (set STRICT_HOLD_CHECK in tests/src/bin/tracery-demo.rs, \
-                 or TRACERY_DEMO_STRICT_HOLD=0, to only report this)",
-                leaks.join("; ")
-            ));
-        } else {
-            println!(
-                "    WARNING: T was not held (strict hold check off): {}",
-                leaks.join("; ")
-            );
-        }
-
-        step("the snapshot T left at the breakpoint");
-        let snapshot = frozen["snapshots"]
-            .as_array()
-            .and_then(|s| s.first())
-            .map(|s| s["id"].to_string())
-            .ok_or("the frozen trace lists no snapshot")?;
-        self.show(&["snapshot", "view", snapshot.trim_matches('"')])?;
-
-        step("resuming T");
-        self.show(&["trace", "resume", frozen_trace])?;
-        let resumed = Instant::now();
-        let reply = request
-            .join()
-            .map_err(|_| "the request thread panicked".to_string())??;
-        println!(
-            "    POST /checkout (trace {frozen_trace}) -> {reply}   ({:.2} s after the resume)",
-            resumed.elapsed().as_secs_f64()
-        );
-
-        step("after the resume, T went on: payments and PostgreSQL have it");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut log = payments_log;
-        let line = loop {
-            log.extend(drain_log(&mut services.payments));
-            if let Some(line) = log.iter().find(|l| l.contains(frozen_trace)) {
-                break line.clone();
-            }
-            if Instant::now() > deadline {
-                return Err("payments logged no call of T within 10 s of the resume".into());
-            }
-            thread::sleep(Duration::from_millis(100));
-        };
-        println!("    payments: {line}");
-        let row = self.psql(&format!(
-            "SELECT id, status, total_cents, trace_id FROM orders WHERE trace_id = '{frozen_trace}'"
-        ))?;
-        println!("    PostgreSQL (id | status | total_cents | trace_id):\n      {row}");
-        if row.lines().count() != 1 {
-            return Err(format!("expected one order row of T, found: {row:?}"));
-        }
-
-        step("T's answer against the unfrozen reference's");
-        println!("    (each order gets its own id, and each request its own trace id: both are left out)");
-        let (a, b) = (normalized(&reference)?, normalized(&reply)?);
-        println!("    reference: {a}\n    T:         {b}");
-        if a != b {
-            return Err("T's answer differs from the unfrozen request's".into());
-        }
-        println!("    the same");
-
-        step("what Tracery is doing");
-        self.show(&["status"])?;
-        self.show(&["breakpoint", "list"])?;
-        println!(
-            "\nthe services kept serving throughout; stopping everything and removing the nodes."
-        );
-        Ok(())
-    }
-
     /// Waits until an agent reports breakpoint `id` armed in a process: on a busy machine,
     /// loading a large binary's DWARF can outlast the controller's wait when setting it,
     /// and a request sent before would pass unseen.
@@ -592,30 +398,6 @@ impl Demo<'_> {
         }
     }
 
-    /// Waits until `trace list` shows `trace` frozen with its snapshot stored (hits and
-    /// freezes travel separately); returns its entry.
-    fn wait_frozen(&self, trace: &str, within: Duration) -> Result<Value, String> {
-        let deadline = Instant::now() + within;
-        loop {
-            let out = self.ctl_out(&["trace", "list", "--output", "json"])?;
-            let found = out
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .find(|v| v["trace_id"] == trace);
-            if let Some(v) = found {
-                if v["snapshots"].as_array().is_some_and(|s| !s.is_empty()) {
-                    return Ok(v);
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "trace {trace} was not frozen within {within:?}; trace list: {out}"
-                ));
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
-
     /// One value or rows (`|`-separated) from the demo database, over TCP from the host.
     fn psql(&self, sql: &str) -> Result<String, String> {
         let out = Command::new("psql")
@@ -657,15 +439,6 @@ impl Demo<'_> {
     }
 }
 
-/// `STRICT_HOLD_CHECK`, unless `TRACERY_DEMO_STRICT_HOLD` says otherwise.
-fn strict_hold_check() -> bool {
-    match std::env::var("TRACERY_DEMO_STRICT_HOLD").as_deref() {
-        Ok("0" | "false" | "no" | "off") => false,
-        Ok("1" | "true" | "yes" | "on") => true,
-        _ => STRICT_HOLD_CHECK,
-    }
-}
-
 /// `pricing.rs:LINE` of the `@probe:demo_priced` marker, and that line of code.
 fn probe_location() -> (String, String) {
     let (file, line) = marker_line("demo_priced");
@@ -673,34 +446,6 @@ fn probe_location() -> (String, String) {
     let source = fs::read_to_string(&file).unwrap_or_default();
     let code = source.lines().nth(line as usize - 1).unwrap_or("").trim();
     (format!("{name}:{line}"), format!("{line} | {code}"))
-}
-
-/// A fresh W3C trace id: 32 lowercase hex digits.
-fn new_trace_id() -> Result<String, String> {
-    let uuid = fs::read_to_string("/proc/sys/kernel/random/uuid")
-        .map_err(|e| format!("cannot read /proc/sys/kernel/random/uuid: {e}"))?;
-    Ok(uuid.trim().replace('-', ""))
-}
-
-fn traceparent(trace: &str) -> String {
-    format!("00-{trace}-00f067aa0ba902b7-01")
-}
-
-/// The lines a service printed since the last call.
-fn drain_log(service: &mut Service) -> Vec<String> {
-    std::iter::from_fn(|| service.process.read_line(Duration::ZERO)).collect()
-}
-
-/// An order as JSON without the fields that differ between any two orders.
-fn normalized(body: &str) -> Result<Value, String> {
-    let mut v: Value =
-        serde_json::from_str(body).map_err(|e| format!("not JSON: {body:?} ({e})"))?;
-    let fields = v
-        .as_object_mut()
-        .ok_or_else(|| format!("not a JSON object: {body}"))?;
-    fields.remove("id");
-    fields.remove("trace_id");
-    Ok(v)
 }
 
 fn step(what: &str) {
