@@ -17,6 +17,7 @@ use std::{
         fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
         unix::net::UnixStream,
     },
+    sync::mpsc::TryRecvError,
     time::{Duration, Instant},
 };
 
@@ -164,22 +165,22 @@ impl Keeper {
             }
         });
         loop {
-            self.drain_sinks();
+            self.drain_sinks(Duration::from_millis(20));
             self.expire();
-            match rx.recv_timeout(Duration::from_millis(20)) {
+            match rx.try_recv() {
                 Ok(Some(line)) => {
                     // Never exit over one bad line: held bytes would be lost with us.
                     if let Err(e) = self.command(line.trim()) {
                         eprintln!("tracery-hold-keeper: {e:#}");
                     }
                 }
-                Ok(None) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                Ok(None) | Err(TryRecvError::Disconnected) => {
                     // The agent is gone: no new holds, and everything held goes out.
                     self.stop_holding();
                     self.release_where(|_| true, "agent-exited");
                     return Ok(());
                 }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(TryRecvError::Empty) => {}
             }
         }
     }
@@ -214,9 +215,14 @@ impl Keeper {
         }
     }
 
-    /// Reads what the kernel redirected into each sink.
-    fn drain_sinks(&mut self) {
-        for s in &mut self.slots {
+    /// Waits up to `wait` for bytes the kernel redirected into a sink, and reads them. One
+    /// poll for all sinks: an idle keeper costs a few wake-ups a second.
+    fn drain_sinks(&mut self, wait: Duration) {
+        let fds: Vec<RawFd> = self.slots.iter().map(|s| s.sink.as_raw_fd()).collect();
+        let Ok(ready) = sys::readable_among(&fds, wait) else {
+            return;
+        };
+        for (s, _) in self.slots.iter_mut().zip(ready).filter(|(_, r)| *r) {
             read_available(s);
         }
     }
