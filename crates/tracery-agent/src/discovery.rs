@@ -372,21 +372,27 @@ mod tests {
         assert!(matches!(err, DiscoveryError::Parse { .. }), "{err}");
     }
 
-    #[test]
-    fn finds_a_real_process_by_exe_name_and_cmdline() {
-        let mut child = Command::new("/bin/sleep")
-            .arg("30.123")
+    /// `/bin/sleep SECONDS`, once its exec is complete (until then /proc shows the test
+    /// binary).
+    fn spawn_sleep(seconds: &str) -> (std::process::Child, u32) {
+        let child = Command::new("/bin/sleep")
+            .arg(seconds)
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
         let pid = child.id();
-        // Until the child's exec completes, /proc shows the test binary.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while !fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"/bin/sleep"))
         {
             assert!(std::time::Instant::now() < deadline, "sleep did not start");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
+        (child, pid)
+    }
+
+    #[test]
+    fn finds_a_real_process_by_exe_name_and_cmdline() {
+        let (mut child, pid) = spawn_sleep("30.123");
         let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
         // `sleep` may be a symlink to coreutils; match what the kernel reports.
         assert!(Matcher::Exe(exe).find().contains(&pid));
@@ -472,18 +478,7 @@ mod tests {
         let Some(own) = own.lines().find_map(|l| l.strip_prefix("0::")) else {
             return; // No cgroup v2 on this host: nothing to scope by.
         };
-        let mut child = Command::new("/bin/sleep")
-            .arg("30.125")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"/bin/sleep"))
-        {
-            assert!(std::time::Instant::now() < deadline, "sleep did not start");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        let (mut child, pid) = spawn_sleep("30.125");
         let all = services("[services.s]\ncmdline = \"sleep 30.125\"\n").unwrap();
         let here = all.clone().scoped_to(&NodeCgroup::from_path(own));
         let elsewhere = all.scoped_to(&NodeCgroup::from_path("/tracery-no-such-node"));

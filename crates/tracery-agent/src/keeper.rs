@@ -282,7 +282,7 @@ impl Keeper {
             return (0, 0);
         }
         let _ = self.maps.releasing.insert(conn, 1, 0);
-        let target = duplicate(h, conn);
+        let target = crate::hold::sender_socket((h.pid_tgid >> 32) as u32, h.fd, &conn);
         let started = Instant::now();
         let (mut written, mut dropped) = (0u64, 0u64);
         loop {
@@ -333,40 +333,6 @@ impl Keeper {
         let _ = self.maps.free.push(h.slot, 0);
         (written, dropped)
     }
-}
-
-/// The sender's socket, duplicated into the keeper, checked by its 4-tuple.
-fn duplicate(h: &HeldSock, conn: SockKey) -> Option<OwnedFd> {
-    let pid = (h.pid_tgid >> 32) as u32;
-    let pidfd = sys::pidfd_open(pid).ok()?;
-    let matches =
-        |fd: &OwnedFd| sys::sock_key(fd.as_raw_fd()).is_some_and(|k| sys::same_conn(&k, &conn));
-    if h.fd >= 0 {
-        if let Ok(fd) = sys::pidfd_getfd(&pidfd, h.fd) {
-            if matches(&fd) {
-                return Some(fd);
-            }
-        }
-    }
-    // The descriptor is unknown (sent outside a followed system call) or was reused:
-    // look through the process's sockets.
-    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-    for e in dir.flatten() {
-        let Ok(n) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let is_socket =
-            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"));
-        if !is_socket {
-            continue;
-        }
-        if let Ok(fd) = sys::pidfd_getfd(&pidfd, n) {
-            if matches(&fd) {
-                return Some(fd);
-            }
-        }
-    }
-    None
 }
 
 fn read_available(s: &mut Slot) {

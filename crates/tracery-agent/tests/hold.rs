@@ -70,7 +70,7 @@ fn a_frozen_trace_sends_nothing_until_resume() {
     assert_eq!(status, 200, "{unfrozen}");
 
     let trace_owned = fresh_trace(0x4b);
-    let trace: &'static str = trace_owned.leak();
+    let trace = trace_owned.as_str();
     let mut m = Manager::start().unwrap();
     let status = m
         .add(freeze_spec(
@@ -91,8 +91,8 @@ fn a_frozen_trace_sends_nothing_until_resume() {
     );
     let _ = lines_with(&mut services.payments.process, trace);
 
-    let g = gateway.clone();
-    let frozen_req = thread::spawn(move || checkout(&g, trace, "00f067aa0ba902b7"));
+    let (g, tr) = (gateway.clone(), trace_owned.clone());
+    let frozen_req = thread::spawn(move || checkout(&g, &tr, "00f067aa0ba902b7"));
     let t = TraceId::parse(trace).unwrap();
     tick_until(
         &mut m,
@@ -170,68 +170,70 @@ fn a_frozen_trace_sends_nothing_until_resume() {
     assert!(matches!(m.resume(t), ResumeOutcome::NotFrozen(Some(_))));
 }
 
-#[test]
-fn held_messages_go_out_at_the_deadline() {
-    require_root();
+/// Orders in a cgroup of its own, frozen at `pricing.rs:46` for a new trace with
+/// `timeout`, and that trace's request sent and held.
+struct HeldRequest {
+    _services: DemoServices,
+    _cgroup: TestCgroup,
+    m: Manager,
+    trace: String,
+    request: thread::JoinHandle<(u16, String, Duration)>,
+}
+
+fn held_request(tag: u8, name: &str, timeout: Duration) -> HeldRequest {
     let services = DemoServices::start(&orders_bin(), PG_TCP);
-    let cg = TestCgroup::new("deadline");
-    cg.adopt(services.orders.process.pid());
-    let trace_owned = fresh_trace(0x5b);
-    let trace: &'static str = trace_owned.leak();
+    let cgroup = TestCgroup::new(name);
+    cgroup.adopt(services.orders.process.pid());
+    let trace = fresh_trace(tag);
     let mut m = Manager::start().unwrap();
     m.add(freeze_spec(
-        2,
+        1,
         services.orders.process.pid(),
-        trace,
-        Duration::from_secs(2),
+        &trace,
+        timeout,
     ))
     .unwrap();
-    let g = services.gateway.addr.clone();
-    let req = thread::spawn(move || checkout(&g, trace, "00f067aa0ba902b7"));
-    let t = TraceId::parse(trace).unwrap();
+    let (g, tr) = (services.gateway.addr.clone(), trace.clone());
+    let request = thread::spawn(move || checkout(&g, &tr, "00f067aa0ba902b7"));
+    let t = TraceId::parse(&trace).unwrap();
     tick_until(&mut m, Duration::from_secs(20), "a held message", |m| {
         m.held().iter().any(|h| h.trace_id == t)
     });
+    HeldRequest {
+        _services: services,
+        _cgroup: cgroup,
+        m,
+        trace,
+        request,
+    }
+}
+
+#[test]
+fn held_messages_go_out_at_the_deadline() {
+    require_root();
+    let mut h = held_request(0x5b, "deadline", Duration::from_secs(2));
     tick_until(
-        &mut m,
+        &mut h.m,
         Duration::from_secs(10),
         "the deadline release",
         |m| m.held().is_empty() && m.frozen().is_empty(),
     );
-    let (status, body, took) = req.join().unwrap();
+    let (status, body, took) = h.request.join().unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(
         took >= Duration::from_millis(1500),
         "held until the deadline: {took:?}"
     );
-    assert_eq!(rows_of(trace), 1);
+    assert_eq!(rows_of(&h.trace), 1);
 }
 
 #[test]
 fn a_dropped_agent_lets_held_messages_go() {
     require_root();
-    let services = DemoServices::start(&orders_bin(), PG_TCP);
-    let cg = TestCgroup::new("drop");
-    cg.adopt(services.orders.process.pid());
-    let trace_owned = fresh_trace(0x6b);
-    let trace: &'static str = trace_owned.leak();
-    let mut m = Manager::start().unwrap();
-    m.add(freeze_spec(
-        3,
-        services.orders.process.pid(),
-        trace,
-        Duration::from_secs(120),
-    ))
-    .unwrap();
-    let g = services.gateway.addr.clone();
-    let req = thread::spawn(move || checkout(&g, trace, "00f067aa0ba902b7"));
-    let t = TraceId::parse(trace).unwrap();
-    tick_until(&mut m, Duration::from_secs(20), "a held message", |m| {
-        m.held().iter().any(|h| h.trace_id == t)
-    });
-    drop(m);
-    let (status, body, took) = req.join().unwrap();
+    let h = held_request(0x6b, "drop", Duration::from_secs(120));
+    drop(h.m);
+    let (status, body, took) = h.request.join().unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(took < Duration::from_secs(60), "{took:?}");
-    assert_eq!(rows_of(trace), 1);
+    assert_eq!(rows_of(&h.trace), 1);
 }

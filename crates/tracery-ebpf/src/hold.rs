@@ -116,34 +116,40 @@ fn bump(index: u32, by: u64) {
     }
 }
 
+/// The key of the connection a context (`bpf_sock_ops` or `sk_msg_md`, which name their
+/// address fields alike) describes. Each field is read with one load at a constant offset,
+/// the only context access the verifier allows. Unsafe: `$p` must be the program's context.
+macro_rules! ctx_key {
+    ($p:expr) => {{
+        let p = $p;
+        key_of(
+            rd(&(*p).family),
+            rd(&(*p).local_port),
+            rd(&(*p).remote_port),
+            [
+                &(*p).local_ip4,
+                &(*p).local_ip6[0],
+                &(*p).local_ip6[1],
+                &(*p).local_ip6[2],
+                &(*p).local_ip6[3],
+            ],
+            [
+                &(*p).remote_ip4,
+                &(*p).remote_ip6[0],
+                &(*p).remote_ip6[1],
+                &(*p).remote_ip6[2],
+                &(*p).remote_ip6[3],
+            ],
+        )
+    }};
+}
+
 /// Sockops: every established TCP connection of a watched cgroup joins `SOCKS`.
 pub fn sockops(ctx: &SockOpsContext) -> u32 {
     let op = ctx.op();
     if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB || op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB {
-        // SAFETY: the sockops context is a valid `bpf_sock_ops`; each field is read with
-        // one load at a constant offset, the only context access the verifier allows.
-        let key = unsafe {
-            let o = ctx.ops;
-            key_of(
-                rd(&(*o).family),
-                rd(&(*o).local_port),
-                rd(&(*o).remote_port),
-                [
-                    &(*o).local_ip4,
-                    &(*o).local_ip6[0],
-                    &(*o).local_ip6[1],
-                    &(*o).local_ip6[2],
-                    &(*o).local_ip6[3],
-                ],
-                [
-                    &(*o).remote_ip4,
-                    &(*o).remote_ip6[0],
-                    &(*o).remote_ip6[1],
-                    &(*o).remote_ip6[2],
-                    &(*o).remote_ip6[3],
-                ],
-            )
-        };
+        // SAFETY: the sockops context is a valid `bpf_sock_ops`.
+        let key = unsafe { ctx_key!(ctx.ops) };
         // SAFETY: as above.
         let _ = SOCKS.update(key, unsafe { &mut *ctx.ops }, 0);
     }
@@ -155,30 +161,8 @@ const AF_INET: u32 = 2;
 /// The connection a message is sent on.
 #[inline(always)]
 fn sock_key(ctx: &SkMsgContext) -> SockKey {
-    // SAFETY: the program's context is a valid `sk_msg_md`; one load per field, at a
-    // constant offset.
-    unsafe {
-        let m = ctx.msg;
-        key_of(
-            rd(&(*m).family),
-            rd(&(*m).local_port),
-            rd(&(*m).remote_port),
-            [
-                &(*m).local_ip4,
-                &(*m).local_ip6[0],
-                &(*m).local_ip6[1],
-                &(*m).local_ip6[2],
-                &(*m).local_ip6[3],
-            ],
-            [
-                &(*m).remote_ip4,
-                &(*m).remote_ip6[0],
-                &(*m).remote_ip6[1],
-                &(*m).remote_ip6[2],
-                &(*m).remote_ip6[3],
-            ],
-        )
-    }
+    // SAFETY: the program's context is a valid `sk_msg_md`.
+    unsafe { ctx_key!(ctx.msg) }
 }
 
 /// One 32-bit context load (volatile: the compiler must not merge or offset it).

@@ -52,20 +52,16 @@ pub fn decode(ev: &HoldEvent) -> Option<Observed> {
     }))
 }
 
-/// The socket's cookie (`SO_COOKIE`), read through a duplicate of the sender's
-/// descriptor; 0 when it cannot be (the socket is then named by its addresses).
+/// The socket's cookie (`SO_COOKIE`), read through a duplicate of the sender's known
+/// descriptor; 0 when there is none (the socket is then named by its addresses).
 fn cookie(ev: &HoldEvent) -> u64 {
-    let (Ok(pidfd), true) = (sys::pidfd_open((ev.pid_tgid >> 32) as u32), ev.fd >= 0) else {
-        return 0;
-    };
-    let Ok(fd) = sys::pidfd_getfd(&pidfd, ev.fd) else {
-        return 0;
-    };
     use std::os::fd::AsRawFd;
-    match sys::sock_key(fd.as_raw_fd()) {
-        Some(k) if sys::same_conn(&k, &ev.sock) => sys::socket_cookie(fd.as_raw_fd()).unwrap_or(0),
-        _ => 0,
+    if ev.fd < 0 {
+        return 0;
     }
+    super::watch::sender_socket((ev.pid_tgid >> 32) as u32, ev.fd, &ev.sock)
+        .and_then(|fd| sys::socket_cookie(fd.as_raw_fd()).ok())
+        .unwrap_or(0)
 }
 
 /// `sk_msg_md.remote_port` holds the port in network byte order (shifted left 16 on

@@ -6,7 +6,7 @@
 
 use std::{
     fs::File,
-    os::fd::AsRawFd,
+    os::fd::{AsRawFd, OwnedFd},
     path::{Path, PathBuf},
 };
 
@@ -53,10 +53,11 @@ pub fn cgroup_dir(pid: u32) -> Result<PathBuf, String> {
 /// Adds the TCP sockets `pid` has open now to `socks`. Returns how many joined.
 pub fn add_open_sockets(socks: &mut SockHash<MapData, SockKey>, pid: u32) -> usize {
     let mut added = 0;
-    for_each_connection(pid, |key, fd| {
-        if socks.insert(key, fd, 0).is_ok() {
+    find_connection(pid, |key, fd| {
+        if socks.insert(key, fd.as_raw_fd(), 0).is_ok() {
             added += 1;
         }
+        None::<()>
     });
     added
 }
@@ -64,18 +65,18 @@ pub fn add_open_sockets(socks: &mut SockHash<MapData, SockKey>, pid: u32) -> usi
 /// The TCP connections `pid` has open now.
 pub fn open_connections(pid: u32) -> Vec<SockKey> {
     let mut out = Vec::new();
-    for_each_connection(pid, |key, _| out.push(key));
+    find_connection(pid, |key, _| {
+        out.push(key);
+        None::<()>
+    });
     out
 }
 
-/// Calls `f` with each TCP connection of `pid` and a duplicate of its descriptor.
-fn for_each_connection(pid: u32, mut f: impl FnMut(SockKey, std::os::fd::RawFd)) {
-    let Ok(pidfd) = sys::pidfd_open(pid) else {
-        return;
-    };
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return;
-    };
+/// Calls `f` with each TCP connection of `pid` and a duplicate of its descriptor, one at
+/// a time, until `f` returns something.
+pub fn find_connection<T>(pid: u32, mut f: impl FnMut(SockKey, OwnedFd) -> Option<T>) -> Option<T> {
+    let pidfd = sys::pidfd_open(pid).ok()?;
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
     for e in dir.flatten() {
         let Ok(n) = e.file_name().to_string_lossy().parse::<i32>() else {
             continue;
@@ -95,8 +96,26 @@ fn for_each_connection(pid: u32, mut f: impl FnMut(SockKey, std::os::fd::RawFd))
         let Some(key) = sys::sock_key(fd.as_raw_fd()) else {
             continue;
         };
-        f(key, fd.as_raw_fd());
+        if let Some(found) = f(key, fd) {
+            return Some(found);
+        }
     }
+    None
+}
+
+/// A duplicate of the socket of connection `conn` in process `pid`: descriptor `fd` when
+/// it still is that connection, else found among the process's sockets.
+pub fn sender_socket(pid: u32, fd: i32, conn: &SockKey) -> Option<OwnedFd> {
+    let pidfd = sys::pidfd_open(pid).ok()?;
+    if fd >= 0 {
+        if let Ok(dup) = sys::pidfd_getfd(&pidfd, fd) {
+            if sys::sock_key(dup.as_raw_fd()).is_some_and(|k| sys::same_conn(&k, conn)) {
+                return Some(dup);
+            }
+        }
+    }
+    // The descriptor is unknown (sent outside a followed system call) or was reused.
+    find_connection(pid, |k, dup| sys::same_conn(&k, conn).then_some(dup))
 }
 
 /// Every process in the cgroup directory `dir` (its `cgroup.procs`).
