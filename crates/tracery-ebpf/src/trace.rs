@@ -92,15 +92,14 @@ fn conn_key(tgid: u32, fd: u32) -> u64 {
     (u64::from(tgid) << 32) | u64::from(fd)
 }
 
-/// Syscall entry: only the Go syscall boundary needs it (the receive path works at exit,
-/// from the registers the kernel saved at entry, which it leaves unchanged).
+/// Syscall entry: the Go syscall boundary and, while holds are armed, the sender of a send
+/// (the receive path works at exit, from the registers the kernel saved at entry, which it
+/// leaves unchanged). It runs for every system call on the node: cheap checks come first.
 pub fn sys_enter(ctx: &RawTracePointContext) -> u32 {
     if GO_FREEZE_ARMED.get(0).is_some_and(|armed| *armed != 0) {
         go_syscall_boundary(ctx);
     }
-    if crate::hold::armed() {
-        note_send(ctx);
-    }
+    note_send(ctx);
     0
 }
 
@@ -113,7 +112,8 @@ fn note_send(ctx: &RawTracePointContext) {
     if !matches!(
         id,
         nr::WRITE | nr::WRITEV | nr::SENDTO | nr::SENDMSG | nr::SENDMMSG
-    ) {
+    ) || !crate::hold::armed()
+    {
         return;
     }
     // SAFETY: reads the current task's ids; no arguments.
