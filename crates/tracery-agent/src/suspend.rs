@@ -27,6 +27,10 @@ mod worker;
 
 use worker::Worker;
 
+/// The freeze trap signal: what the capture probe sends a seized thread
+/// ([`tracery_common::FREEZE_SIGNAL`], SIGCONT) and the tracer takes for a trap.
+pub const TRAP_SIGNAL: i32 = tracery_common::FREEZE_SIGNAL as i32;
+
 /// How long a trap waits for [`Tracer::claim_trap`] before it is resumed by itself (with
 /// its SIGCONT delivered), so a thread nobody asked for never stays stopped.
 pub const CLAIM_WINDOW: Duration = Duration::from_secs(2);
@@ -114,7 +118,7 @@ pub enum TrapSource {
 impl TrapSource {
     /// True when a signal-delivery-stop for `signo` with `si_code` `code` is a freeze trap.
     pub fn is_trap(self, signo: i32, code: i32) -> bool {
-        signo == libc::SIGCONT && (self == Self::AnySigcont || code == libc::SI_KERNEL)
+        signo == TRAP_SIGNAL && (self == Self::AnySigcont || code == libc::SI_KERNEL)
     }
 }
 
@@ -302,12 +306,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_trap_is_sigcont() {
+        // Its default action is to do nothing: a thread the agent leaves behind runs on.
+        assert_eq!(TRAP_SIGNAL, libc::SIGCONT);
+    }
+
+    #[test]
     fn only_kernel_sigconts_are_traps() {
-        assert!(TrapSource::Kernel.is_trap(libc::SIGCONT, libc::SI_KERNEL));
-        assert!(!TrapSource::Kernel.is_trap(libc::SIGCONT, libc::SI_TKILL));
-        assert!(!TrapSource::Kernel.is_trap(libc::SIGCONT, libc::SI_USER));
+        assert!(TrapSource::Kernel.is_trap(TRAP_SIGNAL, libc::SI_KERNEL));
+        assert!(!TrapSource::Kernel.is_trap(TRAP_SIGNAL, libc::SI_TKILL));
+        assert!(!TrapSource::Kernel.is_trap(TRAP_SIGNAL, libc::SI_USER));
         assert!(!TrapSource::Kernel.is_trap(libc::SIGSTOP, libc::SI_KERNEL));
-        assert!(TrapSource::AnySigcont.is_trap(libc::SIGCONT, libc::SI_TKILL));
+        assert!(TrapSource::AnySigcont.is_trap(TRAP_SIGNAL, libc::SI_TKILL));
         assert!(!TrapSource::AnySigcont.is_trap(libc::SIGUSR1, libc::SI_TKILL));
     }
 

@@ -13,10 +13,8 @@ use aya::{
 };
 use tracery_common::{
     names,
-    trace::{
-        header_filter_hash, GoKey, TrackedProc, GO_SUSPEND_PENDING, MAX_HEADER_FILTERS, TRACK_GO,
-        TRACK_TASKS,
-    },
+    trace::{GoKey, TrackedProc, GO_SUSPEND_PENDING, TRACK_GO, TRACK_TASKS},
+    trace_header::{header_filter_hash, MAX_HEADER_FILTERS},
 };
 
 use crate::error::AgentError;

@@ -6,6 +6,9 @@
 //! loopback) and the `demo-orders` binary (built here when missing).
 
 use std::{
+    io::{ErrorKind, Read, Write},
+    net::{TcpListener, TcpStream},
+    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -236,4 +239,96 @@ fn a_dropped_agent_lets_held_messages_go() {
     assert_eq!(status, 200, "{body}");
     assert!(took < Duration::from_secs(60), "{took:?}");
     assert_eq!(rows_of(&h.trace), 1);
+}
+
+/// Sends what it reads: waits for a line on stdin, connects to ADDR, then sends each
+/// further argument, one per line read.
+const SENDER: &str = r#"
+import socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+sys.stdin.readline()
+s = socket.create_connection((host, int(port)))
+for msg in sys.argv[2:]:
+    sys.stdin.readline()
+    s.sendall(msg.encode())
+sys.stdin.readline()
+"#;
+
+/// Reads from `conn` until `len` bytes came or it has been quiet for `quiet`.
+fn read_some(conn: &mut TcpStream, len: usize, quiet: Duration) -> Vec<u8> {
+    conn.set_read_timeout(Some(quiet)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < len {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    got
+}
+
+#[test]
+fn a_message_whose_header_carries_a_frozen_trace_is_held_whoever_sends_it() {
+    require_root();
+    let mut h = held_request(0x7b, "outbound", Duration::from_secs(60));
+    let t = TraceId::parse(&h.trace).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = format!(
+        "GET /other HTTP/1.1\r\nHost: x\r\ntraceparent: 00-{}-00f067aa0ba902b7-01\r\n\r\n",
+        "2".repeat(32)
+    );
+    let frozen = format!(
+        "GET /outbound HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nTraceParent: 00-{}-00f067aa0ba902b7-01\r\n\r\n",
+        h.trace
+    );
+    // A process nobody tracks: the kernel knows no trace for it; only the header tells.
+    let mut sender = Command::new("python3")
+        .args(["-c", SENDER])
+        .arg(listener.local_addr().unwrap().to_string())
+        .args([&other, &frozen])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    h._cgroup.adopt(sender.id());
+    let mut go = sender.stdin.take().unwrap();
+    go.write_all(b"connect\n").unwrap();
+    let (mut conn, _) = listener.accept().unwrap();
+
+    // Another trace's message goes straight out.
+    go.write_all(b"send\n").unwrap();
+    let got = read_some(&mut conn, other.len(), Duration::from_secs(5));
+    assert_eq!(String::from_utf8_lossy(&got), other);
+
+    go.write_all(b"send\n").unwrap();
+    tick_until(
+        &mut h.m,
+        Duration::from_secs(10),
+        "the sender's hold",
+        |m| m.held().iter().any(|x| x.pid == sender.id()),
+    );
+    let held = h.m.held();
+    let mine: Vec<_> = held.iter().filter(|x| x.pid == sender.id()).collect();
+    assert_eq!(mine.len(), 1, "{held:#?}");
+    assert_eq!(mine[0].trace_id, t);
+    assert_eq!(mine[0].bytes, frozen.len() as u64);
+    assert_eq!(mine[0].first_line, "GET /outbound HTTP/1.1");
+    assert!(
+        read_some(&mut conn, 1, Duration::from_millis(300)).is_empty(),
+        "nothing of the frozen trace's message may arrive before resume"
+    );
+
+    assert!(matches!(h.m.resume(t), ResumeOutcome::Resumed { .. }));
+    let got = read_some(&mut conn, frozen.len(), Duration::from_secs(5));
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        frozen,
+        "released byte for byte"
+    );
+    go.write_all(b"done\n").unwrap();
+    assert!(sender.wait().unwrap().success());
+    let (status, body, _) = h.request.join().unwrap();
+    assert_eq!(status, 200, "{body}");
 }

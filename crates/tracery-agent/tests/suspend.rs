@@ -17,7 +17,7 @@ use std::{
 use serde_json::json;
 use tracery_agent::{
     freeze::EvalError,
-    suspend::{read_memory, signal_thread, Tracer, TracerOptions, TrapSource},
+    suspend::{read_memory, signal_thread, Tracer, TracerOptions, TrapSource, TRAP_SIGNAL},
 };
 
 const HELPER_ENV: &str = "TRACERY_SUSPEND_HELPER";
@@ -134,7 +134,7 @@ fn holder_process() {
     let (pid, tid): (u32, u32) = (pid.parse().unwrap(), tid.parse().unwrap());
     let tracer = Tracer::start_with(traps(Duration::from_secs(120))).unwrap();
     tracer.seize_process(pid).unwrap();
-    signal_thread(pid, tid, libc::SIGCONT).unwrap();
+    signal_thread(pid, tid, TRAP_SIGNAL).unwrap();
     tracer.claim_trap(tid, Duration::from_secs(5)).unwrap();
     println!("HELD");
     std::thread::sleep(Duration::from_secs(120));
@@ -250,7 +250,7 @@ impl Drop for Helper {
 /// how long from the signal to the claim.
 fn trap(t: &Tracer, h: &Helper, tid: u32) -> (tracery_agent::suspend::UserRegs, Duration) {
     let start = Instant::now();
-    signal_thread(h.pid, tid, libc::SIGCONT).unwrap();
+    signal_thread(h.pid, tid, TRAP_SIGNAL).unwrap();
     let regs = t.claim_trap(tid, Duration::from_secs(2)).unwrap();
     (regs, start.elapsed())
 }
@@ -338,7 +338,7 @@ fn unclaimed_traps_are_resumed() {
     let h = Helper::spawn();
     let t = Tracer::start_with(traps(Duration::from_millis(200))).unwrap();
     t.seize_process(h.pid).unwrap();
-    signal_thread(h.pid, h.spin_tid, libc::SIGCONT).unwrap();
+    signal_thread(h.pid, h.spin_tid, TRAP_SIGNAL).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     assert!(t.is_stopped(h.spin_tid));
     std::thread::sleep(Duration::from_millis(400));
@@ -355,7 +355,7 @@ fn user_signals_and_group_stops_pass_through() {
     let t = Tracer::start().unwrap();
     t.seize_process(h.pid).unwrap();
     // A tgkill'd SIGCONT is no trap: passed on, the thread runs on.
-    signal_thread(h.pid, h.spin_tid, libc::SIGCONT).unwrap();
+    signal_thread(h.pid, h.spin_tid, TRAP_SIGNAL).unwrap();
     assert!(matches!(
         t.claim_trap(h.spin_tid, Duration::from_millis(200)),
         Err(tracery_agent::suspend::SuspendError::NoTrap { .. })

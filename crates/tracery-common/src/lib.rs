@@ -11,6 +11,7 @@ pub mod plan;
 pub mod record;
 pub mod regs;
 pub mod trace;
+pub mod trace_header;
 
 pub use plan::{BaseKind, CmpOp, Condition, FetchOp, OpKind, ProbeConfig, ProbeState};
 pub use record::{HitHeader, OpResult, OpStatus};
@@ -37,6 +38,13 @@ pub const RING_BYTES: u32 = 16 << 20;
 /// kernel wakes the reader only while it is blocked (see [`names::READER_IDLE`]), so a
 /// stream of hits costs no wake-up per record; the ring holds far more than this long.
 pub const READER_BATCH_MS: u64 = 5;
+
+/// The freeze trap: the signal the kernel sends (`bpf_send_signal_thread`) to a seized
+/// thread that must stop at a breakpoint, and that the agent recognises as a trap.
+/// SIGCONT, because if the agent dies while the thread is stopped, the kernel detaches it
+/// and delivers the signal, and SIGCONT's default action is to ignore it: the thread just
+/// continues (SIGSTOP would stop the whole process).
+pub const FREEZE_SIGNAL: u32 = 18;
 
 /// Names of the maps and programs in the eBPF object, so both sides agree.
 pub mod names {
@@ -65,13 +73,13 @@ pub mod names {
     pub const GO_FREEZE_ARMED: &str = "GO_FREEZE_ARMED";
     /// Hash map: tgid -> [`crate::trace::TrackedProc`], the processes whose requests are tracked.
     pub const TRACE_PIDS: &str = "TRACE_PIDS";
-    /// LRU map: `tgid << 32 | fd` -> [`crate::trace::ConnState`].
+    /// LRU map: `tgid << 32 | fd` -> [`crate::trace_header::ConnState`].
     pub const CONNS: &str = "CONNS";
     /// LRU map: pid_tgid -> [`crate::trace::TraceContext`] the thread serves.
     pub const THREAD_TRACE: &str = "THREAD_TRACE";
     /// LRU map: [`crate::trace::GoKey`] -> [`crate::trace::TraceContext`] of a goroutine.
     pub const GO_TRACE: &str = "GO_TRACE";
-    /// Hash map: `trace::header_filter_hash` -> filter bit.
+    /// Hash map: `trace_header::header_filter_hash` -> filter bit.
     pub const HEADER_FILTERS: &str = "HEADER_FILTERS";
     /// Hash map: tgid -> 1 for processes whose threads the agent has ptrace-seized (they
     /// may be trapped).

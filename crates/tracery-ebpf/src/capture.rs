@@ -13,15 +13,17 @@ use aya_ebpf::{
         bpf_send_signal_thread,
     },
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf},
     programs::ProbeContext,
     EbpfContext,
 };
 use tracery_common::{
     regs::{pt, NUM_REGS},
-    BaseKind, CmpOp, HitHeader, OpKind, OpStatus, ProbeConfig, ProbeState, DATA_CAP, MAX_CONDS,
-    MAX_COPY, MAX_OPS, MAX_PROBES, RING_BYTES, SCRATCH_BYTES, STACK_CAP,
+    BaseKind, CmpOp, HitHeader, OpKind, OpStatus, ProbeConfig, ProbeState, DATA_CAP, FREEZE_SIGNAL,
+    MAX_CONDS, MAX_COPY, MAX_OPS, MAX_PROBES, RING_BYTES, SCRATCH_BYTES, STACK_CAP,
 };
+
+use crate::served::current_trace;
 
 #[map(name = "PROBES")]
 static PROBES: Array<ProbeConfig> = Array::with_max_entries(MAX_PROBES, 0);
@@ -46,23 +48,6 @@ pub struct Scratch {
 
 #[map(name = "SCRATCH")]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
-
-/// Processes whose threads the agent has ptrace-seized, all of them, including threads
-/// created later (it follows clones): only these are sent the freeze trap. A thread that
-/// escaped seizing would take SIGCONT's default action, which is to carry on.
-#[map(name = "SEIZED")]
-static SEIZED: HashMap<u32, u32> = HashMap::with_max_entries(4096, 0);
-
-/// The freeze trap. SIGCONT, because if the agent dies while the thread is stopped, the
-/// kernel detaches it and delivers the signal, and SIGCONT's default action is to ignore
-/// it: the thread just continues (SIGSTOP would stop the whole process).
-pub const SIGCONT: u32 = 18;
-
-/// True when the agent has seized the threads of process `tgid`.
-#[inline(always)]
-pub fn seized(tgid: u32) -> bool {
-    SEIZED.get_ptr(tgid).is_some()
-}
 
 /// Smallest stack copy worth retrying with after a fault near the top of the stack.
 const MIN_STACK: usize = 512;
@@ -109,7 +94,7 @@ pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
     } else {
         None
     };
-    let trace = crate::trace::current_trace(pid_tgid, go_g);
+    let trace = current_trace(pid_tgid, go_g);
     if (cfg.flags & ProbeConfig::FLAG_SCOPED != 0 || cfg.header_bits != 0)
         && !in_scope(cfg, trace.as_ref())
     {
@@ -160,7 +145,7 @@ pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
         if cfg.flags & ProbeConfig::FLAG_FREEZE != 0 && !is_zero16(&t.trace_id) {
             crate::hold::freeze(t.trace_id, cfg.freeze_ns);
             match go_g {
-                None if seized((pid_tgid >> 32) as u32) => {
+                None if crate::trap::seized((pid_tgid >> 32) as u32) => {
                     h.flags = HitHeader::HIT_TRAPPED;
                 }
                 Some(g) => {
@@ -171,7 +156,7 @@ pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
                     };
                     let pending = tracery_common::trace::GO_SUSPEND_PENDING;
                     // BPF_NOEXIST: a goroutine already waiting keeps its state.
-                    if crate::trace::GO_SUSPEND.insert(key, pending, 1).is_ok() {
+                    if crate::trap::GO_SUSPEND.insert(key, pending, 1).is_ok() {
                         h.flags = HitHeader::HIT_GO_PENDING;
                     }
                 }
@@ -202,7 +187,7 @@ pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
         if trap {
             // SAFETY: signals only the current thread, which the agent has seized: it
             // stops in a signal-delivery stop at the breakpoint until the agent resumes it.
-            unsafe { bpf_send_signal_thread(SIGCONT) };
+            unsafe { bpf_send_signal_thread(FREEZE_SIGNAL) };
         }
     } else {
         bump(&mut state.dropped);

@@ -22,10 +22,10 @@ use aya_ebpf::{
 use tracery_common::{
     hold::{
         conf, stat, FrozenTrace, HeldSock, HoldEvent, SendCtx, SockKey, HELD_BEHIND, HELD_NO_SLOT,
-        HELD_REDIRECT_FAILED, HELD_SHARED, HOLD_HOLDING, HOLD_PREVIEW, HOLD_SCAN, MAX_FROZEN,
-        MAX_HOLD_SLOTS, MAX_WATCHED_SOCKS,
+        HELD_REDIRECT_FAILED, HELD_SHARED, HOLD_HOLDING, HOLD_PREVIEW, MAX_FROZEN, MAX_HOLD_SLOTS,
+        MAX_WATCHED_SOCKS,
     },
-    trace::{MAX_TRACED, TRACE_WINDOW},
+    trace::MAX_TRACED,
 };
 
 /// Sockets of watched cgroups and the keeper's sinks (`SockKey::sink`).
@@ -221,7 +221,7 @@ pub fn verdict(ctx: &SkMsgContext) -> u32 {
     // SAFETY: map value pointers, valid for this program run.
     let (mut trace, fd) = match send {
         Some(s) => unsafe { ((*s).trace_id, (*s).fd) },
-        None => match crate::trace::current_trace(pid_tgid, None) {
+        None => match crate::served::current_trace(pid_tgid, None) {
             Some(t) => (t.trace_id, -1),
             None => ([0; 16], -1),
         },
@@ -242,7 +242,7 @@ pub fn verdict(ctx: &SkMsgContext) -> u32 {
     let mut frozen = frozen_until(&trace, now);
     if frozen.is_none() {
         // The sender serves no frozen trace: the message may still carry one's header.
-        let t = scan_header(ctx, size);
+        let t = crate::outbound_trace::message_trace(ctx, size);
         if !is_zero(&t) {
             trace = t;
             frozen = frozen_until(&trace, now);
@@ -379,40 +379,6 @@ fn note_last(conn: SockKey, trace: &[u8; 16]) {
     if !is_zero(trace) {
         let _ = SOCK_LAST.insert(conn, *trace, 0);
     }
-}
-
-/// The trace header an outbound HTTP/1.x request carries, zero when none.
-#[inline(always)]
-fn scan_header(ctx: &SkMsgContext, size: u32) -> [u8; 16] {
-    let n = size.min(HOLD_SCAN);
-    // Only messages that start like a request line are worth a look.
-    if n < 16 {
-        return [0; 16];
-    }
-    // SAFETY: linearises the first `n` bytes so `data..data_end` covers them.
-    if unsafe { bpf_msg_pull_data(ctx.msg, 0, n, 0) } != 0 {
-        return [0; 16];
-    }
-    let Some(win) = crate::trace::TRACE_SCRATCH.get_ptr_mut(0) else {
-        return [0; 16];
-    };
-    let n = n & (TRACE_WINDOW as u32 * 2 - 1);
-    if n as usize > TRACE_WINDOW {
-        return [0; 16];
-    }
-    // SAFETY: copies `n <= TRACE_WINDOW` bytes of the message (kernel memory, made linear
-    // above) into this CPU's window, with a fault-safe helper.
-    let r = unsafe { bpf_probe_read_kernel(win.cast(), n, ctx.data() as *const c_void) };
-    if r != 0 {
-        return [0; 16];
-    }
-    let mut p = [0u8; 4];
-    // SAFETY: the window holds at least 16 bytes now.
-    unsafe { p.copy_from_slice(&(&*win)[..4]) };
-    if !tracery_common::trace::is_method_prefix(p) {
-        return [0; 16];
-    }
-    crate::trace::outbound_trace(win, u64::from(n)).trace_id
 }
 
 /// Reports a message that could not be held.

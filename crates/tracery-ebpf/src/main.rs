@@ -12,8 +12,11 @@
 mod capture;
 mod exec;
 mod hold;
+mod outbound_trace;
+mod served;
 mod tasks;
 mod trace;
+mod trap;
 
 use aya_ebpf::{
     macros::{raw_tracepoint, sk_msg, sock_ops, tracepoint, uprobe},

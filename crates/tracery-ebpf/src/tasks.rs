@@ -11,7 +11,7 @@ use tracery_common::{
     trace::{GoKey, MAX_CONNS},
 };
 
-use crate::trace::{GO_TRACE, THREAD_TRACE};
+use crate::served::{GO_TRACE, THREAD_TRACE};
 
 /// The tokio task each worker thread polls now.
 #[map(name = "CURRENT_TASK")]

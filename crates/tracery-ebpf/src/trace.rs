@@ -20,18 +20,23 @@ use aya_ebpf::{
 use tracery_common::{
     regs::pt,
     trace::{
-        fnv_step, is_method_prefix, line, names, nr, phase, ConnState, GoKey, TraceContext,
-        TraceSource, TrackedProc, FNV_OFFSET, GO_SUSPEND_PENDING, G_SYSCALL, MAX_CONNS,
-        MAX_HEADER_FILTERS, MAX_TRACED, MAX_TRACKED, TRACE_SCAN_MAX, TRACE_WINDOW, TRACK_GO,
+        nr, GoKey, TrackedProc, GO_SUSPEND_PENDING, G_SYSCALL, MAX_CONNS, MAX_TRACKED, TRACK_GO,
         TRACK_TASKS,
     },
+    trace_header::{
+        feed_byte, scan_len, start_read, ConnState, Fed, HeaderFilters, MAX_HEADER_FILTERS,
+        TRACE_WINDOW,
+    },
+    FREEZE_SIGNAL,
+};
+
+use crate::{
+    served::{current_trace, GO_TRACE, THREAD_TRACE},
+    trap::GO_SUSPEND,
 };
 
 #[map(name = "TRACE_PIDS")]
 static TRACE_PIDS: HashMap<u32, TrackedProc> = HashMap::with_max_entries(MAX_TRACKED, 0);
-
-#[map(name = "GO_SUSPEND")]
-pub static GO_SUSPEND: HashMap<GoKey, u64> = HashMap::with_max_entries(1024, 0);
 
 #[map(name = "GO_FREEZE_ARMED")]
 static GO_FREEZE_ARMED: Array<u64> = Array::with_max_entries(1, 0);
@@ -39,30 +44,22 @@ static GO_FREEZE_ARMED: Array<u64> = Array::with_max_entries(1, 0);
 #[map(name = "CONNS")]
 static CONNS: LruHashMap<u64, ConnState> = LruHashMap::with_max_entries(MAX_CONNS, 0);
 
-#[map(name = "THREAD_TRACE")]
-pub static THREAD_TRACE: LruHashMap<u64, TraceContext> =
-    LruHashMap::with_max_entries(MAX_TRACED, 0);
-
-#[map(name = "GO_TRACE")]
-pub static GO_TRACE: LruHashMap<GoKey, TraceContext> = LruHashMap::with_max_entries(MAX_TRACED, 0);
-
 #[map(name = "HEADER_FILTERS")]
 static HEADER_FILTERS: HashMap<u64, u32> = HashMap::with_max_entries(MAX_HEADER_FILTERS, 0);
 
 #[map(name = "TRACE_SCRATCH")]
-pub static TRACE_SCRATCH: PerCpuArray<[u8; TRACE_WINDOW]> = PerCpuArray::with_max_entries(1, 0);
+static TRACE_SCRATCH: PerCpuArray<[u8; TRACE_WINDOW]> = PerCpuArray::with_max_entries(1, 0);
 
-/// Parser state for one outbound message (per CPU: it lives for one program run).
-#[map(name = "OUT_STATE")]
-static OUT_STATE: PerCpuArray<ConnState> = PerCpuArray::with_max_entries(1, 0);
+/// The `--header` filters, as the parser asks for them.
+struct FilterMap;
 
-/// The trace an outbound message's headers carry (per CPU, one program run).
-#[map(name = "OUT_TRACE")]
-static OUT_TRACE: PerCpuArray<TraceContext> = PerCpuArray::with_max_entries(1, 0);
-
-/// Largest `Content-Length` followed; beyond it the connection is given up until the next
-/// request line (a body that large is not worth tracking byte by byte anyway).
-const MAX_BODY: u64 = 1 << 40;
+impl HeaderFilters for FilterMap {
+    #[inline(always)]
+    fn bit(&self, line_hash: u64) -> Option<u32> {
+        // SAFETY: a map value pointer, valid for this program run.
+        HEADER_FILTERS.get_ptr(line_hash).map(|bit| unsafe { *bit })
+    }
+}
 
 #[inline(always)]
 fn reg(regs: u64, index: usize) -> u64 {
@@ -204,7 +201,7 @@ pub fn sys_exit(ctx: &RawTracePointContext) -> u32 {
     } else {
         0
     };
-    let mut left = (ret as u64).min(u64::from(TRACE_SCAN_MAX));
+    let mut left = scan_len(ret as u64);
     if iov == 0 {
         scan(st, win, arg1, left.min(arg2), pid_tgid, g);
         return 0;
@@ -227,32 +224,15 @@ fn scan(st: *mut ConnState, win: *mut [u8; TRACE_WINDOW], buf: u64, n: u64, pid_
     // SAFETY: a map value pointer, valid for this program run; one receive per connection
     // is parsed at a time in practice (concurrent readers of one socket are not ordered).
     let st = unsafe { &mut *st };
-    if n == 0 {
-        return;
-    }
-    if st.phase == phase::OTHER {
-        // Resynchronise only where a receive starts with a request line.
+    let head = || {
         let mut p = [0u8; 4];
         // SAFETY: fault-safe 4-byte read of the receive buffer.
         let r = unsafe { bpf_probe_read_user(p.as_mut_ptr().cast(), 4, buf as *const _) };
-        if n < 4 || r != 0 || !is_method_prefix(p) {
-            return;
-        }
-        *st = ConnState::NEW;
-    }
-    let mut start = 0;
-    if st.phase == phase::BODY {
-        let skip = st.body_left.min(n);
-        st.body_left -= skip;
-        if st.body_left == 0 {
-            st.phase = phase::START;
-            st.prefix_len = 0;
-        }
-        start = skip;
-    }
-    if start >= n {
+        (r == 0).then_some(p)
+    };
+    let Some(start) = start_read(st, n, head) else {
         return;
-    }
+    };
     let mut sc = Scan {
         st,
         win,
@@ -260,7 +240,6 @@ fn scan(st: *mut ConnState, win: *mut [u8; TRACE_WINDOW], buf: u64, n: u64, pid_
         pid_tgid,
         g,
         n: n - start,
-        outbound: 0,
     };
     // SAFETY: the callback only uses `sc` for the duration of the call.
     unsafe {
@@ -283,43 +262,6 @@ struct Scan {
     pid_tgid: u64,
     g: u64,
     n: u64,
-    /// Outbound mode (non-zero): the request's trace goes to `OUT_TRACE` at the end of its
-    /// headers, and no thread's trace changes.
-    outbound: u64,
-}
-
-/// Finds the trace header of an outbound HTTP/1.x request whose first `n` bytes
-/// (at most `TRACE_WINDOW`) are already in `win`. Returns the trace, zero when none.
-#[inline(always)]
-pub fn outbound_trace(win: *mut [u8; TRACE_WINDOW], n: u64) -> TraceContext {
-    let (Some(st), Some(out)) = (OUT_STATE.get_ptr_mut(0), OUT_TRACE.get_ptr_mut(0)) else {
-        return TraceContext::default();
-    };
-    // SAFETY: this CPU's scratch parser state and result, valid for the program run.
-    unsafe {
-        *st = ConnState::NEW;
-        *out = TraceContext::default();
-    }
-    let mut sc = Scan {
-        st,
-        win,
-        buf: 0,
-        pid_tgid: 0,
-        g: 0,
-        n: n.min(TRACE_WINDOW as u64),
-        outbound: 1,
-    };
-    // SAFETY: the callback only uses `sc` during the call.
-    unsafe {
-        bpf_loop(
-            sc.n as u32,
-            scan_step as *mut c_void,
-            (&mut sc as *mut Scan).cast(),
-            0,
-        )
-    };
-    // SAFETY: as above; the callback wrote it, if it found the end of the headers.
-    unsafe { *out }
 }
 
 extern "C" fn scan_step(i: u64, ctx: *mut c_void) -> i64 {
@@ -350,167 +292,26 @@ extern "C" fn scan_step(i: u64, ctx: *mut c_void) -> i64 {
             return 1;
         }
     }
-    step(sc, st, win[off])
-}
-
-/// Feeds one byte to the connection's parser. Returns 1 to stop scanning this receive.
-#[inline(always)]
-fn step(sc: &Scan, st: &mut ConnState, c: u8) -> i64 {
-    match st.phase {
-        phase::START => {
-            let k = (st.prefix_len & 3) as usize;
-            st.prefix[k] = c;
-            st.prefix_len += 1;
-            if st.prefix_len >= 4 {
-                if is_method_prefix(st.prefix) {
-                    st.phase = phase::HEADERS;
-                    st.line = line::SKIP;
-                    st.content_length = 0;
-                    st.pending = ConnState::NEW.pending;
-                } else {
-                    st.phase = phase::OTHER;
-                    return 1;
-                }
-            }
+    match feed_byte(st, win[off], &FilterMap) {
+        Fed::More => 0,
+        Fed::Headers => {
+            end_of_headers(sc, st);
             0
         }
-        phase::HEADERS => header_byte(sc, st, c),
-        phase::BODY => {
-            st.body_left = st.body_left.saturating_sub(1);
-            if st.body_left == 0 {
-                st.phase = phase::START;
-                st.prefix_len = 0;
-            }
-            0
+        Fed::HeadersThenStop => {
+            end_of_headers(sc, st);
+            1
         }
-        _ => 1,
+        Fed::Stop => 1,
     }
 }
 
+/// A request's headers are complete: its trace (or none, so nothing stale is left)
+/// becomes the thread's and goroutine's.
 #[inline(always)]
-fn lower(c: u8) -> u8 {
-    if c.is_ascii_uppercase() {
-        c | 0x20
-    } else {
-        c
-    }
-}
-
-#[inline(always)]
-fn header_byte(sc: &Scan, st: &mut ConnState, c: u8) -> i64 {
-    match st.line {
-        line::SKIP => {
-            if c == b'\n' {
-                st.line = line::START;
-            }
-        }
-        line::START => {
-            if c == b'\n' {
-                return end_of_headers(sc, st);
-            }
-            if c != b'\r' {
-                st.line = line::NAME;
-                st.name_hash = fnv_step(FNV_OFFSET, lower(c));
-            }
-        }
-        line::NAME => {
-            if c == b':' {
-                st.line = line::PRE_VALUE;
-                st.line_hash = fnv_step(st.name_hash, b':');
-                start_value(st);
-            } else if c == b'\n' {
-                st.line = line::START;
-            } else {
-                st.name_hash = fnv_step(st.name_hash, lower(c));
-            }
-        }
-        _ => {
-            // PRE_VALUE or VALUE.
-            if c == b'\n' {
-                end_of_header(st);
-                st.line = line::START;
-            } else if c == b'\r' || (st.line == line::PRE_VALUE && (c == b' ' || c == b'\t')) {
-            } else {
-                st.line = line::VALUE;
-                st.line_hash = fnv_step(st.line_hash, c);
-                value_byte(st, c);
-            }
-        }
-    }
-    0
-}
-
-/// After a header name: is it one whose value is parsed?
-#[inline(always)]
-fn start_value(st: &mut ConnState) {
-    let h = st.name_hash;
-    st.trace_seg = if h == names::TRACEPARENT {
-        1
-    } else if h == names::B3_TRACE_ID
-        || h == names::B3_SPAN_ID
-        || h == names::B3
-        || h == names::UBER
-    {
-        0
-    } else {
-        ConnState::NOT_TRACE
-    };
-    st.seg = 0;
-    st.trace_digits = 0;
-    st.span_digits = 0;
-    st.bad = 0;
-    st.trace_hi = 0;
-    st.trace_lo = 0;
-    st.span = 0;
-}
-
-#[inline(always)]
-fn value_byte(st: &mut ConnState, c: u8) {
-    if st.name_hash == names::CONTENT_LENGTH {
-        if c.is_ascii_digit() {
-            st.content_length = (st.content_length * 10 + u64::from(c - b'0')).min(MAX_BODY);
-        }
-        return;
-    }
-    if st.trace_seg == ConnState::NOT_TRACE {
-        return;
-    }
-    if c == b'-' || c == b':' {
-        st.seg = st.seg.saturating_add(1);
-        return;
-    }
-    let in_trace = st.seg == st.trace_seg;
-    if !in_trace && st.seg != st.trace_seg + 1 {
-        return;
-    }
-    let Some(v) = nibble(c) else {
-        st.bad = 1;
-        return;
-    };
-    let v = u64::from(v);
-    if in_trace {
-        st.trace_hi = (st.trace_hi << 4) | (st.trace_lo >> 60);
-        st.trace_lo = (st.trace_lo << 4) | v;
-        st.trace_digits = st.trace_digits.saturating_add(1);
-    } else {
-        st.span = (st.span << 4) | v;
-        st.span_digits = st.span_digits.saturating_add(1);
-    }
-}
-
-/// A blank line: the request's headers are complete. Its trace (or none, so nothing stale
-/// is left) becomes the thread's and goroutine's.
-#[inline(always)]
-fn end_of_headers(sc: &Scan, st: &mut ConnState) -> i64 {
+fn end_of_headers(sc: &Scan, st: &mut ConnState) {
     // SAFETY: reads the monotonic clock; no arguments.
     st.pending.ktime_ns = unsafe { bpf_ktime_get_ns() };
-    if sc.outbound != 0 {
-        if let Some(out) = OUT_TRACE.get_ptr_mut(0) {
-            // SAFETY: this CPU's result slot, valid for the program run.
-            unsafe { *out = st.pending };
-        }
-        return 1;
-    }
     let _ = THREAD_TRACE.insert(sc.pid_tgid, st.pending, 0);
     if sc.g != 0 {
         let key = GoKey {
@@ -519,73 +320,6 @@ fn end_of_headers(sc: &Scan, st: &mut ConnState) -> i64 {
             g: sc.g,
         };
         let _ = GO_TRACE.insert(key, st.pending, 0);
-    }
-    st.line = line::START;
-    st.prefix_len = 0;
-    if st.content_length >= MAX_BODY {
-        // A chunked or huge body is not followed; wait for the next request line.
-        st.phase = phase::OTHER;
-        return 1;
-    }
-    if st.content_length > 0 {
-        st.phase = phase::BODY;
-        st.body_left = st.content_length;
-    } else {
-        st.phase = phase::START;
-    }
-    0
-}
-
-#[inline(always)]
-fn end_of_header(st: &mut ConnState) {
-    if let Some(bit) = HEADER_FILTERS.get_ptr(st.line_hash) {
-        // SAFETY: a map value pointer, valid for this program run.
-        let bit = unsafe { *bit } & 31;
-        st.pending.header_bits |= 1 << bit;
-    }
-    let h = st.name_hash;
-    if h == names::TRANSFER_ENCODING {
-        st.content_length = MAX_BODY;
-        return;
-    }
-    if st.trace_seg == ConnState::NOT_TRACE || st.bad != 0 {
-        return;
-    }
-    let (t, s) = (st.trace_digits, st.span_digits);
-    let (src, ok_trace, ok_span) = if h == names::TRACEPARENT {
-        (TraceSource::W3c, t == 32, s == 16)
-    } else if h == names::B3 {
-        (TraceSource::B3, t == 32 || t == 16, s == 16)
-    } else if h == names::UBER {
-        (TraceSource::Uber, t >= 1 && t <= 32, s >= 1 && s <= 16)
-    } else if h == names::B3_TRACE_ID {
-        (TraceSource::B3, t == 32 || t == 16, false)
-    } else {
-        // X-B3-SpanId: its only segment was read as a "trace id".
-        if t == 16 && st.pending.source <= TraceSource::B3 as u8 {
-            st.pending.span_id = st.trace_lo.to_be_bytes();
-        }
-        return;
-    };
-    if st.pending.source > src as u8 || !ok_trace || (st.trace_hi | st.trace_lo) == 0 {
-        return;
-    }
-    let (hi, lo) = (st.trace_hi.to_be_bytes(), st.trace_lo.to_be_bytes());
-    st.pending.trace_id[..8].copy_from_slice(&hi);
-    st.pending.trace_id[8..].copy_from_slice(&lo);
-    if ok_span {
-        st.pending.span_id = st.span.to_be_bytes();
-    }
-    st.pending.source = src as u8;
-}
-
-#[inline(always)]
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
     }
 }
 
@@ -631,7 +365,7 @@ fn go_syscall_boundary(ctx: &RawTracePointContext) {
         return;
     };
     // SAFETY: a map value pointer, valid for this program run.
-    if unsafe { *state } != GO_SUSPEND_PENDING || !crate::capture::seized(tgid) {
+    if unsafe { *state } != GO_SUSPEND_PENDING || !crate::trap::seized(tgid) {
         return;
     }
     let fd = reg(regs, pt::RDI as usize) as u32;
@@ -653,20 +387,5 @@ fn go_syscall_boundary(ctx: &RawTracePointContext) {
     // SAFETY: a map value pointer, valid for this program run.
     unsafe { *state = u64::from(pid_tgid as u32) };
     // SAFETY: signals only the current thread, which the agent has seized.
-    unsafe { bpf_send_signal_thread(crate::capture::SIGCONT) };
-}
-
-/// The trace the current thread (or, for Go, goroutine `g`) serves, if known.
-#[inline(always)]
-pub fn current_trace(pid_tgid: u64, go_g: Option<u64>) -> Option<TraceContext> {
-    let p = match go_g {
-        Some(g) => GO_TRACE.get_ptr(GoKey {
-            tgid: (pid_tgid >> 32) as u32,
-            _pad: 0,
-            g,
-        })?,
-        None => THREAD_TRACE.get_ptr(pid_tgid)?,
-    };
-    // SAFETY: a map value pointer, valid for this program run.
-    Some(unsafe { *p })
+    unsafe { bpf_send_signal_thread(FREEZE_SIGNAL) };
 }

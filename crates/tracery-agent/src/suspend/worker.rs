@@ -433,7 +433,7 @@ impl Worker {
             self.stats.unclaimed_traps += 1;
             if let Some(t) = self.threads.get_mut(&tid) {
                 t.state = State::Running;
-                let _ = sys::ptrace_cont(tid, libc::SIGCONT);
+                let _ = sys::ptrace_cont(tid, super::TRAP_SIGNAL);
             }
         }
     }

@@ -1,0 +1,118 @@
+//! The trace header an outbound HTTP/1.x request carries, for the hold verdict: the
+//! parser of `tracery_common::trace_header` run over the first bytes of one message.
+//!
+//! Bounded: at most `HOLD_SCAN` (<= `TRACE_WINDOW`) bytes, one `bpf_loop` step each.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::generated::{bpf_loop, bpf_msg_pull_data, bpf_probe_read_kernel},
+    macros::map,
+    maps::PerCpuArray,
+    programs::SkMsgContext,
+};
+use tracery_common::{
+    hold::HOLD_SCAN,
+    trace::TraceContext,
+    trace_header::{feed_byte, is_method_prefix, ConnState, Fed, NoFilters, TRACE_WINDOW},
+};
+
+/// This CPU's copy of the message's first bytes.
+#[map(name = "OUT_WINDOW")]
+static OUT_WINDOW: PerCpuArray<[u8; TRACE_WINDOW]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Parser state for one outbound message (per CPU: it lives for one program run).
+#[map(name = "OUT_STATE")]
+static OUT_STATE: PerCpuArray<ConnState> = PerCpuArray::with_max_entries(1, 0);
+
+/// The trace an outbound message's headers carry (per CPU, one program run).
+#[map(name = "OUT_TRACE")]
+static OUT_TRACE: PerCpuArray<TraceContext> = PerCpuArray::with_max_entries(1, 0);
+
+const _: () = assert!(HOLD_SCAN as usize <= TRACE_WINDOW);
+
+/// The trace id an outbound HTTP/1.x request of `size` bytes carries, zero when none.
+#[inline(always)]
+pub fn message_trace(ctx: &SkMsgContext, size: u32) -> [u8; 16] {
+    let n = size.min(HOLD_SCAN);
+    // Only messages that start like a request line are worth a look.
+    if n < 16 {
+        return [0; 16];
+    }
+    // SAFETY: linearises the first `n` bytes so `data..data_end` covers them.
+    if unsafe { bpf_msg_pull_data(ctx.msg, 0, n, 0) } != 0 {
+        return [0; 16];
+    }
+    let Some(win) = OUT_WINDOW.get_ptr_mut(0) else {
+        return [0; 16];
+    };
+    let n = n & (TRACE_WINDOW as u32 * 2 - 1);
+    if n as usize > TRACE_WINDOW {
+        return [0; 16];
+    }
+    // SAFETY: copies `n <= TRACE_WINDOW` bytes of the message (kernel memory, made linear
+    // above) into this CPU's window, with a fault-safe helper.
+    let r = unsafe { bpf_probe_read_kernel(win.cast(), n, ctx.data() as *const c_void) };
+    if r != 0 {
+        return [0; 16];
+    }
+    let mut p = [0u8; 4];
+    // SAFETY: the window holds at least 16 bytes now.
+    unsafe { p.copy_from_slice(&(&*win)[..4]) };
+    if !is_method_prefix(p) {
+        return [0; 16];
+    }
+    window_trace(win, u64::from(n)).trace_id
+}
+
+/// State handed to the `bpf_loop` callback (it lives on the caller's stack).
+#[repr(C)]
+struct OutScan {
+    st: *mut ConnState,
+    win: *const [u8; TRACE_WINDOW],
+    out: *mut TraceContext,
+}
+
+/// The trace of the request whose first `n` bytes (at most `TRACE_WINDOW`) are in `win`,
+/// zero when its headers do not end within them.
+#[inline(always)]
+fn window_trace(win: *const [u8; TRACE_WINDOW], n: u64) -> TraceContext {
+    let (Some(st), Some(out)) = (OUT_STATE.get_ptr_mut(0), OUT_TRACE.get_ptr_mut(0)) else {
+        return TraceContext::default();
+    };
+    // SAFETY: this CPU's scratch parser state and result, valid for the program run.
+    unsafe {
+        *st = ConnState::NEW;
+        *out = TraceContext::default();
+    }
+    let mut sc = OutScan { st, win, out };
+    // SAFETY: the callback only uses `sc` during the call.
+    unsafe {
+        bpf_loop(
+            n.min(TRACE_WINDOW as u64) as u32,
+            out_step as *mut c_void,
+            (&mut sc as *mut OutScan).cast(),
+            0,
+        )
+    };
+    // SAFETY: as above; the callback wrote it if it found the end of the headers.
+    unsafe { *out }
+}
+
+extern "C" fn out_step(i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the `OutScan` that `window_trace` passed; its pointers are this
+    // CPU's scratch map values, valid for the program run.
+    let (st, win, out) = unsafe {
+        let sc = &*(ctx as *const OutScan);
+        (&mut *sc.st, &*sc.win, &mut *sc.out)
+    };
+    let off = (i as usize) & (TRACE_WINDOW - 1);
+    match feed_byte(st, win[off], &NoFilters) {
+        Fed::More => 0,
+        Fed::Headers | Fed::HeadersThenStop => {
+            *out = st.pending;
+            1
+        }
+        Fed::Stop => 1,
+    }
+}
