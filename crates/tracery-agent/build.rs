@@ -1,6 +1,6 @@
 //! Builds the eBPF object with Debian's rustc and the prebuilt BPF core, then lets the
 //! agent embed it. `aya-build` cannot be used here: it runs `rustup run nightly` with
-//! `-Z build-std`, and this toolchain has no rust-src (see EBPF-TOOLCHAIN.md).
+//! `-Z build-std`, and this toolchain has no rust-src (see docs/ebpf-toolchain.md).
 //!
 //! Set `TRACERY_EBPF_OBJECT=/path/to/tracery` to embed a prebuilt object instead.
 

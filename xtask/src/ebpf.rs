@@ -1,5 +1,5 @@
 //! `cargo xtask build-ebpf`: the eBPF object, built with Debian's rustc and prebuilt BPF
-//! core (no nightly, no build-std; see EBPF-TOOLCHAIN.md).
+//! core (no nightly, no build-std; see docs/ebpf-toolchain.md).
 //!
 //! Same command line as crates/tracery-agent/build.rs, which embeds the object in the agent;
 //! keep the two in step.

@@ -1,5 +1,5 @@
 //! `cargo xtask setup`: install, idempotently, the toolchain and services that building
-//! and testing need (EBPF-TOOLCHAIN.md lists them and why).
+//! and testing need (docs/ebpf-toolchain.md lists them and why).
 
 use std::process::Command;
 

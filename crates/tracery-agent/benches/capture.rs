@@ -13,7 +13,7 @@ use std::{
 };
 
 use tracery_agent::{
-    probes::exe_attach_path, ArmOptions, AttachTarget, ProbeTable, ProgramKind, Session,
+    capture::probes::exe_attach_path, ArmOptions, AttachTarget, ProbeTable, ProgramKind, Session,
 };
 use tracery_common::ProbeConfig;
 use tracery_dwarf::CaptureLimits;

@@ -1,5 +1,17 @@
 //! Trace scoping and freezing: which requests a breakpoint fires for, and what the agent
 //! does to the request's thread when it freezes it.
+//!
+//! [`tracking`] follows which request each thread, goroutine and task serves;
+//! [`suspend`] stops a frozen request's thread; [`hold`] and [`keeper`] hold its messages;
+//! [`eval`] reads a stopped thread's memory on demand.
+
+pub mod eval;
+pub(crate) mod freezer;
+pub mod hold;
+#[doc(hidden)]
+pub mod keeper;
+pub mod suspend;
+pub mod tracking;
 
 use std::{fmt, net::SocketAddr, time::SystemTime};
 

@@ -12,6 +12,7 @@ mod arm;
 mod hold;
 mod outbox;
 mod report;
+pub mod wire;
 mod worker;
 
 use std::{
@@ -101,10 +102,9 @@ pub async fn run(
         .keep_alive_while_idle(true);
     // The node's cgroup is watched for message holds: a trace frozen on another node has
     // its messages held here too.
-    let watch = opts
-        .services
-        .node_cgroup()
-        .and_then(|c| Some(crate::hold::cgroup2_root()?.join(c.path().trim_start_matches('/'))));
+    let watch = opts.services.node_cgroup().and_then(|c| {
+        Some(crate::freeze::hold::cgroup2_root()?.join(c.path().trim_start_matches('/')))
+    });
     let worker = tokio::task::spawn_blocking(move || Worker::spawn(watch))
         .await
         .map_err(|_| LinkError::WorkerGone)??;

@@ -15,17 +15,17 @@ use tracery_dwarf::{
 };
 
 use crate::{
+    capture::probes::SlotId,
+    capture::session::{prepare, ArmOptions, Session},
+    capture::snapshot::Snapshot,
     discovery::Matcher,
     error::AgentError,
     exec_watch::ExecWatcher,
+    freeze::freezer::Freezer,
     freeze::{
         EvalError, FreezeEvent, FreezeSpec, FrozenThread, HeldMessage, ReleaseReason,
         ResumeOutcome, TraceId, TraceScope,
     },
-    freezer::Freezer,
-    probes::SlotId,
-    session::{prepare, ArmOptions, Session},
-    snapshot::Snapshot,
 };
 
 /// Which processes a breakpoint applies to.
@@ -459,8 +459,10 @@ impl Manager {
             .stopped(trace)
             .ok_or(EvalError::NotStopped(trace))?;
         match self.session.binary_of(pid) {
-            Some((loaded, bias)) => crate::eval::eval_in(&loaded.binary, bias, pid, &regs, expr),
-            None => crate::eval::eval(pid, &regs, expr),
+            Some((loaded, bias)) => {
+                crate::freeze::eval::eval_in(&loaded.binary, bias, pid, &regs, expr)
+            }
+            None => crate::freeze::eval::eval(pid, &regs, expr),
         }
     }
 

@@ -16,8 +16,8 @@ use std::{
 
 use serde_json::json;
 use tracery_agent::{
+    freeze::suspend::{read_memory, signal_thread, Tracer, TracerOptions, TrapSource, TRAP_SIGNAL},
     freeze::EvalError,
-    suspend::{read_memory, signal_thread, Tracer, TracerOptions, TrapSource, TRAP_SIGNAL},
 };
 
 const HELPER_ENV: &str = "TRACERY_SUSPEND_HELPER";
@@ -248,7 +248,7 @@ impl Drop for Helper {
 
 /// Stops the spin thread with a SIGCONT trap and claims it; returns its registers and
 /// how long from the signal to the claim.
-fn trap(t: &Tracer, h: &Helper, tid: u32) -> (tracery_agent::suspend::UserRegs, Duration) {
+fn trap(t: &Tracer, h: &Helper, tid: u32) -> (tracery_agent::freeze::suspend::UserRegs, Duration) {
     let start = Instant::now();
     signal_thread(h.pid, tid, TRAP_SIGNAL).unwrap();
     let regs = t.claim_trap(tid, Duration::from_secs(2)).unwrap();
@@ -265,9 +265,12 @@ fn a_trapped_thread_stops_alone_and_resumes() {
     for tid in [h.pid, h.spin_tid, h.sleep_tid] {
         assert!(seized.contains(&tid), "{tid} not in {seized:?}");
     }
+    // The helper churns threads, so a second seize may find a new one; it must never
+    // seize an already seized thread again.
+    let again = t.seize_process(h.pid).unwrap();
     assert!(
-        t.seize_process(h.pid).unwrap().is_empty(),
-        "seizing twice is a no-op"
+        again.iter().all(|tid| !seized.contains(tid)),
+        "seizing twice re-seized {again:?} of {seized:?}"
     );
     assert!(
         h.runs(0, Duration::from_millis(100)),
@@ -358,7 +361,7 @@ fn user_signals_and_group_stops_pass_through() {
     signal_thread(h.pid, h.spin_tid, TRAP_SIGNAL).unwrap();
     assert!(matches!(
         t.claim_trap(h.spin_tid, Duration::from_millis(200)),
-        Err(tracery_agent::suspend::SuspendError::NoTrap { .. })
+        Err(tracery_agent::freeze::suspend::SuspendError::NoTrap { .. })
     ));
     assert!(h.runs(0, Duration::from_millis(50)));
     // `kill -STOP` stops the whole process, `kill -CONT` lets it go, as without a tracer.
@@ -401,10 +404,10 @@ fn a_killed_tracer_leaves_the_thread_running() {
 }
 
 /// Traps the spin thread until it is stopped inside `spin` (not in the counter update).
-fn trap_in_spin(t: &Tracer, h: &Helper) -> tracery_agent::suspend::UserRegs {
+fn trap_in_spin(t: &Tracer, h: &Helper) -> tracery_agent::freeze::suspend::UserRegs {
     for _ in 0..20 {
         let (regs, _) = trap(t, h, h.spin_tid);
-        match tracery_agent::eval::eval(h.pid, &regs, "order.id") {
+        match tracery_agent::freeze::eval::eval(h.pid, &regs, "order.id") {
             Ok(_) => return regs,
             Err(_) => {
                 t.resume(h.spin_tid).unwrap();
@@ -421,7 +424,7 @@ fn eval_reads_locals_of_the_stopped_thread() {
     let t = Tracer::start_with(traps(Duration::from_secs(30))).unwrap();
     t.seize_process(h.pid).unwrap();
     let regs = trap_in_spin(&t, &h);
-    let ev = |e: &str| tracery_agent::eval::eval(h.pid, &regs, e);
+    let ev = |e: &str| tracery_agent::freeze::eval::eval(h.pid, &regs, e);
     assert_eq!(ev("order.id").unwrap(), json!(42));
     assert_eq!(ev("order.qty").unwrap(), json!(3));
     assert_eq!(ev("order.items[2]").unwrap(), json!(3));
@@ -604,7 +607,7 @@ fn a_kernel_trap_stops_one_server_thread_at_the_breakpoint() {
     assert_eq!(state(conn_tid), 't', "still stopped");
 
     // (b) Locals and arguments at the breakpoint, read live.
-    let ev = |e: &str| tracery_agent::eval::eval(pid, &regs, e);
+    let ev = |e: &str| tracery_agent::freeze::eval::eval(pid, &regs, e);
     assert_eq!(ev("body_len").unwrap(), json!(5));
     assert_eq!(ev("status").unwrap(), json!(200));
     assert_eq!(ev("path").unwrap(), json!("/orders/7"));

@@ -1,5 +1,5 @@
 //! `tracery-hold-keeper`: keeps the held messages of frozen traces for the agent, and
-//! lets them go if the agent dies. Started by the agent only; see `tracery_agent::keeper`.
+//! lets them go if the agent dies. Started by the agent only; see `tracery_agent::freeze::keeper`.
 
 use clap::Parser;
 
@@ -14,7 +14,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    if let Err(e) = tracery_agent::keeper::run(args.slots) {
+    if let Err(e) = tracery_agent::freeze::keeper::run(args.slots) {
         eprintln!("tracery-hold-keeper: {e:#}");
         std::process::exit(1);
     }

@@ -11,7 +11,7 @@ use tracery_proto::v1;
 
 use crate::{manager::BreakpointStatus, sys};
 
-/// Features [`crate::loader::check_features`] requires; an agent that started has them.
+/// Features [`crate::capture::loader::check_features`] requires; an agent that started has them.
 const KERNEL_FEATURES: &[&str] = &[
     "uprobe",
     "ringbuf",

@@ -11,10 +11,10 @@ use std::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
+    capture::snapshot::Snapshot,
     error::AgentError,
     freeze::{FreezeEvent, FrozenThread, HeldMessage, ResumeOutcome, TraceId},
     manager::{BreakpointSpec, BreakpointStatus, Manager},
-    snapshot::Snapshot,
 };
 
 /// How long one tick waits for hits; also how late a command can be picked up.

@@ -5,7 +5,7 @@ use tracery_common::names;
 
 use crate::{error::AgentError, sys};
 
-/// The eBPF object built by `build.rs` with Debian's rustc (see EBPF-TOOLCHAIN.md).
+/// The eBPF object built by `build.rs` with Debian's rustc (see docs/ebpf-toolchain.md).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracery.bpf.o"));
 
 /// Checks, before loading, the kernel features the capture path needs, so an older or

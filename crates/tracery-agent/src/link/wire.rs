@@ -15,13 +15,13 @@ use tracery_proto::{
 };
 
 use crate::{
+    capture::snapshot::{Location, Snapshot, StackFrame},
     discovery::{DiscoveryError, Matcher, Services},
     freeze::{
         FreezeSpec, FrozenThread, ReleaseReason, Released, Suspension, TraceId, TraceScope,
         MAX_FREEZE,
     },
     manager::{BreakpointSpec, Target},
-    snapshot::{Location, Snapshot, StackFrame},
 };
 
 /// Why a breakpoint from the controller cannot be armed on this agent.

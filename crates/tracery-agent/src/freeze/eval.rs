@@ -14,7 +14,7 @@ use tracery_dwarf::{
     Binary, CaptureLimits, LoadBias, ProcAddr, Value, Variable,
 };
 
-use crate::{freeze::EvalError, process::TargetProcess, suspend::UserRegs, sys};
+use crate::{freeze::suspend::UserRegs, freeze::EvalError, process::TargetProcess, sys};
 
 /// Most bytes of one string `eval` shows: strings cut at a fetch op's cap are read again
 /// from their address up to this length.

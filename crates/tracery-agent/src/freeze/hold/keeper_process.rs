@@ -1,5 +1,5 @@
 //! Starting the hold keeper and talking to it: its executable, the descriptors it gets,
-//! and its text protocol (see `crate::keeper`).
+//! and its text protocol (see `crate::freeze::keeper`).
 
 use std::{
     io::{BufRead, BufReader},
@@ -19,8 +19,8 @@ use tracery_common::hold::MAX_HOLD_SLOTS;
 use super::{hold_error, KEEPER_ENV, KEEPER_EXE};
 use crate::{
     error::AgentError,
+    freeze::keeper::Fds,
     freeze::{ReleaseReason, TraceId},
-    keeper::Fds,
     sys,
 };
 

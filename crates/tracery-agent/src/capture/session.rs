@@ -15,12 +15,12 @@ use tracery_dwarf::{
 };
 
 use crate::{
+    capture::probes::{AttachTarget, ProbeTable, ProgramKind, SlotId},
+    capture::ring::{HitReader, RawHit},
+    capture::snapshot::{hex_id, Clock, Location, Snapshot, StackFrame},
     error::AgentError,
-    probes::{AttachTarget, ProbeTable, ProgramKind, SlotId},
+    freeze::tracking::{GoProcess, TokioProcess},
     process::TargetProcess,
-    ring::{HitReader, RawHit},
-    snapshot::{hex_id, Clock, Location, Snapshot, StackFrame},
-    tracker::{GoProcess, TokioProcess},
 };
 
 /// Most frames unwound per hit.
@@ -236,7 +236,7 @@ impl Session {
     }
 
     /// Header filters and trappable threads of the trace tracker.
-    pub fn tracker(&mut self) -> &mut crate::tracker::Tracker {
+    pub fn tracker(&mut self) -> &mut crate::freeze::tracking::Tracker {
         self.table.tracker()
     }
 

@@ -21,11 +21,11 @@ use aya::{
 use tracery_common::{names, ProbeConfig, ProbeState, MAX_PROBES};
 
 use crate::{
+    capture::loader,
+    capture::ring::HitReader,
     error::AgentError,
     exec_watch::ExecWatcher,
-    loader,
-    ring::HitReader,
-    tracker::{GoProcess, TokioProcess, Tracker},
+    freeze::tracking::{GoProcess, TokioProcess, Tracker},
 };
 
 /// Identifies one armed uprobe (its slot).
@@ -62,7 +62,7 @@ struct Armed {
 pub struct ProbeTable {
     /// Started with the first freezing breakpoint. Declared before `ebpf` so it is dropped
     /// (its held messages released) while the hold programs are still attached.
-    holder: Option<crate::hold::Holder>,
+    holder: Option<crate::freeze::hold::Holder>,
     /// Why the holder could not start; not retried (its program may be attached already).
     holder_error: Option<String>,
     ebpf: Ebpf,
@@ -224,12 +224,12 @@ impl ProbeTable {
     }
 
     /// The message holder, started (hold programs loaded, keeper running) on first use.
-    pub fn holder(&mut self) -> Result<&mut crate::hold::Holder, AgentError> {
+    pub fn holder(&mut self) -> Result<&mut crate::freeze::hold::Holder, AgentError> {
         if let Some(e) = &self.holder_error {
             return Err(AgentError::Hold(e.clone()));
         }
         if self.holder.is_none() {
-            match crate::hold::Holder::start(&mut self.ebpf) {
+            match crate::freeze::hold::Holder::start(&mut self.ebpf) {
                 Ok(h) => self.holder = Some(h),
                 Err(e) => {
                     let msg = format!("{e}{}", source_chain(&e));
@@ -243,7 +243,7 @@ impl ProbeTable {
     }
 
     /// The message holder, if it was started.
-    pub fn holder_if_started(&mut self) -> Option<&mut crate::hold::Holder> {
+    pub fn holder_if_started(&mut self) -> Option<&mut crate::freeze::hold::Holder> {
         self.holder.as_mut()
     }
 

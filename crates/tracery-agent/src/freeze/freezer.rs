@@ -8,13 +8,13 @@ use std::{
 };
 
 use crate::{
+    capture::session::TrappedHit,
+    capture::snapshot::Snapshot,
+    freeze::suspend::{Tracer, TracerOptions, UserRegs},
+    freeze::tracking::Tracker,
     freeze::{
         FreezeEvent, FrozenThread, ReleaseReason, Released, ResumeOutcome, Suspension, TraceId,
     },
-    session::TrappedHit,
-    snapshot::Snapshot,
-    suspend::{Tracer, TracerOptions, UserRegs},
-    tracker::Tracker,
 };
 
 /// How long to wait for a trapped thread to reach its stop; it takes about a millisecond,

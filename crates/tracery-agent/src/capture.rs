@@ -1,0 +1,10 @@
+//! Capturing a breakpoint's hits: the eBPF object ([`loader`]), probes attached by file
+//! offset and cookie ([`probes`]), breakpoints prepared from DWARF and armed ([`session`]),
+//! the ring buffer they write to ([`ring`]), and the snapshots decoded from it
+//! ([`snapshot`]).
+
+pub mod loader;
+pub mod probes;
+pub mod ring;
+pub mod session;
+pub mod snapshot;
