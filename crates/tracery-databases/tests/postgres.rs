@@ -239,8 +239,9 @@ async fn captures_see_a_consistent_snapshot_while_a_writer_moves_money() {
     )
     .await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let writer = tokio::spawn({
-        let (pool, t, stop) = (pool.clone(), t.clone(), stop.clone());
+        let (pool, t, stop, progress) = (pool.clone(), t.clone(), stop.clone(), progress.clone());
         async move {
             let mut moves = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -261,6 +262,7 @@ async fn captures_see_a_consistent_snapshot_while_a_writer_moves_money() {
                 }
                 tx.commit().await.unwrap();
                 moves += 1;
+                progress.store(moves, std::sync::atomic::Ordering::Relaxed);
             }
             moves
         }
@@ -279,6 +281,15 @@ async fn captures_see_a_consistent_snapshot_while_a_writer_moves_money() {
         ),
     ];
     let mut others_in_progress = 0;
+    // Capture only once the writer is under way (its connection can take a while).
+    let started = std::time::Instant::now();
+    while progress.load(std::sync::atomic::Ordering::Relaxed) < 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the writer does not start"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let mut seen = std::collections::BTreeSet::new();
     for i in 0..200 {
         let results = dbs.capture(&queries).await;

@@ -139,8 +139,9 @@ async fn captures_see_a_consistent_state_while_a_writer_moves_money() {
     let _: () = con.set(&a, TOTAL).await.unwrap();
     let _: () = con.set(&b, 0).await.unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let writer = tokio::spawn({
-        let (a, b, stop) = (a.clone(), b.clone(), stop.clone());
+        let (a, b, stop, progress) = (a.clone(), b.clone(), stop.clone(), progress.clone());
         // Its own connection, so its transactions do not queue behind the captures.
         let mut con = redis_connection().await;
         async move {
@@ -158,6 +159,7 @@ async fn captures_see_a_consistent_state_while_a_writer_moves_money() {
                     .await
                     .unwrap();
                 moves += 1;
+                progress.store(moves, std::sync::atomic::Ordering::Relaxed);
             }
             moves
         }
@@ -175,6 +177,15 @@ async fn captures_see_a_consistent_state_while_a_writer_moves_money() {
             &[("y", Param::Text("b".into()))],
         ),
     ];
+    // Capture only once the writer is under way (its connection can take a while).
+    let started = std::time::Instant::now();
+    while progress.load(std::sync::atomic::Ordering::Relaxed) < 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the writer does not start"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let mut seen = std::collections::BTreeSet::new();
     for i in 0..200 {
         let results = dbs.capture(&queries).await;

@@ -81,7 +81,7 @@ pub(crate) fn parse(text: &str) -> Result<PgQuery, CaptureError> {
             ),
         });
     }
-    let mut check = ReadOnly::default();
+    let mut check = ReadOnly;
     if let ControlFlow::Break(reason) = statement.visit(&mut check) {
         return Err(CaptureError::Writes {
             query: text.to_owned(),
@@ -93,7 +93,6 @@ pub(crate) fn parse(text: &str) -> Result<PgQuery, CaptureError> {
 
 /// Finds every way a query could write or lock: nested INSERT/UPDATE/DELETE/MERGE (in a
 /// CTE), `SELECT INTO`, and `FOR UPDATE/SHARE`.
-#[derive(Default)]
 struct ReadOnly;
 
 impl Visitor for ReadOnly {

@@ -36,6 +36,11 @@ struct Entry {
     client: Client,
 }
 
+/// One per configured database, made once: the size difference does not matter.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per database, never moved in a hot path"
+)]
 enum Client {
     Postgres(postgres::PgClient),
     Redis(redis::RedisClient),
@@ -167,7 +172,11 @@ impl Databases {
                         result.rows = rows.rows;
                         result.truncated = rows.truncated;
                     }
-                    Err(message) => result.error = Some(entry.config.url.scrub(&message)),
+                    Err(message) => {
+                        let message = entry.config.url.scrub(&message);
+                        tracing::debug!(database = name, error = %message, "capture query failed");
+                        result.error = Some(message);
+                    }
                 }
                 results[*i] = Some(result);
             }

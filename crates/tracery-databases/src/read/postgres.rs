@@ -51,12 +51,20 @@ impl PgClient {
         }
     }
 
-    /// A connection inside a fresh `REPEATABLE READ READ ONLY` transaction. An idle
-    /// connection that fails (the server restarted) is replaced by a new one.
-    async fn begin(&self) -> Result<PgConnection, String> {
-        const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+    /// A connection inside a fresh `REPEATABLE READ READ ONLY` transaction with the
+    /// statement timeout set (one round trip). An idle connection that fails (the server
+    /// restarted) is replaced by a new one.
+    async fn begin(&self, limits: &CaptureLimits) -> Result<PgConnection, String> {
+        let begin = format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL statement_timeout = {}",
+            limits.statement_timeout_ms
+        );
         if let Some(mut connection) = self.take_idle() {
-            if sqlx::query(BEGIN).execute(&mut connection).await.is_ok() {
+            if sqlx::raw_sql(AssertSqlSafe(begin.clone()))
+                .execute(&mut connection)
+                .await
+                .is_ok()
+            {
                 return Ok(connection);
             }
         }
@@ -65,7 +73,7 @@ impl PgClient {
             .connect()
             .await
             .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
-        sqlx::query(BEGIN)
+        sqlx::raw_sql(AssertSqlSafe(begin))
             .execute(&mut connection)
             .await
             .map_err(|e| format!("cannot begin a read-only transaction: {e}"))?;
@@ -77,15 +85,7 @@ impl PgClient {
         queries: &[(&BoundQuery, &[&Param])],
         limits: &CaptureLimits,
     ) -> Result<Read, String> {
-        let mut tx = self.begin().await?;
-        let set_timeout = format!(
-            "SET LOCAL statement_timeout = {}",
-            limits.statement_timeout_ms
-        );
-        sqlx::query(AssertSqlSafe(set_timeout))
-            .execute(&mut tx)
-            .await
-            .map_err(|e| format!("cannot set the statement timeout: {e}"))?;
+        let mut tx = self.begin(limits).await?;
         // The first query fixes the transaction's snapshot; record it right away. Its xip
         // list misses writers whose xid is at or past xmax (xmax is the latest completed
         // xid + 1, not the next xid), so writers holding their transaction-id lock count too.
@@ -101,18 +101,22 @@ impl PgClient {
         .await
         .map_err(|e| format!("cannot read the transaction snapshot: {e}"))?;
         let mut outcomes = Vec::with_capacity(queries.len());
-        for (query, values) in queries {
+        for (i, (query, values)) in queries.iter().enumerate() {
             let CaptureQuery::Postgres(pg) = query.spec.query() else {
                 outcomes.push(Err("internal: not a PostgreSQL query".into()));
                 continue;
             };
-            // A failed statement aborts the transaction; the savepoint keeps the others.
-            sqlx::query("SAVEPOINT tracery_capture")
-                .execute(&mut tx)
-                .await
-                .map_err(|e| format!("cannot set a savepoint: {e}"))?;
+            // A failed statement aborts the transaction; a savepoint keeps the queries
+            // after it (the last query needs none).
+            let savepoint = i + 1 < queries.len();
+            if savepoint {
+                sqlx::query("SAVEPOINT tracery_capture")
+                    .execute(&mut tx)
+                    .await
+                    .map_err(|e| format!("cannot set a savepoint: {e}"))?;
+            }
             let outcome = run_one(&mut tx, pg, values, limits).await;
-            if outcome.is_err() {
+            if outcome.is_err() && savepoint {
                 sqlx::query("ROLLBACK TO SAVEPOINT tracery_capture")
                     .execute(&mut tx)
                     .await
