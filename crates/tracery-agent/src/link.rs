@@ -9,7 +9,6 @@
 //! per-breakpoint sequence numbers, so the controller stores each once.
 
 mod arm;
-mod hold;
 mod outbox;
 mod report;
 mod worker;
@@ -301,12 +300,15 @@ impl Link {
             Some(controller_message::Message::ResumeTrace(r)) => self.resume(r, out).await,
             Some(controller_message::Message::EvalTrace(e)) => self.eval(e, out).await,
             Some(controller_message::Message::HoldTrace(h)) => {
-                match hold::hold_request(&h, std::time::SystemTime::now()) {
-                    Ok((trace, deadline)) => {
+                match tracery_model::freeze::HoldRequest::try_from(&h) {
+                    Ok(hold) => {
+                        let trace = hold.trace_id;
+                        let deadline = hold.capped_deadline(std::time::SystemTime::now());
                         tracing::info!(%trace, deadline = %humantime::format_rfc3339_seconds(deadline), "holding the trace's messages");
                         self.command(Command::Hold(trace, deadline)).await
                     }
                     Err(error) => {
+                        let error = error_chain(&error);
                         tracing::warn!(trace = %h.trace_id, %error, "ignoring an invalid hold");
                         Ok(())
                     }
@@ -411,7 +413,7 @@ impl Link {
         let trace = match TraceId::parse(&e.trace_id) {
             Ok(t) => t,
             Err(error) => {
-                let answer = eval_answer(request_id, Err(error));
+                let answer = eval_answer(request_id, Err(error.to_string()));
                 return send(out, agent_message::Message::EvalResult(answer)).await;
             }
         };

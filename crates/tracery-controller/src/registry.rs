@@ -328,17 +328,7 @@ pub(crate) fn store_status(e: StoreError) -> Status {
     Status::unavailable(error_chain(&e))
 }
 
-/// An error with its causes, one line.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use tracery_model::error::chain as error_chain;
 
 impl Registry {
     /// The frozen traces, with threads long past their deadline taken as released. A hold

@@ -118,7 +118,7 @@ pub async fn run(controller: &str, cmd: Command) -> anyhow::Result<()> {
 async fn set(controller: &str, a: SetArgs) -> anyhow::Result<()> {
     // Check the condition here, where the caret can point into what the user typed.
     if let Some(w) = &a.when {
-        tracery_dwarf::condition::parse(w)?;
+        tracery_model::condition::parse(w)?;
     }
     let target = match (a.service, a.exe, a.pid) {
         (Some(s), _, _) => Target::Service(s),
