@@ -34,6 +34,7 @@ use tracery_proto::v1::{
 };
 
 pub use outbox::{BUFFER_CAP, SETTLE};
+pub use report::local_agent_id;
 pub use worker::error_chain;
 
 use crate::{

@@ -67,7 +67,7 @@ impl Tracery for OneBreakpoint {
     async fn set_breakpoint(
         &self,
         _: Request<v1::BreakpointSpec>,
-    ) -> Result<Response<v1::Breakpoint>, Status> {
+    ) -> Result<Response<v1::SetBreakpointResponse>, Status> {
         Err(Status::unimplemented("test"))
     }
 

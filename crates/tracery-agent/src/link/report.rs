@@ -23,7 +23,7 @@ const KERNEL_FEATURES: &[&str] = &[
 /// The agent's first message. `agent_id` is stored in `data_dir/agent-id` so it survives
 /// restarts; without a writable data dir it is the host name and boot id.
 pub fn hello(data_dir: &Path) -> v1::Hello {
-    let node = read_trimmed("/proc/sys/kernel/hostname").unwrap_or_else(|| "unknown".into());
+    let node = node();
     v1::Hello {
         agent_id: agent_id(data_dir, &node),
         node,
@@ -31,6 +31,16 @@ pub fn hello(data_dir: &Path) -> v1::Hello {
         kernel_release: read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default(),
         kernel_features: KERNEL_FEATURES.iter().map(|f| f.to_string()).collect(),
     }
+}
+
+/// The host name, as `Hello.node` reports it.
+fn node() -> String {
+    read_trimmed("/proc/sys/kernel/hostname").unwrap_or_else(|| "unknown".into())
+}
+
+/// The id an agent keeping its state in `data_dir` says hello with (created on first use).
+pub fn local_agent_id(data_dir: &Path) -> String {
+    agent_id(data_dir, &node())
 }
 
 fn agent_id(data_dir: &Path, node: &str) -> String {
