@@ -104,7 +104,7 @@ pub async fn run(
     let watch = opts
         .services
         .node_cgroup()
-        .and_then(|c| Some(crate::hold::cgroup2_root()?.join(c.path().trim_start_matches('/'))));
+        .and_then(|c| crate::discovery::cgroup2_dir(c.path()));
     let worker = tokio::task::spawn_blocking(move || Worker::spawn(watch))
         .await
         .map_err(|_| LinkError::WorkerGone)??;

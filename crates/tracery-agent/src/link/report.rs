@@ -50,9 +50,20 @@ fn agent_id(data_dir: &Path, node: &str) -> String {
     }
     if let Some(uuid) = read_trimmed("/proc/sys/kernel/random/uuid") {
         let id = format!("{node}-{uuid}");
-        let stored = fs::create_dir_all(data_dir).and_then(|()| fs::write(&file, &id));
+        // Written aside, then linked into place: agents starting at once (and a standalone
+        // asking for its agent's id) all end up with the first one stored, never two.
+        let tmp = data_dir.join(format!("agent-id.{uuid}"));
+        let stored = fs::create_dir_all(data_dir)
+            .and_then(|()| fs::write(&tmp, &id))
+            .and_then(|()| fs::hard_link(&tmp, &file));
+        let _ = fs::remove_file(&tmp);
         match stored {
             Ok(()) => return id,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if let Some(id) = read_trimmed(&file).filter(|id| !id.is_empty()) {
+                    return id;
+                }
+            }
             Err(e) => tracing::warn!(
                 path = %file.display(),
                 error = %e,
