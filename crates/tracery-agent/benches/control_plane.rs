@@ -94,7 +94,9 @@ async fn main() {
         })
         .await
         .expect("SetBreakpoint")
-        .into_inner();
+        .into_inner()
+        .breakpoint
+        .expect("SetBreakpoint returns the breakpoint");
     let mut latencies_ms = Vec::new();
     let deadline = started + LATENCY_WINDOW;
     while latencies_ms.len() < MIN_SAMPLES {

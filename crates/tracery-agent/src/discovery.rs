@@ -249,6 +249,34 @@ impl NodeCgroup {
     }
 }
 
+/// The directory of cgroup `path` (as `/proc/PID/cgroup` names it) under the cgroup v2
+/// mount that shows it, or `None` when no mount does. A mount's root need not be the
+/// hierarchy's root (a container sees its own subtree at `/sys/fs/cgroup`).
+pub fn cgroup2_dir(path: &str) -> Option<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    dir_in_mounts(&mountinfo, path)
+}
+
+/// [`cgroup2_dir`] over the text of a mountinfo.
+fn dir_in_mounts(mountinfo: &str, path: &str) -> Option<PathBuf> {
+    let path = format!("/{}", path.trim_matches('/'));
+    cgroup2_mounts(mountinfo)
+        .filter_map(|(point, root)| {
+            let root = format!("/{}", root.trim_matches('/'));
+            let below = if root == "/" {
+                path.as_str()
+            } else if path == root {
+                ""
+            } else {
+                path.strip_prefix(root.as_str())?.strip_prefix('/')?
+            };
+            Some((root.len(), point.join(below.trim_start_matches('/'))))
+        })
+        // The mount closest to the cgroup: the longest root that contains it.
+        .max_by_key(|(root_len, _)| *root_len)
+        .map(|(_, dir)| dir)
+}
+
 /// (mount point, root within the hierarchy) of each cgroup2 mount in `mountinfo`.
 fn cgroup2_mounts(mountinfo: &str) -> impl Iterator<Item = (PathBuf, String)> + '_ {
     mountinfo.lines().filter_map(|line| {
@@ -427,6 +455,29 @@ mod tests {
             NodeCgroup::from_path("tracery-demo/node-b/").path(),
             "/tracery-demo/node-b"
         );
+    }
+
+    #[test]
+    fn a_cgroup_is_found_under_the_mount_that_shows_it_root_included() {
+        let mountinfo = "\
+30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw
+31 1 0:26 /tracery-demo /mnt/demo rw - cgroup2 cgroup2 rw
+";
+        assert_eq!(
+            dir_in_mounts(mountinfo, "/svc/orders"),
+            Some(PathBuf::from("/sys/fs/cgroup/svc/orders"))
+        );
+        assert_eq!(
+            dir_in_mounts(mountinfo, "/tracery-demo/node-a"),
+            Some(PathBuf::from("/mnt/demo/node-a"))
+        );
+        assert_eq!(
+            dir_in_mounts(mountinfo, "/tracery-demo"),
+            Some(PathBuf::from("/mnt/demo"))
+        );
+        let only_sub = "31 1 0:26 /tracery-demo /mnt/demo rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(dir_in_mounts(only_sub, "/svc/orders"), None);
+        assert_eq!(dir_in_mounts(only_sub, "/tracery-demox/a"), None);
     }
 
     #[test]

@@ -9,7 +9,6 @@
 //! per-breakpoint sequence numbers, so the controller stores each once.
 
 mod arm;
-mod hold;
 mod outbox;
 mod report;
 pub mod wire;
@@ -36,6 +35,7 @@ use tracery_proto::v1::{
 };
 
 pub use outbox::{BUFFER_CAP, SETTLE};
+pub use report::local_agent_id;
 pub use worker::error_chain;
 
 use crate::{
@@ -102,9 +102,10 @@ pub async fn run(
         .keep_alive_while_idle(true);
     // The node's cgroup is watched for message holds: a trace frozen on another node has
     // its messages held here too.
-    let watch = opts.services.node_cgroup().and_then(|c| {
-        Some(crate::freeze::hold::cgroup2_root()?.join(c.path().trim_start_matches('/')))
-    });
+    let watch = opts
+        .services
+        .node_cgroup()
+        .and_then(|c| crate::discovery::cgroup2_dir(c.path()));
     let worker = tokio::task::spawn_blocking(move || Worker::spawn(watch))
         .await
         .map_err(|_| LinkError::WorkerGone)??;
@@ -301,12 +302,15 @@ impl Link {
             Some(controller_message::Message::ResumeTrace(r)) => self.resume(r, out).await,
             Some(controller_message::Message::EvalTrace(e)) => self.eval(e, out).await,
             Some(controller_message::Message::HoldTrace(h)) => {
-                match hold::hold_request(&h, std::time::SystemTime::now()) {
-                    Ok((trace, deadline)) => {
+                match tracery_model::freeze::HoldRequest::try_from(&h) {
+                    Ok(hold) => {
+                        let trace = hold.trace_id;
+                        let deadline = hold.capped_deadline(std::time::SystemTime::now());
                         tracing::info!(%trace, deadline = %humantime::format_rfc3339_seconds(deadline), "holding the trace's messages");
                         self.command(Command::Hold(trace, deadline)).await
                     }
                     Err(error) => {
+                        let error = error_chain(&error);
                         tracing::warn!(trace = %h.trace_id, %error, "ignoring an invalid hold");
                         Ok(())
                     }
@@ -411,7 +415,7 @@ impl Link {
         let trace = match TraceId::parse(&e.trace_id) {
             Ok(t) => t,
             Err(error) => {
-                let answer = eval_answer(request_id, Err(error));
+                let answer = eval_answer(request_id, Err(error.to_string()));
                 return send(out, agent_message::Message::EvalResult(answer)).await;
             }
         };

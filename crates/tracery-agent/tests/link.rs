@@ -38,6 +38,7 @@ impl Controller {
         let task = tokio::spawn(tracery_controller::serve(
             listener,
             ControllerOptions {
+                local_agent: None,
                 store_url: format!("sqlite://{}", store.display()),
                 services: vec![],
                 defaults: Defaults::default(),
@@ -157,7 +158,9 @@ async fn a_breakpoint_set_through_the_controller_is_captured_and_stored() {
         .set_breakpoint(level3_on(target.pid(), 2))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .breakpoint
+        .unwrap();
 
     let s = tokio::time::timeout(Duration::from_secs(20), watch.message())
         .await
@@ -212,7 +215,9 @@ async fn hits_captured_while_the_controller_is_away_arrive_exactly_once() {
         .set_breakpoint(level3_on(target.pid(), LIMIT as u32))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .breakpoint
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while stored(&mut c, bp.id).await.is_empty() {
         assert!(Instant::now() < deadline, "no snapshot stored within 20 s");
@@ -280,7 +285,9 @@ async fn a_restarted_agent_re_arms_and_its_new_hits_are_not_taken_for_duplicates
         .set_breakpoint(level3_on(target.pid(), 1000))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .breakpoint
+        .unwrap();
     let watcher = c.clone();
     let wait_for = |want: usize| {
         let mut c = watcher.clone();

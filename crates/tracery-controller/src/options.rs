@@ -13,6 +13,10 @@ pub struct ControllerOptions {
     pub services: Vec<String>,
     /// Limits given to breakpoints that set none.
     pub defaults: Defaults,
+    /// Standalone: the id of the agent embedded in this process. The `Tracery` API (the
+    /// CLI's) then answers only once that agent has connected, so a breakpoint set right
+    /// after start-up is armed, or fails, as it would a minute later.
+    pub local_agent: Option<String>,
 }
 
 /// Limits a breakpoint gets when the user sets none: every breakpoint expires, stops after

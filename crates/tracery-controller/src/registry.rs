@@ -74,6 +74,8 @@ pub(crate) struct Registry {
     /// Requests sent to agents and waiting for answers, by request id.
     pending: Mutex<HashMap<u64, Replies>>,
     next_request: AtomicU64,
+    /// Counts agent sessions started, so callers can wait for an agent to connect.
+    sessions: watch::Sender<u64>,
     /// Turns true when the server shuts down; long-lived streams end then.
     pub stop: watch::Receiver<bool>,
 }
@@ -92,6 +94,7 @@ impl Registry {
             traces: Mutex::new(Traces::default()),
             pending: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
+            sessions: watch::channel(0).0,
             stop,
         }
     }
@@ -121,6 +124,7 @@ impl Registry {
         drop(agents);
         // The agent reports its frozen threads again after Hello.
         self.traces().forget_agent(&id);
+        self.sessions.send_modify(|n| *n += 1);
         conn
     }
 
@@ -328,17 +332,7 @@ pub(crate) fn store_status(e: StoreError) -> Status {
     Status::unavailable(error_chain(&e))
 }
 
-/// An error with its causes, one line.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use tracery_model::error::chain as error_chain;
 
 impl Registry {
     /// The frozen traces, with threads long past their deadline taken as released. A hold
@@ -372,6 +366,21 @@ impl Registry {
     }
 
     /// True while the agent's stream is up.
+    /// Waits until `agent_id` is connected; false when `timeout` passed first.
+    pub async fn wait_connected(&self, agent_id: &str, timeout: std::time::Duration) -> bool {
+        let mut sessions = self.sessions.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.is_connected(agent_id) {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, sessions.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return self.is_connected(agent_id),
+            }
+        }
+    }
+
     pub fn is_connected(&self, agent_id: &str) -> bool {
         self.agents().get(agent_id).is_some_and(|a| a.tx.is_some())
     }

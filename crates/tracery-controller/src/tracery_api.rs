@@ -16,8 +16,11 @@ use crate::snapshot_body;
 use crate::spec::StoredSpec;
 use crate::trace_api;
 
-/// How long `SetBreakpoint` waits for agents to report whether the location resolves.
-const ARM_WAIT: Duration = Duration::from_secs(3);
+/// How long `SetBreakpoint` waits for agents to report whether the location resolves
+/// (reading a large binary's DWARF the first time takes seconds).
+const ARM_WAIT: Duration = Duration::from_secs(10);
+/// How long a call to a standalone controller waits for its embedded agent to connect.
+const LOCAL_AGENT_WAIT: Duration = Duration::from_secs(30);
 /// Once every agent answered, how long more results (other processes) may still come.
 const ARM_GRACE: Duration = Duration::from_millis(100);
 /// `ListSnapshots` page size when the request says 0, and the largest it accepts.
@@ -41,7 +44,8 @@ impl Tracery for TraceryApi {
     async fn set_breakpoint(
         &self,
         request: Request<v1::BreakpointSpec>,
-    ) -> Result<Response<v1::Breakpoint>, Status> {
+    ) -> Result<Response<v1::SetBreakpointResponse>, Status> {
+        self.ready().await?;
         let reg = &self.registry;
         let spec =
             StoredSpec::from_request(request.into_inner(), &reg.opts.services, &reg.opts.defaults)?;
@@ -68,15 +72,29 @@ impl Tracery for TraceryApi {
         let results = reg.watch_arm_results();
         let agents = reg.broadcast(arm_message(&record)?);
         let outcome = wait_for_arming(results, breakpoint.id, &agents).await;
-        if !outcome.answered || outcome.armed {
+        if !outcome.failed() {
             tracing::info!(
                 breakpoint = breakpoint.id,
                 agents = agents.len(),
                 "breakpoint set"
             );
-            return Ok(Response::new(breakpoint));
+            let arm_results = outcome
+                .results
+                .into_iter()
+                .map(|(agent_id, result)| v1::AgentArmResult {
+                    node: reg.node_of(&agent_id),
+                    agent_id,
+                    result: Some(result),
+                })
+                .collect();
+            return Ok(Response::new(v1::SetBreakpointResponse {
+                breakpoint: Some(breakpoint),
+                arm_results,
+                unanswered_agents: outcome.waiting,
+            }));
         }
-        // Every answer was an error: the location does not resolve anywhere it was tried.
+        // Agents that should arm it answered with errors only: the location does not
+        // resolve anywhere it was tried. Do not keep a breakpoint that can never hit.
         reg.store
             .delete_breakpoint(id)
             .await
@@ -85,7 +103,7 @@ impl Tracery for TraceryApi {
         Err(Status::failed_precondition(format!(
             "cannot set a breakpoint at {}: {}",
             spec.location,
-            outcome.errors_text()
+            outcome.errors_text(reg)
         )))
     }
 
@@ -93,6 +111,7 @@ impl Tracery for TraceryApi {
         &self,
         _: Request<v1::ListBreakpointsRequest>,
     ) -> Result<Response<v1::ListBreakpointsResponse>, Status> {
+        self.ready().await?;
         let breakpoints = self.registry.live_breakpoints_with_counts().await?;
         Ok(Response::new(v1::ListBreakpointsResponse { breakpoints }))
     }
@@ -101,6 +120,7 @@ impl Tracery for TraceryApi {
         &self,
         request: Request<v1::DeleteBreakpointRequest>,
     ) -> Result<Response<v1::DeleteBreakpointResponse>, Status> {
+        self.ready().await?;
         let id = request.into_inner().id;
         let deleted = match i64::try_from(id) {
             Ok(raw) => self
@@ -125,6 +145,7 @@ impl Tracery for TraceryApi {
         &self,
         request: Request<v1::ListSnapshotsRequest>,
     ) -> Result<Response<v1::ListSnapshotsResponse>, Status> {
+        self.ready().await?;
         let request = request.into_inner();
         let breakpoint = request
             .filter
@@ -173,6 +194,7 @@ impl Tracery for TraceryApi {
         &self,
         request: Request<v1::GetSnapshotRequest>,
     ) -> Result<Response<v1::Snapshot>, Status> {
+        self.ready().await?;
         let id = request.into_inner().id;
         let raw = i64::try_from(id).map_err(|_| {
             Status::not_found(format!(
@@ -188,6 +210,7 @@ impl Tracery for TraceryApi {
         &self,
         request: Request<v1::WatchSnapshotsRequest>,
     ) -> Result<Response<Self::WatchSnapshotsStream>, Status> {
+        self.ready().await?;
         let only = request.into_inner().filter.and_then(|f| f.breakpoint_id);
         let mut snapshots = self.registry.watch_snapshots();
         let mut stop = self.registry.stop.clone();
@@ -229,6 +252,7 @@ impl Tracery for TraceryApi {
         &self,
         _: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::StatusResponse>, Status> {
+        self.ready().await?;
         let live = self.registry.live_breakpoints_with_counts().await?;
         let mut breakpoints = Vec::with_capacity(live.len());
         for bp in live {
@@ -249,6 +273,7 @@ impl Tracery for TraceryApi {
         &self,
         _: Request<v1::ListTracesRequest>,
     ) -> Result<Response<v1::ListTracesResponse>, Status> {
+        self.ready().await?;
         Ok(Response::new(trace_api::list(&self.registry).await?))
     }
 
@@ -256,6 +281,7 @@ impl Tracery for TraceryApi {
         &self,
         request: Request<v1::GetTraceRequest>,
     ) -> Result<Response<v1::Trace>, Status> {
+        self.ready().await?;
         let id = request.into_inner().trace_id;
         Ok(Response::new(trace_api::get(&self.registry, &id).await?))
     }
@@ -264,6 +290,7 @@ impl Tracery for TraceryApi {
         &self,
         request: Request<v1::ResumeTraceRequest>,
     ) -> Result<Response<v1::ResumeTraceResponse>, Status> {
+        self.ready().await?;
         let id = request.into_inner().trace_id;
         Ok(Response::new(trace_api::resume(&self.registry, &id).await?))
     }
@@ -272,6 +299,7 @@ impl Tracery for TraceryApi {
         &self,
         request: Request<v1::EvalTraceRequest>,
     ) -> Result<Response<v1::EvalTraceResponse>, Status> {
+        self.ready().await?;
         let r = request.into_inner();
         Ok(Response::new(
             trace_api::eval(&self.registry, &r.trace_id, &r.expr).await?,
@@ -280,6 +308,23 @@ impl Tracery for TraceryApi {
 }
 
 impl TraceryApi {
+    /// Waits for the embedded agent of a standalone controller: before it is connected,
+    /// a breakpoint would be stored without any agent trying it, and `set` could not
+    /// report that the location has no code.
+    async fn ready(&self) -> Result<(), Status> {
+        let Some(agent) = &self.registry.opts.local_agent else {
+            return Ok(());
+        };
+        if self.registry.wait_connected(agent, LOCAL_AGENT_WAIT).await {
+            return Ok(());
+        }
+        Err(Status::unavailable(format!(
+            "the agent of this standalone Tracery has not connected within {}s: it is still \
+             loading, or it failed (see the standalone's log); try again in a moment",
+            LOCAL_AGENT_WAIT.as_secs()
+        )))
+    }
+
     /// A stored snapshot, exactly as the agent sent it, with its store id.
     async fn load_snapshot(&self, id: SnapshotId) -> Result<v1::Snapshot, Status> {
         let record = self
@@ -308,24 +353,47 @@ impl TraceryApi {
 /// What agents said about arming one new breakpoint.
 #[derive(Default)]
 struct ArmOutcome {
-    answered: bool,
-    armed: bool,
-    /// Error message → (agent, pid) pairs that reported it.
-    errors: BTreeMap<String, Vec<(String, u32)>>,
+    /// Every result for it, in arrival order: (agent id, result).
+    results: Vec<(String, v1::ArmResult)>,
+    /// Agents that had not answered when the wait ended.
+    waiting: Vec<String>,
 }
 
 impl ArmOutcome {
-    fn errors_text(&self) -> String {
-        let text = self
-            .errors
+    /// True when agents answered with errors and armed no probe anywhere: the location
+    /// has no code in the processes that should carry it.
+    fn failed(&self) -> bool {
+        let mut errors = false;
+        for (_, r) in &self.results {
+            match r.result {
+                Some(arm_result::Result::Probes(n)) if n > 0 => return false,
+                Some(arm_result::Result::Error(_)) => errors = true,
+                _ => {}
+            }
+        }
+        errors
+    }
+
+    /// Each error once, with the (node, pid) pairs that reported it.
+    fn errors_text(&self, reg: &Registry) -> String {
+        let mut errors: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (agent, r) in &self.results {
+            if let Some(arm_result::Result::Error(e)) = &r.result {
+                let node = reg.node_of(agent);
+                let node = if node.is_empty() {
+                    agent.as_str()
+                } else {
+                    &node
+                };
+                errors
+                    .entry(e)
+                    .or_default()
+                    .push(format!("node {node} pid {}", r.pid));
+            }
+        }
+        let text = errors
             .iter()
-            .map(|(error, where_)| {
-                let places: Vec<String> = where_
-                    .iter()
-                    .map(|(agent, pid)| format!("agent {agent} pid {pid}"))
-                    .collect();
-                format!("{error} ({})", places.join(", "))
-            })
+            .map(|(error, places)| format!("{error} ({})", places.join(", ")))
             .collect::<Vec<_>>()
             .join("; ");
         cap_message(text)
@@ -350,46 +418,33 @@ fn cap_message(mut text: String) -> String {
     text
 }
 
-/// Collects arm results for `breakpoint_id` until one agent armed it, every agent in
-/// `agents` answered (plus a short grace for other processes), or [`ARM_WAIT`] passed.
+/// Collects arm results for `breakpoint_id` until every agent in `agents` answered (plus
+/// a short grace for its other processes) or [`ARM_WAIT`] passed.
 async fn wait_for_arming(
     mut results: broadcast::Receiver<crate::registry::ArmEvent>,
     breakpoint_id: u64,
     agents: &[String],
 ) -> ArmOutcome {
     let mut outcome = ArmOutcome::default();
-    if agents.is_empty() {
-        return outcome;
-    }
     let mut waiting: BTreeSet<&str> = agents.iter().map(String::as_str).collect();
     let mut deadline = Instant::now() + ARM_WAIT;
-    loop {
+    while !agents.is_empty() {
         let event = match tokio::time::timeout_at(deadline, results.recv()).await {
-            Err(_elapsed) => return outcome,
+            Err(_elapsed) => break,
             Ok(Ok(event)) => event,
             // Missed some results under load: decide on what was seen.
             Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
-            Ok(Err(broadcast::error::RecvError::Closed)) => return outcome,
+            Ok(Err(broadcast::error::RecvError::Closed)) => break,
         };
         if event.result.breakpoint_id != breakpoint_id {
             continue;
         }
-        outcome.answered = true;
-        match event.result.result {
-            Some(arm_result::Result::Probes(_)) => {
-                outcome.armed = true;
-                return outcome;
-            }
-            Some(arm_result::Result::Error(error)) => outcome
-                .errors
-                .entry(error)
-                .or_default()
-                .push((event.agent_id.clone(), event.result.pid)),
-            None => {}
-        }
         waiting.remove(event.agent_id.as_str());
+        outcome.results.push((event.agent_id, event.result));
         if waiting.is_empty() {
             deadline = deadline.min(Instant::now() + ARM_GRACE);
         }
     }
+    outcome.waiting = waiting.into_iter().map(str::to_owned).collect();
+    outcome
 }

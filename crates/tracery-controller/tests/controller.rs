@@ -21,7 +21,9 @@ async fn set_list_delete_fill_the_safe_defaults() {
         .set_breakpoint(spec_at("orders.rs:42"))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .breakpoint
+        .unwrap();
     assert!(bp.id > 0);
     let spec = bp.spec.clone().unwrap();
     assert_eq!(spec.hit_limit, Some(100));
@@ -38,7 +40,13 @@ async fn set_list_delete_fill_the_safe_defaults() {
     let mut own = spec_at("orders.rs:50");
     own.hit_limit = Some(5);
     own.when = Some("qty > 10".into());
-    let bp2 = client.set_breakpoint(own).await.unwrap().into_inner();
+    let bp2 = client
+        .set_breakpoint(own)
+        .await
+        .unwrap()
+        .into_inner()
+        .breakpoint
+        .unwrap();
     assert_eq!(bp2.spec.as_ref().unwrap().hit_limit, Some(5));
     assert_eq!(bp2.spec.as_ref().unwrap().when.as_deref(), Some("qty > 10"));
 
@@ -126,7 +134,9 @@ async fn arming_follows_set_delete_and_late_agents() {
         .set_breakpoint(spec_at("orders.rs:42"))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .breakpoint
+        .unwrap();
 
     // Connecting after the breakpoint was set: Arm with the defaults filled in.
     let mut agent = controller.agent("node-1").await;
@@ -138,7 +148,9 @@ async fn arming_follows_set_delete_and_late_agents() {
         .set_breakpoint(spec_at("orders.rs:43"))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .breakpoint
+        .unwrap();
     agent.expect_arm(bp2.id).await;
 
     client
@@ -201,7 +213,19 @@ async fn a_location_no_agent_can_arm_is_an_error_the_user_sees() {
             result: Some(v1::arm_result::Result::Probes(1)),
         }))
         .await;
-    assert_eq!(set.await.unwrap().unwrap().into_inner().id, id);
+    let set = set.await.unwrap().unwrap().into_inner();
+    assert_eq!(set.breakpoint.unwrap().id, id);
+    // The answer says where it was armed, so the CLI can tell the user.
+    assert_eq!(set.arm_results.len(), 1, "{:?}", set.arm_results);
+    assert_eq!(set.arm_results[0].agent_id, "node-1");
+    assert_eq!(
+        set.arm_results[0]
+            .result
+            .as_ref()
+            .map(|r| (r.pid, r.result.clone())),
+        Some((4242, Some(v1::arm_result::Result::Probes(1))))
+    );
+    assert!(set.unanswered_agents.is_empty());
     controller.stop().await;
 }
 
@@ -222,7 +246,9 @@ async fn snapshots_page_by_token() {
         .set_breakpoint(spec_at("orders.rs:39"))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .breakpoint
+        .unwrap();
     let mut watching = watch(&mut client, Some(bp.id)).await;
     let agent = controller.agent("node-1").await;
     for seq in 1..=5 {
@@ -266,7 +292,9 @@ async fn drops_and_health_appear_in_status() {
         .set_breakpoint(spec_at("orders.rs:39"))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .breakpoint
+        .unwrap();
     let agent = controller.agent("node-1").await;
     // Running totals: 3, then 5 (and 5 resent) make 5, not 13.
     for count in [3, 5, 5] {
@@ -327,7 +355,13 @@ async fn an_expired_breakpoint_is_disarmed_and_hidden() {
     let mut agent = controller.agent("node-1").await;
     let mut short = spec_at("orders.rs:39");
     short.expire_seconds = Some(1);
-    let bp = client.set_breakpoint(short).await.unwrap().into_inner();
+    let bp = client
+        .set_breakpoint(short)
+        .await
+        .unwrap()
+        .into_inner()
+        .breakpoint
+        .unwrap();
     agent.expect_arm(bp.id).await;
     agent.expect_disarm(bp.id).await;
     assert!(list_breakpoints(&mut client).await.is_empty());
@@ -337,7 +371,9 @@ async fn an_expired_breakpoint_is_disarmed_and_hidden() {
         .set_breakpoint(spec_at("orders.rs:40"))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .breakpoint
+        .unwrap();
     assert_eq!(late.expect_arm(keeper.id).await.id, keeper.id);
     controller.stop().await;
 }

@@ -85,7 +85,9 @@ async fn a_watcher_that_falls_behind_is_told_how_many_it_missed() {
         .set_breakpoint(spec_at("orders.rs:39"))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .breakpoint
+        .unwrap();
     // Opened and then not read while the hits arrive.
     let mut slow = watch(&mut client, Some(bp.id)).await;
     let agent = controller.agent("node-1").await;

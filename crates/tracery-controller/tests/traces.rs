@@ -85,7 +85,13 @@ async fn frozen_then_resumed_then_resumed_again_says_when() {
 
     let mut spec = spec_at("orders.rs:39");
     spec.freeze = true;
-    let bp = client.set_breakpoint(spec).await.unwrap().into_inner();
+    let bp = client
+        .set_breakpoint(spec)
+        .await
+        .unwrap()
+        .into_inner()
+        .breakpoint
+        .unwrap();
     let set = bp.spec.clone().unwrap();
     assert_eq!(
         set.hit_limit,

@@ -4,7 +4,7 @@ mod client;
 mod commands;
 mod output;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -22,8 +22,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Attach a snapshot breakpoint to a running process and print its hits (needs root).
+    #[cfg(feature = "probe")]
     Probe(commands::probe::Args),
     /// List what can be probed in a binary: functions and lines with code.
+    #[cfg(feature = "symbols")]
     Symbols(commands::symbols::Args),
     /// Breakpoints kept by the controller and armed by the agents.
     #[command(subcommand)]
@@ -51,11 +53,12 @@ pub enum OutputFormat {
 }
 
 /// Where the debug information is, when not in the binary itself.
+#[cfg(any(feature = "probe", feature = "symbols"))]
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct DebugFileArg {
     /// Separate debug file (otherwise .gnu_debuglink and the build id are used).
     #[arg(long, value_name = "PATH")]
-    pub debug_file: Option<PathBuf>,
+    pub debug_file: Option<std::path::PathBuf>,
 }
 
 /// Runs one control-plane command on a small runtime (`probe` and `symbols` need none).
@@ -77,7 +80,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let controller = cli.controller;
     let result = match cli.command {
+        #[cfg(feature = "probe")]
         Command::Probe(a) => commands::probe::run(a),
+        #[cfg(feature = "symbols")]
         Command::Symbols(a) => commands::symbols::run(a),
         Command::Breakpoint(c) => block_on(commands::breakpoint::run(&controller, c)),
         Command::Snapshot(c) => block_on(commands::snapshot::run(&controller, c)),

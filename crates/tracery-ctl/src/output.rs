@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use tracery_agent::Snapshot;
+use tracery_model::Snapshot;
 
 /// A snapshot as a readable block: `title` (e.g. `hit #3`), variables as a tree, then the
 /// stack.
@@ -27,7 +27,7 @@ pub fn snapshot_text(title: &str, s: &Snapshot) -> String {
     if s.variables.is_empty() {
         let _ = writeln!(out, "    (none in scope)");
     }
-    for line in tracery_dwarf::render_text(&s.variables, s.language.language()).lines() {
+    for line in tracery_model::render_text(&s.variables, s.language.language()).lines() {
         let _ = writeln!(out, "    {line}");
     }
     let _ = writeln!(out, "  stack:");

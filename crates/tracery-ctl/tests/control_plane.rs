@@ -272,6 +272,54 @@ fn when_on_a_hot_function_records_only_matching_hits() {
     );
 }
 
+/// Issue 9: right after `tracery-agent standalone` starts, before its own agent has
+/// connected, a breakpoint on a line without code must fail with the agent's error, not
+/// be stored unchecked; and a good one says where it was armed.
+#[test]
+fn a_breakpoint_set_right_after_start_is_checked_by_the_agent() {
+    require_root();
+    let copy = Copy::of("c-O0");
+    // The process runs first, so the agent has a process to try the line in.
+    let p = copy.spawn(&["serve"]);
+    let t = Standalone::start_unready(&[("orders", copy.path.as_path())], None);
+    let line = line_of("c_no_code");
+    let at = format!("orders.c:{line}");
+    let out = t.ctl(&["breakpoint", "set", "--service", "orders", "--at", &at]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "accepted before the agent checked it; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(e.contains(&format!("no code at {at}")), "{e}");
+    assert!(e.contains(&format!("pid {}", p.pid())), "{e}");
+    let listed = t.ctl_ok(&["breakpoint", "list", "--output", "json"]);
+    assert!(listed.trim().is_empty(), "kept: {listed}");
+
+    let out = t.ctl_ok(&["breakpoint", "set", "--service", "orders", "--at", "level3"]);
+    assert!(
+        out.starts_with("breakpoint ") && out.contains("set at level3 on service orders"),
+        "{out}"
+    );
+    assert!(out.contains("armed on node "), "{out}");
+    assert!(out.contains(&format!("pid {} (", p.pid())), "{out}");
+    assert!(out.contains("next: "), "{out}");
+    let json: Value = serde_json::from_str(&t.ctl_ok(&[
+        "breakpoint",
+        "set",
+        "--service",
+        "orders",
+        "--at",
+        "level2",
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(json["location"], "level2", "{json:#}");
+    assert_eq!(json["armed"][0]["pid"], json!(p.pid()), "{json:#}");
+    assert!(json["armed"][0]["probes"].as_u64() >= Some(1), "{json:#}");
+}
+
 #[test]
 fn bad_input_gets_clear_messages() {
     require_root();

@@ -8,22 +8,25 @@
 
 mod compile;
 mod eval;
-mod parse;
 
 pub use compile::{compile, KernelSplit};
 pub use eval::eval;
-pub use parse::{parse, Comparison, Expr, Literal};
+pub use tracery_model::condition::{Comparison, Expr, Literal, SyntaxError};
+
+/// Parses a `--when` expression (the grammar is `tracery_model::condition`).
+///
+/// Errors carry the byte position where the text stops making sense and what was expected
+/// there; their `Display` draws a caret under it.
+pub fn parse(src: &str) -> Result<Expr, ConditionError> {
+    Ok(tracery_model::condition::parse(src)?)
+}
 
 /// A `--when` expression could not be parsed or does not fit the probe site.
 #[derive(Debug, thiserror::Error)]
 pub enum ConditionError {
-    /// The text is not a condition; `pos` is the byte offset where parsing stopped.
-    #[error("malformed --when: {expected}\n{}", caret(.source_text, *.pos))]
-    Syntax {
-        source_text: String,
-        pos: usize,
-        expected: String,
-    },
+    /// The text is not a condition.
+    #[error(transparent)]
+    Syntax(#[from] SyntaxError),
     /// A comparison names a variable the probe site does not have.
     #[error(
         "unknown variable `{name}` in --when; in scope at this location: {}",
@@ -43,18 +46,6 @@ pub enum ConditionError {
     },
 }
 
-/// The expression on one line and a caret under byte `pos` on the next, both indented.
-fn caret(src: &str, pos: usize) -> String {
-    let pos = pos.min(src.len());
-    // Columns count characters, not bytes; a position inside a character points at it.
-    let col = src.char_indices().take_while(|(i, _)| *i < pos).count();
-    let line: String = src
-        .chars()
-        .map(|c| if c == '\n' { ' ' } else { c })
-        .collect();
-    format!("  {line}\n  {}^", " ".repeat(col))
-}
-
 fn in_scope_list(names: &[String]) -> String {
     if names.is_empty() {
         "none".to_string()
@@ -66,19 +57,6 @@ fn in_scope_list(names: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn caret_counts_characters_not_bytes() {
-        let e = ConditionError::Syntax {
-            source_text: "name == \"é\" &&".into(),
-            pos: "name == \"é\" &&".len(),
-            expected: "expected a comparison after `&&`".into(),
-        };
-        assert_eq!(
-            e.to_string(),
-            "malformed --when: expected a comparison after `&&`\n  name == \"é\" &&\n                ^"
-        );
-    }
 
     #[test]
     fn unknown_variable_lists_the_scope() {

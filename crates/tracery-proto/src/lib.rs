@@ -3,7 +3,7 @@
 //! Two services: [`v1::tracery_server::Tracery`] (CLI ↔ controller) and
 //! [`v1::agent_link_server::AgentLink`] (agent ↔ controller, one bidirectional stream).
 //! The `.proto` files under `proto/tracery/v1/` are the source of truth; [`convert`]
-//! holds the hand-written conversions to and from `tracery_dwarf` types; [`trace`] the
+//! holds the hand-written conversions to and from domain types (`tracery_model`); [`trace`] the
 //! trace-id and header checks every side shares.
 
 // The API is read from the generated docs, which come from the `.proto` comments: a new

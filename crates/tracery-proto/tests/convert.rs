@@ -2,7 +2,7 @@
 //! message gives.
 
 use prost::Message;
-use tracery_dwarf::{SourceLanguage, Value, VarKind, Variable};
+use tracery_model::{SourceLanguage, Value, VarKind, Variable};
 use tracery_proto::{v1, ConvertError};
 
 /// Converts to proto, encodes, decodes, converts back.

@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Router, TcpIncoming};
 use tonic::{Request, Response, Status, Streaming};
-use tracery_dwarf::{Value, VarKind, Variable};
+use tracery_model::{Value, VarKind, Variable};
 use tracery_proto::v1::{
     self,
     agent_link_client::AgentLinkClient,
@@ -67,7 +67,7 @@ impl Tracery for OneBreakpoint {
     async fn set_breakpoint(
         &self,
         _: Request<v1::BreakpointSpec>,
-    ) -> Result<Response<v1::Breakpoint>, Status> {
+    ) -> Result<Response<v1::SetBreakpointResponse>, Status> {
         Err(Status::unimplemented("test"))
     }
 

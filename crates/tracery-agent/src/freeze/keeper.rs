@@ -21,11 +21,55 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context};
-use aya::maps::{Array, HashMap, Map, MapData, Queue, SockHash};
+use aya::maps::{Array, HashMap, Map, MapData, MapError, Queue, SockHash};
 use tracery_common::hold::{conf, FrozenTrace, HeldSock, SockKey, MAX_HOLD_SLOTS};
 
 use crate::sys;
+
+/// Why the keeper cannot start or serve the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum KeeperError {
+    /// An inherited map descriptor is not the map the agent should have placed there.
+    #[error("map {what} (fd {fd}) is not usable; start the keeper from the agent only")]
+    Map {
+        what: &'static str,
+        fd: RawFd,
+        #[source]
+        source: MapError,
+    },
+    /// A map operation failed.
+    #[error("updating map {what} failed")]
+    MapUpdate {
+        what: &'static str,
+        #[source]
+        source: MapError,
+    },
+    /// A socket or control-channel operation failed.
+    #[error("{what} failed")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The agent sent a line the keeper does not know.
+    #[error("unknown command {line:?} from the agent; agent and keeper versions differ?")]
+    UnknownCommand { line: String },
+    /// A `release` named no valid trace id.
+    #[error("trace id {text:?} in a release")]
+    TraceId {
+        text: String,
+        #[source]
+        source: tracery_model::trace::ScopeError,
+    },
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> KeeperError {
+    move |source| KeeperError::Io { what, source }
+}
+
+fn map_update(what: &'static str) -> impl FnOnce(MapError) -> KeeperError {
+    move |source| KeeperError::MapUpdate { what, source }
+}
 
 /// Descriptor numbers the keeper finds its control socket and maps at.
 pub struct Fds;
@@ -75,23 +119,24 @@ struct Maps {
     frozen: HashMap<MapData, [u8; 16], FrozenTrace>,
 }
 
-fn map(fd: RawFd, what: &str) -> anyhow::Result<Map> {
+fn map<T: TryFrom<Map, Error = MapError>>(fd: RawFd, what: &'static str) -> Result<T, KeeperError> {
     // SAFETY: the agent placed the map's descriptor at this number before exec; the keeper
     // takes ownership of it once.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let data = MapData::from_fd(owned).with_context(|| format!("map {what} (fd {fd})"))?;
-    Map::from_map_data(data).with_context(|| format!("map {what}"))
+    let err = |source| KeeperError::Map { what, fd, source };
+    let data = MapData::from_fd(owned).map_err(err)?;
+    Map::from_map_data(data).and_then(T::try_from).map_err(err)
 }
 
 impl Maps {
-    fn inherit() -> anyhow::Result<Self> {
+    fn inherit() -> Result<Self, KeeperError> {
         Ok(Self {
-            socks: map(Fds::SOCKS, "SOCKS")?.try_into()?,
-            held: map(Fds::HELD, "HELD")?.try_into()?,
-            releasing: map(Fds::RELEASING, "RELEASING")?.try_into()?,
-            free: map(Fds::FREE_SLOTS, "FREE_SLOTS")?.try_into()?,
-            conf: map(Fds::HOLD_CONF, "HOLD_CONF")?.try_into()?,
-            frozen: map(Fds::FROZEN, "FROZEN")?.try_into()?,
+            socks: map(Fds::SOCKS, "SOCKS")?,
+            held: map(Fds::HELD, "HELD")?,
+            releasing: map(Fds::RELEASING, "RELEASING")?,
+            free: map(Fds::FREE_SLOTS, "FREE_SLOTS")?,
+            conf: map(Fds::HOLD_CONF, "HOLD_CONF")?,
+            frozen: map(Fds::FROZEN, "FROZEN")?,
         })
     }
 }
@@ -111,21 +156,25 @@ struct Keeper {
 }
 
 /// The keeper's `main`: runs until the agent asks it to stop or goes away.
-pub fn run(slots: u32) -> anyhow::Result<()> {
+pub fn run(slots: u32) -> Result<(), KeeperError> {
     let slots = slots.clamp(1, MAX_HOLD_SLOTS);
     // SAFETY: the agent placed the control socket at this number before exec.
     let control = unsafe { UnixStream::from_raw_fd(Fds::CONTROL) };
     let mut maps = Maps::inherit()?;
-    let listener = TcpListener::bind("127.0.0.1:0").context("sink listener")?;
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(io("binding the sink listener"))?;
+    let sink_addr = listener
+        .local_addr()
+        .map_err(io("reading the sink address"))?;
     let mut sinks = Vec::new();
     for i in 0..slots {
-        let peer = TcpStream::connect(listener.local_addr()?).context("sink connect")?;
-        let (sink, _) = listener.accept().context("sink accept")?;
-        sink.set_nonblocking(true)?;
+        let peer = TcpStream::connect(sink_addr).map_err(io("connecting a sink"))?;
+        let (sink, _) = listener.accept().map_err(io("accepting a sink"))?;
+        sink.set_nonblocking(true)
+            .map_err(io("making a sink non-blocking"))?;
         maps.socks
             .insert(SockKey::sink(i), sink.as_raw_fd(), 0)
-            .context("adding a sink to SOCKS")?;
-        maps.free.push(i, 0).context("FREE_SLOTS")?;
+            .map_err(map_update("SOCKS"))?;
+        maps.free.push(i, 0).map_err(map_update("FREE_SLOTS"))?;
         sinks.push(Slot {
             sink,
             _peer: peer,
@@ -134,20 +183,26 @@ pub fn run(slots: u32) -> anyhow::Result<()> {
     }
     maps.conf
         .set(conf::KEEPER_TGID, u64::from(std::process::id()), 0)
-        .context("HOLD_CONF")?;
+        .map_err(map_update("HOLD_CONF"))?;
     let mut k = Keeper {
         maps,
         slots: sinks,
         control,
     };
-    writeln!(k.control, "ready {slots}")?;
+    writeln!(k.control, "ready {slots}").map_err(io("telling the agent it is ready"))?;
     k.serve()
 }
 
 impl Keeper {
-    fn serve(&mut self) -> anyhow::Result<()> {
-        let mut lines = BufReader::new(self.control.try_clone()?);
-        self.control.set_nonblocking(false)?;
+    fn serve(&mut self) -> Result<(), KeeperError> {
+        let mut lines = BufReader::new(
+            self.control
+                .try_clone()
+                .map_err(io("cloning the control socket"))?,
+        );
+        self.control
+            .set_nonblocking(false)
+            .map_err(io("making the control socket blocking"))?;
         let (tx, rx) = std::sync::mpsc::channel::<Option<String>>();
         // Commands are read on a thread so the main loop can poll sinks and deadlines.
         std::thread::spawn(move || loop {
@@ -171,7 +226,7 @@ impl Keeper {
                 Ok(Some(line)) => {
                     // Never exit over one bad line: held bytes would be lost with us.
                     if let Err(e) = self.command(line.trim()) {
-                        eprintln!("tracery-hold-keeper: {e:#}");
+                        eprintln!("tracery-hold-keeper: {}", tracery_model::error::chain(&e));
                     }
                 }
                 Ok(None) | Err(TryRecvError::Disconnected) => {
@@ -185,24 +240,34 @@ impl Keeper {
         }
     }
 
-    fn command(&mut self, line: &str) -> anyhow::Result<()> {
+    fn command(&mut self, line: &str) -> Result<(), KeeperError> {
         let mut words = line.split_whitespace();
         match (words.next(), words.next(), words.next()) {
             (Some("release"), Some(trace), Some(reason)) => {
-                let id = parse_trace(trace)?;
+                let id = tracery_model::trace::parse_trace_id(trace).map_err(|source| {
+                    KeeperError::TraceId {
+                        text: trace.to_owned(),
+                        source,
+                    }
+                })?;
                 if !self
                     .release_where(|h| h.trace_id == id, reason)
                     .contains(&id)
                 {
                     // Nothing of it was held: the agent still waits for an answer.
-                    writeln!(self.control, "released {trace} {reason} 0 0 0")?;
+                    writeln!(self.control, "released {trace} {reason} 0 0 0")
+                        .map_err(io("answering a release"))?;
                 }
             }
             (Some("release-all"), Some(reason), None) => {
                 self.stop_holding();
                 self.release_where(|_| true, reason);
             }
-            _ => bail!("keeper: unknown command {line:?}"),
+            _ => {
+                return Err(KeeperError::UnknownCommand {
+                    line: line.to_owned(),
+                })
+            }
         }
         Ok(())
     }
@@ -265,7 +330,7 @@ impl Keeper {
             let _ = writeln!(
                 self.control,
                 "released {} {reason} {} {} {}",
-                hex(&trace),
+                tracery_model::trace::hex(&trace),
                 o.sockets,
                 o.bytes,
                 o.dropped
@@ -344,19 +409,4 @@ fn read_available(s: &mut Slot) {
             Err(_) => return,
         }
     }
-}
-
-fn parse_trace(s: &str) -> anyhow::Result<[u8; 16]> {
-    if s.len() != 32 {
-        bail!("trace id {s:?}: expected 32 hex digits");
-    }
-    let mut out = [0u8; 16];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).context("trace id")?;
-    }
-    Ok(out)
-}
-
-fn hex(t: &[u8; 16]) -> String {
-    t.iter().map(|b| format!("{b:02x}")).collect()
 }

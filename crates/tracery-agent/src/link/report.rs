@@ -23,7 +23,7 @@ const KERNEL_FEATURES: &[&str] = &[
 /// The agent's first message. `agent_id` is stored in `data_dir/agent-id` so it survives
 /// restarts; without a writable data dir it is the host name and boot id.
 pub fn hello(data_dir: &Path) -> v1::Hello {
-    let node = read_trimmed("/proc/sys/kernel/hostname").unwrap_or_else(|| "unknown".into());
+    let node = node();
     v1::Hello {
         agent_id: agent_id(data_dir, &node),
         node,
@@ -33,6 +33,16 @@ pub fn hello(data_dir: &Path) -> v1::Hello {
     }
 }
 
+/// The host name, as `Hello.node` reports it.
+fn node() -> String {
+    read_trimmed("/proc/sys/kernel/hostname").unwrap_or_else(|| "unknown".into())
+}
+
+/// The id an agent keeping its state in `data_dir` says hello with (created on first use).
+pub fn local_agent_id(data_dir: &Path) -> String {
+    agent_id(data_dir, &node())
+}
+
 fn agent_id(data_dir: &Path, node: &str) -> String {
     let file = data_dir.join("agent-id");
     if let Some(id) = read_trimmed(&file).filter(|id| !id.is_empty()) {
@@ -40,9 +50,20 @@ fn agent_id(data_dir: &Path, node: &str) -> String {
     }
     if let Some(uuid) = read_trimmed("/proc/sys/kernel/random/uuid") {
         let id = format!("{node}-{uuid}");
-        let stored = fs::create_dir_all(data_dir).and_then(|()| fs::write(&file, &id));
+        // Written aside, then linked into place: agents starting at once (and a standalone
+        // asking for its agent's id) all end up with the first one stored, never two.
+        let tmp = data_dir.join(format!("agent-id.{uuid}"));
+        let stored = fs::create_dir_all(data_dir)
+            .and_then(|()| fs::write(&tmp, &id))
+            .and_then(|()| fs::hard_link(&tmp, &file));
+        let _ = fs::remove_file(&tmp);
         match stored {
             Ok(()) => return id,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if let Some(id) = read_trimmed(&file).filter(|id| !id.is_empty()) {
+                    return id;
+                }
+            }
             Err(e) => tracing::warn!(
                 path = %file.display(),
                 error = %e,

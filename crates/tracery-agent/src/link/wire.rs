@@ -1,7 +1,6 @@
-//! The agent's types on the wire: snapshots to and from `tracery.v1.Snapshot`,
-//! breakpoints from `tracery.v1.Breakpoint`, and frozen threads and their releases to
-//! `tracery.v1.{FrozenThread, Release}`, beside the domain types they convert (the proto
-//! crate cannot depend on the agent).
+//! Breakpoints from the controller (`tracery.v1.Breakpoint`), resolved against this
+//! agent's own service definitions. Every other wire conversion lives in
+//! `tracery-proto` (`convert/`).
 
 use std::{
     path::PathBuf,
@@ -9,18 +8,11 @@ use std::{
 };
 
 use tracery_dwarf::CaptureLimits;
-use tracery_proto::{
-    convert::ConvertError,
-    v1::{self, breakpoint_spec},
-};
+use tracery_proto::v1::{self, breakpoint_spec};
 
 use crate::{
-    capture::snapshot::{Location, Snapshot, StackFrame},
     discovery::{DiscoveryError, Matcher, Services},
-    freeze::{
-        FreezeSpec, FrozenThread, ReleaseReason, Released, Suspension, TraceId, TraceScope,
-        MAX_FREEZE,
-    },
+    freeze::{FreezeSpec, TraceId, TraceScope, MAX_FREEZE},
     manager::{BreakpointSpec, Target},
 };
 
@@ -33,10 +25,18 @@ pub enum SpecError {
     MissingTarget { id: u64 },
     #[error(transparent)]
     Service(#[from] DiscoveryError),
-    #[error("breakpoint {id} expires at an unrepresentable time ({reason})")]
-    Expiry { id: u64, reason: String },
-    #[error("breakpoint {id} is scoped to an invalid trace id: {reason}")]
-    TraceId { id: u64, reason: String },
+    #[error("breakpoint {id} expires at an unrepresentable time")]
+    Expiry {
+        id: u64,
+        #[source]
+        source: prost_types::TimestampError,
+    },
+    #[error("breakpoint {id} is scoped to an invalid trace id")]
+    TraceId {
+        id: u64,
+        #[source]
+        source: tracery_model::trace::ScopeError,
+    },
 }
 
 // The controller checks freeze timeouts against the proto crate's limit; the agent caps
@@ -65,16 +65,13 @@ impl BreakpointSpec {
             .expires
             .map(SystemTime::try_from)
             .transpose()
-            .map_err(|e| SpecError::Expiry {
-                id,
-                reason: e.to_string(),
-            })?;
+            .map_err(|source| SpecError::Expiry { id, source })?;
         let trace_id = spec
             .trace_id
             .as_deref()
             .map(TraceId::parse)
             .transpose()
-            .map_err(|reason| SpecError::TraceId { id, reason })?;
+            .map_err(|source| SpecError::TraceId { id, source })?;
         let scope = TraceScope {
             trace_id,
             header: spec.header.map(|h| (h.name, h.value)),
@@ -101,179 +98,11 @@ impl BreakpointSpec {
     }
 }
 
-impl From<FrozenThread> for v1::FrozenThread {
-    fn from(f: FrozenThread) -> Self {
-        let (suspended, not_suspended_reason) = match f.suspension {
-            Suspension::Stopped => (true, String::new()),
-            Suspension::Running(why) => (false, why),
-        };
-        v1::FrozenThread {
-            trace_id: f.trace_id.to_string(),
-            breakpoint_id: f.breakpoint_id,
-            snapshot_sequence: f.snapshot_seq,
-            pid: f.pid,
-            tid: f.tid,
-            location: f.location,
-            frozen_at: Some(f.frozen_at.into()),
-            deadline: Some(f.deadline.into()),
-            suspended,
-            not_suspended_reason,
-        }
-    }
-}
-
-impl From<ReleaseReason> for v1::ReleaseReason {
-    fn from(r: ReleaseReason) -> Self {
-        match r {
-            ReleaseReason::Resumed => v1::ReleaseReason::Resumed,
-            ReleaseReason::Deadline => v1::ReleaseReason::Deadline,
-            ReleaseReason::ProcessExited => v1::ReleaseReason::ProcessExited,
-            ReleaseReason::AgentExit => v1::ReleaseReason::AgentExit,
-        }
-    }
-}
-
-impl From<Released> for v1::Release {
-    fn from(r: Released) -> Self {
-        v1::Release {
-            thread: Some(r.thread.into()),
-            reason: v1::ReleaseReason::from(r.reason).into(),
-            at: Some(r.at.into()),
-        }
-    }
-}
-
-impl From<Snapshot> for v1::Snapshot {
-    fn from(s: Snapshot) -> Self {
-        v1::Snapshot {
-            id: 0,
-            breakpoint_id: s.breakpoint_id,
-            pid: s.pid,
-            tid: s.tid,
-            time: Some(s.time.into()),
-            location: Some(v1::Location {
-                function: s.location.function,
-                file: s.location.file,
-                line: s.location.line,
-                address: s.location.address,
-            }),
-            variables: s.variables.into_iter().map(Into::into).collect(),
-            stack: s
-                .stack
-                .into_iter()
-                .map(|f| v1::StackFrame {
-                    function: f.function,
-                    file: f.file,
-                    line: f.line,
-                    address: f.address,
-                    inlined: f.inlined,
-                })
-                .collect(),
-            trace_id: s.trace_id,
-            span_id: s.span_id,
-            language: v1::Language::from(s.language).into(),
-        }
-    }
-}
-
-impl TryFrom<v1::Snapshot> for Snapshot {
-    type Error = ConvertError;
-
-    fn try_from(s: v1::Snapshot) -> Result<Self, ConvertError> {
-        let time = s.time.ok_or(ConvertError::Missing {
-            field: "Snapshot.time",
-        })?;
-        let time = SystemTime::try_from(time).map_err(|e| ConvertError::Invalid {
-            field: "Snapshot.time",
-            value: e.to_string(),
-            reason: "not a representable time",
-        })?;
-        let loc = s.location.ok_or(ConvertError::Missing {
-            field: "Snapshot.location",
-        })?;
-        let language = v1::Language::try_from(s.language).map_err(|_| ConvertError::Invalid {
-            field: "Snapshot.language",
-            value: s.language.to_string(),
-            reason: "unknown language",
-        })?;
-        Ok(Snapshot {
-            breakpoint_id: s.breakpoint_id,
-            pid: s.pid,
-            tid: s.tid,
-            time,
-            location: Location {
-                function: loc.function,
-                file: loc.file,
-                line: loc.line,
-                address: loc.address,
-            },
-            variables: s
-                .variables
-                .into_iter()
-                .map(TryInto::try_into)
-                .collect::<Result<_, _>>()?,
-            stack: s
-                .stack
-                .into_iter()
-                .map(|f| StackFrame {
-                    function: f.function,
-                    file: f.file,
-                    line: f.line,
-                    address: f.address,
-                    inlined: f.inlined,
-                })
-                .collect(),
-            trace_id: s.trace_id,
-            span_id: s.span_id,
-            language: language.try_into()?,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use tracery_dwarf::{SourceLanguage, Value, VarKind, Variable};
-
     use super::*;
-
-    #[test]
-    fn a_snapshot_survives_the_wire_and_keeps_its_json() {
-        let s = Snapshot {
-            breakpoint_id: 7,
-            pid: 42,
-            tid: 43,
-            time: SystemTime::UNIX_EPOCH + Duration::from_nanos(1_763_000_000_123_456_789),
-            location: Location {
-                function: "orders::process_order".into(),
-                file: "/src/orders.rs".into(),
-                line: 39,
-                address: 0x55_0000_1234,
-            },
-            variables: vec![Variable {
-                name: "total".into(),
-                kind: VarKind::Local,
-                type_name: "u64".into(),
-                value: Value::UInt(60),
-                frame: None,
-            }],
-            stack: vec![StackFrame {
-                function: "orders::process_order".into(),
-                file: Some("/src/orders.rs".into()),
-                line: Some(39),
-                address: 0x55_0000_1234,
-                inlined: false,
-            }],
-            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
-            span_id: None,
-            language: SourceLanguage::Rust,
-        };
-        let json = s.to_json();
-        let wire = v1::Snapshot::from(s);
-        let back = Snapshot::try_from(wire).unwrap();
-        assert_eq!(back.to_json(), json);
-    }
 
     #[test]
     fn a_breakpoint_resolves_its_service_here_and_keeps_its_limits() {
@@ -378,38 +207,7 @@ mod tests {
             &services,
         )
         .unwrap_err();
-        assert!(err.to_string().contains("not a trace id"), "{err}");
-    }
-
-    #[test]
-    fn a_frozen_thread_and_its_release_go_up_with_the_reason() {
-        let thread = FrozenThread {
-            trace_id: TraceId::parse("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
-            breakpoint_id: 3,
-            snapshot_seq: 9,
-            pid: 42,
-            tid: 43,
-            location: "level3 (orders.c:41)".into(),
-            frozen_at: SystemTime::UNIX_EPOCH,
-            deadline: SystemTime::UNIX_EPOCH + Duration::from_secs(60),
-            suspension: Suspension::Running("Go code".into()),
-        };
-        let up = v1::Release::from(Released {
-            thread,
-            reason: ReleaseReason::Deadline,
-            at: SystemTime::UNIX_EPOCH + Duration::from_secs(60),
-        });
-        let t = up.thread.unwrap();
-        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!((t.pid, t.tid, t.snapshot_sequence), (42, 43, 9));
-        assert!(!t.suspended);
-        assert_eq!(t.not_suspended_reason, "Go code");
-        assert_eq!(up.reason, i32::from(v1::ReleaseReason::Deadline));
-    }
-
-    #[test]
-    fn a_snapshot_without_time_is_refused_by_name() {
-        let err = Snapshot::try_from(v1::Snapshot::default()).unwrap_err();
-        assert!(err.to_string().contains("Snapshot.time"), "{err}");
+        let text = tracery_model::error::chain(&err);
+        assert!(text.contains("not a trace id"), "{text}");
     }
 }

@@ -201,14 +201,4 @@ fn run(
     }
 }
 
-/// An error and its causes, for a user who only sees text.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub use tracery_model::error::chain as error_chain;

@@ -34,6 +34,7 @@ impl Controller {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let opts = ControllerOptions {
+            local_agent: None,
             store_url: store_url.to_owned(),
             services: vec!["orders".into(), "payments".into()],
             defaults: Defaults::default(),
@@ -332,7 +333,9 @@ pub async fn hit_round_trip(controller: &Controller) -> (v1::Breakpoint, v1::Sna
         .set_breakpoint(spec_at("orders.rs:39"))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .breakpoint
+        .unwrap();
     let mut watch_all = watch(&mut client, None).await;
     let mut watch_other = watch(&mut client, Some(bp.id + 1000)).await;
     let agent = controller.agent("node-1").await;

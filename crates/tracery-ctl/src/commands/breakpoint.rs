@@ -10,7 +10,8 @@ use crate::{client, OutputFormat};
 /// Subcommands of `tracery-ctl breakpoint`.
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
-    /// Set a breakpoint on a service, an executable or a process; prints its id.
+    /// Set a breakpoint on a service, an executable or a process; prints where it was
+    /// armed and what to run next (`-q`: only its id).
     Set(Box<SetArgs>),
     /// List active breakpoints.
     List {
@@ -64,6 +65,12 @@ pub struct SetArgs {
     /// at most 10m). Needs --freeze.
     #[arg(long, value_name = "DURATION", requires = "freeze", value_parser = parse_freeze_timeout)]
     freeze_timeout: Option<u64>,
+    /// Print only the breakpoint's id (for scripts).
+    #[arg(short, long, conflicts_with = "output")]
+    quiet: bool,
+    /// `json`: one object with the breakpoint and each agent's arm result.
+    #[arg(long, value_enum)]
+    output: Option<OutputFormat>,
 }
 
 fn parse_trace_id(s: &str) -> Result<String, String> {
@@ -118,7 +125,7 @@ pub async fn run(controller: &str, cmd: Command) -> anyhow::Result<()> {
 async fn set(controller: &str, a: SetArgs) -> anyhow::Result<()> {
     // Check the condition here, where the caret can point into what the user typed.
     if let Some(w) = &a.when {
-        tracery_dwarf::condition::parse(w)?;
+        tracery_model::condition::parse(w)?;
     }
     let target = match (a.service, a.exe, a.pid) {
         (Some(s), _, _) => Target::Service(s),
@@ -143,13 +150,134 @@ async fn set(controller: &str, a: SetArgs) -> anyhow::Result<()> {
         freeze_timeout_seconds: a.freeze_timeout,
     };
     let mut c = client::connect(controller).await?;
-    let bp = c
+    let set = c
         .set_breakpoint(spec)
         .await
         .map_err(client::status_error)?
         .into_inner();
-    println!("{}", bp.id);
+    let bp = set
+        .breakpoint
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("the controller set a breakpoint but did not return it; check that CLI and controller run the same Tracery version"))?;
+    if a.quiet {
+        println!("{}", bp.id);
+    } else if a.output == Some(OutputFormat::Json) {
+        println!("{}", set_json(&bp, &set));
+    } else {
+        print!("{}", set_text(&bp, &set));
+    }
     Ok(())
+}
+
+/// What `set` did, for people: where it is armed, what failed, and what to run next.
+fn set_text(bp: &v1::Breakpoint, set: &v1::SetBreakpointResponse) -> String {
+    use std::fmt::Write as _;
+    let j = breakpoint_json(bp);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "breakpoint {} set at {} on {}",
+        bp.id,
+        j["location"].as_str().unwrap_or(""),
+        j["target"].as_str().unwrap_or("")
+    );
+    // (node, agent) -> armed processes, failures, and whether it has none yet.
+    let mut nodes: std::collections::BTreeMap<(String, String), NodeArms> = Default::default();
+    for r in &set.arm_results {
+        let Some(result) = &r.result else { continue };
+        let node = nodes
+            .entry((r.node.clone(), r.agent_id.clone()))
+            .or_default();
+        match &result.result {
+            Some(v1::arm_result::Result::Probes(0)) => node.waiting = true,
+            Some(v1::arm_result::Result::Probes(n)) => node.armed.push((result.pid, *n)),
+            Some(v1::arm_result::Result::Error(e)) => node.failed.push((result.pid, e.clone())),
+            None => {}
+        }
+    }
+    for ((node, agent), arms) in &nodes {
+        let name = if node.is_empty() { agent } else { node };
+        if !arms.armed.is_empty() {
+            let procs: Vec<String> = arms
+                .armed
+                .iter()
+                .map(|(pid, n)| format!("pid {pid} ({n} site{})", if *n == 1 { "" } else { "s" }))
+                .collect();
+            let _ = writeln!(out, "  armed on node {name}: {}", procs.join(", "));
+        } else if arms.waiting && arms.failed.is_empty() {
+            let _ = writeln!(
+                out,
+                "  node {name}: no process of the target runs there yet; it arms when one starts"
+            );
+        }
+        for (pid, e) in &arms.failed {
+            let _ = writeln!(out, "  not armed on node {name}, pid {pid}: {e}");
+        }
+    }
+    for agent in &set.unanswered_agents {
+        let _ = writeln!(
+            out,
+            "  agent {agent} has not answered yet; `tracery-ctl status` shows when it arms"
+        );
+    }
+    if set.arm_results.is_empty() && set.unanswered_agents.is_empty() {
+        let _ = writeln!(
+            out,
+            "  no agent is connected; it arms when one connects (`tracery-ctl status`)"
+        );
+    }
+    let id = bp.id;
+    if j["freeze"] == true {
+        let _ = writeln!(
+            out,
+            "next: send the request, then `tracery-ctl trace list` shows it frozen; \
+             `tracery-ctl trace resume TRACE` lets it go"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "next: make the code run, then `tracery-ctl snapshot list --breakpoint {id}` \
+             (or `tracery-ctl snapshot watch --breakpoint {id}`)"
+        );
+    }
+    out
+}
+
+/// One node's arm results.
+#[derive(Default)]
+struct NodeArms {
+    /// (pid, probe sites) armed.
+    armed: Vec<(u32, u32)>,
+    /// (pid, why) that failed.
+    failed: Vec<(u32, String)>,
+    /// The agent has no process of the target yet.
+    waiting: bool,
+}
+
+/// `set --output json`: the breakpoint (as `list --output json`) and each arm result.
+fn set_json(bp: &v1::Breakpoint, set: &v1::SetBreakpointResponse) -> serde_json::Value {
+    let mut j = breakpoint_json(bp);
+    let arms: Vec<serde_json::Value> = set
+        .arm_results
+        .iter()
+        .filter_map(|r| {
+            let result = r.result.as_ref()?;
+            let mut o = serde_json::json!({
+                "agent_id": r.agent_id,
+                "node": r.node,
+                "pid": result.pid,
+            });
+            match &result.result {
+                Some(v1::arm_result::Result::Probes(n)) => o["probes"] = serde_json::json!(n),
+                Some(v1::arm_result::Result::Error(e)) => o["error"] = serde_json::json!(e),
+                None => {}
+            }
+            Some(o)
+        })
+        .collect();
+    j["armed"] = serde_json::json!(arms);
+    j["unanswered_agents"] = serde_json::json!(set.unanswered_agents);
+    j
 }
 
 async fn list(controller: &str, output: OutputFormat) -> anyhow::Result<()> {

@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
 pub mod breakpoint;
+#[cfg(feature = "probe")]
 pub mod probe;
 pub mod snapshot;
 pub mod status;
+#[cfg(feature = "symbols")]
 pub mod symbols;
 pub mod trace;

@@ -1,7 +1,7 @@
 //! `tracery-ctl snapshot list|view|watch`.
 
 use comfy_table::Table;
-use tracery_agent::Snapshot;
+use tracery_model::Snapshot;
 use tracery_proto::v1;
 
 use crate::{client, output, OutputFormat};

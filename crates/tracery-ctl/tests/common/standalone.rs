@@ -35,8 +35,33 @@ pub struct Standalone {
 }
 
 impl Standalone {
-    /// Starts one with services `name = exe`, storing in SQLite unless `store` is given.
+    /// Starts one with services `name = exe`, storing in SQLite unless `store` is given;
+    /// returns once its agent is connected.
     pub fn start(services: &[(&str, &Path)], store: Option<String>) -> Self {
+        let mut s = Self::create(services, store);
+        s.spawn();
+        s
+    }
+
+    /// Like [`Standalone::start`], but returns as soon as the port accepts connections,
+    /// while its agent is most likely still loading: what a user typing right after start
+    /// meets.
+    pub fn start_unready(services: &[(&str, &Path)], store: Option<String>) -> Self {
+        let mut s = Self::create(services, store);
+        s.spawn_process();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&s.listen).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "standalone Tracery did not listen on {} within 30 s",
+                s.listen
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        s
+    }
+
+    fn create(services: &[(&str, &Path)], store: Option<String>) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "tracery-e2e-{}-{}",
             std::process::id(),
@@ -65,7 +90,7 @@ impl Standalone {
         let store = store
             .or_else(|| schema.as_ref().map(PgSchema::url))
             .unwrap_or_else(|| format!("sqlite://{}", dir.join("tracery.db").display()));
-        let mut s = Self {
+        Self {
             _schema: schema,
             child: None,
             url: format!("http://{listen}"),
@@ -73,12 +98,10 @@ impl Standalone {
             dir,
             config,
             store,
-        };
-        s.spawn();
-        s
+        }
     }
 
-    fn spawn(&mut self) {
+    fn spawn_process(&mut self) {
         let child = Command::new(agent_bin())
             .args(["standalone", "--config"])
             .arg(&self.config)
@@ -87,8 +110,12 @@ impl Standalone {
             .spawn()
             .expect("start tracery-agent standalone");
         self.child = Some(child);
-        // Ready means the agent is connected, not only the controller: a breakpoint set
-        // before that is (rightly) accepted as pending without being checked by an agent.
+    }
+
+    fn spawn(&mut self) {
+        self.spawn_process();
+        // Ready means the agent is connected, not only the controller (the controller
+        // holds CLI calls until then; this also bounds how long a test waits).
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             let out = self.ctl(&["status", "--output", "json"]);
@@ -143,7 +170,7 @@ impl Standalone {
 
     /// Sets a breakpoint and returns its id.
     pub fn set(&self, args: &[&str]) -> String {
-        let mut all = vec!["breakpoint", "set"];
+        let mut all = vec!["breakpoint", "set", "-q"];
         all.extend_from_slice(args);
         self.ctl_ok(&all).trim().to_string()
     }

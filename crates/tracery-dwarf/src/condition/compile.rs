@@ -9,7 +9,7 @@
 
 use tracery_common::{Condition, ProbeConfig, MAX_CONDS};
 
-use super::{parse::Literal, Comparison, ConditionError, Expr};
+use super::{Comparison, ConditionError, Expr, Literal};
 use crate::{
     fetch_plan::{CapturePlan, Root, ScalarSlot},
     types::{shape_of, Shape, TypeKind},

@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 
 use tracery_common::CmpOp;
 
-use super::{parse::Literal, Comparison, Expr};
+use super::{Comparison, Expr, Literal};
 use crate::value::{is_option, Value, Variable};
 
 /// Whether `expr` holds for one hit's decoded variables.

@@ -3,6 +3,7 @@
 //! Domain to wire is infallible (`From`); wire to domain is `TryFrom` and fails with a
 //! [`ConvertError`] naming the field, because proto3 lets any field or oneof be unset.
 
+mod freeze;
 mod snapshot;
 mod value;
 
@@ -34,11 +35,34 @@ pub enum ConvertError {
         /// What the value should have been.
         reason: &'static str,
     },
+    /// A trace id or header match that does not scope anything.
+    #[error("tracery.v1.{field} = {value:?} is invalid")]
+    Scope {
+        /// The field, as `Message.field`.
+        field: &'static str,
+        /// The offending value, as received.
+        value: String,
+        /// Why it is invalid.
+        #[source]
+        source: tracery_model::trace::ScopeError,
+    },
 }
 
 impl ConvertError {
     fn missing(field: &'static str) -> Self {
         ConvertError::Missing { field }
+    }
+
+    fn invalid_because(
+        field: &'static str,
+        value: &str,
+        source: tracery_model::trace::ScopeError,
+    ) -> Self {
+        ConvertError::Scope {
+            field,
+            value: value.to_owned(),
+            source,
+        }
     }
 
     fn invalid(field: &'static str, value: impl ToString, reason: &'static str) -> Self {

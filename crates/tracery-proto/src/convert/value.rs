@@ -1,6 +1,6 @@
-//! `Value`, `Variable` and `VarKind` ↔ `tracery_dwarf`.
+//! `Value`, `Variable` and `VarKind` ↔ `tracery_model`.
 
-use tracery_dwarf::{Value, VarKind, Variable};
+use tracery_model::{Value, VarKind, Variable};
 
 use super::ConvertError;
 use crate::v1;

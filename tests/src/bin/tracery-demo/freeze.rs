@@ -31,6 +31,7 @@ impl Demo<'_> {
         let args = [
             "breakpoint",
             "set",
+            "-q",
             "--service",
             "orders",
             "--at",

@@ -330,6 +330,7 @@ impl Demo<'_> {
         let id = self.ctl_out(&[
             "breakpoint",
             "set",
+            "-q",
             "--service",
             "orders",
             "--at",

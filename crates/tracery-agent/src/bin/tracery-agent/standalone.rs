@@ -57,6 +57,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             store_url,
             services: opts.services.names().map(str::to_string).collect(),
             defaults: Defaults::default(),
+            // CLI calls wait for the agent below: a breakpoint set before it connected
+            // would be stored with nobody to arm it, and `set` could not report errors.
+            local_agent: Some(link::local_agent_id(&opts.data_dir)),
         },
         async move {
             let _ = stop_rx.await;

@@ -15,15 +15,10 @@ use tracery_common::hold::SockKey;
 
 use crate::sys;
 
-/// Where cgroup v2 is mounted: the unified hierarchy of a hybrid host, or the root of a
-/// pure cgroup v2 host.
+/// Where the root of the cgroup v2 hierarchy is mounted (the unified hierarchy of a
+/// hybrid host, or the root of a pure cgroup v2 host).
 pub fn cgroup2_root() -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|l| {
-        let mut f = l.split_whitespace();
-        let (_, dir, fs) = (f.next()?, f.next()?, f.next()?);
-        (fs == "cgroup2").then(|| PathBuf::from(dir))
-    })
+    crate::discovery::cgroup2_dir("/")
 }
 
 /// The cgroup v2 path of `pid` (the `0::` line of `/proc/PID/cgroup`), e.g. `/svc/orders`.
@@ -36,9 +31,9 @@ pub fn cgroup_of(pid: u32) -> Option<String> {
 
 /// The cgroup directory `pid` is in, or why its messages cannot be held.
 pub fn cgroup_dir(pid: u32) -> Result<PathBuf, String> {
-    let root = cgroup2_root().ok_or("cgroup v2 is not mounted on this node")?;
     let rel = cgroup_of(pid).ok_or_else(|| format!("cannot read /proc/{pid}/cgroup"))?;
     if rel == "/" {
+        let root = cgroup2_root().unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"));
         // Watching the root cgroup would put every connection of the node under the
         // sk_msg program.
         return Err(format!(
@@ -47,7 +42,9 @@ pub fn cgroup_dir(pid: u32) -> Result<PathBuf, String> {
             root.display()
         ));
     }
-    Ok(root.join(rel.trim_start_matches('/')))
+    crate::discovery::cgroup2_dir(&rel).ok_or_else(|| {
+        format!("no cgroup v2 mount shows cgroup {rel} of process {pid}; mount cgroup v2")
+    })
 }
 
 /// Adds the TCP sockets `pid` has open now to `socks`. Returns how many joined.

@@ -5,7 +5,7 @@ use std::fmt;
 
 use tracery_common::CmpOp;
 
-use super::ConditionError;
+use super::SyntaxError;
 
 /// A parsed condition.
 #[derive(Clone, Debug, PartialEq)]
@@ -146,7 +146,7 @@ impl fmt::Display for Paren<'_> {
 ///
 /// Errors carry the byte position where the text stops making sense and what was expected
 /// there; their `Display` draws a caret under it.
-pub fn parse(src: &str) -> Result<Expr, ConditionError> {
+pub fn parse(src: &str) -> Result<Expr, SyntaxError> {
     let tokens = lex(src)?;
     let mut p = Parser { src, tokens, at: 0 };
     if p.peek().tok == Tok::End {
@@ -187,15 +187,15 @@ struct Token {
     end: usize,
 }
 
-fn syntax(src: &str, pos: usize, expected: impl Into<String>) -> ConditionError {
-    ConditionError::Syntax {
+fn syntax(src: &str, pos: usize, expected: impl Into<String>) -> SyntaxError {
+    SyntaxError {
         source_text: src.to_string(),
         pos,
         expected: expected.into(),
     }
 }
 
-fn lex(src: &str) -> Result<Vec<Token>, ConditionError> {
+fn lex(src: &str) -> Result<Vec<Token>, SyntaxError> {
     let b = src.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -296,7 +296,7 @@ fn lex(src: &str) -> Result<Vec<Token>, ConditionError> {
 }
 
 /// A double-quoted string starting at `start`; returns it and the offset past the quote.
-fn string(src: &str, start: usize) -> Result<(String, usize), ConditionError> {
+fn string(src: &str, start: usize) -> Result<(String, usize), SyntaxError> {
     let mut out = String::new();
     let mut chars = src[start + 1..].char_indices();
     while let Some((k, c)) = chars.next() {
@@ -356,7 +356,7 @@ fn string(src: &str, start: usize) -> Result<(String, usize), ConditionError> {
 }
 
 /// A number starting at `start` (an optional `-`, then decimal, `0x` hex or a float).
-fn number(src: &str, start: usize) -> Result<(Literal, usize), ConditionError> {
+fn number(src: &str, start: usize) -> Result<(Literal, usize), SyntaxError> {
     let b = src.as_bytes();
     let mut i = start;
     let neg = b[i] == b'-';
@@ -457,11 +457,11 @@ impl Parser<'_> {
         }
     }
 
-    fn error(&self, pos: usize, expected: impl Into<String>) -> ConditionError {
+    fn error(&self, pos: usize, expected: impl Into<String>) -> SyntaxError {
         syntax(self.src, pos, expected)
     }
 
-    fn or(&mut self) -> Result<Expr, ConditionError> {
+    fn or(&mut self) -> Result<Expr, SyntaxError> {
         let mut e = self.and()?;
         while self.peek().tok == Tok::Or {
             self.next();
@@ -471,7 +471,7 @@ impl Parser<'_> {
         Ok(e)
     }
 
-    fn and(&mut self) -> Result<Expr, ConditionError> {
+    fn and(&mut self) -> Result<Expr, SyntaxError> {
         let mut e = self.unary()?;
         while self.peek().tok == Tok::And {
             self.next();
@@ -481,7 +481,7 @@ impl Parser<'_> {
         Ok(e)
     }
 
-    fn unary(&mut self) -> Result<Expr, ConditionError> {
+    fn unary(&mut self) -> Result<Expr, SyntaxError> {
         let t = self.peek().clone();
         match t.tok {
             Tok::Bang => {
@@ -517,7 +517,7 @@ impl Parser<'_> {
         }
     }
 
-    fn comparison(&mut self) -> Result<Expr, ConditionError> {
+    fn comparison(&mut self) -> Result<Expr, SyntaxError> {
         let first_pos = self.peek().pos;
         let lhs = self.operand()?;
         let op_tok = self.peek().clone();
@@ -574,7 +574,7 @@ impl Parser<'_> {
         Ok(Expr::Cmp(cmp))
     }
 
-    fn operand(&mut self) -> Result<Operand, ConditionError> {
+    fn operand(&mut self) -> Result<Operand, SyntaxError> {
         let t = self.next();
         match t.tok {
             Tok::Lit(l) => Ok(Operand::Lit(l)),
