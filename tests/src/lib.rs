@@ -10,6 +10,7 @@ pub mod held;
 pub mod http;
 mod marker;
 pub mod node;
+pub mod redis_server;
 mod process;
 mod sys;
 
