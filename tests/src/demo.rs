@@ -1,5 +1,5 @@
-//! The demo's three services, started together: gateway (Go) -> orders (Rust, PostgreSQL)
-//! -> payments (Go). Used by `cargo xtask demo` and by the services' own tests: all on
+//! The demo's three services, started together: gateway (Go) -> orders (Rust, PostgreSQL
+//! and Redis) -> payments (Go). Used by `cargo xtask demo` and by the services' own tests: all on
 //! loopback ([`DemoServices`]) or spread over the demo's two nodes ([`NodeServices`]).
 
 use std::path::Path;
@@ -9,6 +9,9 @@ use crate::{
     node::{Node, Nodes},
     FixtureProcess,
 };
+
+/// The Redis that `cargo xtask test` runs on loopback: orders keeps customer totals there.
+pub const REDIS_LOOPBACK: &str = "redis://127.0.0.1:6379";
 
 /// One running service and the address it listens on.
 pub struct Service {
@@ -25,7 +28,8 @@ pub struct DemoServices {
 
 impl DemoServices {
     /// Starts payments, then orders (the `demo-orders` binary at `orders_bin`, storing in
-    /// PostgreSQL at `database`), then the gateway in front of them.
+    /// PostgreSQL at `database`, customer totals in [`REDIS_LOOPBACK`]), then the gateway
+    /// in front of them.
     pub fn start(orders_bin: &Path, database: &str) -> Self {
         let service = |(process, addr): (FixtureProcess, String)| Service { process, addr };
         let payments = service(FixtureProcess::spawn_service(
@@ -41,6 +45,8 @@ impl DemoServices {
                 database,
                 "--payments",
                 &format!("http://{}", payments.addr),
+                "--redis",
+                REDIS_LOOPBACK,
             ],
         ));
         let gateway = service(FixtureProcess::spawn_service(
@@ -70,9 +76,14 @@ pub struct NodeServices {
 
 impl NodeServices {
     /// Starts payments on node-b, then orders on node-a (the `demo-orders` binary at
-    /// `orders_bin`, storing in PostgreSQL at `database`, which node-a must reach over
-    /// TCP), then the gateway on node-a in front of it.
-    pub fn start(nodes: &Nodes, orders_bin: &Path, database: &str) -> Result<Self, String> {
+    /// `orders_bin`, storing in PostgreSQL at `database` and Redis at `redis`, which node-a
+    /// must reach over TCP), then the gateway on node-a in front of it.
+    pub fn start(
+        nodes: &Nodes,
+        orders_bin: &Path,
+        database: &str,
+        redis: &str,
+    ) -> Result<Self, String> {
         let spawn = |node: &Node, program: &Path, args: &[&str]| -> Result<Service, String> {
             let mut cmd = node.command(program)?;
             cmd.args(args);
@@ -95,6 +106,8 @@ impl NodeServices {
                 database,
                 "--payments",
                 &format!("http://{}", payments.addr),
+                "--redis",
+                redis,
             ],
         )?;
         let gateway = spawn(

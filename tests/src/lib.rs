@@ -11,6 +11,7 @@ pub mod http;
 mod marker;
 pub mod node;
 mod process;
+pub mod redis_server;
 mod sys;
 
 pub use fixture::{fixture, fixture_source, DEMO_SERVICES, SERVER_FIXTURES, VARIANTS};

@@ -200,6 +200,7 @@ fn freeze_breakpoint(id: u64, gateway: u32, trace: &str) -> BreakpointSpec {
         freeze: Some(FreezeSpec {
             timeout: FREEZE_TIMEOUT,
         }),
+        capture_paths: Vec::new(),
     }
 }
 

@@ -85,6 +85,14 @@ pub enum DiscoveryError {
 struct RawConfig {
     #[serde(default)]
     services: BTreeMap<String, RawService>,
+    /// `[databases.NAME]` and `[capture_limits]` are the controller's (standalone reads
+    /// them with tracery-databases); the agent only lets them be.
+    #[serde(default)]
+    #[expect(dead_code, reason = "read by the controller, accepted here")]
+    databases: Option<toml::Table>,
+    #[serde(default)]
+    #[expect(dead_code, reason = "read by the controller, accepted here")]
+    capture_limits: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]

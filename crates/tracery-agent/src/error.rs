@@ -58,6 +58,16 @@ pub enum AgentError {
     UnknownProbe(u32),
     #[error(transparent)]
     Condition(#[from] tracery_dwarf::condition::ConditionError),
+    #[error(
+        "--capture placeholder {{{path}}} names no variable in scope at {location}; \
+         in scope there: {}",
+        if in_scope.is_empty() { "none".to_owned() } else { in_scope.join(", ") }
+    )]
+    CaptureOutOfScope {
+        path: String,
+        location: String,
+        in_scope: Vec<String>,
+    },
     #[error(transparent)]
     Binary(#[from] tracery_dwarf::BinaryError),
     #[error("messages cannot be held: {0}")]

@@ -57,6 +57,9 @@ pub struct BreakpointSpec {
     pub scope: TraceScope,
     /// Freeze the request it hits (`--freeze`).
     pub freeze: Option<FreezeSpec>,
+    /// Placeholder paths of its `--capture` queries (`order.customer`): their variables
+    /// must be in scope where it arms, since the controller binds them from each hit.
+    pub capture_paths: Vec<String>,
 }
 
 /// Why a breakpoint is no longer armed.
@@ -563,6 +566,9 @@ fn arm_in(
             }
         }
     }
+    for (_, plan) in &prepared.sites {
+        check_capture_scope(&spec.capture_paths, &spec.location, plan)?;
+    }
     // Per site: the kernel takes the simple comparisons, user space re-checks the whole.
     let mut user_checks = false;
     if let Some(expr) = when {
@@ -590,6 +596,33 @@ fn arm_in(
         w.tracking = session.table().retain_tracking(pid);
     }
     Ok(slots)
+}
+
+/// Fails when a `--capture` placeholder's root variable is not captured at a site.
+fn check_capture_scope(
+    paths: &[String],
+    location: &str,
+    plan: &tracery_dwarf::CapturePlan,
+) -> Result<(), AgentError> {
+    for path in paths {
+        // `req->user.id`, `items[0]`, `order.customer`: the variable is what comes first.
+        let root = &path[..path.find(['.', '-', '[']).unwrap_or(path.len())];
+        if plan.variables().any(|(name, _)| name == root) {
+            continue;
+        }
+        let mut in_scope: Vec<String> = Vec::new();
+        for (name, _) in plan.variables() {
+            if !in_scope.iter().any(|s| s == name) {
+                in_scope.push(name.to_owned());
+            }
+        }
+        return Err(AgentError::CaptureOutOfScope {
+            path: path.clone(),
+            location: location.to_owned(),
+            in_scope,
+        });
+    }
+    Ok(())
 }
 
 /// A process watched for message holds.

@@ -60,6 +60,7 @@ fn freeze_spec(pid: u32, timeout: Duration) -> BreakpointSpec {
             header: None,
         },
         freeze: Some(FreezeSpec { timeout }),
+        capture_paths: Vec::new(),
     }
 }
 

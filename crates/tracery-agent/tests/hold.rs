@@ -48,6 +48,7 @@ fn freeze_spec(id: u64, pid: u32, trace: &str, timeout: Duration) -> BreakpointS
             header: None,
         },
         freeze: Some(FreezeSpec { timeout }),
+        capture_paths: Vec::new(),
     }
 }
 

@@ -42,6 +42,8 @@ impl Controller {
                 store_url: format!("sqlite://{}", store.display()),
                 services: vec![],
                 defaults: Defaults::default(),
+                databases: Vec::new(),
+                capture_limits: Default::default(),
             },
             async move {
                 let _ = stopped.await;

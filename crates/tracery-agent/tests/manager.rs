@@ -27,6 +27,7 @@ fn spec(id: u64, target: Target) -> BreakpointSpec {
         limits: CaptureLimits::default(),
         scope: Default::default(),
         freeze: None,
+        capture_paths: Vec::new(),
     }
 }
 

@@ -245,12 +245,22 @@ async fn store_hit(registry: &Registry, agent_id: &str, hit: v1::Hit) -> Result<
             "Hit.snapshot.time is not a representable time: {e}"
         ))
     })?;
+    let breakpoint = breakpoint_id(snapshot.breakpoint_id)?;
+    if !registry.captures.knows(snapshot.breakpoint_id) {
+        registry.load_captures(breakpoint).await?;
+    }
+    // Read before storing: the rows are part of the snapshot, and for a frozen request
+    // they are read while it is still frozen (its resume waits for reads to settle).
+    snapshot.databases = registry
+        .captures
+        .read(snapshot.breakpoint_id, &snapshot)
+        .await;
     let body = snapshot_body::encode(&snapshot);
     let inserted = registry
         .store
         .insert_snapshot(&NewSnapshot {
             agent_id,
-            breakpoint_id: breakpoint_id(snapshot.breakpoint_id)?,
+            breakpoint_id: breakpoint,
             seq: hit.sequence,
             pid: snapshot.pid,
             tid: snapshot.tid,

@@ -5,6 +5,7 @@
 //! the standalone agent. Start it with [`serve`].
 
 mod agent_link;
+mod captures;
 mod error;
 mod expiry;
 mod holds;

@@ -4,6 +4,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tracery_databases::{CaptureLimits, DatabaseConfig};
+
 /// What [`serve`](crate::serve) needs to run.
 #[derive(Clone, Debug)]
 pub struct ControllerOptions {
@@ -17,6 +19,10 @@ pub struct ControllerOptions {
     /// CLI's) then answers only once that agent has connected, so a breakpoint set right
     /// after start-up is armed, or fails, as it would a minute later.
     pub local_agent: Option<String>,
+    /// Databases capture queries may read (`--database NAME=URL`, `[databases.NAME]`).
+    pub databases: Vec<DatabaseConfig>,
+    /// Limits on each hit's database reads (statement timeout, rows, bytes).
+    pub capture_limits: CaptureLimits,
 }
 
 /// Limits a breakpoint gets when the user sets none: every breakpoint expires, stops after

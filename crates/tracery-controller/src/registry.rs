@@ -11,6 +11,7 @@ use tonic::Status;
 use tracery_proto::v1::{self, controller_message::Message as Down};
 use tracery_store::{BreakpointId, BreakpointRecord, Store, StoreError};
 
+use crate::captures::Captures;
 use crate::spec;
 use crate::traces::Traces;
 use crate::ControllerOptions;
@@ -61,6 +62,8 @@ struct Agent {
 pub(crate) struct Registry {
     pub store: Store,
     pub opts: ControllerOptions,
+    /// Databases and the capture queries of breakpoints, read at hits.
+    pub captures: Captures,
     agents: Mutex<BTreeMap<String, Agent>>,
     next_conn: AtomicU64,
     snapshots: broadcast::Sender<v1::Snapshot>,
@@ -83,6 +86,7 @@ pub(crate) struct Registry {
 impl Registry {
     pub fn new(store: Store, opts: ControllerOptions, stop: watch::Receiver<bool>) -> Registry {
         Registry {
+            captures: Captures::new(opts.databases.clone(), opts.capture_limits),
             store,
             opts,
             agents: Mutex::new(BTreeMap::new()),
@@ -308,6 +312,27 @@ impl Registry {
                 _ => return Ok(count),
             }
         }
+    }
+}
+
+impl Registry {
+    /// Registers the capture queries of a stored breakpoint this controller has not seen
+    /// set (it was set before a restart, or by another replica).
+    pub async fn load_captures(&self, id: BreakpointId) -> Result<(), Status> {
+        let records = self
+            .store
+            .list_breakpoints(true)
+            .await
+            .map_err(store_status)?;
+        let captures = records
+            .iter()
+            .find(|r| r.id == id)
+            .and_then(|r| spec::StoredSpec::from_json(&r.spec).ok())
+            .map(|s| s.captures)
+            .unwrap_or_default();
+        let raw = u64::try_from(id.0).unwrap_or_default();
+        self.captures.register(raw, &captures);
+        Ok(())
     }
 }
 

@@ -34,6 +34,13 @@ pub(crate) struct StoredSpec {
     /// Seconds a hit's request stays frozen; `None` for a breakpoint that does not freeze.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub freeze_seconds: Option<u64>,
+    /// `--capture` queries, as the user wrote them (`shop: SELECT ...`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub captures: Vec<String>,
+    /// Their placeholder paths, for the agents' scope check; filled by the caller once
+    /// the queries are checked against the configured databases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capture_paths: Vec<String>,
 }
 
 /// `BreakpointSpec.target`, as JSON (`{"service": "orders"}`).
@@ -156,6 +163,12 @@ impl StoredSpec {
             trace_id,
             header,
             freeze_seconds,
+            captures: spec
+                .captures
+                .into_iter()
+                .map(|c| c.trim().to_owned())
+                .collect(),
+            capture_paths: Vec::new(),
         })
     }
 
@@ -187,6 +200,7 @@ impl StoredSpec {
             }),
             freeze: self.freeze_seconds.is_some(),
             freeze_timeout_seconds: self.freeze_seconds,
+            captures: self.captures.clone(),
         }
     }
 }
@@ -221,6 +235,7 @@ pub(crate) fn breakpoint_proto(record: &BreakpointRecord) -> Result<v1::Breakpoi
         expires: Some(record.expires_at.into()),
         hits: 0,
         drops: 0,
+        capture_paths: spec.capture_paths,
     })
 }
 

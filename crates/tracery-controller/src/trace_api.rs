@@ -130,6 +130,12 @@ pub(crate) async fn resume(
     text: &str,
 ) -> Result<v1::ResumeTraceResponse, Status> {
     let trace_id = trace_id(text)?;
+    // A hit's database rows are read while its request is frozen: let running reads
+    // finish (each is bounded by the statement timeout) before anything is released.
+    registry
+        .captures
+        .settled(&trace_id, registry.captures.settle_time())
+        .await;
     let holders: BTreeSet<String> = {
         let mut traces = registry.traces();
         // Ended first, so an agent connecting meanwhile is not told to hold it.

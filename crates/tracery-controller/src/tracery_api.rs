@@ -47,8 +47,9 @@ impl Tracery for TraceryApi {
     ) -> Result<Response<v1::SetBreakpointResponse>, Status> {
         self.ready().await?;
         let reg = &self.registry;
-        let spec =
+        let mut spec =
             StoredSpec::from_request(request.into_inner(), &reg.opts.services, &reg.opts.defaults)?;
+        spec.capture_paths = reg.captures.check(&spec.captures)?;
         let expires_at = SystemTime::now() + Duration::from_secs(spec.expire_seconds);
         let id = reg
             .store
@@ -68,6 +69,8 @@ impl Tracery for TraceryApi {
                 ))
             })?;
         let breakpoint = reg.breakpoint_with_counts(&record).await?;
+        // Known before any agent arms it, so its first hit is read.
+        reg.captures.register(breakpoint.id, &spec.captures);
         // Subscribed before arming, so no answer is missed.
         let results = reg.watch_arm_results();
         let agents = reg.broadcast(arm_message(&record)?);
@@ -100,6 +103,7 @@ impl Tracery for TraceryApi {
             .await
             .map_err(store_status)?;
         reg.disarm(breakpoint.id);
+        reg.captures.forget(breakpoint.id);
         Err(Status::failed_precondition(format!(
             "cannot set a breakpoint at {}: {}",
             spec.location,
@@ -137,6 +141,7 @@ impl Tracery for TraceryApi {
             )));
         }
         self.registry.disarm(id);
+        self.registry.captures.forget(id);
         tracing::info!(breakpoint = id, "breakpoint deleted");
         Ok(Response::new(v1::DeleteBreakpointResponse {}))
     }
@@ -263,9 +268,21 @@ impl Tracery for TraceryApi {
                 problems: self.registry.problems(bp.id),
             });
         }
+        let databases = self
+            .registry
+            .captures
+            .configs()
+            .iter()
+            .map(|d| v1::DatabaseStatus {
+                name: d.name.clone(),
+                kind: d.kind().as_str().to_owned(),
+                url: d.url.redacted(),
+            })
+            .collect();
         Ok(Response::new(v1::StatusResponse {
             agents: self.registry.agent_statuses(),
             breakpoints,
+            databases,
         }))
     }
 

@@ -13,6 +13,7 @@
 //! it; the wire conversions stay in `tracery-proto` (`convert/`).
 
 pub mod condition;
+pub mod database;
 pub mod error;
 pub mod freeze;
 pub mod render;
@@ -20,6 +21,7 @@ pub mod snapshot;
 pub mod trace;
 pub mod value;
 
+pub use database::DatabaseRead;
 pub use render::{render_text, Language, SourceLanguage};
 pub use snapshot::{Location, Snapshot, StackFrame};
 pub use trace::TraceId;

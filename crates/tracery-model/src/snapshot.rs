@@ -2,6 +2,7 @@
 
 use std::time::SystemTime;
 
+use crate::database::DatabaseRead;
 use crate::render::SourceLanguage;
 use crate::value::Variable;
 use serde_json::{json, Value as Json};
@@ -57,6 +58,8 @@ pub struct Snapshot {
     pub span_id: Option<String>,
     /// Source language of the probed code, for rendering.
     pub language: SourceLanguage,
+    /// The breakpoint's `--capture` queries, read by the controller at the hit.
+    pub databases: Vec<DatabaseRead>,
 }
 
 impl Snapshot {
@@ -104,6 +107,7 @@ impl Snapshot {
             },
             "variables": variables,
             "stack": stack,
+            "databases": self.databases.iter().map(DatabaseRead::to_json).collect::<Vec<_>>(),
         });
         if let Some(t) = &self.trace_id {
             o["trace_id"] = json!(t);

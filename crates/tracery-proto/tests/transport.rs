@@ -59,6 +59,7 @@ fn the_breakpoint() -> v1::Breakpoint {
         expires: None,
         hits: 3,
         drops: 1,
+        capture_paths: Vec::new(),
     }
 }
 
@@ -265,6 +266,7 @@ async fn agent_session_streams_both_ways() {
         }
         .into()],
         language: v1::Language::Rust.into(),
+        databases: Vec::new(),
         ..Default::default()
     };
     up.send(send(agent_message::Message::Hit(v1::Hit {

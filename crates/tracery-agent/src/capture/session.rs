@@ -399,5 +399,6 @@ fn decode_hit(a: &ArmedSite, hit: &RawHit, clock: &Clock) -> Snapshot {
         trace_id: hex_id(&h.trace_id),
         span_id: hex_id(&h.span_id),
         language: a.plan.language(),
+        databases: Vec::new(),
     }
 }

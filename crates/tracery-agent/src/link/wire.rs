@@ -94,6 +94,7 @@ impl BreakpointSpec {
             limits: CaptureLimits::default(),
             scope,
             freeze,
+            capture_paths: bp.capture_paths,
         })
     }
 }

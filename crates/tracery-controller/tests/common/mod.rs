@@ -38,6 +38,8 @@ impl Controller {
             store_url: store_url.to_owned(),
             services: vec!["orders".into(), "payments".into()],
             defaults: Defaults::default(),
+            databases: Vec::new(),
+            capture_limits: Default::default(),
         };
         let task = tokio::spawn(serve(listener, opts, async {
             stopped.await.ok();
@@ -239,6 +241,7 @@ pub fn snapshot(breakpoint_id: u64, qty: i64) -> v1::Snapshot {
         trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
         span_id: Some("00f067aa0ba902b7".into()),
         language: v1::Language::Rust.into(),
+        databases: Vec::new(),
     }
 }
 

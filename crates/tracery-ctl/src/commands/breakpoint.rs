@@ -65,6 +65,13 @@ pub struct SetArgs {
     /// at most 10m). Needs --freeze.
     #[arg(long, value_name = "DURATION", requires = "freeze", value_parser = parse_freeze_timeout)]
     freeze_timeout: Option<u64>,
+    /// Read database records at each hit, as `DATABASE: QUERY`; repeatable. `{path}` binds
+    /// a captured variable or field as a parameter, e.g.
+    /// `shop: SELECT * FROM orders WHERE customer = {order.customer}` or
+    /// `cache: HGETALL cart:{order.customer}`. The database is named on the controller
+    /// (`--database NAME=URL`); only reads are accepted.
+    #[arg(long = "capture", value_name = "DATABASE: QUERY")]
+    captures: Vec<String>,
     /// Print only the breakpoint's id (for scripts).
     #[arg(short, long, conflicts_with = "output")]
     quiet: bool,
@@ -148,6 +155,7 @@ async fn set(controller: &str, a: SetArgs) -> anyhow::Result<()> {
         header: a.header,
         freeze: a.freeze,
         freeze_timeout_seconds: a.freeze_timeout,
+        captures: a.captures,
     };
     let mut c = client::connect(controller).await?;
     let set = c

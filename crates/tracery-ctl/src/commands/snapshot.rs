@@ -19,7 +19,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
-    /// Show one snapshot: variables and stack.
+    /// Show one snapshot: variables, stack, and the database records read at the hit.
     View {
         id: u64,
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]

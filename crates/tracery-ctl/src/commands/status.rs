@@ -39,9 +39,14 @@ pub async fn run(controller: &str, output: OutputFormat) -> anyhow::Result<()> {
                 })
             })
             .collect();
+        let dbs: Vec<_> = st
+            .databases
+            .iter()
+            .map(|d| serde_json::json!({ "name": d.name, "kind": d.kind, "url": d.url }))
+            .collect();
         println!(
             "{}",
-            serde_json::json!({ "agents": agents, "breakpoints": bps })
+            serde_json::json!({ "agents": agents, "breakpoints": bps, "databases": dbs })
         );
         return Ok(());
     }
@@ -82,5 +87,18 @@ pub async fn run(controller: &str, output: OutputFormat) -> anyhow::Result<()> {
         ]);
     }
     println!("agents\n{agents}\n\narmed probes\n{procs}\n\nbreakpoints\n{bps}");
+    if st.databases.is_empty() {
+        println!(
+            "\ndatabases: none; give --database NAME=URL (or [databases.NAME] in tracery.toml) \
+             to read records at hits with --capture"
+        );
+    } else {
+        let mut dbs = Table::new();
+        dbs.set_header(["database", "kind", "url"]);
+        for d in &st.databases {
+            dbs.add_row([d.name.clone(), d.kind.clone(), d.url.clone()]);
+        }
+        println!("\ndatabases\n{dbs}");
+    }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! Domain to wire is infallible (`From`); wire to domain is `TryFrom` and fails with a
 //! [`ConvertError`] naming the field, because proto3 lets any field or oneof be unset.
 
+mod database;
 mod freeze;
 mod snapshot;
 mod value;

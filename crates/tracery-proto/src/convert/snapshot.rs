@@ -93,6 +93,7 @@ impl From<Snapshot> for v1::Snapshot {
             trace_id: s.trace_id,
             span_id: s.span_id,
             language: v1::Language::from(s.language).into(),
+            databases: s.databases.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -125,6 +126,11 @@ impl TryFrom<v1::Snapshot> for Snapshot {
             trace_id: s.trace_id,
             span_id: s.span_id,
             language: language.try_into()?,
+            databases: s
+                .databases
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -167,6 +173,17 @@ mod tests {
             trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
             span_id: None,
             language: SourceLanguage::Rust,
+            databases: vec![tracery_model::DatabaseRead {
+                database: "shop".into(),
+                kind: "postgres".into(),
+                query: "SELECT id FROM orders WHERE customer = {order.customer}".into(),
+                params: vec![("order.customer".into(), serde_json::json!("ada"))],
+                rows: vec![serde_json::json!({"id": 7})],
+                truncated: false,
+                read_at: SystemTime::UNIX_EPOCH + Duration::from_micros(1_763_000_000_123_456),
+                consistency: serde_json::json!({"method": "repeatable_read"}),
+                error: None,
+            }],
         };
         let json = s.to_json();
         let wire = v1::Snapshot::from(s);

@@ -1,9 +1,11 @@
 //! `demo-orders`: the Rust service of the demo. `POST /orders` prices an order, stores it
-//! in PostgreSQL as pending, charges it through the payments service and marks it paid.
+//! in PostgreSQL as pending, charges it through the payments service and marks it paid;
+//! with `--redis`, it then adds the order to the customer's running totals in a Redis hash
+//! (`customer:NAME`: `orders`, `spent_cents`, `last_order`).
 //! W3C `traceparent` is read from each request, logged, stored with the order and passed
 //! on (as a child span) to payments, so one trace spans every service.
 //!
-//! Usage: demo-orders --listen ADDR --database URL --payments URL
+//! Usage: demo-orders --listen ADDR --database URL --payments URL [--redis URL]
 
 mod pricing;
 mod trace;
@@ -24,6 +26,8 @@ use crate::{pricing::NewOrder, trace::TraceParent};
 
 struct App {
     db: PgPool,
+    /// Customer totals; `None` without `--redis`.
+    redis: Option<redis::aio::MultiplexedConnection>,
     payments: String,
     http: reqwest::Client,
 }
@@ -57,8 +61,19 @@ async fn main() -> anyhow::Result<()> {
     create_schema(&db)
         .await
         .context("creating the orders table")?;
+    let redis = match &args.redis {
+        Some(url) => Some(
+            redis::Client::open(url.as_str())
+                .with_context(|| format!("bad --redis URL {url}"))?
+                .get_multiplexed_async_connection()
+                .await
+                .with_context(|| format!("cannot connect to Redis at {url}"))?,
+        ),
+        None => None,
+    };
     let app = Arc::new(App {
         db,
+        redis,
         payments: args.payments,
         http: reqwest::Client::new(),
     });
@@ -151,6 +166,11 @@ async fn place_order(
         .execute(&app.db)
         .await
         .map_err(internal)?;
+    if paid {
+        add_to_customer_totals(&app, &order.customer, id, priced.total_cents)
+            .await
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    }
     Ok(Json(OrderView {
         id,
         customer: order.customer,
@@ -197,6 +217,27 @@ async fn get_order(
     }))
 }
 
+/// Adds a paid order to `customer:NAME` in one MULTI/EXEC, so a reader never sees the
+/// count without the amount.
+async fn add_to_customer_totals(
+    app: &App,
+    customer: &str,
+    order_id: i64,
+    total_cents: i64,
+) -> redis::RedisResult<()> {
+    let Some(redis) = &app.redis else {
+        return Ok(());
+    };
+    let key = format!("customer:{customer}");
+    redis::pipe()
+        .atomic()
+        .hincr(&key, "orders", 1)
+        .hincr(&key, "spent_cents", total_cents)
+        .hset(&key, "last_order", order_id)
+        .exec_async(&mut redis.clone())
+        .await
+}
+
 fn internal(e: sqlx::Error) -> (StatusCode, String) {
     (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
@@ -211,6 +252,7 @@ struct Args {
     listen: SocketAddr,
     database: String,
     payments: String,
+    redis: Option<String>,
 }
 
 impl Args {
@@ -218,6 +260,7 @@ impl Args {
         let mut listen = None;
         let mut database = None;
         let mut payments = None;
+        let mut redis = None;
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
             let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -225,13 +268,15 @@ impl Args {
                 "--listen" => listen = Some(value.parse().context("--listen takes HOST:PORT")?),
                 "--database" => database = Some(value),
                 "--payments" => payments = Some(value.trim_end_matches('/').to_string()),
-                _ => anyhow::bail!("unknown flag {flag}; usage: demo-orders --listen ADDR --database URL --payments URL"),
+                "--redis" => redis = Some(value),
+                _ => anyhow::bail!("unknown flag {flag}; usage: demo-orders --listen ADDR --database URL --payments URL [--redis URL]"),
             }
         }
         Ok(Self {
             listen: listen.context("--listen is required")?,
             database: database.context("--database is required")?,
             payments: payments.context("--payments is required")?,
+            redis,
         })
     }
 }

@@ -28,6 +28,7 @@ use tracery_tests::{
     demo::{NodeServices, Service},
     fixture, marker_line,
     node::{self, Node, Nodes, NODE_A},
+    redis_server::RedisServer,
 };
 
 /// Whether the demo fails when the frozen request's bytes reach payments or PostgreSQL
@@ -38,6 +39,9 @@ const STRICT_HOLD_CHECK: bool = true;
 /// Where node-a's standalone agent serves the controller (for tracery-ctl on the host and
 /// for node-b's agent).
 const CONTROLLER_PORT: u16 = 7777;
+
+/// The demo's own Redis, on the host's side of node-a's veth.
+const DEMO_REDIS_PORT: u16 = 6380;
 
 /// How long the demo lets a request that was not held run before it looks for its traces:
 /// far longer than orders needs to reach PostgreSQL and payments.
@@ -133,9 +137,12 @@ fn with_work_dir(args: &Args, ctl: &Path, work: &Path) -> Result<(), String> {
         );
     }
 
-    step("starting the services: gateway (Go) -> orders (Rust, PostgreSQL) -> payments (Go)");
+    step(
+        "starting the services: gateway (Go) -> orders (Rust, PostgreSQL, Redis) -> payments (Go)",
+    );
+    let redis = RedisServer::start(NODE_A.host_ip, DEMO_REDIS_PORT)?;
     let orders_bin = args.bin_dir.join("demo-orders");
-    let mut services = NodeServices::start(&nodes, &orders_bin, &args.database)?;
+    let mut services = NodeServices::start(&nodes, &orders_bin, &args.database, &redis.url())?;
     for (name, node, s) in [
         ("gateway ", &nodes.a, &services.gateway),
         ("orders  ", &nodes.a, &services.orders),
@@ -151,6 +158,10 @@ fn with_work_dir(args: &Args, ctl: &Path, work: &Path) -> Result<(), String> {
     println!(
         "    PostgreSQL on the host, reached by orders at {}",
         args.database
+    );
+    println!(
+        "    Redis on the host, reached by orders at {} (customer totals)",
+        redis.url()
     );
 
     step("starting one Tracery agent per node");

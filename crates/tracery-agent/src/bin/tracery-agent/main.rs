@@ -1,6 +1,7 @@
 //! `tracery-agent`: the node agent. `run` connects to a controller; `standalone` runs the
 //! controller in the same process (the default for a laptop or a single VM).
 
+mod databases;
 mod standalone;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,18 @@ enum Command {
         /// Address the controller listens on for tracery-ctl (and this agent).
         #[arg(long, value_name = "ADDR", default_value = standalone::DEFAULT_LISTEN)]
         listen: String,
+        /// A database `--capture` queries may read, as NAME=URL (postgres://, redis://,
+        /// mongodb://); repeatable. Overrides [databases.NAME] of the config. Prefer
+        /// `url_env` in the config for a URL with a password.
+        #[arg(long = "database", value_name = "NAME=URL")]
+        databases: Vec<String>,
+        /// How long one hit's read of a database may take, in milliseconds (default 2000;
+        /// config: [capture_limits] statement_timeout_ms).
+        #[arg(long, value_name = "MS")]
+        capture_timeout_ms: Option<u64>,
+        /// Rows kept per capture query (default 100; config: [capture_limits] max_rows).
+        #[arg(long, value_name = "N")]
+        capture_rows: Option<usize>,
     },
 }
 
@@ -58,12 +71,20 @@ struct Common {
 }
 
 impl Common {
+    /// `--config`, or ./tracery.toml when it exists.
+    fn config_path(&self) -> Option<&Path> {
+        let default = Path::new("tracery.toml");
+        match &self.config {
+            Some(path) => Some(path),
+            None if default.exists() => Some(default),
+            None => None,
+        }
+    }
+
     /// The service definitions, scoped to `--cgroup` when given.
     fn services(&self) -> anyhow::Result<Services> {
-        let default = Path::new("tracery.toml");
-        let services = match &self.config {
+        let services = match self.config_path() {
             Some(path) => Services::load(path)?,
-            None if default.exists() => Services::load(default)?,
             None => Services::default(),
         };
         let Some(dir) = &self.cgroup else {
@@ -100,6 +121,20 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     };
     // Cheap checks first: a typo in the config should not wait for eBPF to load.
     let services = common.services()?;
+    let databases = match mode {
+        Command::Standalone {
+            databases,
+            capture_timeout_ms,
+            capture_rows,
+            ..
+        } => Some(databases::load(
+            common.config_path(),
+            databases,
+            *capture_timeout_ms,
+            *capture_rows,
+        )?),
+        Command::Run { .. } => None,
+    };
     tracery_agent::privilege::check()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -121,6 +156,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 standalone::run(standalone::Options {
                     listen: listen.clone(),
                     store: store.clone(),
+                    databases: databases.unwrap_or_else(|| databases::DatabaseOptions {
+                        databases: Vec::new(),
+                        limits: Default::default(),
+                    }),
                     services,
                     data_dir: common.data_dir.clone(),
                 })

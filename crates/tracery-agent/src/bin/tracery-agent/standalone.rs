@@ -19,6 +19,7 @@ pub struct Options {
     pub store: Option<String>,
     pub services: Services,
     pub data_dir: PathBuf,
+    pub databases: crate::databases::DatabaseOptions,
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
@@ -60,6 +61,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             // CLI calls wait for the agent below: a breakpoint set before it connected
             // would be stored with nobody to arm it, and `set` could not report errors.
             local_agent: Some(link::local_agent_id(&opts.data_dir)),
+            databases: opts.databases.databases,
+            capture_limits: opts.databases.limits,
         },
         async move {
             let _ = stop_rx.await;
