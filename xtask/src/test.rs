@@ -46,10 +46,18 @@ pub fn run(workspace: &Path, extra: &[String]) -> Result<()> {
     }
     // The control-plane tests again, with every standalone Tracery storing in the real
     // PostgreSQL instead of SQLite: the store must not change what users see.
-    println!("\n== control-plane tests again, on the PostgreSQL store");
+    println!("\n== control-plane and capture tests again, on the PostgreSQL store");
     let status = Command::new(crate::cargo())
         .current_dir(workspace)
-        .args(["test", "-p", "tracery-ctl", "--test", "control_plane"])
+        .args([
+            "test",
+            "-p",
+            "tracery-ctl",
+            "--test",
+            "control_plane",
+            "--test",
+            "db_capture",
+        ])
         .env("TRACERY_TEST_STORE", "postgres")
         .status()
         .context("cannot run cargo test")?;
