@@ -1,12 +1,14 @@
 //! `cargo xtask bench`: speed and memory figures, as root (see the bench sources for what
 //! each measures). Benchmarks build in release mode: debug figures would mislead.
 //!
-//! Three benches of `tracery-agent`, each printing its own figures:
+//! Four benches of `tracery-agent`, each printing its own figures:
 //! - `capture`: capture cost against a bare uprobe, and the sustained hit rate;
 //! - `control_plane`: a standalone agent's idle CPU and RSS, and the latency from a hit to
 //!   `snapshot watch` output (p50/p90/p99/max);
 //! - `freeze`: latency of requests through the demo's three services with nothing
-//!   attached, with a freeze breakpoint armed, and while one request is frozen.
+//!   attached, with a freeze breakpoint armed, and while one request is frozen;
+//! - `arm`: time to arm the demo's orders executable in a 1st, 2nd and 3rd process, and the
+//!   agent's RSS after each.
 
 use std::{path::Path, process::Command};
 
@@ -15,7 +17,7 @@ use anyhow::{bail, Result};
 use crate::{host, services, setup};
 
 /// The benches, run in this order.
-const BENCHES: [&str; 3] = ["capture", "control_plane", "freeze"];
+const BENCHES: [&str; 4] = ["capture", "control_plane", "freeze", "arm"];
 
 /// Runs the named benchmarks (all when none is named); stops at the first that fails.
 pub fn run(workspace: &Path, names: &[String]) -> Result<()> {
@@ -36,7 +38,7 @@ pub fn run(workspace: &Path, names: &[String]) -> Result<()> {
         let mut cmd = Command::new(crate::cargo());
         cmd.current_dir(workspace)
             .args(["bench", "-p", "tracery-agent", "--bench", bench]);
-        if bench == "freeze" {
+        if bench == "freeze" || bench == "arm" {
             services::ensure_running()?;
             crate::run_checked(Command::new(crate::cargo()).current_dir(workspace).args([
                 "build",
