@@ -74,7 +74,7 @@ fn main() {
     for (process, _) in &services {
         let pid = process.pid();
         let started = Instant::now();
-        let bp = tracery_agent::prepare(pid, &location, &limits).expect("preparing");
+        let bp = session.prepare(pid, &location, &limits).expect("preparing");
         for (site, plan) in &bp.sites {
             let target = AttachTarget {
                 path: exe_attach_path(pid),

@@ -1,8 +1,10 @@
 //! Capturing a breakpoint's hits: the eBPF object ([`loader`]), probes attached by file
-//! offset and cookie ([`probes`]), breakpoints prepared from DWARF and armed ([`session`]),
+//! offset and cookie ([`probes`]), the executables loaded for them ([`executables`]),
+//! breakpoints prepared from DWARF and armed ([`session`]),
 //! the ring buffer they write to ([`ring`]), and the snapshots decoded from it
 //! ([`snapshot`]).
 
+pub mod executables;
 pub mod loader;
 pub mod probes;
 pub mod ring;

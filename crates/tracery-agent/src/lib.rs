@@ -18,9 +18,10 @@ pub mod privilege;
 pub mod process;
 mod sys;
 
+pub use capture::executables::Executables;
 pub use capture::probes::{AttachTarget, ProbeTable, ProgramKind, SlotId};
 pub use capture::ring::{HitReader, RawHit};
-pub use capture::session::{prepare, ArmOptions, LoadedBinary, PreparedBreakpoint, Session};
+pub use capture::session::{prepare, ArmOptions, PreparedBreakpoint, Session};
 pub use capture::snapshot::{Clock, Location, Snapshot, StackFrame};
 pub use discovery::{DiscoveryError, Matcher, Services};
 pub use error::AgentError;

@@ -16,7 +16,7 @@ use tracery_dwarf::{
 
 use crate::{
     capture::probes::SlotId,
-    capture::session::{prepare, ArmOptions, Session},
+    capture::session::{ArmOptions, Session},
     capture::snapshot::Snapshot,
     discovery::Matcher,
     error::AgentError,
@@ -461,12 +461,11 @@ impl Manager {
             .freezer
             .stopped(trace)
             .ok_or(EvalError::NotStopped(trace))?;
-        match self.session.binary_of(pid) {
-            Some((loaded, bias)) => {
-                crate::freeze::eval::eval_in(&loaded.binary, bias, pid, &regs, expr)
-            }
-            None => crate::freeze::eval::eval(pid, &regs, expr),
-        }
+        let (exe, bias) = self
+            .session
+            .executable_of(pid)
+            .map_err(|e| EvalError::Read(e.to_string()))?;
+        crate::freeze::eval::eval_in(&exe, bias, pid, &regs, expr)
     }
 
     /// Messages of frozen traces held on this node now, oldest first.
@@ -537,7 +536,7 @@ fn arm_in(
 ) -> Result<Vec<SlotId>, AgentError> {
     let spec = &bp.spec;
     let when = bp.when.as_ref();
-    let mut prepared = prepare(pid, &spec.location, &spec.limits)?;
+    let mut prepared = session.prepare(pid, &spec.location, &spec.limits)?;
     let go = prepared
         .sites
         .first()
@@ -547,7 +546,7 @@ fn arm_in(
             bp.go_freeze = true;
             session.tracker().set_go_freeze_armed(true);
         }
-        if let Err(e) = freezer.seize(pid, &prepared.binary.binary, session.tracker()) {
+        if let Err(e) = freezer.seize(pid, prepared.executable.binary(), session.tracker()) {
             bp.errors
                 .push((pid, format!("hits will not stop their thread: {e}")));
         }

@@ -69,11 +69,6 @@ impl TargetProcess {
         read_start_time(self.pid) == Some(self.start_time)
     }
 
-    /// Loads the executable and its DWARF.
-    pub fn binary(&self) -> Result<Binary, AgentError> {
-        Ok(Binary::open(self.exe_path())?)
-    }
-
     /// Where the process mapped `binary`, from `/proc/PID/maps` matched by inode.
     pub fn load_bias(&self, binary: &Binary) -> Result<LoadBias, AgentError> {
         if !binary.is_pie() {

@@ -17,6 +17,16 @@ pub fn raise_memlock_limit() -> std::io::Result<()> {
     }
 }
 
+/// Returns freed heap memory to the kernel (glibc `malloc_trim`): free blocks at the top of
+/// each arena and whole free pages inside it. A no-op on other C libraries.
+pub fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Waits until `fd` is readable or `timeout` passes. Returns true when readable.
 pub fn wait_readable(fd: RawFd, timeout: Duration) -> std::io::Result<bool> {
     let mut pfd = libc::pollfd {

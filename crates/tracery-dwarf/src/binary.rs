@@ -1,10 +1,10 @@
 //! Loading an ELF executable and its DWARF.
 //!
-//! A [`Binary`] is costly to build (it decompresses and indexes the debug sections), so the
-//! caller owns it and keeps it for as long as it probes that file.
+//! Opening a [`Binary`] maps the file and reads its headers and symbol table; its sections
+//! are ranges of the mapping, except compressed ones (Go's), which are decompressed here.
+//! What is derived from the DWARF (indexes, symbolizer) lives in [`crate::Executable`].
 
 use std::{
-    fs,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -13,11 +13,12 @@ use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
 
 use crate::{
     address::{FileOffset, LoadBias, ObjAddr},
+    bytes::Bytes,
     error::BinaryError,
 };
 
-/// The gimli reader used throughout: shared, owned section bytes.
-pub type Reader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
+/// The gimli reader used throughout: shared section bytes, usually a range of the mapping.
+pub type Reader = gimli::EndianReader<gimli::RunTimeEndian, Bytes>;
 
 /// One PT_LOAD segment.
 #[derive(Clone, Copy, Debug)]
@@ -41,9 +42,9 @@ pub struct Symbol {
 /// Raw call-frame sections, for the unwinder.
 #[derive(Clone, Debug, Default)]
 pub struct FrameSections {
-    pub eh_frame: Option<(ObjAddr, Arc<[u8]>)>,
-    pub eh_frame_hdr: Option<(ObjAddr, Arc<[u8]>)>,
-    pub debug_frame: Option<Arc<[u8]>>,
+    pub eh_frame: Option<(ObjAddr, Bytes)>,
+    pub eh_frame_hdr: Option<(ObjAddr, Bytes)>,
+    pub debug_frame: Option<Bytes>,
     pub text: Option<(ObjAddr, u64)>,
 }
 
@@ -51,11 +52,14 @@ pub struct FrameSections {
 pub struct Binary {
     path: PathBuf,
     debug_path: PathBuf,
-    data: Arc<[u8]>,
+    data: Bytes,
+    /// The separate debug file's mapping, when the DWARF came from one.
+    debug_data: Option<Bytes>,
     segments: Vec<Segment>,
     is_pie: bool,
     build_id: Option<Vec<u8>>,
-    symbols: Vec<Symbol>,
+    /// Shared with the symbolizer.
+    symbols: Arc<[Symbol]>,
     frames: FrameSections,
     dwarf: gimli::Dwarf<Reader>,
 }
@@ -109,9 +113,10 @@ impl Binary {
             .collect();
         let is_pie = file.kind() == object::ObjectKind::Dynamic;
         let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
-        let symbols = collect_symbols(&file);
-        let frames = frame_sections(&file);
+        let symbols = collect_symbols(&file).into();
+        let frames = frame_sections(&file, &data);
 
+        let mut debug_data = None;
         let (debug_path, dwarf) = if let Some(d) = debug_file {
             let dd = read(d)?;
             let df = object::File::parse(&*dd).map_err(|source| BinaryError::Parse {
@@ -123,16 +128,19 @@ impl Binary {
                     path: d.to_path_buf(),
                 });
             }
-            (d.to_path_buf(), load_dwarf(&df, d)?)
+            let dwarf = load_dwarf(&df, &dd, d)?;
+            debug_data = Some(dd.clone());
+            (d.to_path_buf(), dwarf)
         } else if has_dwarf(&file) {
-            (path.clone(), load_dwarf(&file, &path)?)
+            (path.clone(), load_dwarf(&file, &data, &path)?)
         } else if let Some(d) = find_debug_file(&path, &file) {
             let dd = read(&d)?;
             let df = object::File::parse(&*dd).map_err(|source| BinaryError::Parse {
                 path: d.clone(),
                 source,
             })?;
-            let dwarf = load_dwarf(&df, &d)?;
+            let dwarf = load_dwarf(&df, &dd, &d)?;
+            debug_data = Some(dd.clone());
             (d, dwarf)
         } else {
             return Err(BinaryError::NoDwarf { path: path.clone() });
@@ -142,6 +150,7 @@ impl Binary {
             path,
             debug_path,
             data,
+            debug_data,
             segments,
             is_pie,
             build_id,
@@ -179,6 +188,20 @@ impl Binary {
     /// ELF function symbols (mangled), sorted by address.
     pub fn symbols(&self) -> &[Symbol] {
         &self.symbols
+    }
+
+    /// Drops this process's hold on the file's pages (see [`Bytes::release_pages`]): after a
+    /// pass over all of the DWARF, such as indexing it.
+    pub(crate) fn release_pages(&self) {
+        self.data.release_pages();
+        if let Some(d) = &self.debug_data {
+            d.release_pages();
+        }
+    }
+
+    /// The symbols as one shared list, for a symbolizer to keep without a copy.
+    pub(crate) fn shared_symbols(&self) -> Arc<[Symbol]> {
+        self.symbols.clone()
     }
 
     /// Raw call-frame sections for unwinding.
@@ -240,13 +263,32 @@ impl Binary {
     }
 }
 
-fn read(path: &Path) -> Result<Arc<[u8]>, BinaryError> {
-    fs::read(path)
-        .map(Arc::from)
-        .map_err(|source| BinaryError::Read {
-            path: path.to_path_buf(),
-            source,
-        })
+fn read(path: &Path) -> Result<Bytes, BinaryError> {
+    Bytes::map(path).map_err(|source| BinaryError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The GNU build id of the ELF file at `path`, without loading its DWARF: what a cache of
+/// [`crate::Executable`]s keys on.
+pub fn build_id(path: &Path) -> Result<Option<Vec<u8>>, BinaryError> {
+    let data = read(path)?;
+    let file = object::File::parse(&*data).map_err(|source| BinaryError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(file.build_id().ok().flatten().map(<[u8]>::to_vec))
+}
+
+/// A section's bytes: a range of `data` when stored plainly, else decompressed.
+fn section_data(data: &Bytes, section: &object::Section<'_, '_>) -> object::Result<Bytes> {
+    Ok(match section.uncompressed_data()? {
+        std::borrow::Cow::Borrowed(b) => {
+            data.subslice(b).unwrap_or_else(|| Bytes::from(b.to_vec()))
+        }
+        std::borrow::Cow::Owned(v) => Bytes::from(v),
+    })
 }
 
 fn segment_is_executable(s: &object::Segment<'_, '_>) -> bool {
@@ -280,24 +322,28 @@ fn collect_symbols(file: &object::File<'_>) -> Vec<Symbol> {
     syms
 }
 
-fn section_bytes(file: &object::File<'_>, name: &str) -> Option<(ObjAddr, Arc<[u8]>)> {
+fn section_bytes(file: &object::File<'_>, data: &Bytes, name: &str) -> Option<(ObjAddr, Bytes)> {
     let s = file.section_by_name(name)?;
-    let data = s.uncompressed_data().ok()?;
-    Some((ObjAddr(s.address()), Arc::from(&*data)))
+    let bytes = section_data(data, &s).ok()?;
+    Some((ObjAddr(s.address()), bytes))
 }
 
-fn frame_sections(file: &object::File<'_>) -> FrameSections {
+fn frame_sections(file: &object::File<'_>, data: &Bytes) -> FrameSections {
     FrameSections {
-        eh_frame: section_bytes(file, ".eh_frame"),
-        eh_frame_hdr: section_bytes(file, ".eh_frame_hdr"),
-        debug_frame: section_bytes(file, ".debug_frame").map(|(_, d)| d),
+        eh_frame: section_bytes(file, data, ".eh_frame"),
+        eh_frame_hdr: section_bytes(file, data, ".eh_frame_hdr"),
+        debug_frame: section_bytes(file, data, ".debug_frame").map(|(_, d)| d),
         text: file
             .section_by_name(".text")
             .map(|s| (ObjAddr(s.address()), s.size())),
     }
 }
 
-fn load_dwarf(file: &object::File<'_>, path: &Path) -> Result<gimli::Dwarf<Reader>, BinaryError> {
+fn load_dwarf(
+    file: &object::File<'_>,
+    data: &Bytes,
+    path: &Path,
+) -> Result<gimli::Dwarf<Reader>, BinaryError> {
     let endian = if file.is_little_endian() {
         gimli::RunTimeEndian::Little
     } else {
@@ -306,20 +352,15 @@ fn load_dwarf(file: &object::File<'_>, path: &Path) -> Result<gimli::Dwarf<Reade
     let load = |id: gimli::SectionId| -> Result<Reader, BinaryError> {
         // `section_by_name` also finds Go's and old GNU `.zdebug_*` sections, and
         // `uncompressed_data` handles both SHF_COMPRESSED and `.zdebug` framing.
-        let data: Arc<[u8]> = match file.section_by_name(id.name()) {
-            Some(s) => {
-                let d = s
-                    .uncompressed_data()
-                    .map_err(|source| BinaryError::Section {
-                        path: path.to_path_buf(),
-                        section: id.name(),
-                        source,
-                    })?;
-                Arc::from(&*d)
-            }
-            None => Arc::from(&[][..]),
+        let bytes = match file.section_by_name(id.name()) {
+            Some(s) => section_data(data, &s).map_err(|source| BinaryError::Section {
+                path: path.to_path_buf(),
+                section: id.name(),
+                source,
+            })?,
+            None => Bytes::empty(),
         };
-        Ok(gimli::EndianArcSlice::new(data, endian))
+        Ok(gimli::EndianReader::new(bytes, endian))
     };
     gimli::Dwarf::load(load)
 }

@@ -78,9 +78,9 @@ impl Bytes {
 
     fn word(&self, off: u64) -> Result<u64, Value> {
         let b = self.read(off, 8)?;
-        Ok(u64::from_le_bytes(
-            b.try_into().expect("read returns 8 bytes"),
-        ))
+        let b = <[u8; 8]>::try_from(b)
+            .map_err(|_| Value::unavailable("value outside the captured bytes"))?;
+        Ok(u64::from_le_bytes(b))
     }
 }
 

@@ -254,12 +254,26 @@ pub fn compile_plan(
     address: ObjAddr,
     limits: &CaptureLimits,
 ) -> Result<CapturePlan, PlanError> {
+    compile_plan_in(binary, address, None, limits)
+}
+
+/// [`compile_plan`], told which unit probably holds `address` (by an index): that unit is
+/// parsed first, instead of every unit before it.
+pub(crate) fn compile_plan_in(
+    binary: &Binary,
+    address: ObjAddr,
+    hint: Option<u64>,
+    limits: &CaptureLimits,
+) -> Result<CapturePlan, PlanError> {
     let dwarf_err = |source| PlanError::Dwarf {
         path: binary.debug_path().to_path_buf(),
         source,
     };
     let units = Units::new(binary.dwarf()).map_err(dwarf_err)?;
-    let scope = scope_at(&units, address.0)
+    let hint = hint
+        .and_then(|offset| units.at_offset(offset))
+        .map(|d| d.unit);
+    let scope = scope_at(&units, address.0, hint)
         .map_err(dwarf_err)?
         .ok_or_else(|| PlanError::NoFunction {
             path: binary.path().to_path_buf(),

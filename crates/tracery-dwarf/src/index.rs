@@ -10,6 +10,7 @@
 use std::{
     collections::HashMap,
     path::{Component, Path, PathBuf},
+    sync::Arc,
 };
 
 use gimli::{AttributeValue, DebugInfoOffset, Reader as _};
@@ -53,17 +54,29 @@ impl DebugIndex {
             let _ = b.add_functions(&unit, &file_map);
         }
         let Builder {
-            files,
-            rows,
-            entries,
+            mut files,
+            mut rows,
+            mut entries,
             names,
             ..
         } = b;
+        // The vectors grew by doubling; the index lives as long as its binary.
+        files.shrink_to_fit();
+        rows.shrink_to_fit();
+        entries.shrink_to_fit();
         Self {
             files,
             lines: LineTable::new(rows),
             functions: FunctionTable::new(entries, &names),
         }
+    }
+
+    /// The `.debug_info` offset of the concrete function whose code holds `addr`: where a
+    /// plan for `addr` finds its unit without parsing the others.
+    pub(crate) fn function_die(&self, addr: u64) -> Option<u64> {
+        let i = self.functions.concrete_at(addr)?;
+        let die = self.functions.entries.get(i)?.die?;
+        Some(die.0 as u64)
     }
 
     /// The path of a file id; empty for a row whose file entry was unreadable.
@@ -206,14 +219,14 @@ impl Builder<'_> {
                         pushed_fn = Some(self.entries.len());
                         self.entries.push(FnEntry {
                             die: offset,
-                            ranges,
+                            ranges: ranges.into_boxed_slice(),
                             entry_pc,
                             inlined: false,
                             parent,
                             call_file: None,
                             call_line: None,
-                            name: String::new(),
-                            short: String::new(),
+                            name: Arc::from(""),
+                            short: Arc::from(""),
                             linkage: None,
                             decl_file: None,
                             decl_line: None,
@@ -231,14 +244,14 @@ impl Builder<'_> {
                         pushed_fn = Some(self.entries.len());
                         self.entries.push(FnEntry {
                             die: reference(unit, entry, gimli::DW_AT_abstract_origin),
-                            ranges,
+                            ranges: ranges.into_boxed_slice(),
                             entry_pc,
                             inlined: true,
                             parent,
                             call_file: file_attr(entry, gimli::DW_AT_call_file, files),
                             call_line: udata_attr(entry, gimli::DW_AT_call_line),
-                            name: String::new(),
-                            short: String::new(),
+                            name: Arc::from(""),
+                            short: Arc::from(""),
                             linkage: None,
                             decl_file: None,
                             decl_line: None,

@@ -3,16 +3,24 @@
 //! Loads binaries ([`Binary`]), resolves source locations to probe sites, compiles variable
 //! locations into kernel fetch plans, decodes captured bytes into typed values, renders them
 //! per language, and unwinds and symbolizes captured stacks. Nothing here touches a running
-//! process: memory comes in as bytes.
+//! process: memory comes in as bytes. [`Executable`] holds all of it for one file, built
+//! lazily, for callers that probe that file more than once.
+
+// Malformed DWARF and odd binaries are inputs, not bugs: they must not panic the agent.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod address;
 pub mod binary;
+pub mod bytes;
 pub mod error;
+pub mod executable;
 pub mod go_runtime;
 
 pub use address::{FileOffset, LoadBias, ObjAddr, ProcAddr};
-pub use binary::Binary;
+pub use binary::{build_id, Binary};
+pub use bytes::Bytes;
 pub use error::BinaryError;
+pub use executable::Executable;
 
 // Locations, listings, stacks.
 pub mod index;

@@ -18,33 +18,35 @@ use crate::{
     resolve::ResolveError,
 };
 
-const STMT: u8 = 1;
-const PROLOGUE_END: u8 = 2;
-const END_SEQUENCE: u8 = 4;
+// Row flags, in the top bits of `Row::line_flags`.
+const STMT: u32 = 1 << 31;
+const PROLOGUE_END: u32 = 1 << 30;
+const END_SEQUENCE: u32 = 1 << 29;
+/// Lines past this (half a billion) are stored as it.
+const MAX_LINE: u32 = END_SEQUENCE - 1;
 
-/// One line-table row.
+/// One line-table row: 16 bytes, as a program has hundreds of thousands of them.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Row {
     pub address: u64,
     pub file: FileId,
-    pub line: u32,
-    flags: u8,
+    /// The line in the low bits, the flags above [`MAX_LINE`].
+    line_flags: u32,
 }
 
 impl Row {
     pub fn new(address: u64, file: FileId, line: u32, stmt: bool, prologue_end: bool) -> Self {
-        let mut flags = 0;
+        let mut line_flags = line.min(MAX_LINE);
         if stmt {
-            flags |= STMT;
+            line_flags |= STMT;
         }
         if prologue_end {
-            flags |= PROLOGUE_END;
+            line_flags |= PROLOGUE_END;
         }
         Self {
             address,
             file,
-            line,
-            flags,
+            line_flags,
         }
     }
 
@@ -53,25 +55,29 @@ impl Row {
         Self {
             address,
             file: FileId::MAX,
-            line: 0,
-            flags: END_SEQUENCE,
+            line_flags: END_SEQUENCE,
         }
     }
 
+    /// The 1-based source line; 0 when the row has none.
+    pub fn line(&self) -> u32 {
+        self.line_flags & MAX_LINE
+    }
+
     pub fn is_stmt(&self) -> bool {
-        self.flags & STMT != 0
+        self.line_flags & STMT != 0
     }
 
     pub fn prologue_end(&self) -> bool {
-        self.flags & PROLOGUE_END != 0
+        self.line_flags & PROLOGUE_END != 0
     }
 
     pub fn is_end(&self) -> bool {
-        self.flags & END_SEQUENCE != 0
+        self.line_flags & END_SEQUENCE != 0
     }
 
     fn same_line(&self, other: &Row) -> bool {
-        !self.is_end() && !other.is_end() && self.file == other.file && self.line == other.line
+        !self.is_end() && !other.is_end() && self.file == other.file && self.line() == other.line()
     }
 }
 
@@ -125,7 +131,7 @@ impl LineTable {
             }
             if !row.is_end() && row.file == file {
                 let run = Run {
-                    line: row.line,
+                    line: row.line(),
                     start: row.address,
                     stmt: row.is_stmt().then_some(row.address),
                     end: row.address,
@@ -199,7 +205,7 @@ impl DebugIndex {
                 function: addrs
                     .first()
                     .and_then(|a| a.caller.or_else(|| self.functions.owner(a.addr, id, line)))
-                    .map(|f| self.functions.entries[f].name.clone())
+                    .map(|f| self.functions.entries[f].name.to_string())
                     .unwrap_or_else(|| "??".to_string()),
             })
             .collect())

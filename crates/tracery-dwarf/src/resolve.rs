@@ -273,7 +273,7 @@ impl DebugIndex {
     ) -> Result<Vec<ProbeSite>, ResolveError> {
         let entries = &self.functions.entries;
         let mut matched: Vec<usize> = (0..entries.len())
-            .filter(|&i| entries[i].name == q || entries[i].linkage.as_deref() == Some(q))
+            .filter(|&i| &*entries[i].name == q || entries[i].linkage.as_deref() == Some(q))
             .collect();
         if matched.is_empty() {
             // `process_order` for `orders::process_order`, `processOrder` for Go's.
@@ -316,7 +316,7 @@ impl DebugIndex {
                 addr: s.address.0,
                 end: s.address.0 + s.size.max(1),
                 file: row.map(|r| r.file),
-                line: row.map_or(0, |r| r.line),
+                line: row.map_or(0, |r| r.line()),
                 owner: None,
                 note: Some("no DWARF for this function: probing its ELF symbol".to_string()),
             });
@@ -335,7 +335,7 @@ impl DebugIndex {
             }
             _ => {
                 let row = self.lines.row_at(addr);
-                (row.map(|r| r.file), row.map_or(0, |r| r.line))
+                (row.map(|r| r.file), row.map_or(0, |r| r.line()))
             }
         };
         Candidate {
@@ -393,7 +393,7 @@ impl DebugIndex {
                 .owner
                 .map(|i| {
                     let e = &self.functions.entries[i];
-                    (e.name.clone(), e.inlined)
+                    (e.name.to_string(), e.inlined)
                 })
                 .or_else(|| symbol_name(binary, address))
                 .unwrap_or_else(|| ("??".to_string(), false));
@@ -445,13 +445,13 @@ impl DebugIndex {
             .iter()
             .filter(|e| !e.inlined)
             .map(|e| {
-                let short = e.short.as_str();
+                let short = &*e.short;
                 let score = if e.name.to_lowercase().contains(&lower) {
                     2.0
                 } else {
                     strsim::jaro_winkler(q, &e.name).max(strsim::jaro_winkler(q, short))
                 };
-                (score, e.name.as_str())
+                (score, &*e.name)
             })
             .filter(|s| s.0 > 0.8)
             .collect();

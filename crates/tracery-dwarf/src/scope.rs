@@ -42,9 +42,18 @@ pub(crate) struct Scope {
     pub vars: Vec<ScopeVar>,
 }
 
-/// Finds the function containing `addr` and collects what is in scope there.
-pub(crate) fn scope_at(units: &Units<'_>, addr: u64) -> Result<Option<Scope>, gimli::Error> {
-    for i in 0..units.len() {
+/// Finds the function containing `addr` and collects what is in scope there. `hint` is the
+/// unit that probably holds it (from an index): it is tried first, so a plan parses one unit
+/// instead of every unit before it.
+pub(crate) fn scope_at(
+    units: &Units<'_>,
+    addr: u64,
+    hint: Option<usize>,
+) -> Result<Option<Scope>, gimli::Error> {
+    let order = hint
+        .into_iter()
+        .chain((0..units.len()).filter(|&i| Some(i) != hint));
+    for i in order {
         if !units.unit_covers(i, addr)? {
             continue;
         }

@@ -1,5 +1,7 @@
 //! Addresses to source frames, inlined calls included.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::{
@@ -32,9 +34,10 @@ pub struct Frame {
 /// and keep it for as long as that binary is probed. It is `Send` but not `Sync`
 /// (addr2line fills its caches through `OnceCell`): share it behind a `Mutex`.
 pub struct Symbolizer {
-    context: addr2line::Context<Reader>,
-    /// ELF symbols, by address, for code without DWARF.
-    symbols: Vec<Symbol>,
+    /// `None` when the DWARF could not be indexed: ELF symbols alone name the frames.
+    context: Option<addr2line::Context<Reader>>,
+    /// ELF symbols, by address, for code without DWARF (shared with the [`Binary`]).
+    symbols: Arc<[Symbol]>,
 }
 
 impl std::fmt::Debug for Symbolizer {
@@ -55,9 +58,17 @@ impl Symbolizer {
                 source,
             })?;
         Ok(Self {
-            context,
-            symbols: binary.symbols().to_vec(),
+            context: Some(context),
+            symbols: binary.shared_symbols(),
         })
+    }
+
+    /// A symbolizer that names frames by ELF symbol only: no file, line or inlined frame.
+    pub fn symbols_only(binary: &Binary) -> Self {
+        Self {
+            context: None,
+            symbols: binary.shared_symbols(),
+        }
     }
 
     /// The frames at `pc`, innermost first. A return address is looked up one byte back,
@@ -69,7 +80,11 @@ impl Symbolizer {
             pc.0
         };
         let mut found: Vec<(Option<String>, Option<String>, Option<u32>)> = Vec::new();
-        if let Ok(mut iter) = self.context.find_frames(probe).skip_all_loads() {
+        let iter = self
+            .context
+            .as_ref()
+            .and_then(|c| c.find_frames(probe).skip_all_loads().ok());
+        if let Some(mut iter) = iter {
             while let Ok(Some(f)) = iter.next() {
                 let function = f
                     .function
@@ -121,7 +136,7 @@ impl Symbolizer {
     }
 }
 
-/// A second `Dwarf` over the same section bytes (the reader is a shared `Arc` slice, so
+/// A second `Dwarf` over the same section bytes (the reader is a shared range, so
 /// nothing is copied): addr2line wants its own, with its own abbreviation cache.
 fn share_sections(d: &gimli::Dwarf<Reader>) -> gimli::Dwarf<Reader> {
     gimli::Dwarf {

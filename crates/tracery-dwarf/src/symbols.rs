@@ -3,7 +3,11 @@
 //!
 //! [`functions`] lists them for `tracery-ctl symbols --functions PATTERN`.
 
-use std::{collections::HashMap, path::PathBuf};
+use std::{
+    collections::{HashMap, HashSet},
+    path::PathBuf,
+    sync::Arc,
+};
 
 use gimli::DebugInfoOffset;
 use serde::Serialize;
@@ -33,7 +37,7 @@ pub(crate) struct FnEntry {
     /// The DIE that names it: its own for a subprogram, the abstract origin when inlined.
     pub die: Option<DebugInfoOffset>,
     /// Sorted `[low, high)` ranges.
-    pub ranges: Vec<(u64, u64)>,
+    pub ranges: Box<[(u64, u64)]>,
     /// The first instruction executed: `DW_AT_entry_pc`, else the lowest address.
     pub entry_pc: u64,
     pub inlined: bool,
@@ -42,11 +46,12 @@ pub(crate) struct FnEntry {
     pub call_file: Option<FileId>,
     pub call_line: Option<u32>,
     /// Demangled, qualified, without hash: `orders::process_order`, `main.processOrder`.
-    pub name: String,
+    /// Names are shared between the entries (inlined copies) that have them.
+    pub name: Arc<str>,
     /// `DW_AT_name` as written: `process_order`.
-    pub short: String,
+    pub short: Arc<str>,
     /// The mangled linkage name, when DWARF has one.
-    pub linkage: Option<String>,
+    pub linkage: Option<Arc<str>>,
     pub decl_file: Option<FileId>,
     pub decl_line: Option<u32>,
 }
@@ -76,8 +81,9 @@ pub(crate) struct FunctionTable {
 
 impl FunctionTable {
     pub fn new(mut entries: Vec<FnEntry>, names: &HashMap<DebugInfoOffset, NameInfo>) -> Self {
+        let mut naming = Naming::default();
         for e in &mut entries {
-            name_entry(e, names);
+            naming.name_entry(e, names);
         }
         let mut children = vec![Vec::new(); entries.len()];
         let mut concrete = Vec::new();
@@ -142,39 +148,98 @@ impl FunctionTable {
     }
 }
 
-/// Follows origins and specifications to a name, linkage name and declaration.
-fn name_entry(e: &mut FnEntry, names: &HashMap<DebugInfoOffset, NameInfo>) {
-    let mut name = None;
-    let mut namespace = None;
-    let mut cur = e.die;
-    // Chains are short (definition → declaration, concrete → abstract); cap against cycles.
-    for _ in 0..8 {
-        let Some(info) = cur.and_then(|o| names.get(&o)) else {
-            break;
+/// What an entry's DIE says about its name, once per DIE.
+#[derive(Clone)]
+struct Names {
+    /// `None` when nothing names the entry (it is then named by its address).
+    name: Option<Arc<str>>,
+    short: Arc<str>,
+    linkage: Option<Arc<str>>,
+    decl_file: Option<FileId>,
+    decl_line: Option<u32>,
+}
+
+/// Names entries, each DIE once, and each distinct string once: a Rust program inlines the
+/// same functions thousands of times, and each unit repeats their abstract DIEs.
+#[derive(Default)]
+struct Naming {
+    by_die: HashMap<DebugInfoOffset, Names>,
+    strings: HashSet<Arc<str>>,
+}
+
+impl Naming {
+    fn name_entry(&mut self, e: &mut FnEntry, names: &HashMap<DebugInfoOffset, NameInfo>) {
+        let n = match e.die {
+            Some(die) => match self.by_die.get(&die) {
+                Some(n) => n.clone(),
+                None => {
+                    let n = self.names_of(Some(die), names);
+                    self.by_die.insert(die, n.clone());
+                    n
+                }
+            },
+            None => self.names_of(None, names),
         };
-        if name.is_none() && info.name.is_some() {
-            name.clone_from(&info.name);
-            namespace = Some(info.namespace.clone());
-        }
-        if e.linkage.is_none() {
-            e.linkage.clone_from(&info.linkage);
-        }
-        e.decl_file = e.decl_file.or(info.decl_file);
-        e.decl_line = e.decl_line.or(info.decl_line);
-        cur = info.origin;
+        e.name = n
+            .name
+            .unwrap_or_else(|| Arc::from(format!("{:#x}", e.entry_pc)));
+        e.short = n.short;
+        e.linkage = n.linkage;
+        e.decl_file = n.decl_file;
+        e.decl_line = n.decl_line;
     }
-    e.short = name.clone().unwrap_or_default();
-    e.name = match (e.linkage.as_deref().and_then(demangle_rust), name) {
-        (Some(d), _) => d,
-        (None, Some(n)) => match namespace.as_deref() {
-            Some(ns) if !ns.is_empty() => format!("{ns}::{n}"),
-            _ => n,
-        },
-        (None, None) => e
-            .linkage
-            .clone()
-            .unwrap_or_else(|| format!("{:#x}", e.entry_pc)),
-    };
+
+    /// Follows origins and specifications to a name, linkage name and declaration.
+    fn names_of(
+        &mut self,
+        die: Option<DebugInfoOffset>,
+        names: &HashMap<DebugInfoOffset, NameInfo>,
+    ) -> Names {
+        let mut name = None;
+        let mut namespace = None;
+        let mut linkage: Option<&str> = None;
+        let (mut decl_file, mut decl_line) = (None, None);
+        let mut cur = die;
+        // Chains are short (definition → declaration, concrete → abstract); cap against
+        // cycles.
+        for _ in 0..8 {
+            let Some(info) = cur.and_then(|o| names.get(&o)) else {
+                break;
+            };
+            if name.is_none() && info.name.is_some() {
+                name = info.name.as_deref();
+                namespace = Some(info.namespace.as_str());
+            }
+            linkage = linkage.or(info.linkage.as_deref());
+            decl_file = decl_file.or(info.decl_file);
+            decl_line = decl_line.or(info.decl_line);
+            cur = info.origin;
+        }
+        let full = match (linkage.and_then(demangle_rust), name) {
+            (Some(d), _) => Some(d),
+            (None, Some(n)) => Some(match namespace {
+                Some(ns) if !ns.is_empty() => format!("{ns}::{n}"),
+                _ => n.to_string(),
+            }),
+            (None, None) => linkage.map(str::to_string),
+        };
+        Names {
+            name: full.map(|f| self.intern(&f)),
+            short: self.intern(name.unwrap_or_default()),
+            linkage: linkage.map(|l| self.intern(l)),
+            decl_file,
+            decl_line,
+        }
+    }
+
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.strings.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.strings.insert(a.clone());
+        a
+    }
 }
 
 /// A Rust (legacy or v0) symbol demangled without its hash suffix; `None` for others.
@@ -224,10 +289,10 @@ impl DebugIndex {
                     _ => self
                         .lines
                         .row_at(e.entry_pc)
-                        .map_or((e.decl_file, None), |r| (Some(r.file), Some(r.line))),
+                        .map_or((e.decl_file, None), |r| (Some(r.file), Some(r.line()))),
                 };
                 FunctionInfo {
-                    name: e.name.clone(),
+                    name: e.name.to_string(),
                     address: ObjAddr(e.entry_pc),
                     file: file.map(|f| self.file(f).to_path_buf()),
                     line,

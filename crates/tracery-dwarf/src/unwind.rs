@@ -7,8 +7,6 @@
 //! address, which is what CFI for x86-64 user code uses; a frame whose CFA is computed
 //! from another register falls back to frame pointers too.
 
-use std::sync::Arc;
-
 use framehop::{
     x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64},
     ExplicitModuleSectionInfo, Module, Unwinder as _,
@@ -18,6 +16,7 @@ use tracery_common::regs::{pt, NUM_REGS};
 use crate::{
     address::{LoadBias, ProcAddr},
     binary::Binary,
+    bytes::Bytes,
 };
 
 /// How to find each caller.
@@ -34,7 +33,7 @@ pub enum UnwindMethod {
 /// Building it indexes `.debug_frame` when the binary has no `.eh_frame_hdr` (a few ms for
 /// a Go binary); keep one per binary and load bias.
 pub struct StackUnwinder {
-    unwinder: UnwinderX86_64<Arc<[u8]>>,
+    unwinder: UnwinderX86_64<Bytes>,
     bias: LoadBias,
     /// Object-address ranges of the executable segments.
     code: Vec<(u64, u64)>,
@@ -58,8 +57,8 @@ impl StackUnwinder {
     /// An unwinder for `binary` loaded with `bias`, using `method`.
     pub fn with_method(binary: &Binary, bias: LoadBias, method: UnwindMethod) -> Self {
         let fs = binary.frame_sections();
-        let range = |(a, d): &(crate::ObjAddr, Arc<[u8]>)| a.0..a.0 + d.len() as u64;
-        let mut info = ExplicitModuleSectionInfo::<Arc<[u8]>> {
+        let range = |(a, d): &(crate::ObjAddr, Bytes)| a.0..a.0 + d.len() as u64;
+        let mut info = ExplicitModuleSectionInfo::<Bytes> {
             base_svma: 0,
             ..Default::default()
         };

@@ -1,42 +1,34 @@
 //! A capture session: breakpoints resolved in processes, armed, and their hits decoded.
 //!
-//! [`prepare`] does the DWARF work (no privileges needed beyond reading the process's
-//! executable); [`Session`] owns the kernel side and turns records into [`Snapshot`]s.
+//! [`Session::prepare`] does the DWARF work (no privileges needed beyond reading the
+//! process's executable) with the session's [`Executables`], so every process and
+//! breakpoint of one file shares its DWARF context; [`Session`] owns the kernel side and
+//! turns records into [`Snapshot`]s.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tracery_common::{regs::pt, HitHeader, ProbeConfig, ProbeState};
-use tracery_dwarf::{
-    Binary, CaptureLimits, CapturePlan, LoadBias, ProbeSite, SourceLanguage, Symbolizer,
-};
+use tracery_dwarf::{CaptureLimits, CapturePlan, Executable, LoadBias, ProbeSite, SourceLanguage};
 
 use crate::{
+    capture::executables::Executables,
     capture::probes::{AttachTarget, ProbeTable, ProgramKind, SlotId},
     capture::ring::{HitReader, RawHit},
     capture::snapshot::{hex_id, Clock, Location, Snapshot, StackFrame},
     error::AgentError,
     freeze::tracking::{GoProcess, TokioProcess},
     process::TargetProcess,
+    sys,
 };
 
 /// Most frames unwound per hit.
 const MAX_FRAMES: usize = 64;
 
-/// One executable loaded with its symbolizer: costly, so shared by every site in it.
-pub struct LoadedBinary {
-    pub binary: Binary,
-    /// Behind a lock: addr2line fills its caches lazily, so it is not `Sync`.
-    pub symbolizer: Mutex<Symbolizer>,
-}
-
 /// A location resolved in one process and compiled into capture plans, ready to arm.
 pub struct PreparedBreakpoint {
     pub target: TargetProcess,
-    pub binary: Arc<LoadedBinary>,
+    /// The process's executable, shared with every other process and site of that file.
+    pub executable: Arc<Executable>,
     pub bias: LoadBias,
     /// End of the main thread's stack, so the kernel's stack copy never runs past it.
     pub stack_top: Option<u64>,
@@ -44,35 +36,41 @@ pub struct PreparedBreakpoint {
     pub sites: Vec<(ProbeSite, CapturePlan)>,
 }
 
-/// Resolves `location` in the executable of `pid` and compiles a plan for each site.
+/// Resolves `location` in the executable of `pid` and compiles a plan for each site, with
+/// an executable loaded for this call alone: for one-shot callers. An agent uses
+/// [`Session::prepare`], which shares executables between calls.
 pub fn prepare(
     pid: u32,
     location: &str,
     limits: &CaptureLimits,
 ) -> Result<PreparedBreakpoint, AgentError> {
     let target = TargetProcess::open(pid)?;
-    let binary = target.binary()?;
-    let bias = target.load_bias(&binary)?;
+    let executable = Arc::new(Executable::open(target.exe_path())?);
+    prepare_in(target, executable, location, limits)
+}
+
+fn prepare_in(
+    target: TargetProcess,
+    executable: Arc<Executable>,
+    location: &str,
+    limits: &CaptureLimits,
+) -> Result<PreparedBreakpoint, AgentError> {
+    let bias = target.load_bias(executable.binary())?;
     let stack_top = target.main_stack_top();
-    let sites = tracery_dwarf::resolve(&binary, location)?;
+    let sites = executable.resolve(location)?;
     let mut planned = Vec::with_capacity(sites.len());
     for site in sites {
-        let plan =
-            tracery_dwarf::compile_plan(&binary, site.address, limits).map_err(|source| {
-                AgentError::Plan {
-                    address: site.address.to_string(),
-                    source,
-                }
+        let plan = executable
+            .plan(site.address, limits)
+            .map_err(|source| AgentError::Plan {
+                address: site.address.to_string(),
+                source,
             })?;
         planned.push((site, plan));
     }
-    let symbolizer = Symbolizer::new(&binary).map_err(AgentError::Binary)?;
     Ok(PreparedBreakpoint {
         target,
-        binary: Arc::new(LoadedBinary {
-            binary,
-            symbolizer: Mutex::new(symbolizer),
-        }),
+        executable,
         bias,
         stack_top,
         sites: planned,
@@ -111,7 +109,7 @@ pub struct TrappedHit {
 struct ArmedSite {
     site: ProbeSite,
     plan: CapturePlan,
-    binary: Arc<LoadedBinary>,
+    executable: Arc<Executable>,
     bias: LoadBias,
     target: TargetProcess,
 }
@@ -128,6 +126,7 @@ pub struct Session {
     /// Records whose slot was unknown or reused (counted, never silent).
     pub undecodable: u64,
     trapped: Vec<TrappedHit>,
+    executables: Executables,
 }
 
 impl Session {
@@ -143,7 +142,33 @@ impl Session {
             clock: Clock::new(),
             undecodable: 0,
             trapped: Vec::new(),
+            executables: Executables::default(),
         })
+    }
+
+    /// Resolves `location` in the executable of `pid` and compiles a plan for each site. The
+    /// executable comes from the session's cache: a second process of one file, or a second
+    /// breakpoint in it, reuses its DWARF context, and a location or plan prepared before
+    /// is not prepared again.
+    pub fn prepare(
+        &mut self,
+        pid: u32,
+        location: &str,
+        limits: &CaptureLimits,
+    ) -> Result<PreparedBreakpoint, AgentError> {
+        let target = TargetProcess::open(pid)?;
+        let executable = self.executables.get(&target)?;
+        let prepared = prepare_in(target, executable, location, limits);
+        // Indexing a binary and compiling plans allocate and free hundreds of MiB of small
+        // blocks; glibc keeps freed heap mapped unless asked, and an agent that armed once
+        // would hold that peak for good.
+        sys::trim_heap();
+        prepared
+    }
+
+    /// The executables loaded by this session.
+    pub fn executables(&self) -> &Executables {
+        &self.executables
     }
 
     /// Starts reporting exec events (see [`ProbeTable::watch_execs`]).
@@ -162,11 +187,11 @@ impl Session {
             .sites
             .first()
             .is_some_and(|(_, plan)| plan.language() == SourceLanguage::Go);
-        let go_proc = go.then(|| go_process(&bp.binary.binary, bp.target.exe_path()));
+        let go_proc = go.then(|| go_process(&bp.executable, bp.target.exe_path()));
         let tokio_proc = if go {
             None
         } else {
-            tokio_process(&bp.binary.binary, bp.target.exe_path())
+            tokio_process(&bp.executable, bp.target.exe_path())
         };
         for (site, plan) in &bp.sites {
             let mut config = plan.relocate(bp.bias);
@@ -207,7 +232,7 @@ impl Session {
                         Arc::new(ArmedSite {
                             site: site.clone(),
                             plan: plan.clone(),
-                            binary: bp.binary.clone(),
+                            executable: bp.executable.clone(),
                             bias: bp.bias,
                             target: bp.target.clone(),
                         }),
@@ -267,14 +292,21 @@ impl Session {
         kernel + self.reader.malformed + self.undecodable
     }
 
-    /// The executable of `pid` as loaded for one of its sites (armed, or disarmed but kept),
-    /// with its load bias: reading the DWARF again costs about a second for a large binary.
-    pub fn binary_of(&self, pid: u32) -> Option<(Arc<LoadedBinary>, LoadBias)> {
-        self.armed
+    /// The executable of `pid` with its load bias: the one its sites were armed with, else
+    /// the session's cached one for that file (loaded now if there is none).
+    pub fn executable_of(&mut self, pid: u32) -> Result<(Arc<Executable>, LoadBias), AgentError> {
+        let armed = self
+            .armed
             .values()
             .chain(self.retired.values())
-            .find(|a| a.target.pid() == pid && a.target.is_alive())
-            .map(|a| (a.binary.clone(), a.bias))
+            .find(|a| a.target.pid() == pid && a.target.is_alive());
+        if let Some(a) = armed {
+            return Ok((a.executable.clone(), a.bias));
+        }
+        let target = TargetProcess::open(pid)?;
+        let executable = self.executables.get(&target)?;
+        let bias = target.load_bias(executable.binary())?;
+        Ok((executable, bias))
     }
 
     /// True when the process behind `slot` is still the one it was armed in.
@@ -315,18 +347,20 @@ impl Session {
     }
 }
 
-/// What the tracker needs to know about the Go executable `binary`.
-fn go_process(binary: &Binary, path: std::path::PathBuf) -> GoProcess {
+/// What the tracker needs to know about the Go executable `exe`.
+fn go_process(exe: &Executable, path: std::path::PathBuf) -> GoProcess {
+    let binary = exe.binary();
     let offset = |name: &str| Some(binary.file_offset(binary.symbol_address(name)?)?.0);
     GoProcess {
         spawn: offset("runtime.newproc1").zip(offset("runtime.runqput")),
-        g_status: tracery_dwarf::go_runtime::go_runtime(binary).map(|r| r.g_status),
+        g_status: exe.go_runtime().map(|r| r.g_status),
         path,
     }
 }
 
-/// The tokio task hooks of `binary`, if it runs tokio's scheduler.
-fn tokio_process(binary: &Binary, path: std::path::PathBuf) -> Option<TokioProcess> {
+/// The tokio task hooks of `exe`, if it runs tokio's scheduler.
+fn tokio_process(exe: &Executable, path: std::path::PathBuf) -> Option<TokioProcess> {
+    let binary = exe.binary();
     let offsets = |needle: &str| -> Vec<u64> {
         binary
             .symbols()
@@ -359,21 +393,16 @@ fn decode_hit(a: &ArmedSite, hit: &RawHit, clock: &Clock) -> Snapshot {
     let mut regs = h.regs;
     // The trap leaves the instruction pointer past the breakpoint; unwinding starts at it.
     regs[pt::RIP as usize] = pc.0;
-    let bin = &a.binary;
-    let variables = tracery_dwarf::decode(&bin.binary, &a.plan, h, &hit.data);
-    let pcs = tracery_dwarf::unwind(
-        &bin.binary,
-        a.bias,
-        &regs,
-        regs[pt::RSP as usize],
-        &hit.stack,
-        MAX_FRAMES,
-    );
-    let stack = bin
-        .symbolizer
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .stack(a.bias, &pcs)
+    let exe = &a.executable;
+    let variables = exe.decode(&a.plan, h, &hit.data);
+    let stack = exe
+        .stack(
+            a.bias,
+            &regs,
+            regs[pt::RSP as usize],
+            &hit.stack,
+            MAX_FRAMES,
+        )
         .into_iter()
         .map(|f| StackFrame {
             address: a.bias.to_proc(f.address).0,

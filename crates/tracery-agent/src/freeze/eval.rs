@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 use tracery_common::{regs::NUM_REGS, HitHeader, DATA_CAP, MAX_COPY};
 use tracery_dwarf::{
     emulate::{self, Memory},
-    Binary, CaptureLimits, LoadBias, ProcAddr, Value, Variable,
+    CaptureLimits, Executable, LoadBias, ProcAddr, Value, Variable,
 };
 
 use crate::{freeze::suspend::UserRegs, freeze::EvalError, process::TargetProcess, sys};
@@ -32,29 +32,28 @@ pub const EVAL_LIMITS: CaptureLimits = CaptureLimits {
 };
 
 /// Evaluates `expr` on the thread of `pid` stopped with registers `regs`. Loads the
-/// executable's DWARF (tens of milliseconds for a large binary); see [`eval_in`] to reuse
-/// a loaded one.
+/// executable for this call alone (tens of milliseconds for a large binary); see
+/// [`eval_in`] to reuse a loaded one, as the agent does.
 pub fn eval(pid: u32, regs: &UserRegs, expr: &str) -> Result<Json, EvalError> {
     let target = TargetProcess::open(pid).map_err(|e| EvalError::Read(e.to_string()))?;
-    let binary = target
-        .binary()
-        .map_err(|e| EvalError::Read(e.to_string()))?;
+    let exe = Executable::open(target.exe_path()).map_err(|e| EvalError::Read(e.to_string()))?;
     let bias = target
-        .load_bias(&binary)
+        .load_bias(exe.binary())
         .map_err(|e| EvalError::Read(e.to_string()))?;
-    eval_in(&binary, bias, pid, regs, expr)
+    eval_in(&exe, bias, pid, regs, expr)
 }
 
-/// Evaluates `expr` with an already loaded executable mapped at `bias` in `pid`.
+/// Evaluates `expr` with an already loaded executable mapped at `bias` in `pid`. The plan
+/// for the stopped pc is compiled once per executable and pc.
 pub fn eval_in(
-    binary: &Binary,
+    exe: &Executable,
     bias: LoadBias,
     pid: u32,
     regs: &UserRegs,
     expr: &str,
 ) -> Result<Json, EvalError> {
     let path = parse_path(expr).map_err(EvalError::Expression)?;
-    let (vars, cut) = capture(binary, bias, pid, regs)?;
+    let (vars, cut) = capture(exe, bias, pid, regs)?;
     let root = path.name.as_str();
     // The probed function's own variable shadows an inlined callee's (as in decode).
     let Some(var) = vars
@@ -77,12 +76,12 @@ pub fn eval_in(
 /// Every variable in scope at the stopped PC, decoded from live memory (strings cut at
 /// [`MAX_COPY`] bytes).
 pub fn variables(
-    binary: &Binary,
+    exe: &Executable,
     bias: LoadBias,
     pid: u32,
     regs: &UserRegs,
 ) -> Result<Vec<Variable>, EvalError> {
-    Ok(capture(binary, bias, pid, regs)?.0)
+    Ok(capture(exe, bias, pid, regs)?.0)
 }
 
 /// A string an op cut at its cap: what it read, and where the whole string is.
@@ -94,13 +93,14 @@ struct Cut {
 }
 
 fn capture(
-    binary: &Binary,
+    exe: &Executable,
     bias: LoadBias,
     pid: u32,
     regs: &UserRegs,
 ) -> Result<(Vec<Variable>, Vec<Cut>), EvalError> {
     let pc = bias.to_obj(ProcAddr(regs.pc()));
-    let plan = tracery_dwarf::compile_plan(binary, pc, &EVAL_LIMITS)
+    let plan = exe
+        .plan(pc, &EVAL_LIMITS)
         .map_err(|e| EvalError::Expression(e.to_string()))?;
     let config = plan.relocate(bias);
     let regs = regs.pt_regs();
@@ -122,7 +122,7 @@ fn capture(
         .collect();
     let data_len = ((config.data_size as usize + 7) & !7).min(DATA_CAP);
     header.data_len = data_len as u32;
-    let vars = tracery_dwarf::decode(binary, &plan, &header, &data[..data_len]);
+    let vars = exe.decode(&plan, &header, &data[..data_len]);
     Ok((vars, cuts))
 }
 

@@ -29,36 +29,42 @@ pub(super) fn base(enc: Encoding, bytes: &[u8]) -> Value {
             Some(c) => Value::Char(c),
             None => Value::unavailable(format!("invalid char {:#x}", unsigned(bytes))),
         },
-        Encoding::Float => match bytes.len() {
-            4 => Value::Float(f64::from(f32::from_le_bytes(
-                bytes.try_into().expect("4 bytes"),
-            ))),
-            8 => Value::Float(f64::from_le_bytes(bytes.try_into().expect("8 bytes"))),
-            10 | 16 => Value::Float(x87(bytes)),
-            n => Value::unavailable(format!("{n}-byte float")),
-        },
+        Encoding::Float => {
+            if let Ok(b) = <[u8; 4]>::try_from(bytes) {
+                Value::Float(f64::from(f32::from_le_bytes(b)))
+            } else if let Ok(b) = <[u8; 8]>::try_from(bytes) {
+                Value::Float(f64::from_le_bytes(b))
+            } else if let (10 | 16, Some(v)) = (bytes.len(), x87(bytes)) {
+                Value::Float(v)
+            } else {
+                Value::unavailable(format!("{}-byte float", bytes.len()))
+            }
+        }
     }
 }
 
-/// An x87 80-bit extended float (C `long double`), rounded to the nearest double.
-fn x87(bytes: &[u8]) -> f64 {
-    let mantissa = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-    let se = u16::from_le_bytes([bytes[8], bytes[9]]);
+/// An x87 80-bit extended float (C `long double`), rounded to the nearest double; `None`
+/// for fewer than 10 bytes.
+fn x87(bytes: &[u8]) -> Option<f64> {
+    let (mantissa, rest) = bytes.split_first_chunk::<8>()?;
+    let mantissa = u64::from_le_bytes(*mantissa);
+    let (se, _) = rest.split_first_chunk::<2>()?;
+    let se = u16::from_le_bytes(*se);
     let sign = if se & 0x8000 != 0 { -1.0 } else { 1.0 };
     let exp = i32::from(se & 0x7fff);
     if exp == 0x7fff {
-        return if mantissa << 1 == 0 {
+        return Some(if mantissa << 1 == 0 {
             sign * f64::INFINITY
         } else {
             f64::NAN
-        };
+        });
     }
     let e = if exp == 0 {
         1 - 16383 - 63
     } else {
         exp - 16383 - 63
     };
-    sign * (mantissa as f64) * 2f64.powi(e)
+    Some(sign * (mantissa as f64) * 2f64.powi(e))
 }
 
 #[cfg(test)]

@@ -1,0 +1,154 @@
+//! The executables the agent has loaded, shared by every process and breakpoint that runs
+//! them.
+//!
+//! An [`Executable`] costs tens of milliseconds to seconds to index and tens of MiB once it
+//! is (see its docs), and a service usually runs as several processes of one file. The cache
+//! finds an executable by the file's device, inode, modification time and size (one `stat`),
+//! and else by its GNU build id, so copies of one build (another container's path, an
+//! identical file deployed again) share one too.
+//!
+//! It is bounded: past [`CACHE_CAP`] executables, the least recently used one leaves the
+//! cache. Sites still armed with it keep it alive through their `Arc`, and while they do, the
+//! cache finds it again instead of loading a second copy.
+
+use std::{
+    fs,
+    os::unix::fs::MetadataExt,
+    sync::{Arc, Weak},
+};
+
+use tracery_dwarf::Executable;
+
+use crate::{error::AgentError, process::TargetProcess};
+
+/// Executables the cache keeps alive with no armed site using them.
+pub const CACHE_CAP: usize = 8;
+
+/// Which file a process runs, as `stat` tells it: a file changed in place gets a new key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileKey {
+    dev: u64,
+    ino: u64,
+    mtime_ns: i128,
+    size: u64,
+}
+
+impl FileKey {
+    fn of(meta: &fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            size: meta.size(),
+        }
+    }
+}
+
+struct Entry {
+    /// Every file found to hold this executable.
+    files: Vec<FileKey>,
+    build_id: Option<Vec<u8>>,
+    exe: Weak<Executable>,
+    /// Held while the entry is among the [`CACHE_CAP`] most recently used.
+    kept: Option<Arc<Executable>>,
+    last_used: u64,
+}
+
+/// Loaded executables by file and build id, bounded (see the module docs).
+#[derive(Default)]
+pub struct Executables {
+    entries: Vec<Entry>,
+    clock: u64,
+    /// Executables loaded from disk so far (a lookup that found one does not count).
+    pub loads: u64,
+}
+
+impl std::fmt::Debug for Executables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executables")
+            .field("entries", &self.entries.len())
+            .field("loads", &self.loads)
+            .finish()
+    }
+}
+
+impl Executables {
+    /// The executable `target` runs: the one already loaded for that file or build, else
+    /// loaded now (mapped; nothing is indexed until first used).
+    pub fn get(&mut self, target: &TargetProcess) -> Result<Arc<Executable>, AgentError> {
+        let path = target.exe_path();
+        let meta = fs::metadata(&path).map_err(|source| AgentError::Executable {
+            pid: target.pid(),
+            path: path.clone(),
+            source,
+        })?;
+        let file = FileKey::of(&meta);
+        self.clock += 1;
+        // Forget executables nothing uses any more.
+        self.entries
+            .retain(|e| e.kept.is_some() || e.exe.strong_count() > 0);
+        if let Some(exe) = self.find(|e| e.files.contains(&file)) {
+            return Ok(exe);
+        }
+        let build_id = tracery_dwarf::build_id(&path)?;
+        if let Some(id) = &build_id {
+            if let Some(exe) = self.find(|e| e.build_id.as_ref() == Some(id)) {
+                // Found through another file: this one is a copy of the same build.
+                self.entries
+                    .iter_mut()
+                    .filter(|e| e.build_id.as_ref() == Some(id))
+                    .for_each(|e| e.files.push(file));
+                return Ok(exe);
+            }
+        }
+        let exe = Arc::new(Executable::open(&path)?);
+        self.loads += 1;
+        self.entries.push(Entry {
+            files: vec![file],
+            build_id,
+            exe: Arc::downgrade(&exe),
+            kept: Some(exe.clone()),
+            last_used: self.clock,
+        });
+        self.evict();
+        Ok(exe)
+    }
+
+    /// The executable of a live entry matching `pred`, marked as just used.
+    fn find(&mut self, pred: impl Fn(&Entry) -> bool) -> Option<Arc<Executable>> {
+        let e = self.entries.iter_mut().find(|e| pred(e))?;
+        let exe = e.exe.upgrade()?;
+        e.kept = Some(exe.clone());
+        e.last_used = self.clock;
+        self.evict();
+        Some(exe)
+    }
+
+    /// Lets go of the least recently used executables past [`CACHE_CAP`].
+    fn evict(&mut self) {
+        while self.entries.iter().filter(|e| e.kept.is_some()).count() > CACHE_CAP {
+            let Some(oldest) = self
+                .entries
+                .iter_mut()
+                .filter(|e| e.kept.is_some())
+                .min_by_key(|e| e.last_used)
+            else {
+                return;
+            };
+            oldest.kept = None;
+        }
+    }
+
+    /// Executables held now (by the cache or by armed sites).
+    pub fn len(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.exe.strong_count() > 0)
+            .count()
+    }
+
+    /// True when no executable is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
