@@ -152,3 +152,76 @@ impl Executables {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tracery_tests::{fixture, FixtureProcess};
+
+    use super::*;
+
+    #[test]
+    fn processes_and_copies_of_one_build_share_an_executable() {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("orders-copy");
+        fs::copy(fixture("c-O0"), &copy).unwrap();
+        let a = FixtureProcess::spawn_path(&fixture("c-O0"), &["serve"]);
+        let b = FixtureProcess::spawn_path(&fixture("c-O0"), &["serve"]);
+        let c = FixtureProcess::spawn_path(&copy, &["serve"]);
+        let mut cache = Executables::default();
+        let get = |cache: &mut Executables, p: &FixtureProcess| {
+            cache.get(&TargetProcess::open(p.pid()).unwrap()).unwrap()
+        };
+        let ea = get(&mut cache, &a);
+        let eb = get(&mut cache, &b);
+        assert!(Arc::ptr_eq(&ea, &eb), "one file");
+        let ec = get(&mut cache, &c);
+        assert!(
+            Arc::ptr_eq(&ea, &ec),
+            "a copy: another inode, the same build id"
+        );
+        assert_eq!(cache.loads, 1);
+        assert_eq!(cache.len(), 1);
+        // The copy is now known by its file too: no build id read.
+        assert_eq!(cache.entries[0].files.len(), 2);
+    }
+
+    #[test]
+    fn keeps_the_most_recent_and_finds_those_still_in_use() {
+        let path = fixture("c-O0");
+        let mut cache = Executables::default();
+        let mut held = Vec::new();
+        for i in 0..CACHE_CAP as u64 + 3 {
+            let exe = Arc::new(Executable::open(&path).unwrap());
+            cache.clock += 1;
+            cache.entries.push(Entry {
+                files: vec![FileKey {
+                    dev: 0,
+                    ino: i,
+                    mtime_ns: 0,
+                    size: 0,
+                }],
+                build_id: None,
+                exe: Arc::downgrade(&exe),
+                kept: Some(exe.clone()),
+                last_used: cache.clock,
+            });
+            cache.evict();
+            if i == 0 {
+                held.push(exe);
+            }
+        }
+        let kept: Vec<u64> = cache
+            .entries
+            .iter()
+            .filter(|e| e.kept.is_some())
+            .map(|e| e.files[0].ino)
+            .collect();
+        assert_eq!(kept, (3..CACHE_CAP as u64 + 3).collect::<Vec<_>>());
+        // Entry 0 left the cache but is still in use: found, not loaded again.
+        assert_eq!(cache.len(), CACHE_CAP + 1);
+        let found = cache.find(|e| e.files[0].ino == 0).unwrap();
+        assert!(Arc::ptr_eq(&found, &held[0]));
+        // Entries 1 and 2 are gone for good.
+        assert!(cache.find(|e| e.files[0].ino == 1).is_none());
+    }
+}
