@@ -1,10 +1,12 @@
 //! Capturing a breakpoint's hits: the eBPF object ([`loader`]), probes attached by file
 //! offset and cookie ([`probes`]), breakpoints prepared from DWARF and armed ([`session`]),
-//! the ring buffer they write to ([`ring`]), and the snapshots decoded from it
-//! ([`snapshot`]).
+//! the ring buffer they write to ([`ring`]), the snapshots decoded from it
+//! ([`snapshot`]), and the `--when` condition split between kernel and user space
+//! ([`when`]).
 
 pub mod loader;
 pub mod probes;
 pub mod ring;
 pub mod session;
 pub mod snapshot;
+pub mod when;

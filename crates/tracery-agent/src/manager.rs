@@ -9,15 +9,13 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use tracery_dwarf::{
-    condition::{self, Expr},
-    CaptureLimits,
-};
+use tracery_dwarf::{condition::Expr, CaptureLimits};
 
 use crate::{
     capture::probes::SlotId,
     capture::session::{prepare, ArmOptions, Session},
     capture::snapshot::Snapshot,
+    capture::when::{compile_when, parse_when, when_holds},
     discovery::Matcher,
     error::AgentError,
     exec_watch::ExecWatcher,
@@ -162,7 +160,7 @@ impl Manager {
     /// malformed.
     pub fn add(&mut self, spec: BreakpointSpec) -> Result<BreakpointStatus, AgentError> {
         let id = spec.id;
-        let when = spec.when.as_deref().map(condition::parse).transpose()?;
+        let when = parse_when(spec.when.as_deref())?;
         let header_bits = match &spec.scope.header {
             Some((name, value)) => 1 << self.session.tracker().header_bit(name, value)?,
             None => 0,
@@ -303,13 +301,7 @@ impl Manager {
                 not_frozen.extend(freeze_trace(bp, &s));
                 continue;
             }
-            // The whole expression, not only what the kernel left: sites differ in what
-            // their kernel part took, and re-checking a kernel comparison agrees with it.
-            if bp
-                .when
-                .as_ref()
-                .is_some_and(|e| !condition::eval(e, &s.variables))
-            {
+            if !when_holds(bp.when.as_ref(), &s.variables) {
                 bp.filtered += 1;
                 not_frozen.extend(freeze_trace(bp, &s));
                 continue;
@@ -536,7 +528,6 @@ fn arm_in(
     pid: u32,
 ) -> Result<Vec<SlotId>, AgentError> {
     let spec = &bp.spec;
-    let when = bp.when.as_ref();
     let mut prepared = prepare(pid, &spec.location, &spec.limits)?;
     let go = prepared
         .sites
@@ -569,21 +560,12 @@ fn arm_in(
     for (_, plan) in &prepared.sites {
         check_capture_scope(&spec.capture_paths, &spec.location, plan)?;
     }
-    // Per site: the kernel takes the simple comparisons, user space re-checks the whole.
-    let mut user_checks = false;
-    if let Some(expr) = when {
-        for (_, plan) in &mut prepared.sites {
-            let split = condition::compile(expr, plan)?;
-            split.apply(&mut plan.config);
-            user_checks |= split.rest.is_some();
-        }
-    }
+    let compiled = compile_when(bp.when.as_ref(), &mut prepared)?;
     let slots = session.arm(
         &prepared,
         &ArmOptions {
             breakpoint_id: spec.id,
-            // Hits user space may still reject must not use up the kernel's quota.
-            hit_limit: if user_checks { 0 } else { spec.hit_limit },
+            hit_limit: compiled.kernel_hit_limit(spec.hit_limit),
             rate_per_sec: spec.rate_per_sec,
             scope_trace: spec.scope.trace_id.map(|t| t.0),
             header_bits: bp.header_bits,
