@@ -27,7 +27,6 @@ use tracery_common::{
 };
 
 use self::keeper_process::{keeper_path, map_fd, parse_released, reason_word, spawn_keeper};
-pub(crate) use self::watch::sender_socket;
 pub use self::watch::{cgroup2_root, cgroup_dir};
 use crate::{
     error::AgentError,

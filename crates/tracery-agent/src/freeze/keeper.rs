@@ -347,7 +347,8 @@ impl Keeper {
             return (0, 0);
         }
         let _ = self.maps.releasing.insert(conn, 1, 0);
-        let target = crate::freeze::hold::sender_socket((h.pid_tgid >> 32) as u32, h.fd, &conn);
+        let target =
+            crate::freeze::connections::sender_socket((h.pid_tgid >> 32) as u32, h.fd, &conn);
         let started = Instant::now();
         let (mut written, mut dropped) = (0u64, 0u64);
         loop {

@@ -59,7 +59,7 @@ fn cookie(ev: &HoldEvent) -> u64 {
     if ev.fd < 0 {
         return 0;
     }
-    super::watch::sender_socket((ev.pid_tgid >> 32) as u32, ev.fd, &ev.sock)
+    crate::freeze::connections::sender_socket((ev.pid_tgid >> 32) as u32, ev.fd, &ev.sock)
         .and_then(|fd| sys::socket_cookie(fd.as_raw_fd()).ok())
         .unwrap_or(0)
 }

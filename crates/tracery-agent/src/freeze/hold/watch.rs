@@ -6,14 +6,14 @@
 
 use std::{
     fs::File,
-    os::fd::{AsRawFd, OwnedFd},
+    os::fd::AsRawFd,
     path::{Path, PathBuf},
 };
 
 use aya::maps::{MapData, SockHash};
 use tracery_common::hold::SockKey;
 
-use crate::sys;
+use crate::freeze::connections::find_connection;
 
 /// Where the root of the cgroup v2 hierarchy is mounted (the unified hierarchy of a
 /// hybrid host, or the root of a pure cgroup v2 host).
@@ -67,52 +67,6 @@ pub fn open_connections(pid: u32) -> Vec<SockKey> {
         None::<()>
     });
     out
-}
-
-/// Calls `f` with each TCP connection of `pid` and a duplicate of its descriptor, one at
-/// a time, until `f` returns something.
-pub fn find_connection<T>(pid: u32, mut f: impl FnMut(SockKey, OwnedFd) -> Option<T>) -> Option<T> {
-    let pidfd = sys::pidfd_open(pid).ok()?;
-    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-    for e in dir.flatten() {
-        let Ok(n) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let is_socket =
-            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"));
-        if !is_socket {
-            continue;
-        }
-        let Ok(fd) = sys::pidfd_getfd(&pidfd, n) else {
-            continue;
-        };
-        if !sys::is_tcp_socket(fd.as_raw_fd()) {
-            continue;
-        }
-        // Listeners have no peer: only connections get a key.
-        let Some(key) = sys::sock_key(fd.as_raw_fd()) else {
-            continue;
-        };
-        if let Some(found) = f(key, fd) {
-            return Some(found);
-        }
-    }
-    None
-}
-
-/// A duplicate of the socket of connection `conn` in process `pid`: descriptor `fd` when
-/// it still is that connection, else found among the process's sockets.
-pub fn sender_socket(pid: u32, fd: i32, conn: &SockKey) -> Option<OwnedFd> {
-    let pidfd = sys::pidfd_open(pid).ok()?;
-    if fd >= 0 {
-        if let Ok(dup) = sys::pidfd_getfd(&pidfd, fd) {
-            if sys::sock_key(dup.as_raw_fd()).is_some_and(|k| sys::same_conn(&k, conn)) {
-                return Some(dup);
-            }
-        }
-    }
-    // The descriptor is unknown (sent outside a followed system call) or was reused.
-    find_connection(pid, |k, dup| sys::same_conn(&k, conn).then_some(dup))
 }
 
 /// Every process in the cgroup directory `dir` (its `cgroup.procs`).
