@@ -5,7 +5,7 @@
 //! [`Manager::tick`] in a loop; everything kernel-side is owned here.
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, HashMap},
     time::{Duration, SystemTime},
 };
 
@@ -112,17 +112,11 @@ struct Armed {
     ended: Option<Ended>,
 }
 
-/// Most snapshots held for the control plane before the oldest are dropped (and counted).
-pub const OUTBOX_CAP: usize = 4096;
-
 /// Arms breakpoints on processes and collects their snapshots.
 pub struct Manager {
     session: Session,
     execs: ExecWatcher,
     breakpoints: BTreeMap<u64, Armed>,
-    outbox: VecDeque<Snapshot>,
-    /// Snapshots dropped because the outbox was full (the control plane was away too long).
-    pub outbox_dropped: u64,
     /// Hits of breakpoints removed before their records were read.
     pub orphaned: u64,
     freezer: Freezer,
@@ -139,8 +133,6 @@ impl Manager {
             session,
             execs,
             breakpoints: BTreeMap::new(),
-            outbox: VecDeque::new(),
-            outbox_dropped: 0,
             orphaned: 0,
             freezer: Freezer::default(),
             hold_watched: BTreeMap::new(),
@@ -285,7 +277,7 @@ impl Manager {
 
     /// Waits up to `timeout` for hits, arms breakpoints on processes that just started,
     /// forgets processes that exited and ends expired breakpoints. Returns the snapshots
-    /// that arrived (also kept in the outbox until [`Manager::take_outbox`]).
+    /// that arrived; the caller hands them on (the Manager keeps none).
     pub fn tick(&mut self, timeout: Duration) -> Result<Vec<Snapshot>, AgentError> {
         let snaps = self.session.poll(timeout)?;
         let mut delivered = Vec::with_capacity(snaps.len());
@@ -400,19 +392,7 @@ impl Manager {
             self.unseize_if_unused(pid);
         }
         self.unwatch_idle();
-        for s in &delivered {
-            if self.outbox.len() == OUTBOX_CAP {
-                self.outbox.pop_front();
-                self.outbox_dropped += 1;
-            }
-            self.outbox.push_back(s.clone());
-        }
         Ok(delivered)
-    }
-
-    /// Takes the snapshots not yet handed to the control plane, oldest first.
-    pub fn take_outbox(&mut self) -> Vec<Snapshot> {
-        self.outbox.drain(..).collect()
     }
 
     /// Requests frozen on this node now.

@@ -172,13 +172,14 @@ fn run(
                 Err(mpsc::error::TryRecvError::Disconnected) => return,
             }
         }
-        if let Err(e) = m.tick(TICK) {
+        let delivered = m.tick(TICK).unwrap_or_else(|e| {
             tracing::error!(error = %error_chain(&e), "capture failed");
             std::thread::sleep(TICK);
-        }
-        // Taken every tick, so the Manager's own outbox never fills: the link's buffer
-        // is the one that holds snapshots while the controller is away.
-        for s in m.take_outbox() {
+            Vec::new()
+        });
+        // Straight into the channel: the link's outbox is the one buffer that holds
+        // snapshots while the controller is away.
+        for s in delivered {
             let id = s.breakpoint_id;
             match snapshots.try_send(s) {
                 Ok(()) => {}
