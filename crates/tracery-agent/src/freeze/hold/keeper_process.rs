@@ -5,7 +5,7 @@ use std::{
     io::{BufRead, BufReader},
     os::{
         fd::{AsFd, AsRawFd, OwnedFd, RawFd},
-        unix::{net::UnixStream, process::CommandExt},
+        unix::net::UnixStream,
     },
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -95,16 +95,10 @@ pub(super) fn spawn_keeper(
     cmd.arg("--slots")
         .arg(MAX_HOLD_SLOTS.to_string())
         .stdin(Stdio::null());
-    // SAFETY: only async-signal-safe calls (dup2, setsid) run between fork and exec. The
-    // sources are all above 100, so placing them at 3.. never overwrites one not yet placed.
-    unsafe {
-        cmd.pre_exec(move || {
-            for (src, dst) in sources.iter().zip(Fds::ALL) {
-                sys::dup2(*src, dst)?;
-            }
-            sys::setsid()
-        });
-    }
+    // The sources are all above 100, so placing them at 3.. never overwrites one not yet
+    // placed.
+    sys::place_fds_before_exec(&mut cmd, sources.into_iter().zip(Fds::ALL).collect())
+        .map_err(|e| hold_error(e.to_string()))?;
     let child = cmd
         .spawn()
         .map_err(|e| hold_error(format!("cannot start {}: {e}", path.display())))?;
