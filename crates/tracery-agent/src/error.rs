@@ -70,14 +70,36 @@ pub enum AgentError {
     },
     #[error(transparent)]
     Binary(#[from] tracery_dwarf::BinaryError),
-    #[error("messages cannot be held: {0}")]
-    Hold(String),
+    #[error("messages cannot be held")]
+    Hold(#[from] crate::freeze::hold::HoldError),
+    /// Message holds failed to start earlier, for this reason; they are not retried.
+    #[error(transparent)]
+    HoldsOff(std::sync::Arc<AgentError>),
     #[error("kernel feature check failed: {0}")]
-    Feature(String),
+    Feature(FeatureError),
+    #[error("eBPF program {program} is missing from the agent's object; rebuild the agent")]
+    MissingProgram { program: &'static str },
+    #[error("eBPF program {program} in the agent's object has the wrong type; rebuild the agent")]
+    WrongProgramType { program: &'static str },
+    #[error("at most {max} different --header filters can be active at once")]
+    TooManyHeaderFilters { max: u32 },
     #[error("I/O error while {action}")]
     Io {
         action: &'static str,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// A kernel feature the capture path needs and this kernel lacks.
+#[derive(Debug, thiserror::Error)]
+pub enum FeatureError {
+    #[error("the uprobe perf PMU is missing (kernel built without CONFIG_UPROBE_EVENTS)")]
+    NoUprobePmu,
+    #[error("BPF ring buffers are unavailable (Linux >= 5.8 needed)")]
+    NoRingBuffer,
+    #[error("uprobe attach cookies are unavailable (Linux >= 5.15 needed)")]
+    NoAttachCookie,
+    #[error("the kernel does not offer {helper} to uprobe programs")]
+    NoHelper { helper: &'static str },
 }

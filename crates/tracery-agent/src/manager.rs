@@ -10,6 +10,7 @@ use std::{
 };
 
 use tracery_dwarf::{condition::Expr, CaptureLimits};
+use tracery_model::error::chain;
 
 use crate::{
     capture::probes::SlotId,
@@ -194,7 +195,7 @@ impl Manager {
                     self.release_scope(&armed);
                     return Err(e);
                 }
-                (Err(e), Target::Matching(_)) => armed.errors.push((pid, e.to_string())),
+                (Err(e), Target::Matching(_)) => armed.errors.push((pid, chain(&e))),
             }
         }
         self.breakpoints.insert(id, armed);
@@ -353,7 +354,7 @@ impl Manager {
                         tracing::info!(id = bp.spec.id, pid = e.pid, "armed on new process");
                         bp.pids.insert(e.pid, slots);
                     }
-                    Err(err) => bp.errors.push((e.pid, err.to_string())),
+                    Err(err) => bp.errors.push((e.pid, chain(&err))),
                 }
             }
         }
@@ -519,8 +520,10 @@ fn arm_in(
             session.tracker().set_go_freeze_armed(true);
         }
         if let Err(e) = freezer.seize(pid, &prepared.binary.binary, session.tracker()) {
-            bp.errors
-                .push((pid, format!("hits will not stop their thread: {e}")));
+            bp.errors.push((
+                pid,
+                format!("hits will not stop their thread: {}", chain(&e)),
+            ));
         }
         if let std::collections::btree_map::Entry::Vacant(slot) = hold_watched.entry(pid) {
             match session.table().hold_watch(pid) {
@@ -533,7 +536,7 @@ fn arm_in(
                         tracking: false,
                     });
                 }
-                Err(e) => bp.errors.push((pid, e.to_string())),
+                Err(e) => bp.errors.push((pid, chain(&e))),
             }
         }
     }

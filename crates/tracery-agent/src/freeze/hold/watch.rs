@@ -13,6 +13,7 @@ use std::{
 use aya::maps::{MapData, SockHash};
 use tracery_common::hold::SockKey;
 
+use super::HoldError;
 use crate::freeze::connections::find_connection;
 
 /// Where the root of the cgroup v2 hierarchy is mounted (the unified hierarchy of a
@@ -30,21 +31,15 @@ pub fn cgroup_of(pid: u32) -> Option<String> {
 }
 
 /// The cgroup directory `pid` is in, or why its messages cannot be held.
-pub fn cgroup_dir(pid: u32) -> Result<PathBuf, String> {
-    let rel = cgroup_of(pid).ok_or_else(|| format!("cannot read /proc/{pid}/cgroup"))?;
+pub fn cgroup_dir(pid: u32) -> Result<PathBuf, HoldError> {
+    let rel = cgroup_of(pid).ok_or(HoldError::NoCgroupFile { pid })?;
     if rel == "/" {
         let root = cgroup2_root().unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"));
         // Watching the root cgroup would put every connection of the node under the
         // sk_msg program.
-        return Err(format!(
-            "process {pid} is in the root cgroup; run it in a cgroup of its own (a container, \
-             a systemd service, or a directory under {})",
-            root.display()
-        ));
+        return Err(HoldError::RootCgroup { pid, root });
     }
-    crate::discovery::cgroup2_dir(&rel).ok_or_else(|| {
-        format!("no cgroup v2 mount shows cgroup {rel} of process {pid}; mount cgroup v2")
-    })
+    crate::discovery::cgroup2_dir(&rel).ok_or(HoldError::NoCgroupMount { pid, cgroup: rel })
 }
 
 /// Adds the TCP sockets `pid` has open now to `socks`. Returns how many joined.
@@ -77,6 +72,9 @@ pub fn processes_in(dir: &Path) -> Vec<u32> {
 }
 
 /// Opens a cgroup directory for attaching a program to it.
-pub fn open_cgroup(dir: &Path) -> Result<File, String> {
-    File::open(dir).map_err(|e| format!("cannot open cgroup {}: {e}", dir.display()))
+pub fn open_cgroup(dir: &Path) -> Result<File, HoldError> {
+    File::open(dir).map_err(|source| HoldError::OpenCgroup {
+        dir: dir.to_path_buf(),
+        source,
+    })
 }
