@@ -39,8 +39,7 @@ const TARGET_RSS_MIB: f64 = 64.0;
 
 #[tokio::main]
 async fn main() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !tracery_tests::is_root() {
         eprintln!("the control-plane benchmark attaches uprobes: run `cargo xtask bench` as root");
         std::process::exit(1);
     }
@@ -168,16 +167,8 @@ fn percentile(v: &[f64], q: f64) -> f64 {
     v[rank.clamp(1, v.len()) - 1]
 }
 
-/// Clock ticks per second, for /proc/PID/stat times.
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    assert!(ticks > 0, "sysconf(_SC_CLK_TCK) failed");
-    ticks as f64
-}
-
 fn cpu_pct(ticks: u64, wall: Duration) -> f64 {
-    100.0 * ticks as f64 / clock_ticks() / wall.as_secs_f64()
+    100.0 * ticks as f64 / tracery_tests::clock_ticks() as f64 / wall.as_secs_f64()
 }
 
 struct Usage {

@@ -60,7 +60,7 @@ fn frozen_orders(t: &Standalone, trace: &str, timeout: &str) -> (DemoServices, T
 
 #[test]
 fn a_held_request_is_listed_and_goes_on_after_resume() {
-    require_root();
+    tracery_tests::require_root();
     let t = Standalone::start(&[], None);
     let trace = fresh_trace(0x7c);
     let (mut services, _cg) = frozen_orders(&t, &trace, "60s");
@@ -102,7 +102,7 @@ fn a_held_request_is_listed_and_goes_on_after_resume() {
 
 #[test]
 fn killing_the_agent_lets_held_messages_go() {
-    require_root();
+    tracery_tests::require_root();
     let mut t = Standalone::start(&[], None);
     let trace = fresh_trace(0x8c);
     let (services, _cg) = frozen_orders(&t, &trace, "120s");

@@ -17,16 +17,6 @@ pub fn ctl() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tracery-ctl"))
 }
 
-/// These tests load eBPF programs: they need root. Fail loudly rather than pass quietly.
-pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "end-to-end tests attach uprobes and need root: run `cargo xtask test` as root"
-    );
-}
-
 /// `FILE:LINE` of a `@probe:` marker, with the file's base name.
 pub fn at(marker: &str) -> String {
     let (file, line) = tracery_tests::marker_line(marker);
