@@ -2,7 +2,6 @@
 //! programs (`tracery_common::hold` has the protocol), and of the keeper process that owns
 //! the held bytes (`keeper`).
 
-mod error;
 mod events;
 mod keeper_process;
 mod watch;
@@ -27,19 +26,15 @@ use tracery_common::{
     names,
 };
 
-pub use self::error::HoldError;
 use self::keeper_process::{keeper_path, map_fd, parse_released, reason_word, spawn_keeper};
+pub use self::keeper_process::{KEEPER_ENV, KEEPER_EXE};
 pub use self::watch::{cgroup2_root, cgroup_dir};
 use crate::{
-    error::AgentError,
+    error::{AgentError, HoldError},
     freeze::{FreezeEvent, HeldMessage, HoldRelease, ReleaseReason, TraceId},
     sys,
 };
 
-/// Name of the keeper's executable, looked for next to the agent's.
-pub const KEEPER_EXE: &str = "tracery-hold-keeper";
-/// Set to the keeper's path to use another one.
-pub const KEEPER_ENV: &str = "TRACERY_HOLD_KEEPER";
 /// Most time a release waits for the keeper's answer.
 const RELEASE_WAIT: Duration = Duration::from_secs(15);
 

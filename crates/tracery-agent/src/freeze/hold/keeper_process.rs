@@ -16,13 +16,17 @@ use std::{
 use aya::maps::Map;
 use tracery_common::hold::MAX_HOLD_SLOTS;
 
-use super::{HoldError, KEEPER_ENV, KEEPER_EXE};
 use crate::{
-    error::AgentError,
+    error::{AgentError, HoldError},
     freeze::keeper::Fds,
     freeze::{ReleaseReason, TraceId},
     sys,
 };
+
+/// Name of the keeper's executable, looked for next to the agent's.
+pub const KEEPER_EXE: &str = "tracery-hold-keeper";
+/// Set to the keeper's path to use another one.
+pub const KEEPER_ENV: &str = "TRACERY_HOLD_KEEPER";
 
 /// A duplicate of a map's descriptor, above the numbers the keeper expects, for passing.
 pub(super) fn map_fd(m: &Map, name: &'static str) -> Result<OwnedFd, AgentError> {

@@ -13,8 +13,7 @@ use std::{
 use aya::maps::{MapData, SockHash};
 use tracery_common::hold::SockKey;
 
-use super::HoldError;
-use crate::freeze::connections::find_connection;
+use crate::{error::HoldError, freeze::connections::find_connection};
 
 /// Where the root of the cgroup v2 hierarchy is mounted (the unified hierarchy of a
 /// hybrid host, or the root of a pure cgroup v2 host).
