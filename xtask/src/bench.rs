@@ -6,7 +6,9 @@
 //! - `control_plane`: a standalone agent's idle CPU and RSS, and the latency from a hit to
 //!   `snapshot watch` output (p50/p90/p99/max);
 //! - `freeze`: latency of requests through the demo's three services with nothing
-//!   attached, with a freeze breakpoint armed, and while one request is frozen.
+//!   attached, with a freeze breakpoint armed, and while one request is frozen;
+//! - `db_capture`: the time from a hit of a freezing breakpoint with a PostgreSQL and a
+//!   Redis capture to its snapshot stored with their rows.
 
 use std::{path::Path, process::Command};
 
@@ -15,7 +17,7 @@ use anyhow::{bail, Result};
 use crate::{host, services, setup};
 
 /// The benches, run in this order.
-const BENCHES: [&str; 3] = ["capture", "control_plane", "freeze"];
+const BENCHES: [&str; 4] = ["capture", "control_plane", "freeze", "db_capture"];
 
 /// Runs the named benchmarks (all when none is named); stops at the first that fails.
 pub fn run(workspace: &Path, names: &[String]) -> Result<()> {
@@ -36,7 +38,7 @@ pub fn run(workspace: &Path, names: &[String]) -> Result<()> {
         let mut cmd = Command::new(crate::cargo());
         cmd.current_dir(workspace)
             .args(["bench", "-p", "tracery-agent", "--bench", bench]);
-        if bench == "freeze" {
+        if bench == "freeze" || bench == "db_capture" {
             services::ensure_running()?;
             crate::run_checked(Command::new(crate::cargo()).current_dir(workspace).args([
                 "build",

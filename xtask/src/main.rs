@@ -47,8 +47,9 @@ enum Task {
     Demo,
     /// Speed and memory figures (as root): capture and false-condition cost against a bare
     /// uprobe, sustained hit rate, hit-to-watch latency, idle CPU and RSS of the agent, and
-    /// the latency of other requests while one is frozen. Name benches to run only those
-    /// (`capture`, `control_plane`, `freeze`).
+    /// the latency of other requests while one is frozen, and the time from a hit to its
+    /// database rows stored. Name benches to run only those (`capture`, `control_plane`,
+    /// `freeze`, `db_capture`).
     Bench { names: Vec<String> },
 }
 

@@ -147,6 +147,7 @@ mod tests {
             peer: "10.0.0.3:5432".into(),
             bytes: 64,
             first_line: "Q SELECT 1".into(),
+            decoded: None,
             behind: false,
             shared: false,
             at: Some(at.into()),

@@ -50,6 +50,12 @@ static HEADER_FILTERS: HashMap<u64, u32> = HashMap::with_max_entries(MAX_HEADER_
 #[map(name = "TRACE_SCRATCH")]
 static TRACE_SCRATCH: PerCpuArray<[u8; TRACE_WINDOW]> = PerCpuArray::with_max_entries(1, 0);
 
+/// Where the scan of the current receive is, per CPU. Kept in a map, not on the stack:
+/// the verifier tracks stack values exactly and would walk the `bpf_loop` callback once
+/// per byte; values loaded from a map are unknown to it, so one walk covers every step.
+#[map(name = "SCAN_CURSOR")]
+static SCAN_CURSOR: PerCpuArray<Cursor> = PerCpuArray::with_max_entries(1, 0);
+
 /// The `--header` filters, as the parser asks for them.
 struct FilterMap;
 
@@ -201,50 +207,94 @@ pub fn sys_exit(ctx: &RawTracePointContext) -> u32 {
     } else {
         0
     };
-    let mut left = scan_len(ret as u64);
-    if iov == 0 {
-        scan(st, win, arg1, left.min(arg2), pid_tgid, g);
+    let left = scan_len(ret as u64);
+    // The first buffer; for readv/recvmsg the iovec array's first entry, the rest are
+    // taken up by the scan itself.
+    let (first, first_len) = if iov == 0 {
+        (arg1, arg2)
+    } else if iovcnt == 0 {
         return 0;
-    }
-    for i in 0..MAX_IOVECS {
-        if i >= iovcnt || left == 0 {
-            break;
-        }
-        let base = user_u64(iov + 16 * i);
-        let len = user_u64(iov + 16 * i + 8).min(left);
-        scan(st, win, base, len, pid_tgid, g);
-        left -= len;
-    }
+    } else {
+        (user_u64(iov), user_u64(iov + 8))
+    };
+    scan(
+        st,
+        win,
+        Segments {
+            iov,
+            iovcnt: iovcnt.min(MAX_IOVECS),
+            first,
+            first_len: first_len.min(left),
+            total: left,
+        },
+        pid_tgid,
+        g,
+    );
     0
 }
 
-/// Feeds `n` received bytes at `buf` to the connection's parser.
+/// The buffers of one receive.
+struct Segments {
+    /// User address of the iovec array; 0 for a plain read.
+    iov: u64,
+    /// Entries of the iovec array to parse ([`MAX_IOVECS`] at most).
+    iovcnt: u64,
+    /// The first buffer and its length.
+    first: u64,
+    first_len: u64,
+    /// Bytes to parse over all buffers.
+    total: u64,
+}
+
+/// Feeds the received bytes to the connection's parser.
+///
+/// One `bpf_loop` runs over every byte of every buffer: a call site per iovec would have
+/// the verifier walk the callback once per site, past its instruction budget.
 #[inline(always)]
-fn scan(st: *mut ConnState, win: *mut [u8; TRACE_WINDOW], buf: u64, n: u64, pid_tgid: u64, g: u64) {
+fn scan(st: *mut ConnState, win: *mut [u8; TRACE_WINDOW], seg: Segments, pid_tgid: u64, g: u64) {
     // SAFETY: a map value pointer, valid for this program run; one receive per connection
     // is parsed at a time in practice (concurrent readers of one socket are not ordered).
-    let st = unsafe { &mut *st };
+    let st_ref = unsafe { &mut *st };
     let head = || {
         let mut p = [0u8; 4];
         // SAFETY: fault-safe 4-byte read of the receive buffer.
-        let r = unsafe { bpf_probe_read_user(p.as_mut_ptr().cast(), 4, buf as *const _) };
-        (r == 0).then_some(p)
+        let r = unsafe { bpf_probe_read_user(p.as_mut_ptr().cast(), 4, seg.first as *const _) };
+        (r == 0 && seg.first_len >= 4).then_some(p)
     };
-    let Some(start) = start_read(st, n, head) else {
+    let Some(skip) = start_read(st_ref, seg.total, head) else {
         return;
+    };
+    let Some(cur) = SCAN_CURSOR.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's cursor, a map value valid for the program run; the program is
+    // not re-entered on one CPU while it runs.
+    unsafe {
+        *cur = Cursor {
+            iov: seg.iov,
+            iov_next: 1,
+            iov_end: seg.iovcnt,
+            seg_base: seg.first,
+            seg_left: seg.first_len,
+            skip,
+            left: seg.total,
+            pos: 0,
+            len: 0,
+        }
     };
     let mut sc = Scan {
         st,
         win,
-        buf: buf + start,
+        cur,
         pid_tgid,
         g,
-        n: n - start,
     };
+    // One step per byte, plus one per buffer started and one per buffer skipped over.
+    let steps = seg.total + 2 * MAX_IOVECS + 2;
     // SAFETY: the callback only uses `sc` for the duration of the call.
     unsafe {
         bpf_loop(
-            (n - start) as u32,
+            steps as u32,
             scan_step as *mut c_void,
             (&mut sc as *mut Scan).cast(),
             0,
@@ -257,49 +307,94 @@ fn scan(st: *mut ConnState, win: *mut [u8; TRACE_WINDOW], buf: u64, n: u64, pid_
 struct Scan {
     st: *mut ConnState,
     win: *mut [u8; TRACE_WINDOW],
-    /// User address of the received bytes; 0 when `win` already holds all `n` bytes.
-    buf: u64,
+    cur: *mut Cursor,
     pid_tgid: u64,
     g: u64,
-    n: u64,
 }
 
-extern "C" fn scan_step(i: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: `ctx` is the `Scan` that `sys_exit` passed; its pointers are a map value
-    // and this CPU's scratch window, both valid for the program run.
-    let (sc, st, win) = unsafe {
-        let sc = &*(ctx as *const Scan);
-        (sc, &mut *sc.st, &mut *sc.win)
+/// The scan's position in the receive's buffers.
+#[repr(C)]
+struct Cursor {
+    /// User address of the iovec array; 0 for a plain read.
+    iov: u64,
+    /// Next iovec entry, and the end of those parsed.
+    iov_next: u64,
+    iov_end: u64,
+    /// User address and length of the current buffer's bytes not yet in the window.
+    seg_base: u64,
+    seg_left: u64,
+    /// Body bytes of an earlier request still to pass over, unparsed.
+    skip: u64,
+    /// Bytes of the receive not yet consumed (parsed or skipped).
+    left: u64,
+    /// Next byte in the window, and how many it holds.
+    pos: u64,
+    len: u64,
+}
+
+extern "C" fn scan_step(_i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the `Scan` that `scan` passed; its pointers are map values (the
+    // connection, this CPU's window and cursor), all valid for the program run.
+    let (scan, st, win, cur) = unsafe {
+        let scan = &*(ctx as *const Scan);
+        (scan, &mut *scan.st, &mut *scan.win, &mut *scan.cur)
     };
-    let off = (i as usize) & (TRACE_WINDOW - 1);
-    if off == 0 && sc.buf != 0 {
-        let left = sc.n - i;
-        let len = if left > TRACE_WINDOW as u64 {
+    if cur.left == 0 {
+        return 1;
+    }
+    if cur.pos >= cur.len {
+        if cur.seg_left == 0 {
+            // The next buffer of a vectored receive.
+            if cur.iov == 0 || cur.iov_next >= cur.iov_end {
+                return 1;
+            }
+            let at = cur.iov + 16 * (cur.iov_next & (MAX_IOVECS - 1));
+            cur.seg_base = user_u64(at);
+            cur.seg_left = user_u64(at + 8).min(cur.left);
+            cur.iov_next += 1;
+            return 0;
+        }
+        if cur.skip > 0 {
+            let s = cur.skip.min(cur.seg_left);
+            cur.seg_base += s;
+            cur.seg_left -= s;
+            cur.skip -= s;
+            cur.left -= s.min(cur.left);
+            return 0;
+        }
+        let len = if cur.seg_left > TRACE_WINDOW as u64 {
             TRACE_WINDOW as u32
         } else {
-            left as u32
+            cur.seg_left as u32
         };
-        // SAFETY: `len <= TRACE_WINDOW`, the window's size; the source is user memory read
-        // with a fault-safe helper.
+        // SAFETY: at most `TRACE_WINDOW` bytes, the window's size; the source is user
+        // memory read with a fault-safe helper.
         let r = unsafe {
             bpf_probe_read_user(
                 win.as_mut_ptr().cast(),
                 len & (2 * TRACE_WINDOW as u32 - 1),
-                (sc.buf + i) as *const c_void,
+                cur.seg_base as *const c_void,
             )
         };
         if r != 0 {
             return 1;
         }
+        cur.seg_base += u64::from(len);
+        cur.seg_left -= u64::from(len);
+        cur.pos = 0;
+        cur.len = u64::from(len);
     }
-    match feed_byte(st, win[off], &FilterMap) {
+    let c = win[(cur.pos as usize) & (TRACE_WINDOW - 1)];
+    cur.pos += 1;
+    cur.left -= 1;
+    match feed_byte(st, c, &FilterMap) {
         Fed::More => 0,
         Fed::Headers => {
-            end_of_headers(sc, st);
+            end_of_headers(scan, st);
             0
         }
         Fed::HeadersThenStop => {
-            end_of_headers(sc, st);
+            end_of_headers(scan, st);
             1
         }
         Fed::Stop => 1,

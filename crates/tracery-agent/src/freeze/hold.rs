@@ -402,8 +402,8 @@ impl Holder {
             };
             match events::decode(&ev) {
                 Some(events::Observed::Held(m)) => {
-                    self.out.push(FreezeEvent::Held(m.clone()));
-                    self.held.push(m);
+                    self.out.push(FreezeEvent::Held((*m).clone()));
+                    self.held.push(*m);
                 }
                 Some(events::Observed::Missed { trace, why }) => {
                     let e = self.missed.entry(trace).or_insert((0, why));

@@ -102,6 +102,10 @@ impl Fds {
 const DEADLINE_GRACE: Duration = Duration::from_millis(500);
 /// Most time one socket's release may take (a peer that stops reading).
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Every byte the sink showed went out, yet the kernel still counts the hold: after this
+/// long with nothing new in the sink, the count is stale and the hold ends. The kernel
+/// redirects into the sink synchronously, so held bytes never take this long to show.
+const RELEASE_QUIET: Duration = Duration::from_millis(500);
 /// Most bytes kept per slot; beyond it the slot is not read until released (the sender
 /// then sees its socket buffer fill, as with a slow peer).
 const SLOT_BUFFER_MAX: usize = 64 << 20;
@@ -355,12 +359,23 @@ impl Keeper {
         let target =
             crate::freeze::connections::sender_socket((h.pid_tgid >> 32) as u32, h.fd, &conn);
         let started = Instant::now();
+        let mut progress = started;
         let (mut written, mut dropped) = (0u64, 0u64);
         loop {
+            let before = self.slots[slot].buf.len();
             read_available(&mut self.slots[slot]);
             let s = &mut self.slots[slot];
+            if s.buf.len() != before {
+                progress = Instant::now();
+            }
             let still_held = self.maps.held.get(&conn, 0).is_ok();
             if s.buf.is_empty() && !still_held {
+                break;
+            }
+            if s.buf.is_empty() && progress.elapsed() > RELEASE_QUIET {
+                // Seen when the agent dies mid-freeze: the kernel's count of pushed bytes
+                // lags behind what went out. Nothing is left to send.
+                let _ = self.maps.held.remove(&conn);
                 break;
             }
             if started.elapsed() > RELEASE_TIMEOUT {
@@ -387,6 +402,7 @@ impl Keeper {
                 Ok(n) => {
                     s.buf.drain(..n);
                     written += n as u64;
+                    progress = Instant::now();
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     let _ = sys::wait_writable(fd.as_raw_fd(), Duration::from_millis(50));

@@ -377,6 +377,13 @@ fn view_text(trace: &v1::Trace) -> String {
         for w in held::shared_warnings(&trace.trace_id, &trace.messages) {
             out.push_str(&format!("{w}\n"));
         }
+        let pending = held::pending_text(&trace.messages);
+        if !pending.is_empty() {
+            out.push_str(&format!(
+                "pending work: what the trace was about to send, decoded from each held \
+                 message's first bytes\n{pending}"
+            ));
+        }
     }
     if trace.snapshots.is_empty() {
         out.push_str("no snapshots of this trace\n");

@@ -12,15 +12,17 @@ use serde_json::Value;
 /// `tracery-agent` beside this test run's `tracery-ctl`, built if cargo has not yet (with
 /// `tracery-hold-keeper`, which the agent starts from beside itself).
 pub fn agent_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_tracery-ctl")).with_file_name("tracery-agent");
-    if !bin.exists() || !bin.with_file_name("tracery-hold-keeper").exists() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    // Built once per test binary, even when present: a binary left from an older checkout
+    // would run with other flags than these tests pass (cargo makes a fresh one a no-op).
+    BUILT.call_once(|| {
         let status = Command::new(env!("CARGO"))
             .args(["build", "-p", "tracery-agent", "--bins"])
             .status()
             .expect("run cargo build for tracery-agent");
         assert!(status.success(), "building tracery-agent failed");
-    }
-    bin
+    });
+    Path::new(env!("CARGO_BIN_EXE_tracery-ctl")).with_file_name("tracery-agent")
 }
 
 pub struct Standalone {
@@ -32,13 +34,23 @@ pub struct Standalone {
     dir: PathBuf,
     config: PathBuf,
     pub store: String,
+    /// More `standalone` arguments (`--database NAME=URL`, limits).
+    extra: Vec<String>,
+    /// Its stderr (the logs), appended across restarts.
+    pub log: PathBuf,
 }
 
 impl Standalone {
     /// Starts one with services `name = exe`, storing in SQLite unless `store` is given;
     /// returns once its agent is connected.
     pub fn start(services: &[(&str, &Path)], store: Option<String>) -> Self {
+        Self::start_with(services, store, &[])
+    }
+
+    /// Like [`Standalone::start`], with more `standalone` arguments.
+    pub fn start_with(services: &[(&str, &Path)], store: Option<String>, extra: &[&str]) -> Self {
         let mut s = Self::create(services, store);
+        s.extra = extra.iter().map(|a| a.to_string()).collect();
         s.spawn();
         s
     }
@@ -95,9 +107,11 @@ impl Standalone {
             child: None,
             url: format!("http://{listen}"),
             listen,
+            log: dir.join("standalone.log"),
             dir,
             config,
             store,
+            extra: Vec::new(),
         }
     }
 
@@ -106,7 +120,15 @@ impl Standalone {
             .args(["standalone", "--config"])
             .arg(&self.config)
             .args(["--store", &self.store, "--listen", &self.listen])
+            .args(&self.extra)
             .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.log)
+                    .expect("open the standalone log"),
+            )
             .spawn()
             .expect("start tracery-agent standalone");
         self.child = Some(child);
@@ -129,8 +151,9 @@ impl Standalone {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!(
-            "standalone Tracery at {} had no connected agent within 30 s",
-            self.url
+            "standalone Tracery at {} had no connected agent within 30 s; its log:\n{}",
+            self.url,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
         );
     }
 
@@ -177,9 +200,23 @@ impl Standalone {
 
     /// Waits until breakpoint `id` has at least `n` stored snapshots; returns them (JSON).
     pub fn snapshots(&self, id: &str, n: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.snapshots_within(id, n, Duration::from_secs(20))
+    }
+
+    /// Like [`Standalone::snapshots`], waiting up to `wait`.
+    pub fn snapshots_within(&self, id: &str, n: usize, wait: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + wait;
         loop {
-            let out = self.ctl_ok(&["snapshot", "list", "--breakpoint", id, "--output", "json"]);
+            let out = self.ctl_ok(&[
+                "snapshot",
+                "list",
+                "--breakpoint",
+                id,
+                "--limit",
+                "1000",
+                "--output",
+                "json",
+            ]);
             let snaps: Vec<Value> = out
                 .lines()
                 .map(|l| serde_json::from_str(l).unwrap())
@@ -189,7 +226,7 @@ impl Standalone {
             }
             assert!(
                 Instant::now() < deadline,
-                "breakpoint {id}: {} of {n} snapshots after 20 s; status: {}",
+                "breakpoint {id}: {} of {n} snapshots after {wait:?}; status: {}",
                 snaps.len(),
                 self.ctl_ok(&["status"])
             );
