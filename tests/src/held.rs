@@ -14,21 +14,23 @@ use std::{
 /// The demo database over TCP loopback (the hold works on TCP sockets only).
 pub const PG_TCP: &str = "postgres://root@127.0.0.1:5432/tracery_demo?sslmode=disable";
 
-/// The `demo-orders` binary of this workspace, built if missing.
+/// The `demo-orders` binary of this workspace, built once per test binary.
 pub fn orders_bin() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
     let exe = std::env::current_exe().unwrap();
     // target/debug/deps/TEST-HASH -> target/debug
     let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("demo-orders");
-    if !bin.exists() {
+    // Built even when present: one left by an older checkout would behave differently
+    // (cargo makes an up-to-date build a no-op).
+    BUILT.call_once(|| {
         let ok = Command::new(env!("CARGO"))
             .args(["build", "-q", "-p", "tracery-demo-orders"])
             .status()
             .unwrap()
             .success();
         assert!(ok, "building demo-orders");
-    }
-    bin
+    });
+    dir.join("demo-orders")
 }
 
 /// A cgroup v2 directory for one test; its processes go back to the root cgroup on drop.

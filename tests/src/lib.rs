@@ -17,6 +17,17 @@ mod sys;
 pub use fixture::{fixture, fixture_source, DEMO_SERVICES, SERVER_FIXTURES, VARIANTS};
 pub use marker::{marker_line, markers};
 pub use process::FixtureProcess;
+pub use sys::{clock_ticks, is_root};
+
+/// Fails the calling test unless it runs as root: these tests load eBPF programs and
+/// ptrace processes, and must fail loudly rather than pass quietly without them.
+pub fn require_root() {
+    assert!(
+        is_root(),
+        "this test loads eBPF programs or ptraces processes and needs root: \
+         run `cargo xtask test` as root"
+    );
+}
 
 #[cfg(test)]
 mod selftest;

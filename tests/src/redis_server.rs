@@ -29,6 +29,10 @@ impl RedisServer {
         let mut child = Command::new("redis-server")
             .args(["--bind", ip, "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            // Clients come from node-a's namespace, not loopback: without this, Redis
+            // without a password answers them DENIED and closes. It listens only on the
+            // demo's private veth address, and only while the demo runs.
+            .args(["--protected-mode", "no"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

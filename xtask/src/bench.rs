@@ -7,6 +7,8 @@
 //!   `snapshot watch` output (p50/p90/p99/max);
 //! - `freeze`: latency of requests through the demo's three services with nothing
 //!   attached, with a freeze breakpoint armed, and while one request is frozen;
+//! - `db_capture`: the time from a hit of a freezing breakpoint with a PostgreSQL and a
+//!   Redis capture to its snapshot stored with their rows;
 //! - `arm`: time to arm the demo's orders executable in a 1st, 2nd and 3rd process, and the
 //!   agent's RSS after each.
 
@@ -17,7 +19,7 @@ use anyhow::{bail, Result};
 use crate::{host, services, setup};
 
 /// The benches, run in this order.
-const BENCHES: [&str; 4] = ["capture", "control_plane", "freeze", "arm"];
+const BENCHES: [&str; 5] = ["capture", "control_plane", "freeze", "db_capture", "arm"];
 
 /// Runs the named benchmarks (all when none is named); stops at the first that fails.
 pub fn run(workspace: &Path, names: &[String]) -> Result<()> {
@@ -38,7 +40,7 @@ pub fn run(workspace: &Path, names: &[String]) -> Result<()> {
         let mut cmd = Command::new(crate::cargo());
         cmd.current_dir(workspace)
             .args(["bench", "-p", "tracery-agent", "--bench", bench]);
-        if bench == "freeze" || bench == "arm" {
+        if bench == "freeze" || bench == "db_capture" || bench == "arm" {
             services::ensure_running()?;
             crate::run_checked(Command::new(crate::cargo()).current_dir(workspace).args([
                 "build",
@@ -51,7 +53,18 @@ pub fn run(workspace: &Path, names: &[String]) -> Result<()> {
                 "tracery-agent",
                 "--bins",
             ]))?;
-            let orders = host::target_dir(workspace).join("release/demo-orders");
+            let mut orders = host::target_dir(workspace).join("release/demo-orders");
+            if bench == "db_capture" {
+                // Its captures read `order.customer`, which a release build optimizes away
+                // at the breakpoint; the figure is the controller's, not the service's.
+                crate::run_checked(Command::new(crate::cargo()).current_dir(workspace).args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "tracery-demo-orders",
+                ]))?;
+                orders = host::target_dir(workspace).join("debug/demo-orders");
+            }
             cmd.env("TRACERY_DEMO_ORDERS", orders);
         }
         crate::run_checked(&mut cmd)?;

@@ -47,9 +47,10 @@ enum Task {
     Demo,
     /// Speed and memory figures (as root): capture and false-condition cost against a bare
     /// uprobe, sustained hit rate, hit-to-watch latency, idle CPU and RSS of the agent, and
-    /// the latency of other requests while one is frozen, time and memory to arm one
-    /// executable in several processes. Name benches to run only those (`capture`,
-    /// `control_plane`, `freeze`, `arm`).
+    /// the latency of other requests while one is frozen, the time from a hit to its
+    /// database rows stored, and the time and memory to arm one executable in several
+    /// processes. Name benches to run only those (`capture`, `control_plane`, `freeze`,
+    /// `db_capture`, `arm`).
     Bench { names: Vec<String> },
 }
 

@@ -24,8 +24,7 @@ const CALLS: &str = "300000";
 const RUNS: usize = 9;
 
 fn main() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !tracery_tests::is_root() {
         eprintln!("the capture benchmark attaches uprobes: run `cargo xtask bench` as root");
         std::process::exit(1);
     }

@@ -11,16 +11,13 @@
 //!    its arrival on a `WatchSnapshots` stream: p50, p90, p99 and max. Target: p99 < 50 ms.
 //!    The agent's CPU and RSS while the breakpoint is hot are printed too.
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
-};
+mod standalone;
 
-use tonic::transport::Channel;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use standalone::{percentile, Agent};
 use tracery_proto::v1::{
-    breakpoint_spec::Target, tracery_client::TraceryClient, BreakpointSpec, SnapshotFilter,
-    StatusRequest, WatchSnapshotsRequest,
+    breakpoint_spec::Target, BreakpointSpec, SnapshotFilter, WatchSnapshotsRequest,
 };
 use tracery_tests::{fixture, FixtureProcess};
 
@@ -39,8 +36,7 @@ const TARGET_RSS_MIB: f64 = 64.0;
 
 #[tokio::main]
 async fn main() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !tracery_tests::is_root() {
         eprintln!("the control-plane benchmark attaches uprobes: run `cargo xtask bench` as root");
         std::process::exit(1);
     }
@@ -49,7 +45,7 @@ async fn main() {
     // A private copy, so the service matches only the process this bench starts.
     let exe = dir.path().join("svc-orders");
     std::fs::copy(fixture(VARIANT), &exe).expect("copy the fixture");
-    let agent = Agent::start(dir.path(), &exe);
+    let agent = Agent::start(dir.path(), &[("svc", &exe)], &[]);
     let mut client = agent.connect().await;
 
     println!(
@@ -58,7 +54,7 @@ async fn main() {
         IDLE_WINDOW.as_secs()
     );
     tokio::time::sleep(SETTLE).await;
-    let idle = agent.usage_over(IDLE_WINDOW).await;
+    let idle = usage_over(agent.pid(), IDLE_WINDOW).await;
     println!(
         "idle CPU {:.2} % of a core over {} s, RSS {:.1} MiB  (targets: < {TARGET_IDLE_CPU_PCT} % of a core, < {TARGET_RSS_MIB} MiB)",
         idle.cpu_pct,
@@ -80,7 +76,7 @@ async fn main() {
         .await
         .expect("WatchSnapshots")
         .into_inner();
-    let cpu_before = agent.cpu_ticks();
+    let cpu_before = cpu_ticks(agent.pid());
     let started = Instant::now();
     let bp = client
         .set_breakpoint(BreakpointSpec {
@@ -123,8 +119,8 @@ async fn main() {
         latencies_ms.push(ms);
     }
     let hot_wall = started.elapsed();
-    let hot_cpu = agent.cpu_ticks() - cpu_before;
-    let hot_rss = agent.rss_mib();
+    let hot_cpu = cpu_ticks(agent.pid()) - cpu_before;
+    let hot_rss = rss_mib(agent.pid());
     drop(process);
     if latencies_ms.is_empty() {
         panic!(
@@ -162,22 +158,8 @@ async fn main() {
         .await;
 }
 
-/// Nearest-rank percentile of sorted `v`.
-fn percentile(v: &[f64], q: f64) -> f64 {
-    let rank = (q * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
-}
-
-/// Clock ticks per second, for /proc/PID/stat times.
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    assert!(ticks > 0, "sysconf(_SC_CLK_TCK) failed");
-    ticks as f64
-}
-
 fn cpu_pct(ticks: u64, wall: Duration) -> f64 {
-    100.0 * ticks as f64 / clock_ticks() / wall.as_secs_f64()
+    100.0 * ticks as f64 / tracery_tests::clock_ticks() as f64 / wall.as_secs_f64()
 }
 
 struct Usage {
@@ -185,129 +167,38 @@ struct Usage {
     rss_mib: f64,
 }
 
-/// A `tracery-agent standalone` child; killed on drop.
-struct Agent {
-    child: Child,
-    url: String,
+/// utime + stime of every thread, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid))
+        .expect("agent /proc/PID/stat (did the agent exit?)");
+    // The command name may hold spaces; fields after it start at `state` (field 3).
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line.
+    let utime: u64 = fields[11].parse().expect("utime");
+    let stime: u64 = fields[12].parse().expect("stime");
+    utime + stime
 }
 
-impl Agent {
-    /// Starts the standalone with service `svc = exe`, its store and data under `dir`.
-    fn start(dir: &Path, exe: &Path) -> Self {
-        let config = dir.join("tracery.toml");
-        std::fs::write(&config, format!("[services.svc]\nexe = {exe:?}\n")).unwrap();
-        let listen = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            l.local_addr().unwrap().to_string()
-        };
-        let store = format!("sqlite://{}", dir.join("tracery.db").display());
-        let child = Command::new(agent_bin())
-            .args(["standalone", "--config"])
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args(["--store", &store, "--listen", &listen])
-            // Its info logs would interleave with the figures.
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start tracery-agent standalone");
-        Self {
-            child,
-            url: format!("http://{listen}"),
-        }
-    }
-
-    /// Connects once the controller listens, and waits until its agent is connected (a
-    /// breakpoint set before that is pending, not armed).
-    async fn connect(&self) -> TraceryClient<Channel> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut client = loop {
-            if let Ok(c) = TraceryClient::connect(self.url.clone()).await {
-                break c;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "standalone Tracery at {} did not listen within 30 s",
-                self.url
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        loop {
-            if let Ok(r) = client.status(StatusRequest {}).await {
-                if r.into_inner().agents.iter().any(|a| a.connected) {
-                    return client;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "standalone Tracery at {} had no connected agent within 30 s",
-                self.url
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// utime + stime of every thread, in clock ticks.
-    fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .expect("agent /proc/PID/stat (did the agent exit?)");
-        // The command name may hold spaces; fields after it start at `state` (field 3).
-        let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of the whole line.
-        let utime: u64 = fields[11].parse().expect("utime");
-        let stime: u64 = fields[12].parse().expect("stime");
-        utime + stime
-    }
-
-    fn rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("agent /proc/PID/status");
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmRSS in /proc/PID/status");
-        kib / 1024.0
-    }
-
-    async fn usage_over(&self, window: Duration) -> Usage {
-        let before = self.cpu_ticks();
-        let start = Instant::now();
-        tokio::time::sleep(window).await;
-        let ticks = self.cpu_ticks() - before;
-        Usage {
-            cpu_pct: cpu_pct(ticks, start.elapsed()),
-            rss_mib: self.rss_mib(),
-        }
-    }
+fn rss_mib(pid: u32) -> f64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", pid)).expect("agent /proc/PID/status");
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kib / 1024.0
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+async fn usage_over(pid: u32, window: Duration) -> Usage {
+    let before = cpu_ticks(pid);
+    let start = Instant::now();
+    tokio::time::sleep(window).await;
+    let ticks = cpu_ticks(pid) - before;
+    Usage {
+        cpu_pct: cpu_pct(ticks, start.elapsed()),
+        rss_mib: rss_mib(pid),
     }
-}
-
-/// The release `tracery-agent` cargo built for this bench; built here if it is missing.
-fn agent_bin() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_tracery-agent"));
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "tracery-agent",
-                "--bin",
-                "tracery-agent",
-            ])
-            .status()
-            .expect("run cargo build for tracery-agent");
-        assert!(status.success(), "building tracery-agent failed");
-    }
-    bin
 }

@@ -1,8 +1,8 @@
 //! Capturing a breakpoint's hits: the eBPF object ([`loader`]), probes attached by file
 //! offset and cookie ([`probes`]), the executables loaded for them ([`executables`]),
-//! breakpoints prepared from DWARF and armed ([`session`]),
-//! the ring buffer they write to ([`ring`]), and the snapshots decoded from it
-//! ([`snapshot`]).
+//! breakpoints prepared from DWARF and armed ([`session`]), the ring buffer they write
+//! to ([`ring`]), the snapshots decoded from it ([`snapshot`]), and the `--when`
+//! condition split between kernel and user space ([`when`]).
 
 pub mod executables;
 pub mod loader;
@@ -10,3 +10,4 @@ pub mod probes;
 pub mod ring;
 pub mod session;
 pub mod snapshot;
+pub mod when;

@@ -2,9 +2,11 @@
 //! does to the request's thread when it freezes it.
 //!
 //! [`tracking`] follows which request each thread, goroutine and task serves;
-//! [`suspend`] stops a frozen request's thread; [`hold`] and [`keeper`] hold its messages;
-//! [`eval`] reads a stopped thread's memory on demand.
+//! [`suspend`] stops a frozen request's thread; [`hold`] and [`keeper`] hold its messages,
+//! and both find a process's sockets through [`connections`]; [`eval`] reads a stopped
+//! thread's memory on demand.
 
+pub mod connections;
 pub mod eval;
 pub(crate) mod freezer;
 pub mod hold;

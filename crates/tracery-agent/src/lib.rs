@@ -24,7 +24,7 @@ pub use capture::ring::{HitReader, RawHit};
 pub use capture::session::{prepare, ArmOptions, PreparedBreakpoint, Session};
 pub use capture::snapshot::{Clock, Location, Snapshot, StackFrame};
 pub use discovery::{DiscoveryError, Matcher, Services};
-pub use error::AgentError;
+pub use error::{AgentError, FeatureError, HoldError};
 pub use exec_watch::{Exec, ExecWatcher};
 pub use link::{LinkError, LinkOptions};
 pub use manager::{BreakpointSpec, BreakpointStatus, Ended, Manager, Target};

@@ -85,6 +85,17 @@ pub enum LinkError {
     WorkerGone,
 }
 
+/// Why a `Session` stream to the controller could not be opened (the link retries).
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    #[error("cannot connect")]
+    Connect(#[source] tonic::transport::Error),
+    #[error("the stream closed before Hello")]
+    Closed,
+    #[error("the controller refused the session")]
+    Refused(#[source] tonic::Status),
+}
+
 /// Runs the agent until `shutdown` completes: loads eBPF (needs root), connects to the
 /// controller and keeps reconnecting. Probes are detached before it returns.
 pub async fn run(
@@ -180,9 +191,9 @@ impl Link {
                     failures += 1;
                     // The first failure is news; the retries are not.
                     if failures == 1 {
-                        tracing::warn!(controller = %self.controller, error = %e, held = self.outbox.len(), "controller unreachable; capturing and retrying");
+                        tracing::warn!(controller = %self.controller, error = %error_chain(&e), held = self.outbox.len(), "controller unreachable; capturing and retrying");
                     } else {
-                        tracing::debug!(error = %e, "reconnect failed");
+                        tracing::debug!(error = %error_chain(&e), "reconnect failed");
                     }
                     let sleep = tokio::time::sleep(backoff.next_delay());
                     let mut sleep = std::pin::pin!(sleep);
@@ -355,7 +366,7 @@ impl Link {
         tokio::spawn(async move {
             let results = match replied.await {
                 Ok(Ok(st)) => arm_results(&st),
-                Ok(Err(e)) => vec![arm_error(id, pid, e)],
+                Ok(Err(e)) => vec![arm_error(id, pid, error_chain(&e))],
                 Err(_) => return,
             };
             for r in results {
@@ -415,7 +426,7 @@ impl Link {
         let trace = match TraceId::parse(&e.trace_id) {
             Ok(t) => t,
             Err(error) => {
-                let answer = eval_answer(request_id, Err(error.to_string()));
+                let answer = eval_answer(request_id, Err(error));
                 return send(out, agent_message::Message::EvalResult(answer)).await;
             }
         };
@@ -514,19 +525,19 @@ fn lock(m: &Mutex<WorkerState>) -> std::sync::MutexGuard<'_, WorkerState> {
 async fn open(
     endpoint: Endpoint,
     hello: v1::Hello,
-) -> Result<(Out, Streaming<v1::ControllerMessage>), String> {
-    let channel = endpoint.connect().await.map_err(|e| error_chain(&e))?;
+) -> Result<(Out, Streaming<v1::ControllerMessage>), OpenError> {
+    let channel = endpoint.connect().await.map_err(OpenError::Connect)?;
     let mut client = AgentLinkClient::new(channel);
     let (tx, rx) = mpsc::channel(STREAM_QUEUE);
     tx.send(v1::AgentMessage {
         message: Some(agent_message::Message::Hello(hello)),
     })
     .await
-    .map_err(|_| "stream closed before Hello".to_string())?;
+    .map_err(|_| OpenError::Closed)?;
     let response = client
         .session(ReceiverStream::new(rx))
         .await
-        .map_err(|status| status.to_string())?;
+        .map_err(OpenError::Refused)?;
     Ok((tx, response.into_inner()))
 }
 
@@ -546,12 +557,15 @@ fn freeze_message(e: FreezeEvent) -> agent_message::Message {
     }
 }
 
-fn eval_answer(request_id: u64, result: Result<serde_json::Value, String>) -> v1::EvalResult {
+fn eval_answer<E: std::error::Error>(
+    request_id: u64,
+    result: Result<serde_json::Value, E>,
+) -> v1::EvalResult {
     v1::EvalResult {
         request_id,
         result: Some(match result {
             Ok(value) => v1::eval_result::Result::Json(value.to_string()),
-            Err(error) => v1::eval_result::Result::Error(error),
+            Err(error) => v1::eval_result::Result::Error(error_chain(&error)),
         }),
     }
 }

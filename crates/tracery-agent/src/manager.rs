@@ -5,19 +5,18 @@
 //! [`Manager::tick`] in a loop; everything kernel-side is owned here.
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, HashMap},
     time::{Duration, SystemTime},
 };
 
-use tracery_dwarf::{
-    condition::{self, Expr},
-    CaptureLimits,
-};
+use tracery_dwarf::{condition::Expr, CaptureLimits};
+use tracery_model::error::chain;
 
 use crate::{
     capture::probes::SlotId,
     capture::session::{ArmOptions, Session},
     capture::snapshot::Snapshot,
+    capture::when::{compile_when, parse_when, when_holds},
     discovery::Matcher,
     error::AgentError,
     exec_watch::ExecWatcher,
@@ -114,17 +113,11 @@ struct Armed {
     ended: Option<Ended>,
 }
 
-/// Most snapshots held for the control plane before the oldest are dropped (and counted).
-pub const OUTBOX_CAP: usize = 4096;
-
 /// Arms breakpoints on processes and collects their snapshots.
 pub struct Manager {
     session: Session,
     execs: ExecWatcher,
     breakpoints: BTreeMap<u64, Armed>,
-    outbox: VecDeque<Snapshot>,
-    /// Snapshots dropped because the outbox was full (the control plane was away too long).
-    pub outbox_dropped: u64,
     /// Hits of breakpoints removed before their records were read.
     pub orphaned: u64,
     freezer: Freezer,
@@ -141,8 +134,6 @@ impl Manager {
             session,
             execs,
             breakpoints: BTreeMap::new(),
-            outbox: VecDeque::new(),
-            outbox_dropped: 0,
             orphaned: 0,
             freezer: Freezer::default(),
             hold_watched: BTreeMap::new(),
@@ -162,7 +153,7 @@ impl Manager {
     /// malformed.
     pub fn add(&mut self, spec: BreakpointSpec) -> Result<BreakpointStatus, AgentError> {
         let id = spec.id;
-        let when = spec.when.as_deref().map(condition::parse).transpose()?;
+        let when = parse_when(spec.when.as_deref())?;
         let header_bits = match &spec.scope.header {
             Some((name, value)) => 1 << self.session.tracker().header_bit(name, value)?,
             None => 0,
@@ -204,7 +195,7 @@ impl Manager {
                     self.release_scope(&armed);
                     return Err(e);
                 }
-                (Err(e), Target::Matching(_)) => armed.errors.push((pid, e.to_string())),
+                (Err(e), Target::Matching(_)) => armed.errors.push((pid, chain(&e))),
             }
         }
         self.breakpoints.insert(id, armed);
@@ -287,7 +278,7 @@ impl Manager {
 
     /// Waits up to `timeout` for hits, arms breakpoints on processes that just started,
     /// forgets processes that exited and ends expired breakpoints. Returns the snapshots
-    /// that arrived (also kept in the outbox until [`Manager::take_outbox`]).
+    /// that arrived; the caller hands them on (the Manager keeps none).
     pub fn tick(&mut self, timeout: Duration) -> Result<Vec<Snapshot>, AgentError> {
         let snaps = self.session.poll(timeout)?;
         let mut delivered = Vec::with_capacity(snaps.len());
@@ -303,13 +294,7 @@ impl Manager {
                 not_frozen.extend(freeze_trace(bp, &s));
                 continue;
             }
-            // The whole expression, not only what the kernel left: sites differ in what
-            // their kernel part took, and re-checking a kernel comparison agrees with it.
-            if bp
-                .when
-                .as_ref()
-                .is_some_and(|e| !condition::eval(e, &s.variables))
-            {
+            if !when_holds(bp.when.as_ref(), &s.variables) {
                 bp.filtered += 1;
                 not_frozen.extend(freeze_trace(bp, &s));
                 continue;
@@ -369,7 +354,7 @@ impl Manager {
                         tracing::info!(id = bp.spec.id, pid = e.pid, "armed on new process");
                         bp.pids.insert(e.pid, slots);
                     }
-                    Err(err) => bp.errors.push((e.pid, err.to_string())),
+                    Err(err) => bp.errors.push((e.pid, chain(&err))),
                 }
             }
         }
@@ -408,19 +393,7 @@ impl Manager {
             self.unseize_if_unused(pid);
         }
         self.unwatch_idle();
-        for s in &delivered {
-            if self.outbox.len() == OUTBOX_CAP {
-                self.outbox.pop_front();
-                self.outbox_dropped += 1;
-            }
-            self.outbox.push_back(s.clone());
-        }
         Ok(delivered)
-    }
-
-    /// Takes the snapshots not yet handed to the control plane, oldest first.
-    pub fn take_outbox(&mut self) -> Vec<Snapshot> {
-        self.outbox.drain(..).collect()
     }
 
     /// Requests frozen on this node now.
@@ -535,7 +508,6 @@ fn arm_in(
     pid: u32,
 ) -> Result<Vec<SlotId>, AgentError> {
     let spec = &bp.spec;
-    let when = bp.when.as_ref();
     let mut prepared = session.prepare(pid, &spec.location, &spec.limits)?;
     let go = prepared
         .sites
@@ -547,8 +519,10 @@ fn arm_in(
             session.tracker().set_go_freeze_armed(true);
         }
         if let Err(e) = freezer.seize(pid, prepared.executable.binary(), session.tracker()) {
-            bp.errors
-                .push((pid, format!("hits will not stop their thread: {e}")));
+            bp.errors.push((
+                pid,
+                format!("hits will not stop their thread: {}", chain(&e)),
+            ));
         }
         if let std::collections::btree_map::Entry::Vacant(slot) = hold_watched.entry(pid) {
             match session.table().hold_watch(pid) {
@@ -561,28 +535,19 @@ fn arm_in(
                         tracking: false,
                     });
                 }
-                Err(e) => bp.errors.push((pid, e.to_string())),
+                Err(e) => bp.errors.push((pid, chain(&e))),
             }
         }
     }
     for (_, plan) in &prepared.sites {
         check_capture_scope(&spec.capture_paths, &spec.location, plan)?;
     }
-    // Per site: the kernel takes the simple comparisons, user space re-checks the whole.
-    let mut user_checks = false;
-    if let Some(expr) = when {
-        for (_, plan) in &mut prepared.sites {
-            let split = condition::compile(expr, plan)?;
-            split.apply(&mut plan.config);
-            user_checks |= split.rest.is_some();
-        }
-    }
+    let compiled = compile_when(bp.when.as_ref(), &mut prepared)?;
     let slots = session.arm(
         &prepared,
         &ArmOptions {
             breakpoint_id: spec.id,
-            // Hits user space may still reject must not use up the kernel's quota.
-            hit_limit: if user_checks { 0 } else { spec.hit_limit },
+            hit_limit: compiled.kernel_hit_limit(spec.hit_limit),
             rate_per_sec: spec.rate_per_sec,
             scope_trace: spec.scope.trace_id.map(|t| t.0),
             header_bits: bp.header_bits,

@@ -9,12 +9,7 @@ use tracery_agent::{Matcher, ProbeTable};
 
 #[test]
 fn reports_a_started_process_with_its_path() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "loads eBPF programs: run `cargo xtask test` as root"
-    );
+    tracery_tests::require_root();
     let mut table = ProbeTable::load().expect("load eBPF");
     let mut watcher = table.watch_execs().expect("attach exec tracepoint");
     let mut child = Command::new("/bin/sleep").arg("0.5").spawn().unwrap();

@@ -21,12 +21,6 @@ const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 /// How long the Go test keeps a goroutine's thread stopped (the issue asks for 30 s).
 const GO_FREEZE: Duration = Duration::from_secs(30);
 
-fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "run `cargo xtask test` as root");
-}
-
 /// Sends one request on a fresh connection and returns the raw response bytes.
 fn request(addr: &str, path: &str, traceparent: Option<&str>, body: &str) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).expect("connect to httpd");
@@ -87,7 +81,7 @@ fn thread_state(pid: u32, tid: u32) -> char {
 
 #[test]
 fn a_frozen_request_stops_its_thread_only_and_resumes_intact() {
-    require_root();
+    tracery_tests::require_root();
     let (server, addr) = FixtureProcess::spawn_service(&tracery_tests::fixture("c-httpd"), &["0"]);
     let unfrozen = request(&addr, "/orders/7", Some(TRACE), "hello");
     let mut m = Manager::start().unwrap();
@@ -162,7 +156,7 @@ fn a_frozen_request_stops_its_thread_only_and_resumes_intact() {
 
 #[test]
 fn the_deadline_releases_a_frozen_request_by_itself() {
-    require_root();
+    tracery_tests::require_root();
     let (server, addr) = FixtureProcess::spawn_service(&tracery_tests::fixture("c-httpd"), &["0"]);
     let mut m = Manager::start().unwrap();
     m.add(freeze_spec(server.pid(), Duration::from_secs(2)))
@@ -195,7 +189,7 @@ fn the_deadline_releases_a_frozen_request_by_itself() {
 
 #[test]
 fn dropping_the_manager_lets_frozen_threads_go() {
-    require_root();
+    tracery_tests::require_root();
     let (server, addr) = FixtureProcess::spawn_service(&tracery_tests::fixture("c-httpd"), &["0"]);
     let mut m = Manager::start().unwrap();
     m.add(freeze_spec(server.pid(), Duration::from_secs(60)))
@@ -216,7 +210,7 @@ fn dropping_the_manager_lets_frozen_threads_go() {
 
 #[test]
 fn a_go_goroutine_stops_at_its_next_system_call_and_the_gc_keeps_running_for_30_s() {
-    require_root();
+    tracery_tests::require_root();
     let (server, addr) =
         FixtureProcess::spawn_service(&tracery_tests::fixture("demo-payments"), &[]);
     let pid = server.pid();
@@ -314,7 +308,7 @@ fn num_gc(addr: &str) -> u64 {
 
 #[test]
 fn a_trapped_hit_that_when_filters_out_is_let_go_at_once() {
-    require_root();
+    tracery_tests::require_root();
     let (server, addr) = FixtureProcess::spawn_service(&tracery_tests::fixture("c-httpd"), &["0"]);
     let mut m = Manager::start().unwrap();
     // A string comparison is checked in user space: the kernel traps the thread first.

@@ -26,12 +26,6 @@ use tracery_tests::{
     },
 };
 
-fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "run `cargo xtask test` as root");
-}
-
 fn freeze_spec(id: u64, pid: u32, trace: &str, timeout: Duration) -> BreakpointSpec {
     let (file, line) = tracery_tests::marker_line("demo_priced");
     BreakpointSpec {
@@ -63,7 +57,7 @@ fn tick_until(m: &mut Manager, limit: Duration, what: &str, done: impl Fn(&mut M
 
 #[test]
 fn a_frozen_trace_sends_nothing_until_resume() {
-    require_root();
+    tracery_tests::require_root();
     let mut services = DemoServices::start(&orders_bin(), PG_TCP);
     let cg = TestCgroup::new("hold");
     cg.adopt(services.orders.process.pid());
@@ -214,7 +208,7 @@ fn held_request(tag: u8, name: &str, timeout: Duration) -> HeldRequest {
 
 #[test]
 fn held_messages_go_out_at_the_deadline() {
-    require_root();
+    tracery_tests::require_root();
     let mut h = held_request(0x5b, "deadline", Duration::from_secs(2));
     tick_until(
         &mut h.m,
@@ -233,7 +227,7 @@ fn held_messages_go_out_at_the_deadline() {
 
 #[test]
 fn a_dropped_agent_lets_held_messages_go() {
-    require_root();
+    tracery_tests::require_root();
     let h = held_request(0x6b, "drop", Duration::from_secs(120));
     drop(h.m);
     let (status, body, took) = h.request.join().unwrap();
@@ -273,7 +267,7 @@ fn read_some(conn: &mut TcpStream, len: usize, quiet: Duration) -> Vec<u8> {
 
 #[test]
 fn a_message_whose_header_carries_a_frozen_trace_is_held_whoever_sends_it() {
-    require_root();
+    tracery_tests::require_root();
     let mut h = held_request(0x7b, "outbound", Duration::from_secs(60));
     let t = TraceId::parse(&h.trace).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

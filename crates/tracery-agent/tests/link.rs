@@ -15,15 +15,6 @@ use tracery_proto::v1::{
 };
 use tracery_tests::FixtureProcess;
 
-fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "loads eBPF programs: run `cargo xtask test` as root"
-    );
-}
-
 /// A controller serving `store` on `addr` until the sender is used or dropped.
 struct Controller {
     stop: oneshot::Sender<()>,
@@ -140,7 +131,7 @@ async fn wait_for_agent(c: &mut TraceryClient<tonic::transport::Channel>) -> v1:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_breakpoint_set_through_the_controller_is_captured_and_stored() {
-    require_root();
+    tracery_tests::require_root();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store.db");
     let (controller, addr) = Controller::start("127.0.0.1:0".parse().unwrap(), &store).await;
@@ -202,7 +193,7 @@ async fn a_breakpoint_set_through_the_controller_is_captured_and_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hits_captured_while_the_controller_is_away_arrive_exactly_once() {
-    require_root();
+    tracery_tests::require_root();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store.db");
     let (first, addr) = Controller::start("127.0.0.1:0".parse().unwrap(), &store).await;
@@ -274,7 +265,7 @@ async fn hits_captured_while_the_controller_is_away_arrive_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_agent_re_arms_and_its_new_hits_are_not_taken_for_duplicates() {
-    require_root();
+    tracery_tests::require_root();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store.db");
     let (controller, addr) = Controller::start("127.0.0.1:0".parse().unwrap(), &store).await;
@@ -344,7 +335,7 @@ async fn a_restarted_agent_re_arms_and_its_new_hits_are_not_taken_for_duplicates
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_answers_a_resume_of_a_trace_it_does_not_hold() {
-    require_root();
+    tracery_tests::require_root();
     let dir = tempfile::tempdir().unwrap();
     let (controller, addr) =
         Controller::start("127.0.0.1:0".parse().unwrap(), &dir.path().join("s.db")).await;

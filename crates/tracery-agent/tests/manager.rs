@@ -6,15 +6,6 @@ use tracery_agent::{BreakpointSpec, Ended, Manager, Matcher, Snapshot, Target};
 use tracery_dwarf::CaptureLimits;
 use tracery_tests::FixtureProcess;
 
-fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "loads eBPF programs: run `cargo xtask test` as root"
-    );
-}
-
 fn spec(id: u64, target: Target) -> BreakpointSpec {
     BreakpointSpec {
         id,
@@ -54,7 +45,7 @@ fn snapshot_from(m: &mut Manager, pid: u32) -> Snapshot {
 
 #[test]
 fn arms_processes_that_start_later_and_follows_restarts() {
-    require_root();
+    tracery_tests::require_root();
     let mut m = Manager::start().unwrap();
     let st = m.add(spec(1, exe_target("c-O0"))).unwrap();
     assert!(st.processes.is_empty(), "no process runs yet: {st:?}");
@@ -78,7 +69,7 @@ fn arms_processes_that_start_later_and_follows_restarts() {
 
 #[test]
 fn pid_target_ends_when_its_process_exits() {
-    require_root();
+    tracery_tests::require_root();
     let mut m = Manager::start().unwrap();
     let p = FixtureProcess::spawn("c-O0", &["serve"]);
     let pid = p.pid();
@@ -97,7 +88,7 @@ fn pid_target_ends_when_its_process_exits() {
 
 #[test]
 fn hit_limit_counts_across_processes_and_expiry_ends_a_breakpoint() {
-    require_root();
+    tracery_tests::require_root();
     let mut m = Manager::start().unwrap();
     let a = FixtureProcess::spawn("c-O2", &["serve"]);
     let b = FixtureProcess::spawn("c-O2", &["serve"]);
@@ -135,7 +126,7 @@ fn hit_limit_counts_across_processes_and_expiry_ends_a_breakpoint() {
 
 #[test]
 fn a_missing_pid_is_an_error_at_once() {
-    require_root();
+    tracery_tests::require_root();
     let mut m = Manager::start().unwrap();
     let err = m.add(spec(9, Target::Pid(99_999_999))).unwrap_err();
     assert!(
@@ -147,7 +138,7 @@ fn a_missing_pid_is_an_error_at_once() {
 
 #[test]
 fn when_filters_hits_in_user_space_and_counts_them() {
-    require_root();
+    tracery_tests::require_root();
     let mut m = Manager::start().unwrap();
     let p = FixtureProcess::spawn("c-O0", &["serve"]);
     // `x` is 4 on every call: `x == 4` matches, and the float literal keeps the

@@ -150,12 +150,6 @@ fn traps(claim_window: Duration) -> TracerOptions {
     }
 }
 
-fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "ptraces other processes: run the tests as root");
-}
-
 /// Runs one test of this binary as a child process with `env` set.
 fn spawn_self(test: &str, env: (&str, &str)) -> (Child, BufReader<ChildStdout>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
@@ -257,7 +251,7 @@ fn trap(t: &Tracer, h: &Helper, tid: u32) -> (tracery_agent::freeze::suspend::Us
 
 #[test]
 fn a_trapped_thread_stops_alone_and_resumes() {
-    require_root();
+    tracery_tests::require_root();
     let h = Helper::spawn();
     let t = Tracer::start_with(traps(Duration::from_secs(30))).unwrap();
     let seized = t.seize_process(h.pid).unwrap();
@@ -321,7 +315,7 @@ fn a_trapped_thread_stops_alone_and_resumes() {
 
 #[test]
 fn release_lets_a_stopped_thread_go() {
-    require_root();
+    tracery_tests::require_root();
     let h = Helper::spawn();
     let t = Tracer::start_with(traps(Duration::from_secs(30))).unwrap();
     t.seize_process(h.pid).unwrap();
@@ -337,7 +331,7 @@ fn release_lets_a_stopped_thread_go() {
 
 #[test]
 fn unclaimed_traps_are_resumed() {
-    require_root();
+    tracery_tests::require_root();
     let h = Helper::spawn();
     let t = Tracer::start_with(traps(Duration::from_millis(200))).unwrap();
     t.seize_process(h.pid).unwrap();
@@ -352,7 +346,7 @@ fn unclaimed_traps_are_resumed() {
 
 #[test]
 fn user_signals_and_group_stops_pass_through() {
-    require_root();
+    tracery_tests::require_root();
     let h = Helper::spawn();
     // The agent's tracer: only kernel-sent SIGCONTs are traps.
     let t = Tracer::start().unwrap();
@@ -379,7 +373,7 @@ fn user_signals_and_group_stops_pass_through() {
 
 #[test]
 fn a_killed_tracer_leaves_the_thread_running() {
-    require_root();
+    tracery_tests::require_root();
     let h = Helper::spawn();
     let arg = format!("{} {}", h.pid, h.spin_tid);
     let (mut holder, mut out) = spawn_self("holder_process", (HOLDER_ENV, &arg));
@@ -419,7 +413,7 @@ fn trap_in_spin(t: &Tracer, h: &Helper) -> tracery_agent::freeze::suspend::UserR
 
 #[test]
 fn eval_reads_locals_of_the_stopped_thread() {
-    require_root();
+    tracery_tests::require_root();
     let h = Helper::spawn();
     let t = Tracer::start_with(traps(Duration::from_secs(30))).unwrap();
     t.seize_process(h.pid).unwrap();
@@ -460,7 +454,7 @@ fn eval_reads_locals_of_the_stopped_thread() {
 
 #[test]
 fn new_threads_are_seized_when_following_clones() {
-    require_root();
+    tracery_tests::require_root();
     let h = Helper::spawn();
     let t = Tracer::start_with(TracerOptions {
         follow_clones: true,
@@ -527,7 +521,7 @@ fn a_kernel_trap_stops_one_server_thread_at_the_breakpoint() {
     use std::net::TcpStream;
     use tracery_agent::{prepare, ArmOptions, Session};
 
-    require_root();
+    tracery_tests::require_root();
     let (server, addr) =
         tracery_tests::FixtureProcess::spawn_service(&tracery_tests::fixture("c-httpd"), &["0"]);
     let pid = server.pid();

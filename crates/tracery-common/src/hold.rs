@@ -49,8 +49,9 @@ impl SockKey {
         }
     }
 }
-/// Bytes of each held message copied into its event, for `trace list`.
-pub const HOLD_PREVIEW: usize = 128;
+/// Bytes of each held message copied into its event, for `trace list` and the decoded
+/// pending work `trace view` shows. A power of two: the eBPF side masks lengths with it.
+pub const HOLD_PREVIEW: usize = 1024;
 /// Bytes of an outbound message searched for a trace header.
 pub const HOLD_SCAN: u32 = 4096;
 

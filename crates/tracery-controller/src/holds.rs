@@ -11,7 +11,9 @@ use std::time::{Duration, SystemTime};
 use tracery_proto::trace::MAX_FREEZE_SECONDS;
 use tracery_proto::v1;
 
-use crate::traces::DEADLINE_GRACE;
+/// How long past its deadline a frozen thread or a hold is still listed: the agent's
+/// release report is normally in flight by then.
+pub(crate) const DEADLINE_GRACE: Duration = Duration::from_secs(5);
 
 /// A held message and the agent that reported it.
 #[derive(Clone, Debug, PartialEq)]
@@ -145,6 +147,7 @@ mod tests {
             peer: "10.0.0.3:5432".into(),
             bytes: 64,
             first_line: "Q SELECT 1".into(),
+            decoded: None,
             behind: false,
             shared: false,
             at: Some(at.into()),

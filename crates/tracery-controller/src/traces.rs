@@ -7,15 +7,11 @@
 //! report (the agent died) is taken as released by its deadline, as the kernel side does.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tracery_proto::v1;
 
-use crate::holds::{HeldOn, Holds};
-
-/// How long past its deadline an unreported thread is still listed: the agent's release
-/// report is normally in flight by then.
-pub(crate) const DEADLINE_GRACE: Duration = Duration::from_secs(5);
+use crate::holds::{HeldOn, Holds, DEADLINE_GRACE};
 
 /// A frozen thread and the agent that reported it.
 #[derive(Clone, Debug, PartialEq)]
@@ -201,6 +197,8 @@ pub(crate) fn not_frozen_text(trace_id: &str, last: Option<&v1::HeldRelease>) ->
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const T: &str = "4bf92f3577b34da6a3ce929d0e0e4736";

@@ -34,6 +34,7 @@ fn held(socket: u64, behind: bool, first_line: &str) -> v1::HeldMessage {
         peer: "10.0.0.3:5432".into(),
         bytes: 57,
         first_line: first_line.into(),
+        decoded: None,
         behind,
         shared: true,
         at: Some(SystemTime::now().into()),

@@ -65,7 +65,7 @@ fn start(store: Option<String>) -> (Standalone, Copy) {
 
 #[test]
 fn set_by_service_exe_and_pid_then_list_and_view_exact_values() {
-    require_root();
+    tracery_tests::require_root();
     let (t, exe) = start(None);
     let p = exe.spawn(&["serve"]);
     let exe = exe.path.clone();
@@ -104,7 +104,7 @@ fn set_by_service_exe_and_pid_then_list_and_view_exact_values() {
 
 #[test]
 fn watch_receives_the_hit() {
-    require_root();
+    tracery_tests::require_root();
     let (t, exe) = start(None);
     let _p = exe.spawn(&["serve"]);
     let mut watch = ctl()
@@ -134,7 +134,7 @@ fn watch_receives_the_hit() {
 
 #[test]
 fn delete_detaches() {
-    require_root();
+    tracery_tests::require_root();
     let (t, exe) = start(None);
     let p = exe.spawn(&["serve"]);
     let id = t.set(&["--pid", &p.pid().to_string(), "--at", "level3"]);
@@ -172,7 +172,7 @@ fn rates(p: &mut FixtureProcess, n: usize) -> Vec<f64> {
 
 #[test]
 fn delete_restores_the_unprobed_speed() {
-    require_root();
+    tracery_tests::require_root();
     let exe = Copy::of("c-O2");
     let t = Standalone::start(&[("hot", exe.path.as_path())], None);
     let mut p = exe.spawn(&["hot"]);
@@ -203,7 +203,7 @@ fn delete_restores_the_unprobed_speed() {
 
 #[test]
 fn restart_keeps_breakpoints_and_snapshots_and_rearms() {
-    require_root();
+    tracery_tests::require_root();
     let (mut t, exe) = start(None);
     let p = exe.spawn(&["serve"]);
     let id = t.set(&["--service", "orders", "--at", "level3", "--hits", "1000"]);
@@ -218,7 +218,7 @@ fn restart_keeps_breakpoints_and_snapshots_and_rearms() {
 
 #[test]
 fn a_restarted_target_is_reattached_without_user_action() {
-    require_root();
+    tracery_tests::require_root();
     let (t, exe) = start(None);
     let first = exe.spawn(&["serve"]);
     let id = t.set(&["--service", "orders", "--at", "level3", "--hits", "1000"]);
@@ -243,7 +243,7 @@ fn a_restarted_target_is_reattached_without_user_action() {
 
 #[test]
 fn when_on_a_hot_function_records_only_matching_hits() {
-    require_root();
+    tracery_tests::require_root();
     let exe = Copy::of("c-O2");
     let t = Standalone::start(&[("hot", exe.path.as_path())], None);
     let _p = exe.spawn(&["hot"]);
@@ -277,7 +277,7 @@ fn when_on_a_hot_function_records_only_matching_hits() {
 /// be stored unchecked; and a good one says where it was armed.
 #[test]
 fn a_breakpoint_set_right_after_start_is_checked_by_the_agent() {
-    require_root();
+    tracery_tests::require_root();
     let copy = Copy::of("c-O0");
     // The process runs first, so the agent has a process to try the line in.
     let p = copy.spawn(&["serve"]);
@@ -322,7 +322,7 @@ fn a_breakpoint_set_right_after_start_is_checked_by_the_agent() {
 
 #[test]
 fn bad_input_gets_clear_messages() {
-    require_root();
+    tracery_tests::require_root();
     let (t, exe) = start(None);
     let _p = exe.spawn(&["serve"]);
     let stderr = |out: std::process::Output| {
@@ -373,7 +373,7 @@ fn bad_input_gets_clear_messages() {
 
 #[test]
 fn an_agent_that_lost_its_target_says_so() {
-    require_root();
+    tracery_tests::require_root();
     let (t, exe) = start(None);
     let p = exe.spawn(&["serve"]);
     let pid = p.pid();
@@ -406,7 +406,7 @@ fn an_agent_that_lost_its_target_says_so() {
 
 #[test]
 fn postgres_store_same_flow_and_restart() {
-    require_root();
+    tracery_tests::require_root();
     let schema = PgSchema::create();
     let (mut t, exe) = start(Some(schema.url()));
     let _keep = schema;

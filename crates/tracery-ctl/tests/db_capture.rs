@@ -15,7 +15,7 @@ use std::{
 
 use common::{standalone::Standalone, *};
 use serde_json::{json, Value};
-use tracery_tests::{fixture, FixtureProcess};
+use tracery_tests::{fixture, require_root, FixtureProcess};
 
 fn pg_url() -> String {
     std::env::var("TRACERY_TEST_PG_URL").unwrap_or_else(|_| {

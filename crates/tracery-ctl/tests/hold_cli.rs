@@ -60,7 +60,7 @@ fn frozen_orders(t: &Standalone, trace: &str, timeout: &str) -> (DemoServices, T
 
 #[test]
 fn a_held_request_is_listed_and_goes_on_after_resume() {
-    require_root();
+    tracery_tests::require_root();
     let t = Standalone::start(&[], None);
     let trace = fresh_trace(0x7c);
     let (mut services, _cg) = frozen_orders(&t, &trace, "60s");
@@ -102,7 +102,7 @@ fn a_held_request_is_listed_and_goes_on_after_resume() {
 
 #[test]
 fn killing_the_agent_lets_held_messages_go() {
-    require_root();
+    tracery_tests::require_root();
     let mut t = Standalone::start(&[], None);
     let trace = fresh_trace(0x8c);
     let (services, _cg) = frozen_orders(&t, &trace, "120s");
@@ -121,4 +121,87 @@ fn killing_the_agent_lets_held_messages_go() {
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(rows_of(&trace), 1);
+}
+
+/// The frozen cut: T frozen in orders before its INSERT. The breakpoint's capture reads
+/// the customer's orders at that instant and finds none of T; `trace view` shows T's
+/// pending INSERT, held, with its SQL and bound values decoded; after resume the row is
+/// there.
+#[test]
+fn a_frozen_request_s_pending_insert_is_decoded_and_its_capture_sees_no_row_of_it() {
+    tracery_tests::require_root();
+    let t = Standalone::start_with(&[], None, &["--database", &format!("shop={PG_TCP}")]);
+    let trace = fresh_trace(0x7e);
+    let services = DemoServices::start(&orders_bin(), PG_TCP);
+    let cg = TestCgroup::new("cut");
+    cg.adopt(services.orders.process.pid());
+    let id = t.set(&[
+        "--pid",
+        &services.orders.process.pid().to_string(),
+        "--at",
+        &at("demo_priced"),
+        "--trace-id",
+        &trace,
+        "--freeze",
+        "--freeze-timeout",
+        "60s",
+        "--capture",
+        "shop: SELECT id, trace_id FROM orders WHERE customer = {order.customer} \
+         ORDER BY id DESC LIMIT 20",
+    ]);
+    let gateway = services.gateway.addr.clone();
+    let (g, tr) = (gateway.clone(), trace.clone());
+    let request = std::thread::spawn(move || checkout(&g, &tr, "00f067aa0ba902b7"));
+    let v = wait_held(&t, &trace, Duration::from_secs(30));
+
+    // The rows as they stood at the hit: the customer's earlier orders, none of T.
+    let snap = &t.snapshots(&id, 1)[0];
+    let read = &snap["databases"][0];
+    assert!(read["error"].is_null(), "{read}");
+    let rows = read["rows"].as_array().unwrap();
+    assert!(
+        rows.iter().all(|r| r["trace_id"] != trace.as_str()),
+        "the capture ran before T's INSERT: {read}"
+    );
+
+    // T's INSERT, held on the connection to PostgreSQL, decoded.
+    let insert = v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["peer"].as_str().is_some_and(|p| p.ends_with(":5432")))
+        .unwrap_or_else(|| panic!("no held message to PostgreSQL: {v}"));
+    let decoded = &insert["decoded"];
+    assert_eq!(decoded["protocol"], "postgresql", "{insert}");
+    let parse = &decoded["messages"][0];
+    assert_eq!(parse["kind"], "Parse", "{decoded}");
+    assert!(
+        parse["sql"]
+            .as_str()
+            .unwrap()
+            .contains("INSERT INTO orders"),
+        "{decoded}"
+    );
+    let bind = &decoded["messages"][1];
+    assert_eq!(bind["kind"], "Bind", "{decoded}");
+    // customer, item, qty, subtotal, discount, total, trace id: the order checkout() sends.
+    assert_eq!(
+        bind["params"],
+        serde_json::json!(["ada", "book", "2", "2500", "0", "2500", trace]),
+        "{decoded}"
+    );
+    let text = t.ctl_ok(&["trace", "view", &trace]);
+    assert!(text.contains("pending work"), "{text}");
+    assert!(text.contains("Parse: INSERT INTO orders"), "{text}");
+    assert!(text.contains("$1='ada' $2='book' $3=2 "), "{text}");
+    assert_eq!(
+        rows_of(&trace),
+        0,
+        "PostgreSQL has nothing of T while it is frozen"
+    );
+
+    t.ctl_ok(&["trace", "resume", &trace]);
+    let (status, body, _) = request.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rows_of(&trace), 1, "T's row exists after resume");
 }

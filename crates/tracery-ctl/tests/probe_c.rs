@@ -17,7 +17,7 @@ fn expected_order() -> Value {
 }
 
 fn check_after_total_o0(variant: &str) {
-    require_root();
+    tracery_tests::require_root();
     let p = FixtureProcess::spawn(variant, &["serve"]);
     let hits = probe_json(p.pid(), &at("c_after_total"), 1, &[]);
     let h = &hits[0];
@@ -58,7 +58,7 @@ fn c_o0_non_pie_exact_values() {
 
 #[test]
 fn c_o2_values_are_exact_or_unavailable() {
-    require_root();
+    tracery_tests::require_root();
     let p = FixtureProcess::spawn("c-O2", &["serve"]);
     let hits = probe_json(p.pid(), &at("c_after_total"), 1, &[]);
     let h = &hits[0];
@@ -90,7 +90,7 @@ fn c_o2_values_are_exact_or_unavailable() {
 
 #[test]
 fn c_o2_inlined_function() {
-    require_root();
+    tracery_tests::require_root();
     let p = FixtureProcess::spawn("c-O2", &["serve"]);
     let hits = probe_json(p.pid(), &at("c_inline"), 1, &[]);
     let h = &hits[0];
@@ -111,7 +111,7 @@ fn c_o2_inlined_function() {
 
 #[test]
 fn c_stack_three_calls_deep() {
-    require_root();
+    tracery_tests::require_root();
     for variant in ["c-O0", "c-O2"] {
         let p = FixtureProcess::spawn(variant, &["serve"]);
         let hits = probe_json(p.pid(), &at("c_level3"), 1, &[]);

@@ -25,7 +25,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[test]
 fn count_five_on_a_tight_loop_then_unprobed_speed() {
-    require_root();
+    tracery_tests::require_root();
     let mut p = FixtureProcess::spawn("c-O2", &["hot"]);
     let baseline = median(rates(&mut p, 3));
 

@@ -13,7 +13,7 @@ fn stderr_of(out: &std::process::Output) -> String {
 
 #[test]
 fn line_without_code_suggests_nearest_lines() {
-    require_root();
+    tracery_tests::require_root();
     let p = FixtureProcess::spawn("c-O0", &["serve"]);
     let line = line_of("c_no_code");
     let out = probe_raw(p.pid(), &at("c_no_code"), 1, &[]);
@@ -31,7 +31,7 @@ fn line_without_code_suggests_nearest_lines() {
 
 #[test]
 fn binary_without_dwarf() {
-    require_root();
+    tracery_tests::require_root();
     let p = FixtureProcess::spawn("c-nodwarf", &["serve"]);
     let out = probe_raw(p.pid(), "process_order", 1, &[]);
     let err = stderr_of(&out);
@@ -42,7 +42,7 @@ fn binary_without_dwarf() {
 
 #[test]
 fn pid_that_does_not_exist() {
-    require_root();
+    tracery_tests::require_root();
     // PIDs above pid_max (4194304 at most) never exist.
     let out = probe_raw(99_999_999, "main", 1, &[]);
     let err = stderr_of(&out);
@@ -52,7 +52,7 @@ fn pid_that_does_not_exist() {
 
 #[test]
 fn without_root_or_cap_bpf() {
-    require_root();
+    tracery_tests::require_root();
     let p = FixtureProcess::spawn("c-O0", &["serve"]);
     let out = ctl()
         .args([
@@ -74,7 +74,7 @@ fn without_root_or_cap_bpf() {
 
 #[test]
 fn unknown_function_suggests_names() {
-    require_root();
+    tracery_tests::require_root();
     let p = FixtureProcess::spawn("c-O0", &["serve"]);
     let out = probe_raw(p.pid(), "process_ordr", 1, &[]);
     let err = stderr_of(&out);

@@ -11,7 +11,7 @@ fn expected_order() -> Value {
 }
 
 fn check_after_total(variant: &str, strict: bool) {
-    require_root();
+    tracery_tests::require_root();
     let p = FixtureProcess::spawn(variant, &["serve"]);
     let hits = probe_json(p.pid(), &at("go_after_total"), 1, &[]);
     let h = &hits[0];
@@ -45,7 +45,7 @@ fn go_optimized_values_are_exact_or_unavailable() {
 
 #[test]
 fn go_inlined_function() {
-    require_root();
+    tracery_tests::require_root();
     let p = FixtureProcess::spawn("go", &["serve"]);
     let hits = probe_json(p.pid(), &at("go_inline"), 1, &[]);
     let h = &hits[0];
@@ -63,7 +63,7 @@ fn go_inlined_function() {
 
 #[test]
 fn go_stack_three_calls_deep() {
-    require_root();
+    tracery_tests::require_root();
     let p = FixtureProcess::spawn("go", &["serve"]);
     let hits = probe_json(p.pid(), &at("go_level3"), 1, &[]);
     let frames = stack_functions(&hits[0]);

@@ -16,7 +16,7 @@ fn expected_order() -> Value {
 /// Checks every argument and the local at the `rust_after_total` line. In debug builds all
 /// must be exact; in release each is exact or reported unavailable.
 fn check_after_total(variant: &str, strict: bool) {
-    require_root();
+    tracery_tests::require_root();
     let p = FixtureProcess::spawn(variant, &["serve"]);
     let hits = probe_json(p.pid(), &at("rust_after_total"), 1, &[]);
     let h = &hits[0];
@@ -64,7 +64,7 @@ fn rust_release_values_are_exact_or_unavailable() {
 
 #[test]
 fn rust_release_inlined_function() {
-    require_root();
+    tracery_tests::require_root();
     let p = FixtureProcess::spawn("rust-release", &["serve"]);
     let hits = probe_json(p.pid(), &at("rust_inline"), 1, &[]);
     let h = &hits[0];
@@ -86,7 +86,7 @@ fn rust_release_inlined_function() {
 
 #[test]
 fn rust_stack_three_calls_deep() {
-    require_root();
+    tracery_tests::require_root();
     for variant in ["rust-debug", "rust-release"] {
         let p = FixtureProcess::spawn(variant, &["serve"]);
         let hits = probe_json(p.pid(), &at("rust_level3"), 1, &[]);

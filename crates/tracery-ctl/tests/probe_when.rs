@@ -51,7 +51,7 @@ fn filtered(stderr: &str) -> (u64, u64) {
 
 #[test]
 fn c_o0_kernel_and_user_conditions_both_hold() {
-    require_root();
+    tracery_tests::require_root();
     let p = FixtureProcess::spawn("c-O0", &["serve"]);
     let (out, hits) = probe_when(
         p.pid(),
@@ -76,7 +76,7 @@ fn c_o0_kernel_and_user_conditions_both_hold() {
 
 #[test]
 fn c_o0_false_kernel_condition_emits_nothing() {
-    require_root();
+    tracery_tests::require_root();
     let p = FixtureProcess::spawn("c-O0", &["serve"]);
     let (out, hits) = probe_when(p.pid(), &at("c_after_total"), "id == 41", 1, "2");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -92,7 +92,7 @@ fn c_o0_false_kernel_condition_emits_nothing() {
 
 #[test]
 fn c_o0_false_user_condition_filters_in_user_space() {
-    require_root();
+    tracery_tests::require_root();
     let p = FixtureProcess::spawn("c-O0", &["serve"]);
     let (out, hits) = probe_when(
         p.pid(),
@@ -111,7 +111,7 @@ fn c_o0_false_user_condition_filters_in_user_space() {
 
 #[test]
 fn hot_loop_false_condition_stays_in_the_kernel() {
-    require_root();
+    tracery_tests::require_root();
     let p = FixtureProcess::spawn("c-O2", &["hot"]);
     let (out, hits) = probe_when(p.pid(), "tick", "i < 0", 1, "2");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -128,7 +128,7 @@ fn hot_loop_false_condition_stays_in_the_kernel() {
 
 #[test]
 fn hot_loop_true_condition_gives_exactly_count_hits() {
-    require_root();
+    tracery_tests::require_root();
     let p = FixtureProcess::spawn("c-O2", &["hot"]);
     let (out, hits) = probe_when(p.pid(), "tick", "i >= 0", 5, "20");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -167,7 +167,7 @@ fn malformed_when_shows_a_caret() {
 
 #[test]
 fn unknown_variable_names_the_scope() {
-    require_root();
+    tracery_tests::require_root();
     let p = FixtureProcess::spawn("c-O0", &["serve"]);
     let out = probe_raw(p.pid(), &at("c_after_total"), 1, &["--when", "qtty > 1"]);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -116,7 +116,7 @@ impl Drop for IdleService {
 
 #[test]
 fn a_freezing_breakpoint_is_listed_with_its_scope_timeout_and_one_hit() {
-    require_root();
+    tracery_tests::require_root();
     let idle = IdleService::new();
     let t = Standalone::start(&[("orders", idle.exe.as_path())], None);
     let frozen = t.set(&[
@@ -180,7 +180,7 @@ fn a_freezing_breakpoint_is_listed_with_its_scope_timeout_and_one_hit() {
 
 #[test]
 fn with_nothing_frozen_every_trace_command_says_so() {
-    require_root();
+    tracery_tests::require_root();
     let t = Standalone::start(&[], None);
     assert_eq!(t.ctl_ok(&["trace", "list"]).trim(), "no frozen traces");
     assert_eq!(t.ctl_ok(&["trace", "list", "--output", "json"]).trim(), "");
@@ -246,7 +246,7 @@ fn wait_suspended(t: &Standalone, id: &str, within: Duration) -> Value {
 /// Needs the agent's freezing (kernel trap + ptrace) to be in place.
 #[test]
 fn freeze_resume_end_to_end() {
-    require_root();
+    tracery_tests::require_root();
     let t = Standalone::start(&[], None);
     let (server, addr) = FixtureProcess::spawn_service(&fixture("c-httpd"), &[]);
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -329,7 +329,7 @@ fn freeze_resume_end_to_end() {
 /// carry on, so the request completes, correctly, long before its deadline.
 #[test]
 fn killing_the_agent_releases_a_frozen_request() {
-    require_root();
+    tracery_tests::require_root();
     let mut t = Standalone::start(&[], None);
     let (server, addr) = FixtureProcess::spawn_service(&fixture("c-httpd"), &[]);
     let trace = "51e9a1ed51e9a1ed51e9a1ed51e9a1ed";

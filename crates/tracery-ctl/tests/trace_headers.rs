@@ -193,7 +193,7 @@ fn httpd(mode: &[&str]) -> (FixtureProcess, String) {
 /// Starts `httpd`, arms a probe for `count` hits in `handle_request`, runs `client`
 /// against the server's address, and returns the hits.
 fn probe_httpd(mode: &[&str], count: u64, client: impl FnOnce(&str)) -> Vec<Value> {
-    require_root();
+    tracery_tests::require_root();
     let (server, addr) = httpd(mode);
     let probe = Probe::arm(server.pid(), &at("httpd_handle"), count);
     client(&addr);
@@ -481,7 +481,7 @@ fn interleaved_connections_keep_their_traces(mode: &[&str]) {
 /// A keep-alive connection that served a request before the probe was armed (a proxy's
 /// pooled connection): the next request on it, traced, is still seen.
 fn connection_open_before_arming(mode: &[&str]) {
-    require_root();
+    tracery_tests::require_root();
     let (trace, span) = ids();
     let (server, addr) = httpd(mode);
     let mut conn = Connection::open(&addr);
@@ -585,7 +585,7 @@ cases!(
 
 /// The demo's payments service, probed in `charge` for `count` hits while `client` runs.
 fn probe_payments(count: u64, client: impl FnOnce(&str)) -> Vec<Value> {
-    require_root();
+    tracery_tests::require_root();
     let (server, addr) =
         FixtureProcess::spawn_service(&fixture("demo-payments"), &["-listen", "127.0.0.1:0"]);
     let probe = Probe::arm(server.pid(), "main.charge", count);
@@ -680,7 +680,7 @@ fn go_keep_alive_no_stale_trace() {
 /// without blocking and parks the goroutine, so the read after arming is a new syscall.
 #[test]
 fn go_connection_open_before_arming() {
-    require_root();
+    tracery_tests::require_root();
     let (trace, span) = ids();
     let (server, addr) =
         FixtureProcess::spawn_service(&fixture("demo-payments"), &["-listen", "127.0.0.1:0"]);

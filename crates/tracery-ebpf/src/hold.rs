@@ -309,7 +309,10 @@ pub fn verdict(ctx: &SkMsgContext) -> u32 {
 
 /// Redirects the message into the hold's slot and reports it.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the message's connection, hold and trace, as the program has read them"
+)]
 fn redirect(
     ctx: &SkMsgContext,
     conn: SockKey,
@@ -383,7 +386,10 @@ fn note_last(conn: SockKey, trace: &[u8; 16]) {
 
 /// Reports a message that could not be held.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the values a hold event is built from, as the program reads them"
+)]
 fn event(
     ctx: &SkMsgContext,
     conn: SockKey,
@@ -410,7 +416,10 @@ fn event_submit(entry: Option<RingBufEntry<HoldEvent>>, flags: u32) {
 
 /// Reserves and fills a hold event with the start of the message's bytes.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the values a hold event is built from, as the program reads them"
+)]
 fn event_start(
     ctx: &SkMsgContext,
     conn: SockKey,

@@ -7,7 +7,10 @@
 #![no_main]
 // Atomic fetch-add on map values; the BPF target lacks `AtomicU64::fetch_add`.
 #![feature(core_intrinsics)]
-#![allow(internal_features)]
+#![expect(
+    internal_features,
+    reason = "core_intrinsics, for the atomic add above"
+)]
 
 mod capture;
 mod exec;

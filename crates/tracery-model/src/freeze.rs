@@ -125,6 +125,8 @@ pub struct HeldMessage {
     pub bytes: u64,
     /// The message's first line, printable, at most [`HeldMessage::FIRST_LINE_MAX`] chars.
     pub first_line: String,
+    /// The message's first bytes decoded by protocol; `None` when none were seen.
+    pub decoded: Option<crate::wire::DecodedMessage>,
     /// Held only to keep byte order: sent behind held bytes on the same connection by
     /// another request (or one whose trace is unknown).
     pub behind: bool,

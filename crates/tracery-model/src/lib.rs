@@ -20,6 +20,7 @@ pub mod render;
 pub mod snapshot;
 pub mod trace;
 pub mod value;
+pub mod wire;
 
 pub use database::DatabaseRead;
 pub use render::{render_text, Language, SourceLanguage};

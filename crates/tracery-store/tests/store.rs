@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value as Json};
 use sqlx::Connection;
+use tracery_model::error::chain;
 use tracery_store::{
     BreakpointId, Inserted, NewSnapshot, SnapshotId, Store, StoreError, StoreKind,
 };
@@ -74,7 +75,7 @@ impl Fixture {
         let url = self.url();
         Store::open(&url)
             .await
-            .unwrap_or_else(|e| panic!("cannot open {url}: {}", report(&e)))
+            .unwrap_or_else(|e| panic!("cannot open {url}: {}", chain(&e)))
     }
 
     /// Drops the PostgreSQL schema; a failed test leaves it for inspection.
@@ -87,17 +88,6 @@ impl Fixture {
                 .unwrap();
         }
     }
-}
-
-/// An error with its causes, as a binary would print it.
-fn report(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 fn at(secs: u64, nanos: u32) -> SystemTime {
@@ -611,7 +601,7 @@ async fn an_unreachable_postgres_says_where_and_hides_the_password() {
         "{text}"
     );
     assert!(text.contains("is it running?"), "{text}");
-    assert!(!report(&err).contains("s3cret"), "{}", report(&err));
+    assert!(!chain(&err).contains("s3cret"), "{}", chain(&err));
 }
 
 #[tokio::test]
@@ -626,7 +616,7 @@ async fn a_file_that_is_not_a_store_is_reported() {
     let err = Store::open(&format!("sqlite://{}", path.display()))
         .await
         .unwrap_err();
-    eprintln!("{}", report(&err));
+    eprintln!("{}", chain(&err));
     assert!(matches!(err, StoreError::OpenSqlite { .. }), "{err:?}");
     assert!(
         err.to_string().contains(&path.display().to_string()),

@@ -3,7 +3,10 @@
 use aya::{programs::UProbe, Ebpf, EbpfLoader};
 use tracery_common::names;
 
-use crate::{error::AgentError, sys};
+use crate::{
+    error::{AgentError, FeatureError},
+    sys,
+};
 
 /// The eBPF object built by `build.rs` with Debian's rustc (see docs/ebpf-toolchain.md).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracery.bpf.o"));
@@ -17,19 +20,13 @@ pub fn check_features() -> Result<(), AgentError> {
         sys::{is_helper_supported, is_map_supported, BpfHelper},
     };
     if !std::path::Path::new("/sys/bus/event_source/devices/uprobe").exists() {
-        return Err(AgentError::Feature(
-            "the uprobe perf PMU is missing (kernel built without CONFIG_UPROBE_EVENTS)".into(),
-        ));
+        return Err(AgentError::Feature(FeatureError::NoUprobePmu));
     }
     if !is_map_supported(MapType::RingBuf).unwrap_or(false) {
-        return Err(AgentError::Feature(
-            "BPF ring buffers are unavailable (Linux >= 5.8 needed)".into(),
-        ));
+        return Err(AgentError::Feature(FeatureError::NoRingBuffer));
     }
     if !aya::features().bpf_cookie() {
-        return Err(AgentError::Feature(
-            "uprobe attach cookies are unavailable (Linux >= 5.15 needed)".into(),
-        ));
+        return Err(AgentError::Feature(FeatureError::NoAttachCookie));
     }
     let helper = |h: BpfHelper| is_helper_supported(ProgramType::KProbe, h).unwrap_or(false);
     for (h, what) in [
@@ -44,9 +41,7 @@ pub fn check_features() -> Result<(), AgentError> {
         ),
     ] {
         if !helper(h) {
-            return Err(AgentError::Feature(format!(
-                "the kernel does not offer {what} to uprobe programs"
-            )));
+            return Err(AgentError::Feature(FeatureError::NoHelper { helper: what }));
         }
     }
     Ok(())
@@ -66,9 +61,7 @@ pub fn load() -> Result<Ebpf, AgentError> {
     for name in [names::CAPTURE, names::EMPTY] {
         let prog: &mut UProbe = ebpf
             .program_mut(name)
-            .ok_or(AgentError::Feature(format!(
-                "program {name} missing from the object"
-            )))?
+            .ok_or(AgentError::MissingProgram { program: name })?
             .try_into()
             .map_err(|e| AgentError::Program {
                 program: name,

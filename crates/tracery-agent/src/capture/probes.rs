@@ -19,6 +19,7 @@ use aya::{
     Ebpf,
 };
 use tracery_common::{names, ProbeConfig, ProbeState, MAX_PROBES};
+use tracery_model::error::chain;
 
 use crate::{
     capture::loader,
@@ -64,7 +65,7 @@ pub struct ProbeTable {
     /// (its held messages released) while the hold programs are still attached.
     holder: Option<crate::freeze::hold::Holder>,
     /// Why the holder could not start; not retried (its program may be attached already).
-    holder_error: Option<String>,
+    holder_error: Option<std::sync::Arc<AgentError>>,
     ebpf: Ebpf,
     configs: Array<MapData, ProbeConfig>,
     states: Array<MapData, ProbeState>,
@@ -110,7 +111,9 @@ impl ProbeTable {
         let prog: &mut TracePoint = self
             .ebpf
             .program_mut(names::EXEC)
-            .ok_or_else(|| AgentError::Feature(format!("program {} missing", names::EXEC)))?
+            .ok_or(AgentError::MissingProgram {
+                program: names::EXEC,
+            })?
             .try_into()
             .map_err(|e| AgentError::Program {
                 program: names::EXEC,
@@ -226,16 +229,16 @@ impl ProbeTable {
     /// The message holder, started (hold programs loaded, keeper running) on first use.
     pub fn holder(&mut self) -> Result<&mut crate::freeze::hold::Holder, AgentError> {
         if let Some(e) = &self.holder_error {
-            return Err(AgentError::Hold(e.clone()));
+            return Err(AgentError::HoldsOff(e.clone()));
         }
         if self.holder.is_none() {
             match crate::freeze::hold::Holder::start(&mut self.ebpf) {
                 Ok(h) => self.holder = Some(h),
                 Err(e) => {
-                    let msg = format!("{e}{}", source_chain(&e));
-                    tracing::error!("message holds are off: {msg}");
-                    self.holder_error = Some(msg.clone());
-                    return Err(AgentError::Hold(msg));
+                    tracing::error!("message holds are off: {}", chain(&e));
+                    let e = std::sync::Arc::new(e);
+                    self.holder_error = Some(e.clone());
+                    return Err(AgentError::HoldsOff(e));
                 }
             }
         }
@@ -251,9 +254,7 @@ impl ProbeTable {
     pub fn hold_watch(&mut self, pid: u32) -> Result<std::path::PathBuf, AgentError> {
         self.holder()?;
         let holder = self.holder.as_mut().expect("started above");
-        holder
-            .watch_process(&mut self.ebpf, pid)
-            .map_err(|e| AgentError::Hold(format!("{e}{}", source_chain(&e))))
+        holder.watch_process(&mut self.ebpf, pid)
     }
 
     /// Watches the cgroup directory `dir` for message holds.
@@ -295,7 +296,7 @@ impl ProbeTable {
         };
         self.ebpf
             .program_mut(name)
-            .ok_or_else(|| AgentError::Feature(format!("program {name} missing")))?
+            .ok_or(AgentError::MissingProgram { program: name })?
             .try_into()
             .map_err(|e| AgentError::Program {
                 program: names::CAPTURE,
@@ -335,16 +336,4 @@ fn take_array<V: aya::Pod>(
 /// container or after the file was replaced on disk.
 pub fn exe_attach_path(pid: u32) -> PathBuf {
     Path::new("/proc").join(pid.to_string()).join("exe")
-}
-
-/// `: cause: cause...` of an error's sources, for one-line logs.
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut out = String::new();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
 }

@@ -7,10 +7,13 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use tracery_model::error::chain;
+
 use crate::{
     capture::session::TrappedHit,
     capture::snapshot::Snapshot,
-    freeze::suspend::{Tracer, TracerOptions, UserRegs},
+    error::AgentError,
+    freeze::suspend::{SuspendError, Tracer, TracerOptions, UserRegs},
     freeze::tracking::Tracker,
     freeze::{
         FreezeEvent, FrozenThread, ReleaseReason, Released, ResumeOutcome, Suspension, TraceId,
@@ -20,6 +23,32 @@ use crate::{
 /// How long to wait for a trapped thread to reach its stop; it takes about a millisecond,
 /// and the record that reports the trap is read after the signal was sent.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why a `--freeze` breakpoint's hits will not stop their thread, or why a hit's did not.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FreezeError {
+    /// The process must not have its threads stopped; the reason says why.
+    #[error("{reason}")]
+    Unstoppable { reason: &'static str },
+    #[error("cannot start the tracer")]
+    Tracer(#[source] SuspendError),
+    #[error("cannot seize process {pid}")]
+    Seize {
+        pid: u32,
+        #[source]
+        source: SuspendError,
+    },
+    #[error("cannot tell the kernel that process {pid} is seized")]
+    Mark {
+        pid: u32,
+        #[source]
+        source: AgentError,
+    },
+    #[error("the agent has no tracer")]
+    NoTracer,
+    #[error("the thread did not stop")]
+    NotStopped(#[source] SuspendError),
+}
 
 struct Frozen {
     thread: FrozenThread,
@@ -39,7 +68,7 @@ pub(crate) struct Freezer {
     /// Processes whose threads are seized.
     seized: BTreeSet<u32>,
     /// Processes whose threads must not be stopped, and why.
-    unstoppable: HashMap<u32, String>,
+    unstoppable: HashMap<u32, &'static str>,
     frozen: Vec<Frozen>,
     last_release: HashMap<TraceId, Released>,
     events: Vec<FreezeEvent>,
@@ -54,10 +83,10 @@ impl Freezer {
         pid: u32,
         binary: &tracery_dwarf::Binary,
         tracker: &mut Tracker,
-    ) -> Result<(), String> {
-        if let Some(why) = unstoppable(binary) {
-            self.unstoppable.insert(pid, why.clone());
-            return Err(why);
+    ) -> Result<(), FreezeError> {
+        if let Some(reason) = unstoppable(binary) {
+            self.unstoppable.insert(pid, reason);
+            return Err(FreezeError::Unstoppable { reason });
         }
         if self.tracer.is_none() {
             // Following clones: a thread-per-request server's new threads must be
@@ -66,14 +95,16 @@ impl Freezer {
                 follow_clones: true,
                 ..TracerOptions::default()
             };
-            self.tracer = Some(Tracer::start_with(options).map_err(|e| e.to_string())?);
+            self.tracer = Some(Tracer::start_with(options).map_err(FreezeError::Tracer)?);
         }
         let tracer = self.tracer.as_ref().expect("started above");
         tracer
             .seize_process(pid)
-            .map_err(|e| format!("cannot seize process {pid}: {e}"))?;
+            .map_err(|source| FreezeError::Seize { pid, source })?;
         if self.seized.insert(pid) {
-            tracker.mark_seized(pid).map_err(|e| e.to_string())?;
+            tracker
+                .mark_seized(pid)
+                .map_err(|source| FreezeError::Mark { pid, source })?;
         }
         Ok(())
     }
@@ -136,7 +167,7 @@ impl Freezer {
             } else if trap.is_some() {
                 match self.claim(s.tid) {
                     Ok(regs) => (Suspension::Stopped, Some(regs)),
-                    Err(e) => (Suspension::Running(e), None),
+                    Err(e) => (Suspension::Running(chain(&e)), None),
                 }
             } else if s.language == tracery_dwarf::SourceLanguage::Go {
                 (
@@ -148,7 +179,7 @@ impl Freezer {
                     None,
                 )
             } else if let Some(why) = self.unstoppable.get(&s.pid) {
-                (Suspension::Running(why.clone()), None)
+                (Suspension::Running((*why).to_owned()), None)
             } else if self.seized.contains(&s.pid) {
                 (
                     Suspension::Running("the freeze trap was not delivered".into()),
@@ -243,18 +274,18 @@ impl Freezer {
                     f.stopped_tid = Some(tid);
                     f.thread.suspension = Suspension::Stopped;
                 }
-                Err(e) => f.thread.suspension = Suspension::Running(e),
+                Err(e) => f.thread.suspension = Suspension::Running(chain(&e)),
             }
             self.events.push(FreezeEvent::Frozen(f.thread.clone()));
         }
     }
 
-    fn claim(&self, tid: u32) -> Result<UserRegs, String> {
+    fn claim(&self, tid: u32) -> Result<UserRegs, FreezeError> {
         let Some(t) = &self.tracer else {
-            return Err("the agent has no tracer".into());
+            return Err(FreezeError::NoTracer);
         };
         t.claim_trap(tid, CLAIM_TIMEOUT)
-            .map_err(|e| format!("the thread did not stop: {e}"))
+            .map_err(FreezeError::NotStopped)
     }
 
     /// Releases what passed its deadline, and threads of processes that exited.
@@ -363,15 +394,14 @@ impl Freezer {
 /// runs many requests on each worker thread, and a stopped worker can leave the runtime's
 /// I/O driver unpolled, stalling every request of the process (measured with tokio: all
 /// other requests hung until resume).
-fn unstoppable(binary: &tracery_dwarf::Binary) -> Option<String> {
+fn unstoppable(binary: &tracery_dwarf::Binary) -> Option<&'static str> {
     binary
         .symbols()
         .iter()
         .any(|s| s.name.contains("5tokio7runtime9scheduler"))
-        .then(|| {
+        .then_some(
             "not stopped: the process runs on tokio, whose worker threads serve many requests; \
              stopping one stalls the runtime for all of them, so the request is frozen by \
-             holding its messages instead"
-                .to_string()
-        })
+             holding its messages instead",
+        )
 }

@@ -27,18 +27,14 @@ use tracery_common::{
 };
 
 use self::keeper_process::{keeper_path, map_fd, parse_released, reason_word, spawn_keeper};
-pub(crate) use self::watch::sender_socket;
+pub use self::keeper_process::{KEEPER_ENV, KEEPER_EXE};
 pub use self::watch::{cgroup2_root, cgroup_dir};
 use crate::{
-    error::AgentError,
+    error::{AgentError, HoldError},
     freeze::{FreezeEvent, HeldMessage, HoldRelease, ReleaseReason, TraceId},
     sys,
 };
 
-/// Name of the keeper's executable, looked for next to the agent's.
-pub const KEEPER_EXE: &str = "tracery-hold-keeper";
-/// Set to the keeper's path to use another one.
-pub const KEEPER_ENV: &str = "TRACERY_HOLD_KEEPER";
 /// Most time a release waits for the keeper's answer.
 const RELEASE_WAIT: Duration = Duration::from_secs(15);
 
@@ -93,10 +89,6 @@ fn program_error(name: &'static str) -> impl Fn(aya::programs::ProgramError) -> 
     }
 }
 
-fn hold_error(msg: String) -> AgentError {
-    AgentError::Hold(msg)
-}
-
 impl Holder {
     /// Loads the hold programs, attaches `sk_msg` to the sockhash and starts the keeper.
     /// Every step that can fail runs while the maps are still in `ebpf`: programs loaded
@@ -106,11 +98,11 @@ impl Holder {
         for name in [names::HOLD_MSG, names::HOLD_SOCKOPS] {
             let p = ebpf
                 .program_mut(name)
-                .ok_or(AgentError::Feature(format!("program {name} missing")))?;
+                .ok_or(AgentError::MissingProgram { program: name })?;
             match p {
                 aya::programs::Program::SkMsg(p) => p.load(),
                 aya::programs::Program::SockOps(p) => p.load(),
-                _ => return Err(AgentError::Feature(format!("program {name}: wrong type"))),
+                _ => return Err(AgentError::WrongProgramType { program: name }),
             }
             .map_err(program_error(name))?;
         }
@@ -127,14 +119,13 @@ impl Holder {
             socks
                 .fd()
                 .try_clone()
-                .map_err(|e| hold_error(format!("SOCKS: {e}")))?
+                .map_err(HoldError::map(names::SOCKS))?
         };
         let msg: &mut SkMsg = ebpf
             .program_mut(names::HOLD_MSG)
-            .ok_or(AgentError::Feature(format!(
-                "program {} missing",
-                names::HOLD_MSG
-            )))?
+            .ok_or(AgentError::MissingProgram {
+                program: names::HOLD_MSG,
+            })?
             .try_into()
             .map_err(program_error(names::HOLD_MSG))?;
         msg.attach(&socks_fd)
@@ -189,7 +180,7 @@ impl Holder {
     /// Watches the cgroup of `pid` (and so the sockets of every process in it), because a
     /// freezing breakpoint is armed there. Fails with the reason when it cannot be.
     pub fn watch_process(&mut self, ebpf: &mut Ebpf, pid: u32) -> Result<PathBuf, AgentError> {
-        let dir = watch::cgroup_dir(pid).map_err(hold_error)?;
+        let dir = watch::cgroup_dir(pid)?;
         self.watch_cgroup(ebpf, &dir)?;
         Ok(dir)
     }
@@ -204,13 +195,12 @@ impl Holder {
             *users += 1;
             return Ok(());
         }
-        let cg = watch::open_cgroup(dir).map_err(hold_error)?;
+        let cg = watch::open_cgroup(dir)?;
         let ops: &mut SockOps = ebpf
             .program_mut(names::HOLD_SOCKOPS)
-            .ok_or(AgentError::Feature(format!(
-                "program {} missing",
-                names::HOLD_SOCKOPS
-            )))?
+            .ok_or(AgentError::MissingProgram {
+                program: names::HOLD_SOCKOPS,
+            })?
             .try_into()
             .map_err(|e| AgentError::Program {
                 program: names::HOLD_SOCKOPS,
@@ -293,7 +283,7 @@ impl Holder {
         };
         self.frozen
             .insert(trace.0, v, 0)
-            .map_err(|e| hold_error(format!("FROZEN: {e}")))?;
+            .map_err(HoldError::map(names::FROZEN))?;
         self.remote.insert(trace, deadline);
         self.update_armed();
         Ok(())
@@ -412,8 +402,8 @@ impl Holder {
             };
             match events::decode(&ev) {
                 Some(events::Observed::Held(m)) => {
-                    self.out.push(FreezeEvent::Held(m.clone()));
-                    self.held.push(m);
+                    self.out.push(FreezeEvent::Held((*m).clone()));
+                    self.held.push(*m);
                 }
                 Some(events::Observed::Missed { trace, why }) => {
                     let e = self.missed.entry(trace).or_insert((0, why));

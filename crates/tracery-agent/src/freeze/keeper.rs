@@ -14,7 +14,7 @@ use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{TcpListener, TcpStream},
     os::{
-        fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+        fd::{AsRawFd, RawFd},
         unix::net::UnixStream,
     },
     sync::mpsc::TryRecvError,
@@ -37,6 +37,9 @@ pub enum KeeperError {
         #[source]
         source: MapError,
     },
+    /// A descriptor the agent should have placed is not open.
+    #[error("no {what} at fd {fd}; start the keeper from the agent only")]
+    NotInherited { what: &'static str, fd: RawFd },
     /// A map operation failed.
     #[error("updating map {what} failed")]
     MapUpdate {
@@ -124,9 +127,7 @@ struct Maps {
 }
 
 fn map<T: TryFrom<Map, Error = MapError>>(fd: RawFd, what: &'static str) -> Result<T, KeeperError> {
-    // SAFETY: the agent placed the map's descriptor at this number before exec; the keeper
-    // takes ownership of it once.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let owned = sys::take_inherited_fd(fd).ok_or(KeeperError::NotInherited { what, fd })?;
     let err = |source| KeeperError::Map { what, fd, source };
     let data = MapData::from_fd(owned).map_err(err)?;
     Map::from_map_data(data).and_then(T::try_from).map_err(err)
@@ -162,8 +163,12 @@ struct Keeper {
 /// The keeper's `main`: runs until the agent asks it to stop or goes away.
 pub fn run(slots: u32) -> Result<(), KeeperError> {
     let slots = slots.clamp(1, MAX_HOLD_SLOTS);
-    // SAFETY: the agent placed the control socket at this number before exec.
-    let control = unsafe { UnixStream::from_raw_fd(Fds::CONTROL) };
+    let control = UnixStream::from(sys::take_inherited_fd(Fds::CONTROL).ok_or(
+        KeeperError::NotInherited {
+            what: "control socket",
+            fd: Fds::CONTROL,
+        },
+    )?);
     let mut maps = Maps::inherit()?;
     let listener = TcpListener::bind("127.0.0.1:0").map_err(io("binding the sink listener"))?;
     let sink_addr = listener
@@ -351,7 +356,8 @@ impl Keeper {
             return (0, 0);
         }
         let _ = self.maps.releasing.insert(conn, 1, 0);
-        let target = crate::freeze::hold::sender_socket((h.pid_tgid >> 32) as u32, h.fd, &conn);
+        let target =
+            crate::freeze::connections::sender_socket((h.pid_tgid >> 32) as u32, h.fd, &conn);
         let started = Instant::now();
         let mut progress = started;
         let (mut written, mut dropped) = (0u64, 0u64);

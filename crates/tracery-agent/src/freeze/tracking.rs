@@ -185,10 +185,8 @@ impl Tracker {
         }
         let bit = (0..MAX_HEADER_FILTERS)
             .find(|b| !self.filter_bits.values().any(|(used, _)| used == b))
-            .ok_or_else(|| {
-                AgentError::Feature(format!(
-                    "at most {MAX_HEADER_FILTERS} different --header filters can be active at once"
-                ))
+            .ok_or(AgentError::TooManyHeaderFilters {
+                max: MAX_HEADER_FILTERS,
             })?;
         self.filters
             .insert(header_filter_hash(name, value), bit, 0)
@@ -271,7 +269,7 @@ fn attach_raw_tracepoint(ebpf: &mut Ebpf, name: &'static str) -> Result<(), Agen
     };
     let prog: &mut RawTracePoint = ebpf
         .program_mut(name)
-        .ok_or_else(|| AgentError::Feature(format!("program {name} missing")))?
+        .ok_or(AgentError::MissingProgram { program: name })?
         .try_into()
         .map_err(program_error)?;
     prog.load().map_err(program_error)?;
@@ -294,7 +292,7 @@ fn attach_uprobe(
     };
     let prog: &mut UProbe = ebpf
         .program_mut(name)
-        .ok_or_else(|| AgentError::Feature(format!("program {name} missing")))?
+        .ok_or(AgentError::MissingProgram { program: name })?
         .try_into()
         .map_err(program_error)?;
     if prog.fd().is_err() {

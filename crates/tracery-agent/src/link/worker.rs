@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     capture::snapshot::Snapshot,
     error::AgentError,
-    freeze::{FreezeEvent, FrozenThread, HeldMessage, ResumeOutcome, TraceId},
+    freeze::{EvalError, FreezeEvent, FrozenThread, HeldMessage, ResumeOutcome, TraceId},
     manager::{BreakpointSpec, BreakpointStatus, Manager},
 };
 
@@ -26,10 +26,10 @@ const COMMAND_QUEUE: usize = 64;
 
 /// What the link asks of the Manager.
 pub enum Command {
-    /// Arm a breakpoint; the reply is its status or the error's text.
+    /// Arm a breakpoint; the reply is its status or why it was not armed.
     Add(
         Box<BreakpointSpec>,
-        oneshot::Sender<Result<BreakpointStatus, String>>,
+        oneshot::Sender<Result<BreakpointStatus, AgentError>>,
     ),
     /// Disarm a breakpoint.
     Remove(u64),
@@ -37,12 +37,12 @@ pub enum Command {
     Resume(TraceId, oneshot::Sender<ResumeOutcome>),
     /// Hold a trace's outbound messages until the deadline: it froze on some node.
     Hold(TraceId, SystemTime),
-    /// Evaluate an expression in the stopped thread of a trace; the value as JSON or the
-    /// error's text.
+    /// Evaluate an expression in the stopped thread of a trace; the value as JSON or why
+    /// it could not be.
     Eval(
         TraceId,
         String,
-        oneshot::Sender<Result<serde_json::Value, String>>,
+        oneshot::Sender<Result<serde_json::Value, EvalError>>,
     ),
 }
 
@@ -86,7 +86,7 @@ impl Worker {
                 Ok(mut m) => {
                     if let Some(dir) = watch {
                         if let Err(e) = m.watch_cgroup(&dir) {
-                            tracing::warn!(cgroup = %dir.display(), "messages will not be held here: {e}");
+                            tracing::warn!(cgroup = %dir.display(), "messages will not be held here: {}", error_chain(&e));
                         }
                     }
                     let _ = started_tx.send(Ok(()));
@@ -145,9 +145,9 @@ fn run(
             match commands.try_recv() {
                 Ok(Command::Add(spec, reply)) => {
                     let id = spec.id;
-                    let r = m.add(*spec).map_err(|e| error_chain(&e));
+                    let r = m.add(*spec);
                     if let Err(e) = &r {
-                        tracing::warn!(id, error = %e, "cannot arm breakpoint");
+                        tracing::warn!(id, error = %error_chain(e), "cannot arm breakpoint");
                     }
                     let _ = reply.send(r);
                 }
@@ -166,19 +166,20 @@ fn run(
                     }
                 }
                 Ok(Command::Eval(trace, expr, reply)) => {
-                    let _ = reply.send(m.eval(trace, &expr).map_err(|e| error_chain(&e)));
+                    let _ = reply.send(m.eval(trace, &expr));
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => return,
             }
         }
-        if let Err(e) = m.tick(TICK) {
+        let delivered = m.tick(TICK).unwrap_or_else(|e| {
             tracing::error!(error = %error_chain(&e), "capture failed");
             std::thread::sleep(TICK);
-        }
-        // Taken every tick, so the Manager's own outbox never fills: the link's buffer
-        // is the one that holds snapshots while the controller is away.
-        for s in m.take_outbox() {
+            Vec::new()
+        });
+        // Straight into the channel: the link's outbox is the one buffer that holds
+        // snapshots while the controller is away.
+        for s in delivered {
             let id = s.breakpoint_id;
             match snapshots.try_send(s) {
                 Ok(()) => {}

@@ -51,10 +51,10 @@ pub struct SetArgs {
     #[arg(long, value_name = "N/s", value_parser = parse_rate)]
     rate: Option<u32>,
     /// Only hits of the request with this trace id (32 hex digits, or 16 for B3).
-    #[arg(long, value_name = "ID", value_parser = parse_trace_id)]
+    #[arg(long, value_name = "ID", value_parser = tracery_proto::trace::normalize_trace_id)]
     trace_id: Option<String>,
     /// Only hits of requests that carried this HTTP header, e.g. x-tenant=acme.
-    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_header)]
+    #[arg(long, value_name = "NAME=VALUE", value_parser = tracery_proto::trace::parse_header)]
     header: Option<v1::HeaderMatch>,
     /// Freeze the request that hits: hold its messages everywhere and stop its thread
     /// where that is safe, until `tracery-ctl trace resume` or the freeze timeout. Unless
@@ -80,37 +80,51 @@ pub struct SetArgs {
     output: Option<OutputFormat>,
 }
 
-fn parse_trace_id(s: &str) -> Result<String, String> {
-    tracery_proto::trace::normalize_trace_id(s).map_err(|e| e.to_string())
-}
-
-fn parse_header(s: &str) -> Result<v1::HeaderMatch, String> {
-    tracery_proto::trace::parse_header(s).map_err(|e| e.to_string())
+/// A `--freeze-timeout` or `--rate` that does not parse. Clap shows only the message, so
+/// the humantime reason is part of it.
+#[derive(Debug, thiserror::Error)]
+enum ArgError {
+    #[error("{text:?} is not a duration like 60s or 5m: {reason}")]
+    Duration {
+        text: String,
+        reason: humantime::DurationError,
+    },
+    #[error("a freeze timeout must be at least 1s")]
+    FreezeTooShort,
+    #[error(
+        "{text} is longer than the {max}s (10m) a request may stay frozen; \
+         resume it earlier with `tracery-ctl trace resume` instead"
+    )]
+    FreezeTooLong { text: String, max: u64 },
+    #[error("{text:?} is not a rate; write it like 10/s")]
+    Rate { text: String },
 }
 
 /// A freeze timeout in whole seconds (rounded up), 1 s to the maximum freeze.
-fn parse_freeze_timeout(s: &str) -> Result<u64, String> {
+fn parse_freeze_timeout(s: &str) -> Result<u64, ArgError> {
     use tracery_proto::trace::MAX_FREEZE_SECONDS;
-    let d = humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration like 60s or 5m: {e}"))?;
+    let d = humantime::parse_duration(s).map_err(|reason| ArgError::Duration {
+        text: s.to_owned(),
+        reason,
+    })?;
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     if secs == 0 {
-        return Err("a freeze timeout must be at least 1s".into());
+        return Err(ArgError::FreezeTooShort);
     }
     if secs > MAX_FREEZE_SECONDS {
-        return Err(format!(
-            "{s} is longer than the {MAX_FREEZE_SECONDS}s (10m) a request may stay frozen; \
-             resume it earlier with `tracery-ctl trace resume` instead"
-        ));
+        return Err(ArgError::FreezeTooLong {
+            text: s.to_owned(),
+            max: MAX_FREEZE_SECONDS,
+        });
     }
     Ok(secs)
 }
 
-fn parse_rate(s: &str) -> Result<u32, String> {
+fn parse_rate(s: &str) -> Result<u32, ArgError> {
     let n = s.strip_suffix("/s").unwrap_or(s);
     n.trim()
         .parse()
-        .map_err(|_| format!("{s:?} is not a rate; write it like 10/s"))
+        .map_err(|_| ArgError::Rate { text: s.to_owned() })
 }
 
 /// Runs `breakpoint`.

@@ -10,8 +10,11 @@ use std::{
 };
 
 use anyhow::Context;
-use tracery_agent::{ArmOptions, Session};
-use tracery_dwarf::{condition, CaptureLimits};
+use tracery_agent::{
+    capture::when::{compile_when, parse_when, when_holds},
+    ArmOptions, Session,
+};
+use tracery_dwarf::CaptureLimits;
 
 use crate::{output, OutputFormat};
 
@@ -51,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("--timeout must be a positive number of seconds");
     }
     // Before anything that needs privileges: a typo should not need root to be reported.
-    let when = args.when.as_deref().map(condition::parse).transpose()?;
+    let when = parse_when(args.when.as_deref())?;
     tracery_agent::privilege::check()?;
     let limits = CaptureLimits {
         max_string: args.max_string,
@@ -60,21 +63,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut bp = tracery_agent::prepare(args.pid, &args.at, &limits)?;
     // Per site: what the kernel checks, and whether user space checks anything more.
-    let mut splits = Vec::new();
-    if let Some(expr) = &when {
-        for (_, plan) in &mut bp.sites {
-            let split = condition::compile(expr, plan)?;
-            split.apply(&mut plan.config);
-            splits.push(split);
-        }
-    }
-    let user_checks = splits.iter().any(|s| s.rest.is_some());
+    let compiled = compile_when(when.as_ref(), &mut bp)?;
     let mut session = Session::start()?;
     let opts = ArmOptions {
         breakpoint_id: 0,
         // Each site stops in the kernel after `count`; user space stops at `count` overall.
-        // Hits user space may still reject must not use up the kernel's quota.
-        hit_limit: if user_checks { 0 } else { args.count },
+        hit_limit: compiled.kernel_hit_limit(args.count),
         rate_per_sec: 0,
         // `probe` captures every hit and never freezes.
         scope_trace: None,
@@ -96,7 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             eprintln!("  note: {note}");
         }
     }
-    for (i, split) in splits.iter().enumerate() {
+    for (i, split) in compiled.splits.iter().enumerate() {
         let kernel: Vec<String> = split.kernel.iter().map(|c| format!("`{c}`")).collect();
         let kernel = if kernel.is_empty() {
             "nothing".to_string()
@@ -107,7 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .rest
             .as_ref()
             .map_or("nothing".to_string(), |e| format!("`{e}`"));
-        let at = if splits.len() > 1 {
+        let at = if compiled.splits.len() > 1 {
             format!(" at site {}", i + 1)
         } else {
             String::new()
@@ -140,12 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             if seen == args.count {
                 break;
             }
-            // The whole expression, not only what the kernel left: sites differ in what
-            // their kernel part took, and re-checking a kernel comparison agrees with it.
-            if when
-                .as_ref()
-                .is_some_and(|e| !condition::eval(e, &snap.variables))
-            {
+            if !when_holds(when.as_ref(), &snap.variables) {
                 user_filtered += 1;
                 continue;
             }

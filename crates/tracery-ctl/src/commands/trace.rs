@@ -24,7 +24,7 @@ pub enum Command {
     /// its snapshots.
     View {
         /// The trace id (32 hex digits, or 16 for B3).
-        #[arg(value_parser = parse_trace_id)]
+        #[arg(value_parser = tracery_proto::trace::normalize_trace_id)]
         id: String,
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
@@ -33,7 +33,7 @@ pub enum Command {
     /// continue. Resuming a trace that is not frozen does nothing and says so.
     Resume {
         /// The trace id (32 hex digits, or 16 for B3).
-        #[arg(value_parser = parse_trace_id)]
+        #[arg(value_parser = tracery_proto::trace::normalize_trace_id)]
         id: String,
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
@@ -42,17 +42,13 @@ pub enum Command {
     /// frozen trace, following pointers beyond the capture limits.
     Eval {
         /// The trace id (32 hex digits, or 16 for B3).
-        #[arg(value_parser = parse_trace_id)]
+        #[arg(value_parser = tracery_proto::trace::normalize_trace_id)]
         id: String,
         /// A variable or field path in scope at the breakpoint.
         expr: String,
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
-}
-
-fn parse_trace_id(s: &str) -> Result<String, String> {
-    tracery_proto::trace::normalize_trace_id(s).map_err(|e| e.to_string())
 }
 
 /// Runs `trace`.
@@ -380,6 +376,13 @@ fn view_text(trace: &v1::Trace) -> String {
         ));
         for w in held::shared_warnings(&trace.trace_id, &trace.messages) {
             out.push_str(&format!("{w}\n"));
+        }
+        let pending = held::pending_text(&trace.messages);
+        if !pending.is_empty() {
+            out.push_str(&format!(
+                "pending work: what the trace was about to send, decoded from each held \
+                 message's first bytes\n{pending}"
+            ));
         }
     }
     if trace.snapshots.is_empty() {

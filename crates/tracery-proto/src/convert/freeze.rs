@@ -66,6 +66,7 @@ impl From<HeldMessage> for v1::HeldMessage {
             peer: addr(m.peer),
             bytes: m.bytes,
             first_line: m.first_line,
+            decoded: m.decoded.map(Into::into),
             behind: m.behind,
             shared: m.shared,
             at: Some(m.at.into()),
@@ -106,7 +107,10 @@ impl TryFrom<&v1::HoldTrace> for HoldRequest {
 mod tests {
     use std::time::Duration;
 
-    use tracery_model::freeze::MAX_FREEZE;
+    use tracery_model::{
+        freeze::MAX_FREEZE,
+        wire::{DecodedMessage, HttpMessage, WireContent},
+    };
 
     use super::*;
 
@@ -115,6 +119,15 @@ mod tests {
     #[test]
     fn a_held_message_keeps_every_field_and_unknown_addresses_are_empty() {
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_763_000_000);
+        let pay = DecodedMessage {
+            content: WireContent::Http(HttpMessage {
+                method: "POST".into(),
+                path: "/pay".into(),
+                headers: vec![("host".into(), "payments".into())],
+                ..HttpMessage::default()
+            }),
+            truncated: true,
+        };
         let m = HeldMessage {
             trace_id: TraceId::parse(T).unwrap(),
             pid: 10,
@@ -124,11 +137,14 @@ mod tests {
             peer: None,
             bytes: 57,
             first_line: "POST /pay HTTP/1.1".into(),
+            decoded: Some(pay.clone()),
             behind: true,
             shared: true,
             at,
         };
         let w = v1::HeldMessage::from(m);
+        let back = DecodedMessage::try_from(w.decoded.clone().unwrap()).unwrap();
+        assert_eq!(back, pay);
         assert_eq!(
             w,
             v1::HeldMessage {
@@ -140,6 +156,7 @@ mod tests {
                 peer: String::new(),
                 bytes: 57,
                 first_line: "POST /pay HTTP/1.1".into(),
+                decoded: Some(pay.into()),
                 behind: true,
                 shared: true,
                 at: Some(at.into()),

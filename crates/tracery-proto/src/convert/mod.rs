@@ -7,6 +7,7 @@ mod database;
 mod freeze;
 mod snapshot;
 mod value;
+mod wire;
 
 use thiserror::Error;
 

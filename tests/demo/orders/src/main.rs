@@ -7,6 +7,7 @@
 //!
 //! Usage: demo-orders --listen ADDR --database URL --payments URL [--redis URL]
 
+mod db;
 mod pricing;
 mod trace;
 
@@ -20,12 +21,12 @@ use axum::{
     Json, Router,
 };
 use serde::{Deserialize, Serialize};
-use sqlx::{postgres::PgPoolOptions, PgPool, Row};
+use tokio_postgres::types::{ToSql, Type};
 
-use crate::{pricing::NewOrder, trace::TraceParent};
+use crate::{db::Db, pricing::NewOrder, trace::TraceParent};
 
 struct App {
-    db: PgPool,
+    db: Db,
     /// Customer totals; `None` without `--redis`.
     redis: Option<redis::aio::MultiplexedConnection>,
     payments: String,
@@ -53,14 +54,17 @@ struct PaymentReply {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse()?;
-    let db = PgPoolOptions::new()
-        .max_connections(4)
-        .connect(&args.database)
-        .await
-        .with_context(|| format!("cannot connect to PostgreSQL at {}", args.database))?;
-    create_schema(&db)
-        .await
-        .context("creating the orders table")?;
+    let config: tokio_postgres::Config = args
+        .database
+        .parse()
+        .with_context(|| format!("bad --database URL {}", args.database))?;
+    let db = Db::new(config, 4);
+    create_schema(&db).await.with_context(|| {
+        format!(
+            "cannot create the orders table in PostgreSQL at {}",
+            args.database
+        )
+    })?;
     let redis = match &args.redis {
         Some(url) => Some(
             redis::Client::open(url.as_str())
@@ -96,16 +100,15 @@ async fn main() -> anyhow::Result<()> {
 /// Creates the table if needed. Replicas starting together would race in
 /// `CREATE TABLE IF NOT EXISTS` (PostgreSQL's catalog rejects the second one), so schema
 /// creation is serialized by a transaction-scoped advisory lock.
-async fn create_schema(db: &PgPool) -> Result<(), sqlx::Error> {
-    /// Arbitrary, fixed: the lock id of this service's schema.
-    const SCHEMA_LOCK: i64 = 0x0074_7261_6365_7279;
-    let mut tx = db.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(SCHEMA_LOCK)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS orders (
+async fn create_schema(db: &Db) -> anyhow::Result<()> {
+    // Several instances may start at once: one creates the table, the others wait (the
+    // advisory lock is the transaction's, so one batch does it all).
+    let mut conn = db.get().await?;
+    conn.run(|c| {
+        c.batch_execute(
+            "BEGIN;
+         SELECT pg_advisory_xact_lock(32776859903423097);
+         CREATE TABLE IF NOT EXISTS orders (
             id BIGSERIAL PRIMARY KEY,
             customer TEXT NOT NULL,
             item TEXT NOT NULL,
@@ -115,11 +118,12 @@ async fn create_schema(db: &PgPool) -> Result<(), sqlx::Error> {
             total_cents BIGINT NOT NULL,
             status TEXT NOT NULL,
             trace_id TEXT
-        )",
-    )
-    .execute(&mut *tx)
+        );
+         COMMIT;",
+        )
+    })
     .await?;
-    tx.commit().await
+    Ok(())
 }
 
 async fn place_order(
@@ -131,22 +135,34 @@ async fn place_order(
     access_log("POST", "/orders", parent.as_ref());
     let priced = pricing::process_order(&order).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
     let trace_id = parent.as_ref().map(|p| p.trace_id.clone());
-    let row = sqlx::query(
-        "INSERT INTO orders
-           (customer, item, qty, subtotal_cents, discount_cents, total_cents, status, trace_id)
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7) RETURNING id",
-    )
-    .bind(&order.customer)
-    .bind(&order.item)
-    .bind(order.qty)
-    .bind(priced.subtotal_cents)
-    .bind(priced.discount_cents)
-    .bind(priced.total_cents)
-    .bind(&trace_id)
-    .fetch_one(&app.db)
-    .await
-    .map_err(internal)?;
-    let id: i64 = row.get(0);
+    let values: [(&(dyn ToSql + Sync), Type); 7] = [
+        (&order.customer, Type::TEXT),
+        (&order.item, Type::TEXT),
+        (&order.qty, Type::INT4),
+        (&priced.subtotal_cents, Type::INT8),
+        (&priced.discount_cents, Type::INT8),
+        (&priced.total_cents, Type::INT8),
+        (&trace_id, Type::TEXT),
+    ];
+    let mut db = app.db.get().await.map_err(internal)?;
+    // `query_typed` sends Parse, Bind and Execute in one write (no prepare round trip).
+    let rows = db
+        .run(|c| {
+            c.query_typed(
+                "INSERT INTO orders
+                   (customer, item, qty, subtotal_cents, discount_cents, total_cents, status, trace_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7) RETURNING id",
+                &values,
+            )
+        })
+        .await
+        .map_err(internal)?;
+    // Back to the pool before the payments call, which may take long.
+    drop(db);
+    let id: i64 = rows
+        .first()
+        .ok_or_else(|| internal("INSERT ... RETURNING id returned no row"))?
+        .get(0);
 
     let mut req = app
         .http
@@ -160,10 +176,12 @@ async fn place_order(
         _ => false,
     };
     let status = if paid { "paid" } else { "payment_failed" };
-    sqlx::query("UPDATE orders SET status = $1 WHERE id = $2")
-        .bind(status)
-        .bind(id)
-        .execute(&app.db)
+    let update: [&(dyn ToSql + Sync); 2] = [&status, &id];
+    app.db
+        .get()
+        .await
+        .map_err(internal)?
+        .run(|c| c.execute("UPDATE orders SET status = $1 WHERE id = $2", &update))
         .await
         .map_err(internal)?;
     if paid {
@@ -194,16 +212,20 @@ async fn get_order(
         &format!("/orders/{id}"),
         TraceParent::from_headers(&headers).as_ref(),
     );
-    let row = sqlx::query(
-        "SELECT id, customer, item, qty, subtotal_cents, discount_cents, total_cents, status,
-                trace_id
-         FROM orders WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&app.db)
-    .await
-    .map_err(internal)?
-    .ok_or((StatusCode::NOT_FOUND, format!("no order {id}")))?;
+    let key: [&(dyn ToSql + Sync); 1] = [&id];
+    let mut db = app.db.get().await.map_err(internal)?;
+    let row = db
+        .run(|c| {
+            c.query_opt(
+                "SELECT id, customer, item, qty, subtotal_cents, discount_cents, total_cents,
+                        status, trace_id
+                 FROM orders WHERE id = $1",
+                &key,
+            )
+        })
+        .await
+        .map_err(internal)?
+        .ok_or((StatusCode::NOT_FOUND, format!("no order {id}")))?;
     Ok(Json(OrderView {
         id: row.get(0),
         customer: row.get(1),
@@ -238,7 +260,7 @@ async fn add_to_customer_totals(
         .await
 }
 
-fn internal(e: sqlx::Error) -> (StatusCode, String) {
+fn internal(e: impl std::fmt::Display) -> (StatusCode, String) {
     (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 

@@ -87,9 +87,7 @@ fn one_trace_through_three_services_and_postgres() {
 
 #[test]
 fn a_breakpoint_on_the_orders_service_sees_the_order() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "attaches a uprobe: run `cargo xtask test` as root");
+    tracery_tests::require_root();
     let d = start();
     let (file, line) = tracery_tests::marker_line("demo_priced");
     let location = format!("{}:{line}", file.file_name().unwrap().to_string_lossy());

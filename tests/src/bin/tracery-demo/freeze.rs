@@ -41,8 +41,23 @@ impl Demo<'_> {
             "--freeze",
             "--freeze-timeout",
             "60s",
+            "--capture",
+            SHOP_CAPTURE,
+            "--capture",
+            CACHE_CAPTURE,
         ];
-        println!("$ tracery-ctl {}", args.join(" "));
+        println!(
+            "$ tracery-ctl {}",
+            args.iter()
+                .map(|a| if a.contains(' ') {
+                    format!("'{a}'")
+                } else {
+                    a.to_string()
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        println!("    (at the hit, the controller reads the customer's orders and Redis hash, while T is frozen)");
         let id = self.ctl_out(&args)?.trim().to_string();
         println!("    breakpoint {id}");
         self.wait_armed(&id)?;
@@ -61,10 +76,18 @@ impl Demo<'_> {
             started.elapsed().as_secs_f64()
         );
 
-        step("what is held where");
+        step("what is held where, and T's pending work: its held messages, decoded");
         self.show(&["trace", "list"])?;
         println!();
         self.show(&["trace", "view", frozen_trace])?;
+        let pending = held_insert(&frozen_messages(self, frozen_trace)?);
+        match &pending {
+            Some(insert) => println!("    T was about to write: {insert}"),
+            None if strict => {
+                return Err("trace view shows no held INSERT of T, decoded".into());
+            }
+            None => println!("    WARNING: no held INSERT of T was decoded"),
+        }
 
         step(&format!(
             "evidence that T is held: after {} s, nothing of it has reached payments or PostgreSQL",
@@ -142,13 +165,15 @@ impl Demo<'_> {
             );
         }
 
-        step("the snapshot T left at the breakpoint");
+        step("the snapshot T left at the breakpoint: its variables, and the customer's rows as they stood");
         let snapshot = frozen["snapshots"]
             .as_array()
             .and_then(|s| s.first())
             .map(|s| s["id"].to_string())
             .ok_or("the frozen trace lists no snapshot")?;
-        self.show(&["snapshot", "view", snapshot.trim_matches('"')])?;
+        let snapshot = snapshot.trim_matches('"');
+        self.show(&["snapshot", "view", snapshot])?;
+        self.check_frozen_cut(snapshot, frozen_trace)?;
 
         step("resuming T");
         self.show(&["trace", "resume", frozen_trace])?;
@@ -201,6 +226,37 @@ impl Demo<'_> {
         Ok(())
     }
 
+    /// The capture ran at the hit, before T's INSERT went out: its rows hold none of T.
+    fn check_frozen_cut(&self, snapshot: &str, trace: &str) -> Result<(), String> {
+        let out = self.ctl_out(&["snapshot", "view", snapshot, "--output", "json"])?;
+        let v: Value = serde_json::from_str(out.trim()).map_err(|e| format!("{e}: {out}"))?;
+        let reads = v["databases"].as_array().cloned().unwrap_or_default();
+        let problems: Vec<String> = reads
+            .iter()
+            .filter_map(|r| {
+                r["error"]
+                    .as_str()
+                    .map(|e| format!("{}: {e}", r["database"]))
+            })
+            .collect();
+        if reads.len() != 2 || !problems.is_empty() {
+            return Err(format!(
+                "expected the shop and cache reads, without errors: {problems:?} in {out}"
+            ));
+        }
+        let rows = reads[0]["rows"].as_array().cloned().unwrap_or_default();
+        if rows.iter().any(|r| r["trace_id"] == trace) {
+            return Err(format!(
+                "the capture shows T's own row, so it ran after T's INSERT: {out}"
+            ));
+        }
+        println!(
+            "    the frozen cut: {} order row(s) of the customer, none of T (its INSERT is held), read in one REPEATABLE READ transaction",
+            rows.len()
+        );
+        Ok(())
+    }
+
     /// Waits until `trace list` shows `trace` frozen with its snapshot stored (hits and
     /// freezes travel separately); returns its entry.
     fn wait_frozen(&self, trace: &str, within: Duration) -> Result<Value, String> {
@@ -224,6 +280,35 @@ impl Demo<'_> {
             thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// What the freezing breakpoint reads at the hit: the customer's latest orders, and the
+/// Redis hash orders keeps for the customer.
+const SHOP_CAPTURE: &str = "shop: SELECT id, status, total_cents, trace_id FROM orders \
+     WHERE customer = {order.customer} ORDER BY id DESC LIMIT 5";
+const CACHE_CAPTURE: &str = "cache: HGETALL customer:{order.customer}";
+
+/// T's held messages, as `trace view --output json` lists them.
+fn frozen_messages(demo: &Demo<'_>, trace: &str) -> Result<Vec<Value>, String> {
+    let out = demo.ctl_out(&["trace", "view", trace, "--output", "json"])?;
+    let v: Value = serde_json::from_str(out.trim()).map_err(|e| format!("{e}: {out}"))?;
+    Ok(v["messages"].as_array().cloned().unwrap_or_default())
+}
+
+/// The decoded INSERT among held messages, as one line: its SQL and bound values.
+fn held_insert(messages: &[Value]) -> Option<String> {
+    messages.iter().find_map(|m| {
+        let parts = m["decoded"]["messages"].as_array()?;
+        let sql = parts.iter().find(|p| {
+            p["kind"] == "Parse" && p["sql"].as_str().is_some_and(|q| q.contains("INSERT"))
+        })?["sql"]
+            .as_str()?
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let params = parts.iter().find(|p| p["kind"] == "Bind")?["params"].to_string();
+        Some(format!("{sql}  with {params}"))
+    })
 }
 
 /// `STRICT_HOLD_CHECK`, unless `TRACERY_DEMO_STRICT_HOLD` says otherwise.

@@ -184,6 +184,9 @@ fn with_work_dir(args: &Args, ctl: &Path, work: &Path) -> Result<(), String> {
     let listen = format!("{}:{CONTROLLER_PORT}", NODE_A.ip);
     let controller = format!("http://{listen}");
     let agent_bin = args.bin_dir.join("tracery-agent");
+    // The databases a breakpoint's --capture may read, by name.
+    let shop = format!("shop={}", args.database);
+    let cache = format!("cache={}", redis.url());
     let agent_a = Agent::start(
         &nodes.a,
         &agent_bin,
@@ -195,10 +198,14 @@ fn with_work_dir(args: &Args, ctl: &Path, work: &Path) -> Result<(), String> {
             &format!("sqlite://{}", work.join("tracery.db").display()),
             "--listen",
             &listen,
+            "--database",
+            &shop,
+            "--database",
+            &cache,
         ],
     )?;
     println!(
-        "    {}: tracery-agent standalone --listen {listen} --cgroup {}   (log {})",
+        "    {}: tracery-agent standalone --listen {listen} --database {shop} --database {cache} --cgroup {}   (log {})",
         nodes.a.spec.name,
         nodes.a.cgroup_dir().display(),
         agent_a.log.display()

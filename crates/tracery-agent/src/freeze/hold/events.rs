@@ -13,12 +13,10 @@ use crate::{freeze::HeldMessage, freeze::TraceId, sys};
 
 /// What one hold event says.
 pub enum Observed {
-    Held(HeldMessage),
+    /// Boxed: with its decoded form, a held message is far larger than `Missed`.
+    Held(Box<HeldMessage>),
     /// A message of a frozen trace that went out unheld, and why.
-    Missed {
-        trace: TraceId,
-        why: &'static str,
-    },
+    Missed { trace: TraceId, why: &'static str },
 }
 
 /// Decodes one `HoldEvent` record.
@@ -33,7 +31,7 @@ pub fn decode(ev: &HoldEvent) -> Option<Observed> {
         return Some(Observed::Missed { trace, why });
     }
     let preview = &ev.preview[..(ev.preview_len as usize).min(ev.preview.len())];
-    Some(Observed::Held(HeldMessage {
+    Some(Observed::Held(Box::new(HeldMessage {
         trace_id: trace,
         pid: (ev.pid_tgid >> 32) as u32,
         tid: ev.pid_tgid as u32,
@@ -46,10 +44,11 @@ pub fn decode(ev: &HoldEvent) -> Option<Observed> {
         ),
         bytes: u64::from(ev.len),
         first_line: first_line(preview),
+        decoded: tracery_wire::decode(preview, u64::from(ev.len)),
         behind: ev.flags & HELD_BEHIND != 0,
         shared: ev.flags & HELD_SHARED != 0,
         at: wall_time(ev.ktime_ns),
-    }))
+    })))
 }
 
 /// The socket's cookie (`SO_COOKIE`), read through a duplicate of the sender's known
@@ -59,7 +58,7 @@ fn cookie(ev: &HoldEvent) -> u64 {
     if ev.fd < 0 {
         return 0;
     }
-    super::watch::sender_socket((ev.pid_tgid >> 32) as u32, ev.fd, &ev.sock)
+    crate::freeze::connections::sender_socket((ev.pid_tgid >> 32) as u32, ev.fd, &ev.sock)
         .and_then(|fd| sys::socket_cookie(fd.as_raw_fd()).ok())
         .unwrap_or(0)
 }

@@ -5,7 +5,7 @@ use std::{
     io::{BufRead, BufReader},
     os::{
         fd::{AsFd, AsRawFd, OwnedFd, RawFd},
-        unix::{net::UnixStream, process::CommandExt},
+        unix::net::UnixStream,
     },
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -16,13 +16,17 @@ use std::{
 use aya::maps::Map;
 use tracery_common::hold::MAX_HOLD_SLOTS;
 
-use super::{hold_error, KEEPER_ENV, KEEPER_EXE};
 use crate::{
-    error::AgentError,
+    error::{AgentError, HoldError},
     freeze::keeper::Fds,
     freeze::{ReleaseReason, TraceId},
     sys,
 };
+
+/// Name of the keeper's executable, looked for next to the agent's.
+pub const KEEPER_EXE: &str = "tracery-hold-keeper";
+/// Set to the keeper's path to use another one.
+pub const KEEPER_ENV: &str = "TRACERY_HOLD_KEEPER";
 
 /// A duplicate of a map's descriptor, above the numbers the keeper expects, for passing.
 pub(super) fn map_fd(m: &Map, name: &'static str) -> Result<OwnedFd, AgentError> {
@@ -35,8 +39,7 @@ pub(super) fn map_fd(m: &Map, name: &'static str) -> Result<OwnedFd, AgentError>
             })
         }
     };
-    sys::dup_above(data.fd().as_fd().as_raw_fd(), 100)
-        .map_err(|e| hold_error(format!("{name}: {e}")))
+    sys::dup_above(data.fd().as_fd().as_raw_fd(), 100).map_err(HoldError::map(name))
 }
 
 pub(super) fn reason_word(r: ReleaseReason) -> &'static str {
@@ -67,16 +70,18 @@ pub(super) fn keeper_path() -> Result<PathBuf, AgentError> {
     if let Some(p) = std::env::var_os(KEEPER_ENV) {
         return Ok(PathBuf::from(p));
     }
-    let exe = std::env::current_exe().map_err(|e| hold_error(format!("current_exe: {e}")))?;
+    let exe = std::env::current_exe().map_err(HoldError::io("finding the agent's executable"))?;
     let dir = exe.parent().unwrap_or(std::path::Path::new("/"));
     [dir.join(KEEPER_EXE), dir.join("..").join(KEEPER_EXE)]
         .into_iter()
         .find(|p| p.is_file())
         .ok_or_else(|| {
-            hold_error(format!(
-                "{KEEPER_EXE} not found next to {}; install it beside the agent or set {KEEPER_ENV}",
-                exe.display()
-            ))
+            HoldError::KeeperNotFound {
+                exe_name: KEEPER_EXE,
+                agent: exe.clone(),
+                env: KEEPER_ENV,
+            }
+            .into()
         })
 }
 
@@ -86,8 +91,10 @@ pub(super) fn spawn_keeper(
     path: &std::path::Path,
     maps: &[OwnedFd],
 ) -> Result<(Child, UnixStream, mpsc::Receiver<String>), AgentError> {
-    let (ours, theirs) = UnixStream::pair().map_err(|e| hold_error(format!("socketpair: {e}")))?;
-    let theirs = sys::dup_above(theirs.as_raw_fd(), 100).map_err(|e| hold_error(e.to_string()))?;
+    let (ours, theirs) =
+        UnixStream::pair().map_err(HoldError::io("creating the keeper's control socket"))?;
+    let theirs = sys::dup_above(theirs.as_raw_fd(), 100)
+        .map_err(HoldError::io("duplicating the keeper's control socket"))?;
     let sources: Vec<RawFd> = std::iter::once(theirs.as_raw_fd())
         .chain(maps.iter().map(|f| f.as_raw_fd()))
         .collect();
@@ -95,22 +102,19 @@ pub(super) fn spawn_keeper(
     cmd.arg("--slots")
         .arg(MAX_HOLD_SLOTS.to_string())
         .stdin(Stdio::null());
-    // SAFETY: only async-signal-safe calls (dup2, setsid) run between fork and exec. The
-    // sources are all above 100, so placing them at 3.. never overwrites one not yet placed.
-    unsafe {
-        cmd.pre_exec(move || {
-            for (src, dst) in sources.iter().zip(Fds::ALL) {
-                sys::dup2(*src, dst)?;
-            }
-            sys::setsid()
-        });
-    }
-    let child = cmd
-        .spawn()
-        .map_err(|e| hold_error(format!("cannot start {}: {e}", path.display())))?;
+    // The sources are all above 100, so placing them at 3.. never overwrites one not yet
+    // placed.
+    sys::place_fds_before_exec(&mut cmd, sources.into_iter().zip(Fds::ALL).collect())
+        .map_err(HoldError::io("placing the keeper's descriptors"))?;
+    let child = cmd.spawn().map_err(|source| HoldError::KeeperStart {
+        path: path.to_path_buf(),
+        source,
+    })?;
     drop(theirs);
     let (tx, rx) = mpsc::channel();
-    let reader = ours.try_clone().map_err(|e| hold_error(e.to_string()))?;
+    let reader = ours
+        .try_clone()
+        .map_err(HoldError::io("duplicating the keeper's control socket"))?;
     std::thread::Builder::new()
         .name("hold-keeper".into())
         .spawn(move || {
@@ -121,12 +125,10 @@ pub(super) fn spawn_keeper(
                 }
             }
         })
-        .map_err(|e| hold_error(e.to_string()))?;
+        .map_err(HoldError::io("starting the keeper's reader thread"))?;
     match rx.recv_timeout(Duration::from_secs(10)) {
         Ok(line) if line.starts_with("ready ") => Ok((child, ours, rx)),
-        Ok(line) => Err(hold_error(format!("the hold keeper said {line:?}"))),
-        Err(_) => Err(hold_error(
-            "the hold keeper did not start (see its log on the agent's stderr)".into(),
-        )),
+        Ok(line) => Err(HoldError::KeeperAnswer { line }.into()),
+        Err(_) => Err(HoldError::KeeperSilent.into()),
     }
 }

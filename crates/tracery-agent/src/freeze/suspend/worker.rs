@@ -9,7 +9,7 @@ use std::{
 };
 
 use super::{Cmd, SuspendError, TracerOptions, TracerStats, TrapSource, UserRegs};
-use crate::sys;
+use crate::sys::{self, PtraceEvent, WaitStatus};
 
 /// How often seized threads are polled with waitpid while a claim waits for its trap.
 const POLL: Duration = Duration::from_millis(1);
@@ -277,18 +277,17 @@ impl Worker {
         }
     }
 
-    fn report(&mut self, tid: u32, status: i32) {
-        if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
-            self.threads.remove(&tid);
-            self.fail_claims(tid, || SuspendError::ThreadExited { tid });
-            return;
-        }
-        if !libc::WIFSTOPPED(status) {
-            return;
-        }
-        let sig = libc::WSTOPSIG(status);
-        let event = (status >> 16) & 0xff;
-        if event == libc::PTRACE_EVENT_CLONE {
+    fn report(&mut self, tid: u32, status: WaitStatus) {
+        let (sig, event) = match status {
+            WaitStatus::Gone => {
+                self.threads.remove(&tid);
+                self.fail_claims(tid, || SuspendError::ThreadExited { tid });
+                return;
+            }
+            WaitStatus::Other => return,
+            WaitStatus::Stopped { signal, event } => (signal, event),
+        };
+        if event == PtraceEvent::Clone {
             // The creator stops here; the new thread is already seized.
             if let Ok(new) = sys::ptrace_geteventmsg(tid) {
                 let pid = self.threads.get(&tid).map(|t| t.pid);
@@ -310,7 +309,7 @@ impl Worker {
         let Some(tracee) = self.threads.get_mut(&tid) else {
             return;
         };
-        if event == libc::PTRACE_EVENT_STOP {
+        if event == PtraceEvent::Stop {
             if matches!(
                 sig,
                 libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
@@ -328,7 +327,7 @@ impl Worker {
             }
             return;
         }
-        if event != 0 {
+        if event != PtraceEvent::None {
             // No options are set, so no other event stops are expected; never leave one.
             let _ = sys::ptrace_cont(tid, 0);
             return;
@@ -504,15 +503,12 @@ impl Worker {
                 }
                 Err(_) => return Ok(()),
             };
-            if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
-                return Ok(());
-            }
-            if !libc::WIFSTOPPED(status) {
-                continue;
-            }
-            let sig = libc::WSTOPSIG(status);
-            let event = (status >> 16) & 0xff;
-            if event == libc::PTRACE_EVENT_STOP {
+            let (sig, event) = match status {
+                WaitStatus::Gone => return Ok(()),
+                WaitStatus::Other => continue,
+                WaitStatus::Stopped { signal, event } => (signal, event),
+            };
+            if event == PtraceEvent::Stop {
                 // Interrupt stop, or a group-stop: detaching leaves a group-stopped
                 // thread stopped with its process, as it should be.
                 return detach(0);

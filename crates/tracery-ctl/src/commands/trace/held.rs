@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use comfy_table::Table;
 use serde_json::{json, Value as Json};
+use tracery_model::wire::DecodedMessage;
 use tracery_proto::v1;
 
 use super::rfc3339;
@@ -15,14 +16,46 @@ const FIRST_LINE_SHOWN: usize = 48;
 /// A held message as JSON, every field included.
 pub fn held_json(h: &v1::NodeHeldMessage) -> Json {
     let m = h.message.clone().unwrap_or_default();
+    let decoded = decoded(&m).map(|d| d.to_json());
     json!({
         "agent_id": h.agent_id, "node": h.node, "agent_connected": h.agent_connected,
         "pid": m.pid, "tid": m.tid, "socket": m.socket,
         "local": (!m.local.is_empty()).then_some(m.local),
         "peer": (!m.peer.is_empty()).then_some(m.peer),
         "bytes": m.bytes, "first_line": m.first_line,
+        "decoded": decoded,
         "behind": m.behind, "shared": m.shared, "at": rfc3339(m.at),
     })
+}
+
+/// The message's decoded form; `None` when the agent saw no bytes of it (or an agent of
+/// another version sent one this CLI cannot read).
+fn decoded(m: &v1::HeldMessage) -> Option<DecodedMessage> {
+    DecodedMessage::try_from(m.decoded.clone()?).ok()
+}
+
+/// What the trace was about to send, one block per held message of its own (those held
+/// behind it belong to other requests), each decoded by protocol.
+pub fn pending_text(messages: &[v1::NodeHeldMessage]) -> String {
+    let mut out = String::new();
+    for h in messages {
+        let Some(m) = h.message.as_ref().filter(|m| !m.behind) else {
+            continue;
+        };
+        let Some(d) = decoded(m) else { continue };
+        out.push_str(&format!(
+            "  {} pid {} {} ({}, {} bytes)\n",
+            h.node,
+            m.pid,
+            connection(m),
+            d.protocol(),
+            m.bytes
+        ));
+        for line in d.lines() {
+            out.push_str(&format!("    {line}\n"));
+        }
+    }
+    out
 }
 
 /// A hold release of one node as JSON.
@@ -172,6 +205,7 @@ mod tests {
                 peer: "10.0.0.3:5432".into(),
                 bytes: 64,
                 first_line: "x".repeat(60),
+                decoded: None,
                 behind,
                 shared,
                 at: None,
