@@ -10,8 +10,8 @@
 //! on the stream, with both reads in it, is the figure: p50, p90, p99, max. Then the
 //! request is resumed and must complete. Target: p99 < 20 ms.
 //!
-//! Needs TRACERY_DEMO_ORDERS (the release demo-orders), PostgreSQL and Redis: `cargo xtask
-//! bench db_capture` provides them.
+//! Needs TRACERY_DEMO_ORDERS (a debug demo-orders: release optimizes its variables away),
+//! PostgreSQL and Redis: `cargo xtask bench db_capture` provides them.
 
 mod standalone;
 
