@@ -10,12 +10,14 @@ pub mod held;
 pub mod http;
 mod marker;
 pub mod node;
+mod private_copy;
 mod process;
 pub mod redis_server;
 mod sys;
 
 pub use fixture::{fixture, fixture_source, DEMO_SERVICES, SERVER_FIXTURES, VARIANTS};
 pub use marker::{marker_line, markers};
+pub use private_copy::PrivateCopy;
 pub use process::FixtureProcess;
 pub use sys::{clock_ticks, is_root};
 

@@ -14,6 +14,28 @@ use crate::fixture::fixture;
 /// How long a fixture may take to print `ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a spawn retries while its freshly copied binary is "busy".
+const BUSY_RETRY: Duration = Duration::from_secs(5);
+
+/// Spawns `cmd`, retrying ETXTBSY. A test that copies a fixture and runs it races every
+/// other test thread's fork: a child forked while the copy's write fd was open keeps it
+/// until its own exec, and exec of a file open for writing fails (Go's os/exec retries
+/// for the same reason).
+fn spawn_retrying_busy(cmd: &mut Command) -> std::io::Result<Child> {
+    let deadline = Instant::now() + BUSY_RETRY;
+    loop {
+        match cmd.spawn() {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && Instant::now() < deadline =>
+            {
+                thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A running fixture that printed `ready`. Killed and reaped on drop.
 pub struct FixtureProcess {
     child: Child,
@@ -81,11 +103,10 @@ impl FixtureProcess {
     /// Starts `cmd` with piped stdio and a thread forwarding its stdout lines.
     fn start_command(mut cmd: Command) -> Self {
         let path = PathBuf::from(cmd.get_program());
-        let mut child = cmd
-            .stdin(Stdio::piped())
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
+            .stderr(Stdio::inherit());
+        let mut child = spawn_retrying_busy(&mut cmd)
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout is piped");

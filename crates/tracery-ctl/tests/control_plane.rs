@@ -14,7 +14,7 @@ use common::{
     *,
 };
 use serde_json::{json, Value};
-use tracery_tests::{fixture, FixtureProcess};
+use tracery_tests::{fixture, FixtureProcess, PrivateCopy};
 
 /// The value of `x` in `level3` of the C fixture: level1(1) -> level2(2) -> level3(4).
 fn assert_level3(s: &Value) {
@@ -22,44 +22,26 @@ fn assert_level3(s: &Value) {
     assert_eq!(var(s, "x"), &json!(4), "{s:#}");
 }
 
-/// A private copy of a fixture: tests run in parallel, and a service matched by executable
-/// must see only its own test's processes (as separate deployments would).
-struct Copy {
-    _dir: std::path::PathBuf,
-    path: std::path::PathBuf,
-}
+/// A private copy of a fixture (see [`PrivateCopy`]) that can start processes.
+struct Copy(PrivateCopy);
 
 impl Copy {
     fn of(variant: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "tracery-fixture-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("orders");
-        std::fs::copy(fixture(variant), &path).unwrap();
-        Self { _dir: dir, path }
+        Self(PrivateCopy::of(variant, "tracery-fixture"))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.0.path()
     }
 
     fn spawn(&self, args: &[&str]) -> FixtureProcess {
-        FixtureProcess::spawn_path(&self.path, args)
+        FixtureProcess::spawn_path(self.path(), args)
     }
 }
 
-impl Drop for Copy {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self._dir);
-    }
-}
-
-/// A standalone Tracery whose service `orders` is a private copy of the C -O0 fixture.
 fn start(store: Option<String>) -> (Standalone, Copy) {
     let copy = Copy::of("c-O0");
-    let t = Standalone::start(&[("orders", copy.path.as_path())], store);
+    let t = Standalone::start(&[("orders", copy.path())], store);
     (t, copy)
 }
 
@@ -68,7 +50,7 @@ fn set_by_service_exe_and_pid_then_list_and_view_exact_values() {
     tracery_tests::require_root();
     let (t, exe) = start(None);
     let p = exe.spawn(&["serve"]);
-    let exe = exe.path.clone();
+    let exe = exe.path().to_path_buf();
     let pid = p.pid().to_string();
     let targets: [&[&str]; 3] = [
         &["--service", "orders"],
@@ -174,7 +156,7 @@ fn rates(p: &mut FixtureProcess, n: usize) -> Vec<f64> {
 fn delete_restores_the_unprobed_speed() {
     tracery_tests::require_root();
     let exe = Copy::of("c-O2");
-    let t = Standalone::start(&[("hot", exe.path.as_path())], None);
+    let t = Standalone::start(&[("hot", exe.path())], None);
     let mut p = exe.spawn(&["hot"]);
     let mut before = rates(&mut p, 3);
     before.sort_by(f64::total_cmp);
@@ -245,7 +227,7 @@ fn a_restarted_target_is_reattached_without_user_action() {
 fn when_on_a_hot_function_records_only_matching_hits() {
     tracery_tests::require_root();
     let exe = Copy::of("c-O2");
-    let t = Standalone::start(&[("hot", exe.path.as_path())], None);
+    let t = Standalone::start(&[("hot", exe.path())], None);
     let _p = exe.spawn(&["hot"]);
     // Never true: checked in the kernel, so the hot loop produces no record at all.
     let never = t.set(&["--service", "hot", "--at", "tick", "--when", "i < 0"]);
@@ -281,7 +263,7 @@ fn a_breakpoint_set_right_after_start_is_checked_by_the_agent() {
     let copy = Copy::of("c-O0");
     // The process runs first, so the agent has a process to try the line in.
     let p = copy.spawn(&["serve"]);
-    let t = Standalone::start_unready(&[("orders", copy.path.as_path())], None);
+    let t = Standalone::start_unready(&[("orders", copy.path())], None);
     let line = line_of("c_no_code");
     let at = format!("orders.c:{line}");
     let out = t.ctl(&["breakpoint", "set", "--service", "orders", "--at", &at]);

@@ -5,7 +5,6 @@
 mod common;
 
 use std::{
-    path::PathBuf,
     sync::{
         atomic::{AtomicBool, AtomicU32, Ordering},
         Arc,
@@ -15,7 +14,7 @@ use std::{
 
 use common::{standalone::Standalone, *};
 use serde_json::{json, Value};
-use tracery_tests::{fixture, require_root, FixtureProcess};
+use tracery_tests::{require_root, FixtureProcess, PrivateCopy};
 
 fn pg_url() -> String {
     std::env::var("TRACERY_TEST_PG_URL").unwrap_or_else(|_| {
@@ -80,36 +79,24 @@ fn start(variant: &str, extra: &[&str]) -> (Standalone, Served) {
     let cache = format!("cache={}", redis_url());
     let mut args = vec!["--database", &shop, "--database", &cache];
     args.extend_from_slice(extra);
-    let t = Standalone::start_with(&[("orders", served.path.as_path())], None, &args);
+    let t = Standalone::start_with(&[("orders", served.copy.path())], None, &args);
     (t, served)
 }
 
 /// A private copy of a fixture, serving: service `orders` matches it and nothing that
 /// other tests run at the same time.
 struct Served {
+    // Declared first so the process is killed before its binary is removed.
     _process: FixtureProcess,
-    path: PathBuf,
+    copy: PrivateCopy,
 }
 
 impl Served {
     fn copy_of(variant: &str) -> Self {
-        let dir = std::env::temp_dir().join(unique("tracery-dbcap"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("orders");
-        std::fs::copy(fixture(variant), &path).unwrap();
+        let copy = PrivateCopy::of(variant, "tracery-dbcap");
         Self {
-            _process: FixtureProcess::spawn_path(&path, &["serve"]),
-            path,
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        // The process field is dropped (killed) after this runs; unlinking its running
-        // binary is fine.
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::remove_dir_all(dir);
+            _process: FixtureProcess::spawn_path(copy.path(), &["serve"]),
+            copy,
         }
     }
 }

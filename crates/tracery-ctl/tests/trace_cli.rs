@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{standalone::Standalone, *};
 use serde_json::Value;
-use tracery_tests::{fixture, FixtureProcess};
+use tracery_tests::{fixture, FixtureProcess, PrivateCopy};
 
 /// A trace id no request in these tests carries.
 const NEVER: &str = "a3ce929d0e0e4736";
@@ -86,39 +86,15 @@ fn bad_scope_and_freeze_flags_are_refused_before_anything_is_set() {
 
 /// A private copy of the C fixture that never runs, so a breakpoint on it is set (pending)
 /// without touching any process.
-struct IdleService {
-    dir: std::path::PathBuf,
-    exe: std::path::PathBuf,
-}
-
-impl IdleService {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "tracery-idle-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let exe = dir.join("orders");
-        std::fs::copy(fixture("c-O0"), &exe).unwrap();
-        Self { dir, exe }
-    }
-}
-
-impl Drop for IdleService {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+fn idle_service() -> PrivateCopy {
+    PrivateCopy::of("c-O0", "tracery-idle")
 }
 
 #[test]
 fn a_freezing_breakpoint_is_listed_with_its_scope_timeout_and_one_hit() {
     tracery_tests::require_root();
-    let idle = IdleService::new();
-    let t = Standalone::start(&[("orders", idle.exe.as_path())], None);
+    let idle = idle_service();
+    let t = Standalone::start(&[("orders", idle.path())], None);
     let frozen = t.set(&[
         "--service",
         "orders",
