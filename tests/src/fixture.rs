@@ -308,7 +308,9 @@ fn describe(recipe: &Recipe) -> String {
         .steps
         .iter()
         .map(|s| {
-            let mut line = s.tool.clone();
+            // The directory too: DWARF names the sources by path, and another checkout
+            // sharing the target dir must not reuse a binary naming its own.
+            let mut line = format!("cd {} && {}", s.dir.display(), s.tool);
             for a in &s.args {
                 line.push(' ');
                 line.push_str(a);

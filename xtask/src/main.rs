@@ -88,7 +88,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// The workspace root: xtask lives one level below it.
 fn workspace_root() -> PathBuf {
-    let xtask = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // `cargo run` sets the variable at run time too. Prefer that: a binary cached in a
+    // shared target dir may have been compiled in another checkout, now gone.
+    let xtask = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
     xtask
         .parent()
         .expect("xtask has a parent directory")
