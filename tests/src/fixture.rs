@@ -80,8 +80,20 @@ fn built() -> MutexGuard<'static, HashMap<String, PathBuf>> {
 }
 
 /// `tests/` in the workspace.
-fn tests_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+///
+/// Found from the running test's `CARGO_MANIFEST_DIR` (cargo sets it when it runs tests
+/// and benches) rather than this crate's compile-time one: a build cached in a target dir
+/// that several checkouts share may have been compiled in another, now gone, and its
+/// fixtures' DWARF would name sources there.
+pub(crate) fn tests_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .and_then(|dir| {
+            PathBuf::from(dir)
+                .ancestors()
+                .map(|d| d.join("tests"))
+                .find(|t| t.join("fixtures").is_dir() && t.join("demo").is_dir())
+        })
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 fn fixtures_dir() -> PathBuf {

@@ -24,7 +24,7 @@ pub fn marker_line(marker: &str) -> (PathBuf, u32) {
 /// Every marker in every fixture and demo source: (name, source file, 1-based line).
 pub fn markers() -> Vec<(String, PathBuf, u32)> {
     let mut found = Vec::new();
-    let demo_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("demo");
+    let demo_dir = crate::fixture::tests_dir().join("demo");
     let demo = ["orders/src/pricing.rs", "gateway/main.go"].map(|p| demo_dir.join(p));
     let sources = ["c", "rust", "go", "httpd"].map(fixture_source);
     for path in sources.into_iter().chain(demo) {

@@ -47,13 +47,18 @@ pub(crate) fn migrator(list: &'static [Embedded]) -> Migrator {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     use super::*;
 
     /// Every file in `migrations/<dir>` is embedded with the same version, name and text.
     fn assert_embedded(dir: &str, list: &[Embedded]) {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        // Cargo's run-time value first: a cached test binary may come from another checkout.
+        let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(
+                || Path::new(env!("CARGO_MANIFEST_DIR")).into(),
+                PathBuf::from,
+            )
             .join("migrations")
             .join(dir);
         let mut files: Vec<(i64, String, String)> = std::fs::read_dir(&dir)

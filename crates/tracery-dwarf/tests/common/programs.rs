@@ -9,7 +9,13 @@ use std::{
 };
 
 fn programs_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs")
+    // Cargo's run-time value first: a cached test binary may come from another checkout.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).into(),
+            PathBuf::from,
+        )
+        .join("tests/programs")
 }
 
 fn out_dir() -> PathBuf {
