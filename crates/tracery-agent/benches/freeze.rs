@@ -32,8 +32,9 @@ use std::{
 };
 
 use tracery_agent::{
+    capture::program_stats,
     freeze::{FreezeSpec, ResumeOutcome, Suspension, TraceId, TraceScope},
-    BreakpointSpec, Manager, Target,
+    BreakpointSpec, Manager, ProgramStats, Target,
 };
 use tracery_dwarf::CaptureLimits;
 use tracery_tests::{
@@ -68,6 +69,8 @@ fn main() {
     run_load(&gw, 100);
 
     let mut m = Manager::start().expect("loading eBPF (root?)");
+    let _stats = program_stats::enable().expect("turning on bpf_stats");
+    let mut costs = PhaseCosts::default();
     let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
     let (mut d, mut e) = (Vec::new(), Vec::new());
     let mut answers = Vec::new();
@@ -75,13 +78,13 @@ fn main() {
     // would compare the machine's moods, not the phases.
     for round in 0..ROUNDS {
         let g = gw.clone();
-        a.extend(with_ticks(&mut m, move || run_load(&g, PER_ROUND)));
+        a.extend(costs.measure('A', &mut m, move || run_load(&g, PER_ROUND)));
         let trace = format!("5ea1f00d5ea1f00d5ea1f00d{round:08x}");
         let id = round as u64 + 1;
         m.add(freeze_breakpoint(id, gateway, &trace))
             .expect("arming the freeze breakpoint");
         let g = gw.clone();
-        b.extend(with_ticks(&mut m, move || run_load(&g, PER_ROUND)));
+        b.extend(costs.measure('B', &mut m, move || run_load(&g, PER_ROUND)));
 
         let g = gw.clone();
         let t = trace.clone();
@@ -89,7 +92,7 @@ fn main() {
         let thread = wait_stopped(&mut m);
         assert_eq!(stopped_threads(gateway), 1, "one gateway thread stopped");
         let g = gw.clone();
-        c.extend(with_ticks(&mut m, move || run_load(&g, PER_ROUND)));
+        c.extend(costs.measure('C', &mut m, move || run_load(&g, PER_ROUND)));
         assert_eq!(
             stopped_threads(gateway),
             1,
@@ -109,14 +112,14 @@ fn main() {
         m.add(held_breakpoint(id, orders_pid, &held))
             .expect("arming the orders breakpoint");
         let g = gw.clone();
-        d.extend(with_ticks(&mut m, move || run_load(&g, PER_ROUND)));
+        d.extend(costs.measure('D', &mut m, move || run_load(&g, PER_ROUND)));
         let g = gw.clone();
         let u = held.clone();
         let frozen = thread::spawn(move || checkout(&g, Some(&u), "held-customer"));
         let u = TraceId::parse(&held).unwrap();
         wait_held(&mut m, u);
         let g = gw.clone();
-        e.extend(with_ticks(&mut m, move || run_load(&g, PER_ROUND)));
+        e.extend(costs.measure('E', &mut m, move || run_load(&g, PER_ROUND)));
         assert!(!frozen.is_finished(), "U still held after the others ran");
         assert!(m.held().iter().any(|h| h.trace_id == u), "U still held");
         let resumed = m.resume(u);
@@ -127,6 +130,7 @@ fn main() {
         answers.push(frozen.join().unwrap());
         m.remove(id).expect("removing the breakpoint");
     }
+    let unwatched = unwatched_syscall_cost(&mut m, orders_pid);
     drop(m);
     for v in [&mut a, &mut b, &mut c, &mut d, &mut e] {
         v.sort_by(f64::total_cmp);
@@ -165,6 +169,8 @@ fn main() {
         pct(&c, 50) / pct(&b, 50),
         pct(&c, 99) / pct(&b, 99)
     );
+    costs.print(PER_ROUND * ROUNDS);
+    unwatched.print();
     for (status, body) in &answers {
         assert_eq!(
             *status, 200,
@@ -331,4 +337,137 @@ fn checkout(gateway: &str, trace: Option<&str>, customer: &str) -> (u16, String)
         .unwrap_or(0);
     let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
     (status, body)
+}
+
+/// What each eBPF program cost per phase, summed over the rounds (`bpf_stats`).
+#[derive(Default)]
+struct PhaseCosts {
+    /// Phase letter -> program name -> (calls, run time).
+    by_phase: std::collections::BTreeMap<char, std::collections::BTreeMap<String, ProgramStats>>,
+}
+
+impl PhaseCosts {
+    /// Runs `load` as [`with_ticks`] does and adds what each program ran meanwhile.
+    fn measure<T: Send + 'static>(
+        &mut self,
+        phase: char,
+        m: &mut Manager,
+        load: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        let before = m.program_stats();
+        let out = with_ticks(m, load);
+        let after = m.program_stats();
+        let phase = self.by_phase.entry(phase).or_default();
+        for a in after {
+            let Some(b) = before.iter().find(|b| b.name == a.name) else {
+                continue;
+            };
+            let d = a.since(b);
+            let sum = phase.entry(d.name.clone()).or_insert(ProgramStats {
+                name: d.name.clone(),
+                run_count: 0,
+                run_time: Duration::ZERO,
+            });
+            sum.run_count += d.run_count;
+            sum.run_time += d.run_time;
+        }
+        out
+    }
+
+    /// Calls per request and run time per call of every program that ran, per phase.
+    /// A uprobe program's calls are its traps.
+    fn print(&self, requests: usize) {
+        println!("  eBPF programs per phase (bpf_stats; calls per request, run time per call):");
+        for (phase, programs) in &self.by_phase {
+            let ran: Vec<_> = programs.values().filter(|p| p.run_count > 0).collect();
+            let line = ran
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} {:.1}/req {:.0} ns",
+                        p.name.trim_start_matches("tracery_"),
+                        p.run_count as f64 / requests as f64,
+                        p.ns_per_call()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            println!(
+                "    {phase}: {}",
+                if line.is_empty() { "none ran" } else { &line }
+            );
+        }
+    }
+}
+
+/// The cost of a system call in a process nobody watches, while a breakpoint that needs
+/// tracking is armed elsewhere on the node, against the same with nothing armed.
+struct UnwatchedCost {
+    armed_ns: f64,
+    idle_ns: f64,
+    programs: Vec<ProgramStats>,
+    calls: u64,
+}
+
+const SYSCALLS: u64 = 1_000_000;
+
+/// Times `getppid` (a system call glibc does not cache) in this, unwatched, process.
+fn time_syscalls() -> f64 {
+    // Best of three: the figure of interest is the fixed cost, not the VM's hiccups.
+    (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..SYSCALLS {
+                std::hint::black_box(std::os::unix::process::parent_id());
+            }
+            t.elapsed().as_nanos() as f64 / SYSCALLS as f64
+        })
+        .fold(f64::MAX, f64::min)
+}
+
+fn unwatched_syscall_cost(m: &mut Manager, orders: u32) -> UnwatchedCost {
+    let id = 999;
+    m.add(held_breakpoint(
+        id,
+        orders,
+        "5ea1d0005ea1d0005ea1d000ffffffff",
+    ))
+    .expect("arming the orders breakpoint");
+    let before = m.program_stats();
+    let armed_ns = time_syscalls();
+    let after = m.program_stats();
+    m.remove(id).expect("removing the breakpoint");
+    let idle_ns = time_syscalls();
+    let programs = after
+        .iter()
+        .filter_map(|a| Some(a.since(before.iter().find(|b| b.name == a.name)?)))
+        .filter(|p| p.name.starts_with("tracery_sys_"))
+        .collect();
+    UnwatchedCost {
+        armed_ns,
+        idle_ns,
+        programs,
+        calls: 3 * SYSCALLS,
+    }
+}
+
+impl UnwatchedCost {
+    fn print(&self) {
+        println!(
+            "  a system call in an unwatched process: {:.0} ns with a breakpoint armed in \
+             orders, {:.0} ns with nothing armed (+{:.0} ns)",
+            self.armed_ns,
+            self.idle_ns,
+            self.armed_ns - self.idle_ns
+        );
+        for p in &self.programs {
+            println!(
+                "    {}: {} runs for {} calls, {:.0} ns per run",
+                p.name,
+                p.run_count,
+                self.calls,
+                p.ns_per_call()
+            );
+        }
+    }
 }

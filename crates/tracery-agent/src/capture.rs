@@ -7,6 +7,7 @@
 pub mod executables;
 pub mod loader;
 pub mod probes;
+pub mod program_stats;
 pub mod ring;
 pub mod session;
 pub mod snapshot;

@@ -26,6 +26,8 @@ pub enum AgentError {
         #[source]
         source: Box<aya::programs::ProgramError>,
     },
+    #[error("cannot turn on the kernel's eBPF run-time statistics (BPF_ENABLE_STATS needs root or CAP_SYS_ADMIN)")]
+    Stats(#[source] Box<aya::sys::SyscallError>),
     #[error("eBPF map {map} is missing or has the wrong type")]
     Map {
         map: &'static str,

@@ -20,6 +20,7 @@ mod sys;
 
 pub use capture::executables::Executables;
 pub use capture::probes::{AttachTarget, ProbeTable, ProgramKind, SlotId};
+pub use capture::program_stats::ProgramStats;
 pub use capture::ring::{HitReader, RawHit};
 pub use capture::session::{prepare, ArmOptions, PreparedBreakpoint, Session};
 pub use capture::snapshot::{Clock, Location, Snapshot, StackFrame};

@@ -140,6 +140,12 @@ impl Manager {
         })
     }
 
+    /// Run counts and run times of every loaded eBPF program; they count only while
+    /// [`crate::capture::program_stats::enable`]'s fd is open.
+    pub fn program_stats(&mut self) -> Vec<crate::ProgramStats> {
+        self.session.table().program_stats()
+    }
+
     /// Watches the cgroup v2 directory `dir` for message holds: a trace frozen on any node
     /// has its messages held here when they carry its trace header, or come from a thread
     /// this agent tracks as serving it. Use it for the node's (or pod's) workload cgroup.

@@ -92,6 +92,11 @@ impl ProbeTable {
         })
     }
 
+    /// Run counts and run times of every loaded program (see [`super::program_stats`]).
+    pub fn program_stats(&self) -> Vec<super::program_stats::ProgramStats> {
+        super::program_stats::read(&self.ebpf)
+    }
+
     /// Takes the ring buffer of hits and the reader's idle flag; call once.
     pub fn take_reader(&mut self) -> Result<HitReader, AgentError> {
         let map = self.ebpf.take_map(names::HITS).ok_or(AgentError::Map {
