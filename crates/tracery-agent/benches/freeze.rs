@@ -129,6 +129,9 @@ fn main() {
         );
         answers.push(frozen.join().unwrap());
         m.remove(id).expect("removing the breakpoint");
+        // The next round's A must run with nothing armed: U's release (and with it the
+        // tracking of orders) ends a moment after the resume.
+        wait_untracked(&mut m);
     }
     let unwatched = unwatched_syscall_cost(&mut m, orders_pid);
     drop(m);
@@ -229,6 +232,19 @@ fn wait_held(m: &mut Manager, trace: TraceId) {
             Instant::now() < deadline,
             "{trace} was not held: {:?}",
             m.frozen()
+        );
+    }
+}
+
+/// Ticks until no process is tracked.
+fn wait_untracked(m: &mut Manager) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !m.tracked_processes().is_empty() {
+        m.tick(Duration::from_millis(20)).unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "still tracked 20 s after everything was removed: {:?}",
+            m.tracked_processes()
         );
     }
 }
@@ -405,6 +421,8 @@ impl PhaseCosts {
 struct UnwatchedCost {
     armed_ns: f64,
     idle_ns: f64,
+    /// Runs of the syscall programs while nothing was armed (0: detached).
+    idle_runs: u64,
     programs: Vec<ProgramStats>,
     calls: u64,
 }
@@ -437,7 +455,20 @@ fn unwatched_syscall_cost(m: &mut Manager, orders: u32) -> UnwatchedCost {
     let armed_ns = time_syscalls();
     let after = m.program_stats();
     m.remove(id).expect("removing the breakpoint");
+    wait_untracked(m);
+    let idle_before = m.program_stats();
     let idle_ns = time_syscalls();
+    let idle_runs: u64 = m
+        .program_stats()
+        .iter()
+        .filter(|p| p.name.starts_with("tracery_sys_"))
+        .filter_map(|a| {
+            Some(
+                a.since(idle_before.iter().find(|b| b.name == a.name)?)
+                    .run_count,
+            )
+        })
+        .sum();
     let programs = after
         .iter()
         .filter_map(|a| Some(a.since(before.iter().find(|b| b.name == a.name)?)))
@@ -446,6 +477,7 @@ fn unwatched_syscall_cost(m: &mut Manager, orders: u32) -> UnwatchedCost {
     UnwatchedCost {
         armed_ns,
         idle_ns,
+        idle_runs,
         programs,
         calls: 3 * SYSCALLS,
     }
@@ -459,6 +491,10 @@ impl UnwatchedCost {
             self.armed_ns,
             self.idle_ns,
             self.armed_ns - self.idle_ns
+        );
+        println!(
+            "    with nothing armed the syscall programs ran {} times",
+            self.idle_runs
         );
         for p in &self.programs {
             println!(

@@ -140,6 +140,12 @@ impl Manager {
         })
     }
 
+    /// Processes whose requests the kernel follows now: those with an armed breakpoint
+    /// that needs tracking, and those with a frozen or held request not yet let go.
+    pub fn tracked_processes(&mut self) -> Vec<u32> {
+        self.session.table().tracked()
+    }
+
     /// Run counts and run times of every loaded eBPF program; they count only while
     /// [`crate::capture::program_stats::enable`]'s fd is open.
     pub fn program_stats(&mut self) -> Vec<crate::ProgramStats> {

@@ -90,8 +90,9 @@ pub mod names {
     pub const SYS_EXIT: &str = "tracery_sys_exit";
     /// Uprobe on Go's `runtime.newproc1`: children inherit their parent's trace.
     pub const GO_NEWPROC: &str = "tracery_go_newproc";
-    /// Uprobe on Go's `runtime.runqput`: where the new goroutine gets it.
-    pub const GO_RUNQPUT: &str = "tracery_go_runqput";
+    /// Uprobes on the `ret` instructions of Go's `runtime.newproc1`: where the new
+    /// goroutine (its result) gets the trace.
+    pub const GO_NEWPROC_RETURN: &str = "tracery_go_newproc_return";
     /// Uprobe on tokio's `task::raw::poll`: the task a worker thread runs now.
     pub const TASK_POLL: &str = "tracery_task_poll";
     /// Uprobe on tokio's `OwnedTasks::bind_inner`: a spawned task inherits the trace of

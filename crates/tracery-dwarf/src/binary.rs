@@ -240,6 +240,24 @@ impl Binary {
             .map(|s| ObjAddr(s.address()))
     }
 
+    /// Addresses of the `ret` instructions of function `name` (by exact symbol name): where
+    /// a uprobe reads its result. `None` if there is no such function or its code does not
+    /// decode.
+    pub fn return_addresses(&self, name: &str) -> Option<Vec<ObjAddr>> {
+        let file = object::File::parse(&*self.data).ok()?;
+        let sym = file
+            .symbols()
+            .find(|s| s.name() == Ok(name) && s.kind() == object::SymbolKind::Text)?;
+        let code = self.bytes_at(ObjAddr(sym.address()), usize::try_from(sym.size()).ok()?)?;
+        let offsets = crate::insn::return_offsets(code)?;
+        Some(
+            offsets
+                .into_iter()
+                .map(|o| ObjAddr(sym.address() + o))
+                .collect(),
+        )
+    }
+
     /// Bytes of code (or data) at an object address, as stored in the file.
     pub fn bytes_at(&self, addr: ObjAddr, len: usize) -> Option<&[u8]> {
         let off = self.file_offset(addr)?.0 as usize;

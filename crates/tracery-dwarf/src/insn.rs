@@ -35,6 +35,25 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Insn> {
     })
 }
 
+/// Offsets of the `ret` instructions in the machine code `bytes` of one function: where a
+/// uprobe sees the function's result in RAX without a return probe (which rewrites the
+/// return address on the stack, and Go moves stacks). `None` if the bytes do not decode.
+pub(crate) fn return_offsets(bytes: &[u8]) -> Option<Vec<u64>> {
+    let mut decoder = Decoder::with_ip(64, bytes, 0, DecoderOptions::NONE);
+    let mut out = Vec::new();
+    while decoder.can_decode() {
+        let insn = decoder.decode();
+        if insn.is_invalid() {
+            // Padding after the last instruction (int3 decodes; zeros may not).
+            break;
+        }
+        if insn.mnemonic() == iced_x86::Mnemonic::Ret {
+            out.push(insn.ip());
+        }
+    }
+    Some(out)
+}
+
 /// Mirrors the kernel's `uprobe_init_insn` on the raw bytes of one instruction.
 fn refusal(b: &[u8]) -> Option<&'static str> {
     let mut i = 0;
@@ -125,6 +144,18 @@ const fn row(bits: [u8; 16]) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn returns_are_found_past_other_instructions() {
+        // push rbp; mov rbp, rsp; test eax, eax; je +2; pop rbp; ret; pop rbp; ret 8; int3
+        let code = [
+            0x55, 0x48, 0x89, 0xe5, 0x85, 0xc0, 0x74, 0x02, 0x5d, 0xc3, 0x5d, 0xc2, 0x08, 0x00,
+            0xcc,
+        ];
+        assert_eq!(return_offsets(&code), Some(vec![9, 11]));
+        // A byte 0xc3 inside another instruction is not a return: mov ebx, 0xc3.
+        assert_eq!(return_offsets(&[0xbb, 0xc3, 0, 0, 0]), Some(vec![]));
+    }
 
     #[test]
     fn lengths_and_refusals() {

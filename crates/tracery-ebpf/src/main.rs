@@ -64,10 +64,10 @@ pub fn tracery_go_newproc(ctx: ProbeContext) -> u32 {
     tasks::go_newproc(&ctx)
 }
 
-/// Go goroutine creation, part 2: attach to `runtime.runqput`.
+/// Go goroutine creation, part 2: attach to each `ret` of `runtime.newproc1`.
 #[uprobe]
-pub fn tracery_go_runqput(ctx: ProbeContext) -> u32 {
-    tasks::go_runqput(&ctx)
+pub fn tracery_go_newproc_return(ctx: ProbeContext) -> u32 {
+    tasks::go_newproc_return(&ctx)
 }
 
 /// tokio task switch: attach to every `tokio::runtime::task::raw::poll` instance.

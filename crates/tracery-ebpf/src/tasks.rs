@@ -33,10 +33,11 @@ pub fn go_newproc(ctx: &ProbeContext) -> u32 {
     0
 }
 
-/// Uprobe on Go's `runtime.runqput(pp, gp, next)`: right after `newproc1` on the same
-/// thread, `gp` (RBX) is the new goroutine; it inherits its parent's trace, or loses the
-/// stale one a reused `g` may carry.
-pub fn go_runqput(ctx: &ProbeContext) -> u32 {
+/// Uprobe on a `ret` of Go's `runtime.newproc1`: its result (RAX, ABIInternal) is the new
+/// goroutine; it inherits its parent's trace, or loses the stale one a reused `g` may
+/// carry. Both hooks run once per goroutine created, never on a wake-up (`runqput`, which
+/// an earlier version hooked, runs on every one).
+pub fn go_newproc_return(ctx: &ProbeContext) -> u32 {
     // SAFETY: reads the current task's ids; no arguments.
     let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
     let Some(parent) = GO_SPAWNING.get_ptr(pid_tgid) else {
@@ -47,7 +48,7 @@ pub fn go_runqput(ctx: &ProbeContext) -> u32 {
     let _ = GO_SPAWNING.remove(pid_tgid);
     let regs = ctx.as_ptr() as *const u64;
     // SAFETY: as in `go_newproc`.
-    let child = unsafe { core::ptr::read_volatile(regs.add(pt::RBX as usize)) };
+    let child = unsafe { core::ptr::read_volatile(regs.add(pt::RAX as usize)) };
     let tgid = (pid_tgid >> 32) as u32;
     let child_key = GoKey {
         tgid,

@@ -221,6 +221,11 @@ impl ProbeTable {
         self.tracker.retain(pid)
     }
 
+    /// Processes whose requests the kernel follows now.
+    pub fn tracked(&self) -> Vec<u32> {
+        self.tracker.tracked()
+    }
+
     /// Drops one use of the tracking of `pid`.
     pub fn untrack(&mut self, pid: u32) {
         self.tracker.untrack(&mut self.ebpf, pid);

@@ -351,8 +351,16 @@ impl Session {
 fn go_process(exe: &Executable, path: std::path::PathBuf) -> GoProcess {
     let binary = exe.binary();
     let offset = |name: &str| Some(binary.file_offset(binary.symbol_address(name)?)?.0);
+    let returns = |name: &str| -> Option<Vec<u64>> {
+        let r: Option<Vec<u64>> = binary
+            .return_addresses(name)?
+            .into_iter()
+            .map(|a| Some(binary.file_offset(a)?.0))
+            .collect();
+        r.filter(|r| !r.is_empty())
+    };
     GoProcess {
-        spawn: offset("runtime.newproc1").zip(offset("runtime.runqput")),
+        spawn: offset("runtime.newproc1").zip(returns("runtime.newproc1")),
         g_status: exe.go_runtime().map(|r| r.g_status),
         path,
     }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData},
     programs::{
+        raw_trace_point::RawTracePointLinkId,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
         RawTracePoint, UProbe,
     },
@@ -24,9 +25,9 @@ use crate::error::AgentError;
 pub struct GoProcess {
     /// Path the kernel opens for the uprobes (e.g. `/proc/PID/exe`).
     pub path: std::path::PathBuf,
-    /// File offsets of `runtime.newproc1` and `runtime.runqput`, where a parent
+    /// File offsets of `runtime.newproc1` and of its `ret` instructions, where a parent
     /// goroutine's trace passes to its children.
-    pub spawn: Option<(u64, u64)>,
+    pub spawn: Option<(u64, Vec<u64>)>,
     /// Offset of `runtime.g.atomicstatus`; without it goroutines are never stopped.
     pub g_status: Option<u64>,
 }
@@ -63,7 +64,8 @@ pub struct Tracker {
     tracked: BTreeMap<u32, Tracked>,
     /// `(lower-case name, value)` -> (bit, users).
     filter_bits: HashMap<(String, String), (u32, usize)>,
-    syscalls_attached: bool,
+    /// The `sys_enter`/`sys_exit` links, while any process is tracked.
+    syscall_links: Vec<(&'static str, RawTracePointLinkId)>,
 }
 
 impl Tracker {
@@ -85,12 +87,13 @@ impl Tracker {
             seized: take_hash(ebpf, names::SEIZED)?,
             tracked: BTreeMap::new(),
             filter_bits: HashMap::new(),
-            syscalls_attached: false,
+            syscall_links: Vec::new(),
         })
     }
 
     /// Starts (or keeps) parsing the requests `pid` receives. The syscall tracepoints are
-    /// attached on first use, so an agent with no breakpoints costs other processes nothing.
+    /// attached while any process is tracked, so a node with nothing armed runs none of
+    /// them.
     pub fn track(
         &mut self,
         ebpf: &mut Ebpf,
@@ -98,11 +101,16 @@ impl Tracker {
         go: Option<&GoProcess>,
         tokio: Option<&TokioProcess>,
     ) -> Result<(), AgentError> {
-        if !self.syscalls_attached {
+        if self.syscall_links.is_empty() {
             for name in [names::SYS_ENTER, names::SYS_EXIT] {
-                attach_raw_tracepoint(ebpf, name)?;
+                match attach_raw_tracepoint(ebpf, name) {
+                    Ok(link) => self.syscall_links.push((name, link)),
+                    Err(e) => {
+                        self.detach_syscalls(ebpf);
+                        return Err(e);
+                    }
+                }
             }
-            self.syscalls_attached = true;
         }
         if let Some(t) = self.tracked.get_mut(&pid) {
             t.users += 1;
@@ -125,8 +133,10 @@ impl Tracker {
             .insert(pid, proc, 0)
             .map_err(|e| map_error(names::TRACE_PIDS, e))?;
         let mut go_links = Vec::new();
-        if let Some((go, (newproc1, runqput))) = go.and_then(|g| Some((g, g.spawn?))) {
-            for (name, offset) in [(names::GO_NEWPROC, newproc1), (names::GO_RUNQPUT, runqput)] {
+        if let Some((go, (newproc1, returns))) = go.and_then(|g| Some((g, g.spawn.as_ref()?))) {
+            let hooks = std::iter::once((names::GO_NEWPROC, *newproc1))
+                .chain(returns.iter().map(|r| (names::GO_NEWPROC_RETURN, *r)));
+            for (name, offset) in hooks {
                 // Without these, children of a request's goroutine do not inherit its
                 // trace; the request's own goroutine is still tracked.
                 match attach_uprobe(ebpf, name, &go.path, offset, pid) {
@@ -157,6 +167,11 @@ impl Tracker {
         self.tracked.get_mut(&pid).map(|t| t.users += 1).is_some()
     }
 
+    /// Processes tracked now.
+    pub fn tracked(&self) -> Vec<u32> {
+        self.tracked.keys().copied().collect()
+    }
+
     /// Drops one use of `pid`; the last one stops tracking it.
     pub fn untrack(&mut self, ebpf: &mut Ebpf, pid: u32) {
         let Some(t) = self.tracked.get_mut(&pid) else {
@@ -170,6 +185,18 @@ impl Tracker {
         let _ = self.pids.remove(&pid);
         for (name, link) in t.go_links {
             if let Some(Ok(p)) = ebpf.program_mut(name).map(<&mut UProbe>::try_from) {
+                let _ = p.detach(link);
+            }
+        }
+        if self.tracked.is_empty() {
+            self.detach_syscalls(ebpf);
+        }
+    }
+
+    /// Detaches the syscall tracepoints: every system call on the node stops paying them.
+    fn detach_syscalls(&mut self, ebpf: &mut Ebpf) {
+        for (name, link) in self.syscall_links.drain(..) {
+            if let Some(Ok(p)) = ebpf.program_mut(name).map(<&mut RawTracePoint>::try_from) {
                 let _ = p.detach(link);
             }
         }
@@ -262,7 +289,10 @@ fn take_hash<K: aya::Pod, V: aya::Pod>(
     BpfHashMap::try_from(map).map_err(|e| map_error(name, e))
 }
 
-fn attach_raw_tracepoint(ebpf: &mut Ebpf, name: &'static str) -> Result<(), AgentError> {
+fn attach_raw_tracepoint(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<RawTracePointLinkId, AgentError> {
     let program_error = |e: aya::programs::ProgramError| AgentError::Program {
         program: name,
         source: Box::new(e),
@@ -272,11 +302,12 @@ fn attach_raw_tracepoint(ebpf: &mut Ebpf, name: &'static str) -> Result<(), Agen
         .ok_or(AgentError::MissingProgram { program: name })?
         .try_into()
         .map_err(program_error)?;
-    prog.load().map_err(program_error)?;
+    // Loaded once; attached and detached as tracking starts and stops.
+    if prog.fd().is_err() {
+        prog.load().map_err(program_error)?;
+    }
     let tp = name.trim_start_matches("tracery_");
-    // The link lives as long as the program (owned by the `Ebpf`).
-    prog.attach(tp).map_err(program_error)?;
-    Ok(())
+    prog.attach(tp).map_err(program_error)
 }
 
 fn attach_uprobe(
