@@ -12,6 +12,7 @@ pub(crate) mod freezer;
 pub mod hold;
 #[doc(hidden)]
 pub mod keeper;
+mod kernel_btf;
 pub mod suspend;
 pub mod tracking;
 

@@ -88,11 +88,12 @@ pub mod names {
     pub const SYS_ENTER: &str = "tracery_sys_enter";
     /// Raw tracepoint `sys_exit` program of the tracker.
     pub const SYS_EXIT: &str = "tracery_sys_exit";
-    /// Uprobe on Go's `runtime.newproc1`: children inherit their parent's trace.
-    pub const GO_NEWPROC: &str = "tracery_go_newproc";
-    /// Uprobes on the `ret` instructions of Go's `runtime.newproc1`: where the new
-    /// goroutine (its result) gets the trace.
+    /// Uprobes on the `ret` instructions of Go's `runtime.newproc1`: the new goroutine
+    /// (its result) inherits the trace of the goroutine creating it.
     pub const GO_NEWPROC_RETURN: &str = "tracery_go_newproc_return";
+    /// Array of one `u64`: the offset of the `fs` base in the kernel's `task_struct`
+    /// (`thread.fsbase`, from BTF), 0 when unknown: where thread-locals start.
+    pub const TASK_FSBASE: &str = "TASK_FSBASE";
     /// Uprobe on tokio's `task::raw::poll`: the task a worker thread runs now.
     pub const TASK_POLL: &str = "tracery_task_poll";
     /// Uprobe on tokio's `OwnedTasks::bind_inner`: a spawned task inherits the trace of

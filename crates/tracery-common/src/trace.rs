@@ -15,9 +15,10 @@ pub const MAX_TRACED: u32 = 65536;
 
 /// `TRACE_PIDS` flag: the process is Go; key traces by goroutine (`g` in R14) too.
 pub const TRACK_GO: u32 = 1;
-/// `TRACE_PIDS` flag: the process runs tokio tasks; key traces by task too (the task
-/// being polled on the thread, from the uprobe on `tokio::runtime::task::raw::poll`).
-/// A worker thread runs many requests' tasks, so its own last request says little.
+/// `TRACE_PIDS` flag: the process runs tokio tasks; key traces by task too. A worker
+/// thread runs many requests' tasks, so its own last request says little. The task is
+/// read from tokio's thread-local `current_task_id` when [`TrackedProc::task_id_tls`] is
+/// set, else learned from a uprobe on every `task::raw::poll` (keyed by task header).
 pub const TRACK_TASKS: u32 = 2;
 
 /// A tracked process (value of `TRACE_PIDS`).
@@ -29,6 +30,16 @@ pub struct TrackedProc {
     /// Go: offset of `runtime.g.atomicstatus`, 0 when unknown (goroutines are then never
     /// stopped).
     pub g_status: u32,
+    /// Go: offsets of `runtime.g.m` and `runtime.m.curg`, to find the goroutine that
+    /// creates another from the system stack.
+    pub g_m: u32,
+    pub m_curg: u32,
+    /// tokio: the current task id's address relative to the thread pointer; 0 when tasks
+    /// are followed by the poll uprobe instead.
+    pub task_id_tls: i64,
+    /// tokio: offsets of `Header.vtable` and `Vtable.id_offset` (a header's task id).
+    pub task_header_vtable: u32,
+    pub task_vtable_id_offset: u32,
 }
 
 /// `GO_SUSPEND` value of a goroutine waiting for its next system call to be stopped.

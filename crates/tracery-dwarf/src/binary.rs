@@ -30,6 +30,25 @@ pub struct Segment {
     pub executable: bool,
 }
 
+/// The PT_TLS segment: the template of each thread's copy of the executable's
+/// thread-locals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsBlock {
+    pub vaddr: u64,
+    pub memsz: u64,
+    pub align: u64,
+}
+
+impl TlsBlock {
+    /// How far below the thread pointer the executable's block starts (x86-64, TLS variant
+    /// II: the executable is the first module, placed as glibc's `_dl_determine_tlsoffset`
+    /// and static linking do).
+    pub fn offset_below_thread_pointer(&self) -> u64 {
+        let firstbyte = self.vaddr.wrapping_neg() & (self.align - 1);
+        (self.memsz - firstbyte).next_multiple_of(self.align) + firstbyte
+    }
+}
+
 /// An ELF symbol, for names when DWARF has none and for `symbols --functions`.
 #[derive(Clone, Debug)]
 pub struct Symbol {
@@ -256,6 +275,36 @@ impl Binary {
                 .map(|o| ObjAddr(sym.address() + o))
                 .collect(),
         )
+    }
+
+    /// The executable's thread-local storage template (PT_TLS), if it has one.
+    pub fn tls_block(&self) -> Option<TlsBlock> {
+        use object::read::elf::{FileHeader, ProgramHeader};
+        let data: &[u8] = &self.data;
+        let header = object::elf::FileHeader64::<object::Endianness>::parse(data).ok()?;
+        let endian = header.endian().ok()?;
+        let tls = header
+            .program_headers(endian, data)
+            .ok()?
+            .iter()
+            .find(|p| p.p_type(endian) == object::elf::PT_TLS)?;
+        Some(TlsBlock {
+            vaddr: tls.p_vaddr(endian),
+            memsz: tls.p_memsz(endian),
+            align: tls.p_align(endian).max(1),
+        })
+    }
+
+    /// The offset within the TLS template of thread-local symbol `name` (exact, mangled),
+    /// from the symbol table of the binary or of its separate debug file.
+    pub fn tls_symbol_offset(&self, name: &str) -> Option<u64> {
+        let find = |data: &[u8]| {
+            let file = object::File::parse(data).ok()?;
+            file.symbols()
+                .find(|s| s.kind() == object::SymbolKind::Tls && s.name() == Ok(name))
+                .map(|s| s.address())
+        };
+        find(&self.data).or_else(|| find(self.debug_data.as_deref()?))
     }
 
     /// Bytes of code (or data) at an object address, as stored in the file.

@@ -32,6 +32,7 @@ use crate::{
     index::DebugIndex,
     resolve::{ProbeSite, ResolveError},
     symbolize::{Frame, Symbolizer},
+    tokio_runtime::{tokio_runtime, TokioRuntime},
     unwind::StackUnwinder,
     value::Variable,
 };
@@ -50,6 +51,7 @@ pub struct Executable {
     index: OnceLock<DebugIndex>,
     symbolizer: OnceLock<Mutex<Symbolizer>>,
     go_runtime: OnceLock<Option<GoRuntime>>,
+    tokio_runtime: OnceLock<Option<TokioRuntime>>,
     unwinders: Mutex<Memo<LoadBias, Arc<StackUnwinder>>>,
     resolved: Mutex<Memo<String, Vec<ProbeSite>>>,
     plans: Mutex<Memo<(ObjAddr, CaptureLimits), Arc<CapturePlan>>>,
@@ -72,6 +74,7 @@ impl From<Binary> for Executable {
             index: OnceLock::new(),
             symbolizer: OnceLock::new(),
             go_runtime: OnceLock::new(),
+            tokio_runtime: OnceLock::new(),
             unwinders: Mutex::new(Memo::new(UNWINDERS_CAP)),
             resolved: Mutex::new(Memo::new(RESOLVED_CAP)),
             plans: Mutex::new(Memo::new(PLANS_CAP)),
@@ -177,6 +180,14 @@ impl Executable {
     /// Offsets into the Go runtime's structures, for a Go binary (see [`go_runtime()`]).
     pub fn go_runtime(&self) -> Option<GoRuntime> {
         *self.go_runtime.get_or_init(|| go_runtime(&self.binary))
+    }
+
+    /// Where tokio keeps the current task, for a tokio binary with full debug info (see
+    /// [`tokio_runtime()`]).
+    pub fn tokio_runtime(&self) -> Option<TokioRuntime> {
+        *self
+            .tokio_runtime
+            .get_or_init(|| tokio_runtime(&self.binary))
     }
 }
 

@@ -15,6 +15,7 @@ pub mod bytes;
 pub mod error;
 pub mod executable;
 pub mod go_runtime;
+pub mod tokio_runtime;
 
 pub use address::{FileOffset, LoadBias, ObjAddr, ProcAddr};
 pub use binary::{build_id, Binary};

@@ -94,7 +94,12 @@ pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
     } else {
         None
     };
-    let trace = current_trace(pid_tgid, go_g);
+    // A tokio process's request is its task's, read from tokio's thread-local.
+    let key = go_g.or_else(|| {
+        let p = crate::trace::tracked((pid_tgid >> 32) as u32)?;
+        crate::trace::request_key(&p, pid_tgid, 0)
+    });
+    let trace = current_trace(pid_tgid, key);
     if (cfg.flags & ProbeConfig::FLAG_SCOPED != 0 || cfg.header_bits != 0)
         && !in_scope(cfg, trace.as_ref())
     {

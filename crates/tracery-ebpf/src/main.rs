@@ -58,13 +58,7 @@ pub fn tracery_sys_exit(ctx: RawTracePointContext) -> u32 {
     trace::sys_exit(&ctx)
 }
 
-/// Go goroutine creation, part 1: attach to `runtime.newproc1`.
-#[uprobe]
-pub fn tracery_go_newproc(ctx: ProbeContext) -> u32 {
-    tasks::go_newproc(&ctx)
-}
-
-/// Go goroutine creation, part 2: attach to each `ret` of `runtime.newproc1`.
+/// Go goroutine creation: attach to each `ret` of `runtime.newproc1`.
 #[uprobe]
 pub fn tracery_go_newproc_return(ctx: ProbeContext) -> u32 {
     tasks::go_newproc_return(&ctx)

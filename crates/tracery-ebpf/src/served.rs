@@ -12,10 +12,11 @@ pub static THREAD_TRACE: LruHashMap<u64, TraceContext> =
 #[map(name = "GO_TRACE")]
 pub static GO_TRACE: LruHashMap<GoKey, TraceContext> = LruHashMap::with_max_entries(MAX_TRACED, 0);
 
-/// The trace the current thread (or, for Go, goroutine `g`) serves, if known.
+/// The trace the current thread serves, if known; with a `key` (a goroutine's `g`, a
+/// tokio task's id), the trace of that goroutine or task.
 #[inline(always)]
-pub fn current_trace(pid_tgid: u64, go_g: Option<u64>) -> Option<TraceContext> {
-    let p = match go_g {
+pub fn current_trace(pid_tgid: u64, key: Option<u64>) -> Option<TraceContext> {
+    let p = match key {
         Some(g) => GO_TRACE.get_ptr(GoKey {
             tgid: (pid_tgid >> 32) as u32,
             _pad: 0,

@@ -90,6 +90,28 @@ fn user_u64(addr: u64) -> u64 {
     v
 }
 
+/// The tracked process `tgid`, if it is tracked.
+#[inline(always)]
+pub fn tracked(tgid: u32) -> Option<TrackedProc> {
+    // SAFETY: a map value pointer, valid for this program run.
+    TRACE_PIDS.get_ptr(tgid).map(|p| unsafe { *p })
+}
+
+/// Where the current thread's request is kept for process `p`: the goroutine (`g`, in
+/// R14 of user registers `regs14`) or the tokio task read from thread-local state, as a
+/// `GO_TRACE` key; `None` for the thread's own (`THREAD_TRACE`: tokio's poll mode, or a
+/// thread outside any task).
+#[inline(always)]
+pub fn request_key(p: &TrackedProc, pid_tgid: u64, r14: u64) -> Option<u64> {
+    if p.flags & TRACK_GO != 0 {
+        Some(r14)
+    } else if p.flags & TRACK_TASKS != 0 && p.task_id_tls != 0 {
+        Some(crate::tasks::current_task(p, pid_tgid)).filter(|id| *id != 0)
+    } else {
+        None
+    }
+}
+
 #[inline(always)]
 fn conn_key(tgid: u32, fd: u32) -> u64 {
     (u64::from(tgid) << 32) | u64::from(fd)
@@ -122,14 +144,12 @@ fn note_send(ctx: &RawTracePointContext) {
     // SAFETY: reads the current task's ids; no arguments.
     let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
     let tgid = (pid_tgid >> 32) as u32;
-    let Some(p) = TRACE_PIDS.get_ptr(tgid) else {
+    let Some(p) = tracked(tgid) else {
         return;
     };
-    // SAFETY: a map value pointer, valid for this program run.
-    let flags = unsafe { (*p).flags };
     let regs: u64 = ctx.arg(0);
-    let go_g = (flags & TRACK_GO != 0).then(|| reg(regs, pt::R14 as usize));
-    let trace = current_trace(pid_tgid, go_g).unwrap_or_default();
+    let key = request_key(&p, pid_tgid, reg(regs, pt::R14 as usize));
+    let trace = current_trace(pid_tgid, key).unwrap_or_default();
     let fd = reg(regs, pt::RDI as usize) as i32;
     crate::hold::set_send_ctx(pid_tgid, trace.trace_id, fd);
 }
@@ -144,11 +164,10 @@ pub fn sys_exit(ctx: &RawTracePointContext) -> u32 {
     // SAFETY: reads the current task's ids; no arguments.
     let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
     let tgid = (pid_tgid >> 32) as u32;
-    let Some(proc_) = TRACE_PIDS.get_ptr(tgid) else {
+    let Some(proc_) = tracked(tgid) else {
         return 0;
     };
-    // SAFETY: a map value pointer, valid for this program run.
-    let flags = unsafe { (*proc_).flags };
+    let flags = proc_.flags;
     let ret: i64 = ctx.arg(1);
     let regs: u64 = ctx.arg(0);
     let id = reg(regs, pt::ORIG_RAX as usize);
@@ -203,7 +222,7 @@ pub fn sys_exit(ctx: &RawTracePointContext) -> u32 {
     let g = if flags & TRACK_GO != 0 {
         reg(regs, pt::R14 as usize)
     } else if flags & TRACK_TASKS != 0 {
-        crate::tasks::current_task(pid_tgid)
+        crate::tasks::current_task(&proc_, pid_tgid)
     } else {
         0
     };

@@ -350,18 +350,17 @@ impl Session {
 /// What the tracker needs to know about the Go executable `exe`.
 fn go_process(exe: &Executable, path: std::path::PathBuf) -> GoProcess {
     let binary = exe.binary();
-    let offset = |name: &str| Some(binary.file_offset(binary.symbol_address(name)?)?.0);
-    let returns = |name: &str| -> Option<Vec<u64>> {
-        let r: Option<Vec<u64>> = binary
-            .return_addresses(name)?
-            .into_iter()
-            .map(|a| Some(binary.file_offset(a)?.0))
-            .collect();
-        r.filter(|r| !r.is_empty())
-    };
+    let newproc_returns = binary
+        .return_addresses("runtime.newproc1")
+        .into_iter()
+        .flatten()
+        .filter_map(|a| Some(binary.file_offset(a)?.0))
+        .collect();
+    let runtime = exe.go_runtime();
     GoProcess {
-        spawn: offset("runtime.newproc1").zip(returns("runtime.newproc1")),
-        g_status: exe.go_runtime().map(|r| r.g_status),
+        newproc_returns,
+        g_status: runtime.map(|r| r.g_status),
+        curg: runtime.and_then(|r| r.curg),
         path,
     }
 }
@@ -384,6 +383,7 @@ fn tokio_process(exe: &Executable, path: std::path::PathBuf) -> Option<TokioProc
         spawns: offsets("19OwnedTasks$LT$S$GT$10bind_inner17h"),
         deallocs: offsets("5tokio7runtime4task3raw7dealloc17h"),
         polls,
+        runtime: exe.tokio_runtime(),
         path,
     })
 }

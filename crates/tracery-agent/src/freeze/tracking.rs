@@ -25,11 +25,15 @@ use crate::error::AgentError;
 pub struct GoProcess {
     /// Path the kernel opens for the uprobes (e.g. `/proc/PID/exe`).
     pub path: std::path::PathBuf,
-    /// File offsets of `runtime.newproc1` and of its `ret` instructions, where a parent
-    /// goroutine's trace passes to its children.
-    pub spawn: Option<(u64, Vec<u64>)>,
+    /// File offsets of the `ret` instructions of `runtime.newproc1`, where a parent
+    /// goroutine's trace passes to its new child (the result).
+    pub newproc_returns: Vec<u64>,
     /// Offset of `runtime.g.atomicstatus`; without it goroutines are never stopped.
     pub g_status: Option<u64>,
+    /// Offsets of `runtime.g.m` and `runtime.m.curg`: `newproc1` runs on the system
+    /// stack, where the creating goroutine is `g.m.curg`. Without them children do not
+    /// inherit a trace.
+    pub curg: Option<(u64, u64)>,
 }
 
 /// What the tracker needs to know about an executable running tokio.
@@ -38,13 +42,17 @@ pub struct TokioProcess {
     /// Path the kernel opens for the uprobes (e.g. `/proc/PID/exe`).
     pub path: std::path::PathBuf,
     /// File offsets of every `tokio::runtime::task::raw::poll` instance: where a worker
-    /// thread switches to a task.
+    /// thread switches to a task. Hooked only when `runtime` is unknown.
     pub polls: Vec<u64>,
     /// File offsets of every `tokio::runtime::task::list::OwnedTasks::bind_inner`
     /// instance: where a spawned task is registered (it inherits its parent's trace).
     pub spawns: Vec<u64>,
-    /// File offsets of every `tokio::runtime::task::raw::dealloc` instance.
+    /// File offsets of every `tokio::runtime::task::raw::dealloc` instance. Hooked only
+    /// when `runtime` is unknown.
     pub deallocs: Vec<u64>,
+    /// Where tokio keeps the current task id (from DWARF). With it the kernel reads the
+    /// task at a system call, and no uprobe runs on each poll.
+    pub runtime: Option<tracery_dwarf::tokio_runtime::TokioRuntime>,
 }
 
 struct Tracked {
@@ -66,11 +74,39 @@ pub struct Tracker {
     filter_bits: HashMap<(String, String), (u32, usize)>,
     /// The `sys_enter`/`sys_exit` links, while any process is tracked.
     syscall_links: Vec<(&'static str, RawTracePointLinkId)>,
+    /// Kept open: programs loaded later refer to it by this fd.
+    _task_fsbase: Array<MapData, u64>,
+    /// Whether the kernel can find a thread's thread-locals (`task_struct.thread.fsbase`
+    /// from BTF); without it tokio tasks are followed by the poll uprobe.
+    fsbase_known: bool,
 }
 
 impl Tracker {
     /// Takes the tracker's maps out of `ebpf`.
     pub fn new(ebpf: &mut Ebpf) -> Result<Self, AgentError> {
+        let mut fsbase: Array<MapData, u64> = {
+            let map = ebpf.take_map(names::TASK_FSBASE).ok_or(AgentError::Map {
+                map: names::TASK_FSBASE,
+                source: None,
+            })?;
+            Array::try_from(map).map_err(|e| map_error(names::TASK_FSBASE, e))?
+        };
+        let fsbase_known = match super::kernel_btf::task_fsbase_offset() {
+            Ok(offset) => {
+                fsbase
+                    .set(0, offset, 0)
+                    .map_err(|e| map_error(names::TASK_FSBASE, e))?;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "tokio tasks will be followed with a uprobe on every task poll (slower \
+                     for every request of an armed process): the kernel's thread pointer \
+                     offset is unknown: {e}"
+                );
+                false
+            }
+        };
         Ok(Self {
             pids: take_hash(ebpf, names::TRACE_PIDS)?,
             go_suspend: take_hash(ebpf, names::GO_SUSPEND)?,
@@ -88,6 +124,8 @@ impl Tracker {
             tracked: BTreeMap::new(),
             filter_bits: HashMap::new(),
             syscall_links: Vec::new(),
+            _task_fsbase: fsbase,
+            fsbase_known,
         })
     }
 
@@ -116,6 +154,9 @@ impl Tracker {
             t.users += 1;
             return Ok(());
         }
+        let runtime = tokio.and_then(|t| t.runtime).filter(|_| self.fsbase_known);
+        let go_curg = go.and_then(|g| g.curg);
+        let u32_of = |o: u64| u32::try_from(o).unwrap_or(0);
         let proc = TrackedProc {
             flags: if go.is_some() {
                 TRACK_GO
@@ -124,31 +165,55 @@ impl Tracker {
             } else {
                 0
             },
-            g_status: go
-                .and_then(|g| g.g_status)
-                .and_then(|o| u32::try_from(o).ok())
-                .unwrap_or(0),
+            g_status: go.and_then(|g| g.g_status).map_or(0, u32_of),
+            g_m: go_curg.map_or(0, |(g_m, _)| u32_of(g_m)),
+            m_curg: go_curg.map_or(0, |(_, m_curg)| u32_of(m_curg)),
+            task_id_tls: runtime.map_or(0, |r| r.task_id_tp_offset),
+            task_header_vtable: runtime.map_or(0, |r| r.header_vtable),
+            task_vtable_id_offset: runtime.map_or(0, |r| r.vtable_id_offset),
         };
         self.pids
             .insert(pid, proc, 0)
             .map_err(|e| map_error(names::TRACE_PIDS, e))?;
         let mut go_links = Vec::new();
-        if let Some((go, (newproc1, returns))) = go.and_then(|g| Some((g, g.spawn.as_ref()?))) {
-            let hooks = std::iter::once((names::GO_NEWPROC, *newproc1))
-                .chain(returns.iter().map(|r| (names::GO_NEWPROC_RETURN, *r)));
-            for (name, offset) in hooks {
+        if let Some(go) = go {
+            if go_curg.is_none() || go.newproc_returns.is_empty() {
+                tracing::warn!(
+                    pid,
+                    "goroutines started by a traced request will not inherit its trace: \
+                     runtime.newproc1 or the g.m.curg offsets are missing from the binary"
+                );
+            }
+            let returns = go_curg
+                .map(|_| go.newproc_returns.as_slice())
+                .unwrap_or(&[]);
+            for offset in returns {
                 // Without these, children of a request's goroutine do not inherit its
                 // trace; the request's own goroutine is still tracked.
-                match attach_uprobe(ebpf, name, &go.path, offset, pid) {
-                    Ok(link) => go_links.push((name, link)),
+                match attach_uprobe(ebpf, names::GO_NEWPROC_RETURN, &go.path, *offset, pid) {
+                    Ok(link) => go_links.push((names::GO_NEWPROC_RETURN, link)),
                     Err(e) => tracing::warn!(pid, "goroutine trace inheritance is off: {e}"),
                 }
             }
         }
         if let Some(t) = tokio {
-            let hooks = t.polls.iter().map(|o| (names::TASK_POLL, *o));
+            // With the thread-local task id only spawns need a hook (a child inherits its
+            // parent's trace); else every poll and dealloc does too.
+            let (polls, deallocs) = if runtime.is_some() {
+                (&[][..], &[][..])
+            } else {
+                tracing::warn!(
+                    pid,
+                    "tokio tasks are followed with a uprobe on every task poll, which every \
+                     request of this process pays for: its DWARF lacks tokio's types (build \
+                     with `debug = 2` for the tokio package) or the kernel's BTF lacks \
+                     task_struct.thread.fsbase"
+                );
+                (t.polls.as_slice(), t.deallocs.as_slice())
+            };
+            let hooks = polls.iter().map(|o| (names::TASK_POLL, *o));
             let hooks = hooks.chain(t.spawns.iter().map(|o| (names::TASK_SPAWN, *o)));
-            let hooks = hooks.chain(t.deallocs.iter().map(|o| (names::TASK_DEALLOC, *o)));
+            let hooks = hooks.chain(deallocs.iter().map(|o| (names::TASK_DEALLOC, *o)));
             for (name, offset) in hooks {
                 // Without these, a tokio worker's messages are tied to the last request
                 // it parsed, which may be another task's.

@@ -1,0 +1,53 @@
+//! Offsets into kernel structures, from the running kernel's BTF: the eBPF programs are
+//! built without CO-RE relocations (aya-ebpf has none), so user space supplies them.
+
+use btf_rs::{Btf, Type};
+
+/// Where the kernel's BTF is.
+const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// The offset of `thread.fsbase` in `struct task_struct`: the thread pointer of a user
+/// thread, where its thread-locals are found. The error says why it is unknown.
+pub fn task_fsbase_offset() -> Result<u64, String> {
+    let btf = Btf::from_file(VMLINUX_BTF).map_err(|e| format!("reading {VMLINUX_BTF}: {e}"))?;
+    let task = struct_named(&btf, "task_struct")?;
+    let (thread_off, thread) = member(&btf, &task, "thread")?;
+    let Type::Struct(thread) = thread else {
+        return Err("task_struct.thread is not a struct".into());
+    };
+    let (fsbase_off, _) = member(&btf, &thread, "fsbase")?;
+    Ok(thread_off + fsbase_off)
+}
+
+fn struct_named(btf: &Btf, name: &str) -> Result<btf_rs::Struct, String> {
+    btf.resolve_types_by_name(name)
+        .map_err(|e| format!("no {name} in the kernel's BTF: {e}"))?
+        .into_iter()
+        .find_map(|t| match t {
+            Type::Struct(s) => Some(s),
+            _ => None,
+        })
+        .ok_or_else(|| format!("no struct {name} in the kernel's BTF"))
+}
+
+/// A member's byte offset and type; members of anonymous structs and unions count too.
+fn member(btf: &Btf, s: &btf_rs::Struct, name: &str) -> Result<(u64, Type), String> {
+    for m in &s.members {
+        let ty = btf
+            .resolve_chained_type(m)
+            .map_err(|e| format!("resolving a member's type: {e}"))?;
+        let offset = u64::from(m.bit_offset() / 8);
+        match btf.resolve_name(m) {
+            Ok(n) if n == name => return Ok((offset, ty)),
+            Ok(n) if !n.is_empty() => continue,
+            _ => {}
+        }
+        // An anonymous struct or union: look inside.
+        if let Type::Struct(inner) | Type::Union(inner) = &ty {
+            if let Ok((o, t)) = member(btf, inner, name) {
+                return Ok((offset + o, t));
+            }
+        }
+    }
+    Err(format!("no member {name} in the kernel's BTF struct"))
+}
