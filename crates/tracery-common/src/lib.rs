@@ -91,6 +91,10 @@ pub mod names {
     /// Uprobes on the `ret` instructions of Go's `runtime.newproc1`: the new goroutine
     /// (its result) inherits the trace of the goroutine creating it.
     pub const GO_NEWPROC_RETURN: &str = "tracery_go_newproc_return";
+    /// Uprobe on the call of `runtime.runqput(pp, newg, true)` in `runtime.newproc.func1`,
+    /// right after `newproc1`: the same inheritance as [`GO_NEWPROC_RETURN`] in one trap
+    /// (the kernel emulates a call; a `ret` is single-stepped out of line).
+    pub const GO_NEWPROC_QUEUED: &str = "tracery_go_newproc_queued";
     /// Array of one `u64`: the offset of the `fs` base in the kernel's `task_struct`
     /// (`thread.fsbase`, from BTF), 0 when unknown: where thread-locals start.
     pub const TASK_FSBASE: &str = "TASK_FSBASE";

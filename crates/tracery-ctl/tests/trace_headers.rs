@@ -692,6 +692,52 @@ fn go_connection_open_before_arming() {
     assert_trace(&probe.hits()[0], &trace, &span);
 }
 
+/// A goroutine started by a request's goroutine (payments writes each receipt on one)
+/// serves that request's trace: concurrent requests keep theirs apart, and a goroutine of
+/// an untraced request afterwards, which likely reuses a traced one's `g`, serves none.
+#[test]
+fn go_a_goroutine_started_by_a_request_inherits_its_trace() {
+    tracery_tests::require_root();
+    const N: u64 = 6;
+    let traces: Vec<(String, String)> = (0..N).map(|_| ids()).collect();
+    let (server, addr) =
+        FixtureProcess::spawn_service(&fixture("demo-payments"), &["-listen", "127.0.0.1:0"]);
+    let probe = Probe::arm(server.pid(), "main.receipt", N + 1);
+    thread::scope(|s| {
+        for (trace, span) in &traces {
+            let addr = &addr;
+            s.spawn(move || {
+                send_whole(
+                    addr,
+                    &pay(11).header("traceparent", &traceparent(trace, span)),
+                )
+            });
+        }
+    });
+    send_whole(&addr, &pay(12));
+    let hits = probe.hits();
+    for hit in &hits {
+        assert_eq!(hit["location"]["function"], "main.receipt", "{hit:#}");
+    }
+    let mut got: Vec<(String, String)> = hits[..N as usize]
+        .iter()
+        .map(|h| {
+            (
+                h["trace_id"].as_str().unwrap_or("none").to_string(),
+                h["span_id"].as_str().unwrap_or("none").to_string(),
+            )
+        })
+        .collect();
+    let mut want = traces.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "each receipt goroutine serves its request's trace"
+    );
+    assert_no_trace(&hits[N as usize]);
+}
+
 /// Concurrent connections: each goroutine keeps its own trace while the runtime shares
 /// threads between them.
 #[test]

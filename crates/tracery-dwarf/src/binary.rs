@@ -277,6 +277,25 @@ impl Binary {
         )
     }
 
+    /// Addresses of the direct calls from function `caller` to function `callee` (exact
+    /// symbol names). `None` if either is missing or the code does not decode.
+    pub fn call_sites(&self, caller: &str, callee: &str) -> Option<Vec<ObjAddr>> {
+        let file = object::File::parse(&*self.data).ok()?;
+        let text = |name: &str| {
+            file.symbols()
+                .find(|s| s.name() == Ok(name) && s.kind() == object::SymbolKind::Text)
+        };
+        let (from, to) = (text(caller)?, text(callee)?);
+        let code = self.bytes_at(ObjAddr(from.address()), usize::try_from(from.size()).ok()?)?;
+        let offsets = crate::insn::call_offsets(code, from.address(), to.address())?;
+        Some(
+            offsets
+                .into_iter()
+                .map(|o| ObjAddr(from.address() + o))
+                .collect(),
+        )
+    }
+
     /// The executable's thread-local storage template (PT_TLS), if it has one.
     pub fn tls_block(&self) -> Option<TlsBlock> {
         use object::read::elf::{FileHeader, ProgramHeader};

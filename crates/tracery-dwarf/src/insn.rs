@@ -54,6 +54,27 @@ pub(crate) fn return_offsets(bytes: &[u8]) -> Option<Vec<u64>> {
     Some(out)
 }
 
+/// Offsets of the direct `call`s to `target` in the machine code `bytes` of one function
+/// loaded at `ip`. A uprobe on a direct call costs one trap: the kernel emulates the call
+/// instead of single-stepping a copy of it. `None` if the bytes do not decode.
+pub(crate) fn call_offsets(bytes: &[u8], ip: u64, target: u64) -> Option<Vec<u64>> {
+    let mut decoder = Decoder::with_ip(64, bytes, ip, DecoderOptions::NONE);
+    let mut out = Vec::new();
+    while decoder.can_decode() {
+        let insn = decoder.decode();
+        if insn.is_invalid() {
+            break;
+        }
+        if insn.mnemonic() == iced_x86::Mnemonic::Call
+            && insn.op0_kind() == iced_x86::OpKind::NearBranch64
+            && insn.near_branch64() == target
+        {
+            out.push(insn.ip() - ip);
+        }
+    }
+    Some(out)
+}
+
 /// Mirrors the kernel's `uprobe_init_insn` on the raw bytes of one instruction.
 fn refusal(b: &[u8]) -> Option<&'static str> {
     let mut i = 0;
@@ -155,6 +176,21 @@ mod tests {
         assert_eq!(return_offsets(&code), Some(vec![9, 11]));
         // A byte 0xc3 inside another instruction is not a return: mov ebx, 0xc3.
         assert_eq!(return_offsets(&[0xbb, 0xc3, 0, 0, 0]), Some(vec![]));
+    }
+
+    #[test]
+    fn calls_to_one_target_are_found() {
+        // At 0x1000: call 0x2000; call 0x3000; nop; call 0x2000
+        let rel = |at: u64, to: u64| ((to as i64 - (at as i64 + 5)) as i32).to_le_bytes();
+        let mut code = vec![0xe8];
+        code.extend(rel(0x1000, 0x2000));
+        code.push(0xe8);
+        code.extend(rel(0x1005, 0x3000));
+        code.push(0x90);
+        code.push(0xe8);
+        code.extend(rel(0x100b, 0x2000));
+        assert_eq!(call_offsets(&code, 0x1000, 0x2000), Some(vec![0, 11]));
+        assert_eq!(call_offsets(&code, 0x1000, 0x4000), Some(vec![]));
     }
 
     #[test]

@@ -56,3 +56,15 @@ fn a_tls_block_sits_below_the_thread_pointer_at_its_alignment() {
     assert_eq!(off, 28);
     assert_eq!((0u64.wrapping_sub(off)) % 16, 0x1004 % 16);
 }
+
+#[test]
+fn go_goroutine_creation_has_one_queueing_call() {
+    let exe = Executable::open(tracery_tests::fixture("go")).unwrap();
+    let calls = exe
+        .binary()
+        .call_sites("runtime.newproc.func1", "runtime.runqput")
+        .expect("both functions in the Go fixture");
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let returns = exe.binary().return_addresses("runtime.newproc1").unwrap();
+    assert!(!returns.is_empty());
+}

@@ -64,6 +64,12 @@ pub fn tracery_go_newproc_return(ctx: ProbeContext) -> u32 {
     tasks::go_newproc_return(&ctx)
 }
 
+/// Go goroutine creation: attach to `newproc.func1`'s call of `runtime.runqput`.
+#[uprobe]
+pub fn tracery_go_newproc_queued(ctx: ProbeContext) -> u32 {
+    tasks::go_newproc_queued(&ctx)
+}
+
 /// tokio task switch: attach to every `tokio::runtime::task::raw::poll` instance.
 #[uprobe]
 pub fn tracery_task_poll(ctx: ProbeContext) -> u32 {

@@ -2,7 +2,8 @@
 //! trace. Traces of both are kept in `GO_TRACE`, keyed by `g`, by tokio task id, or (when
 //! the binary lacks the DWARF to find tokio's thread-local) by task header.
 //!
-//! Go: one uprobe per `ret` of `runtime.newproc1`, once per goroutine created. tokio: the
+//! Go: one uprobe at the call that queues a new goroutine (or at each `ret` of
+//! `runtime.newproc1`), once per goroutine created. tokio: the
 //! current task id is read from tokio's thread-local where it is needed (a system call of
 //! a tracked process, a capture), so nothing traps at a task switch; only spawns are
 //! hooked. Without that DWARF, a uprobe on every `task::raw::poll` stands in.
@@ -42,10 +43,23 @@ fn read_user_u64(addr: u64) -> u64 {
 }
 
 /// Uprobe on a `ret` of Go's `runtime.newproc1`: its result (RAX, ABIInternal) is the new
-/// goroutine. It runs on the system stack, so R14 is `g0` and `g0.m.curg` the goroutine
-/// creating it; the child inherits that one's trace, or loses the stale one a reused `g`
-/// may carry. Goroutine wake-ups (`runqput`, hooked by an earlier version) cost nothing.
+/// goroutine.
 pub fn go_newproc_return(ctx: &ProbeContext) -> u32 {
+    go_created(ctx, pt::RAX as usize)
+}
+
+/// Uprobe on `runqput(pp, newg, true)` in `runtime.newproc.func1`: the new goroutine is
+/// the second argument (RBX, ABIInternal). Only this call site: `runqput` itself also runs
+/// at every goroutine wake-up.
+pub fn go_newproc_queued(ctx: &ProbeContext) -> u32 {
+    go_created(ctx, pt::RBX as usize)
+}
+
+/// A goroutine was just created, its `g` in register `child_reg`. This runs on the system
+/// stack, so R14 is `g0` and `g0.m.curg` the goroutine creating it; the child inherits
+/// that one's trace, or loses the stale one a reused `g` may carry.
+#[inline(always)]
+fn go_created(ctx: &ProbeContext, child_reg: usize) -> u32 {
     // SAFETY: reads the current task's ids; no arguments.
     let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
     let tgid = (pid_tgid >> 32) as u32;
@@ -59,7 +73,7 @@ pub fn go_newproc_return(ctx: &ProbeContext) -> u32 {
     // SAFETY: a uprobe's context is the user `pt_regs`; whole-word volatile loads.
     let (child, g0) = unsafe {
         (
-            core::ptr::read_volatile(regs.add(pt::RAX as usize)),
+            core::ptr::read_volatile(regs.add(child_reg)),
             core::ptr::read_volatile(regs.add(pt::R14 as usize)),
         )
     };

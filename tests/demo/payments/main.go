@@ -27,6 +27,15 @@ func charge(p payment) int64 {
 	return atomic.AddInt64(&charged, p.AmountCents)
 }
 
+// receipt is written on a goroutine of its own, as services hand work to workers; the
+// request waits for it. Tests break here to show the new goroutine serves the request's
+// trace.
+//
+//go:noinline
+func receipt(p payment, total int64) string {
+	return fmt.Sprintf("order %d: %d cents, total %d", p.OrderID, p.AmountCents, total)
+}
+
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on")
 	flag.Parse()
@@ -38,6 +47,9 @@ func main() {
 			return
 		}
 		total := charge(p)
+		done := make(chan string, 1)
+		go func() { done <- receipt(p, total) }()
+		<-done
 		w.Header().Set("content-type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"ok": true, "order_id": p.OrderID, "charged_total": total})
 	})

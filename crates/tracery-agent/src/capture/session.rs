@@ -350,14 +350,23 @@ impl Session {
 /// What the tracker needs to know about the Go executable `exe`.
 fn go_process(exe: &Executable, path: std::path::PathBuf) -> GoProcess {
     let binary = exe.binary();
-    let newproc_returns = binary
+    let newproc_returns: Vec<u64> = binary
         .return_addresses("runtime.newproc1")
+        .into_iter()
+        .flatten()
+        .filter_map(|a| Some(binary.file_offset(a)?.0))
+        .collect();
+    // `newproc.func1` is the closure `newproc` runs on the system stack:
+    // `newg := newproc1(...); runqput(pp, newg, true)`.
+    let newproc_queued: Vec<u64> = binary
+        .call_sites("runtime.newproc.func1", "runtime.runqput")
         .into_iter()
         .flatten()
         .filter_map(|a| Some(binary.file_offset(a)?.0))
         .collect();
     let runtime = exe.go_runtime();
     GoProcess {
+        newproc_queued,
         newproc_returns,
         g_status: runtime.map(|r| r.g_status),
         curg: runtime.and_then(|r| r.curg),

@@ -25,8 +25,11 @@ use crate::error::AgentError;
 pub struct GoProcess {
     /// Path the kernel opens for the uprobes (e.g. `/proc/PID/exe`).
     pub path: std::path::PathBuf,
-    /// File offsets of the `ret` instructions of `runtime.newproc1`, where a parent
-    /// goroutine's trace passes to its new child (the result).
+    /// File offsets of the calls of `runtime.runqput` in `runtime.newproc.func1`, where a
+    /// parent goroutine's trace passes to its new child (one trap: preferred).
+    pub newproc_queued: Vec<u64>,
+    /// File offsets of the `ret` instructions of `runtime.newproc1`, where the same can be
+    /// done (two traps: the `ret` is single-stepped); used when the call is not found.
     pub newproc_returns: Vec<u64>,
     /// Offset of `runtime.g.atomicstatus`; without it goroutines are never stopped.
     pub g_status: Option<u64>,
@@ -177,21 +180,24 @@ impl Tracker {
             .map_err(|e| map_error(names::TRACE_PIDS, e))?;
         let mut go_links = Vec::new();
         if let Some(go) = go {
-            if go_curg.is_none() || go.newproc_returns.is_empty() {
+            let (program, sites) = if go.newproc_queued.is_empty() {
+                (names::GO_NEWPROC_RETURN, go.newproc_returns.as_slice())
+            } else {
+                (names::GO_NEWPROC_QUEUED, go.newproc_queued.as_slice())
+            };
+            if go_curg.is_none() || sites.is_empty() {
                 tracing::warn!(
                     pid,
                     "goroutines started by a traced request will not inherit its trace: \
                      runtime.newproc1 or the g.m.curg offsets are missing from the binary"
                 );
             }
-            let returns = go_curg
-                .map(|_| go.newproc_returns.as_slice())
-                .unwrap_or(&[]);
-            for offset in returns {
+            let sites = go_curg.map(|_| sites).unwrap_or(&[]);
+            for offset in sites {
                 // Without these, children of a request's goroutine do not inherit its
                 // trace; the request's own goroutine is still tracked.
-                match attach_uprobe(ebpf, names::GO_NEWPROC_RETURN, &go.path, *offset, pid) {
-                    Ok(link) => go_links.push((names::GO_NEWPROC_RETURN, link)),
+                match attach_uprobe(ebpf, program, &go.path, *offset, pid) {
+                    Ok(link) => go_links.push((program, link)),
                     Err(e) => tracing::warn!(pid, "goroutine trace inheritance is off: {e}"),
                 }
             }
