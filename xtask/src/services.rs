@@ -179,12 +179,18 @@ fn ensure_redis() -> Result<()> {
     if answers {
         return Ok(());
     }
-    run_checked(Command::new("redis-server").args([
+    // Test and demo data need no persistence. With the default snapshots, a server whose
+    // working directory went away (a removed clone) refuses every write (MISCONF).
+    run_checked(Command::new("redis-server").current_dir("/").args([
         "--daemonize",
         "yes",
         "--bind",
         "127.0.0.1",
         "--port",
         "6379",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
     ]))
 }

@@ -37,7 +37,8 @@ fn main() {
             .expect("TRACERY_DEMO_ORDERS: run `cargo xtask bench arm`"),
     );
     let (file, line) = tracery_tests::marker_line("demo_priced");
-    let location = format!("{}:{line}", file.display());
+    // As a user types it: demo-orders may have been built in another checkout.
+    let location = format!("{}:{line}", file.file_name().unwrap().to_string_lossy());
     let services: Vec<(FixtureProcess, String)> = (0..PROCESSES)
         .map(|_| {
             FixtureProcess::spawn_service(

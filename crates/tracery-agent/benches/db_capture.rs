@@ -74,7 +74,8 @@ async fn main() {
     let bp = client
         .set_breakpoint(BreakpointSpec {
             target: Some(Target::Pid(services.orders.process.pid())),
-            location: format!("{}:{line}", file.display()),
+            // As a user types it: demo-orders may have been built in another checkout.
+            location: format!("{}:{line}", file.file_name().unwrap().to_string_lossy()),
             freeze: true,
             freeze_timeout_seconds: Some(30),
             captures: vec![SHOP.into(), CACHE.into()],
