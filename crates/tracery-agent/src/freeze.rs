@@ -14,6 +14,7 @@ pub mod hold;
 pub mod keeper;
 mod kernel_btf;
 pub mod suspend;
+mod syscall_hooks;
 pub mod tracking;
 
 pub use tracery_model::freeze::{

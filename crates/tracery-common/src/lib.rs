@@ -84,6 +84,12 @@ pub mod names {
     /// Hash map: tgid -> 1 for processes whose threads the agent has ptrace-seized (they
     /// may be trapped).
     pub const SEIZED: &str = "SEIZED";
+    /// `syscalls/sys_enter_*` tracepoint program of the tracker (attached to
+    /// [`crate::trace::WATCHED_SYSCALLS_ENTER`]).
+    pub const SYSCALL_ENTER: &str = "tracery_syscall_enter";
+    /// `syscalls/sys_exit_*` tracepoint program of the tracker (attached to
+    /// [`crate::trace::WATCHED_SYSCALLS_EXIT`]).
+    pub const SYSCALL_EXIT: &str = "tracery_syscall_exit";
     /// Raw tracepoint `sys_enter` program of the tracker.
     pub const SYS_ENTER: &str = "tracery_sys_enter";
     /// Raw tracepoint `sys_exit` program of the tracker.

@@ -110,3 +110,18 @@ mod pod {
 }
 
 const _: () = assert!(core::mem::size_of::<TraceContext>() == 40);
+
+/// The system calls whose entry the tracker watches: sends (the sender's trace, for the
+/// hold) and socket I/O (where a frozen goroutine is stopped). Must cover the numbers
+/// `sys_enter` acts on in the eBPF crate.
+pub const WATCHED_SYSCALLS_ENTER: &[&str] = &[
+    "read", "write", "readv", "writev", "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg",
+];
+
+/// The system calls whose exit the tracker watches: receives (parsed for trace headers),
+/// the end of sends, and the life of connections. Must cover the numbers `sys_exit` acts
+/// on in the eBPF crate.
+pub const WATCHED_SYSCALLS_EXIT: &[&str] = &[
+    "read", "readv", "recvfrom", "recvmsg", "write", "writev", "sendto", "sendmsg", "sendmmsg",
+    "close", "accept", "accept4",
+];

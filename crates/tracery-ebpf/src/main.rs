@@ -46,16 +46,54 @@ pub fn tracery_exec(ctx: TracePointContext) -> u32 {
     exec::try_exec(&ctx).unwrap_or(1)
 }
 
-/// Trace tracker, syscall entry: attach to the raw tracepoint `sys_enter`.
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn tracery_sys_enter(ctx: RawTracePointContext) -> u32 {
-    trace::sys_enter(&ctx)
+/// Trace tracker, syscall entry: attach to the `syscalls/sys_enter_*` tracepoints of the
+/// system calls it watches (record: the number at 8).
+#[tracepoint]
+pub fn tracery_syscall_enter(ctx: TracePointContext) -> u32 {
+    if !trace::current_is_tracked() {
+        return 0;
+    }
+    // SAFETY: a `syscalls/sys_enter_*` record: `int __syscall_nr` at offset 8.
+    let id = unsafe { ctx.read_at::<i32>(8) }.unwrap_or(-1);
+    let regs = trace::current_user_regs();
+    if regs == 0 || id < 0 {
+        return 0;
+    }
+    trace::sys_enter(regs, id as u64)
 }
 
-/// Trace tracker, syscall exit: attach to the raw tracepoint `sys_exit`.
+/// Trace tracker, syscall exit: attach to the `syscalls/sys_exit_*` tracepoints of the
+/// system calls it watches (record: the number at 8, the result at 16).
+#[tracepoint]
+pub fn tracery_syscall_exit(ctx: TracePointContext) -> u32 {
+    if !trace::current_is_tracked() {
+        return 0;
+    }
+    // SAFETY: a `syscalls/sys_exit_*` record: `int __syscall_nr` at 8, `long ret` at 16.
+    let (id, ret) = unsafe { (ctx.read_at::<i32>(8), ctx.read_at::<i64>(16)) };
+    let (Ok(id), Ok(ret)) = (id, ret) else {
+        return 0;
+    };
+    let regs = trace::current_user_regs();
+    if regs == 0 || id < 0 {
+        return 0;
+    }
+    trace::sys_exit(regs, id as u64, ret)
+}
+
+/// Trace tracker, syscall entry, where the `syscalls/*` tracepoints are missing: attach
+/// to the raw tracepoint `sys_enter` (runs for every system call on the node).
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn tracery_sys_enter(ctx: RawTracePointContext) -> u32 {
+    // Every system call comes here: the number is checked before any map lookup.
+    trace::sys_enter(ctx.arg(0), ctx.arg(1))
+}
+
+/// Trace tracker, syscall exit, where the `syscalls/*` tracepoints are missing: attach to
+/// the raw tracepoint `sys_exit`.
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn tracery_sys_exit(ctx: RawTracePointContext) -> u32 {
-    trace::sys_exit(&ctx)
+    trace::raw_sys_exit(&ctx)
 }
 
 /// Go goroutine creation: attach to each `ret` of `runtime.newproc1`.

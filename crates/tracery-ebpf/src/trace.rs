@@ -1,17 +1,20 @@
-//! Trace tracking on the receive path: raw `sys_enter`/`sys_exit` tracepoints parse the
-//! headers of inbound HTTP/1.x requests of tracked processes as a byte stream per
-//! connection, and record which trace each thread (and Go goroutine) serves.
+//! Trace tracking on the receive path: system-call tracepoints parse the headers of
+//! inbound HTTP/1.x requests of tracked processes as a byte stream per connection, and
+//! record which trace each thread (and Go goroutine) serves.
 //!
-//! Raw tracepoints hand over the user `pt_regs`, which gives the syscall arguments and,
-//! for Go, the goroutine (`g` stays in R14 across `runtime/internal/syscall.Syscall6`).
+//! The programs attach to the `syscalls/sys_{enter,exit}_*` tracepoints of the few system
+//! calls that matter, so every other system call on the node runs none of them; where
+//! those are missing, to the raw `sys_enter`/`sys_exit` tracepoints (every system call).
+//! Either way they work from the user `pt_regs`, which give the syscall arguments and, for
+//! Go, the goroutine (`g` stays in R14 across `runtime/internal/syscall.Syscall6`).
 //! Every loop is bounded (`TRACE_SCAN_MAX` bytes per receive, fixed-size hex fields).
 
 use core::ffi::c_void;
 
 use aya_ebpf::{
     helpers::generated::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_loop, bpf_probe_read_kernel,
-        bpf_probe_read_user, bpf_send_signal_thread,
+        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns, bpf_loop,
+        bpf_probe_read_kernel, bpf_probe_read_user, bpf_send_signal_thread, bpf_task_pt_regs,
     },
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
@@ -90,6 +93,15 @@ fn user_u64(addr: u64) -> u64 {
     v
 }
 
+/// Whether the current process is tracked: the first check of every system-call hook, so
+/// other processes' system calls cost one lookup.
+#[inline(always)]
+pub fn current_is_tracked() -> bool {
+    // SAFETY: reads the current task's ids; no arguments.
+    let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
+    TRACE_PIDS.get_ptr(tgid).is_some()
+}
+
 /// The tracked process `tgid`, if it is tracked.
 #[inline(always)]
 pub fn tracked(tgid: u32) -> Option<TrackedProc> {
@@ -120,20 +132,38 @@ fn conn_key(tgid: u32, fd: u32) -> u64 {
 /// Syscall entry: the Go syscall boundary and, while holds are armed, the sender of a send
 /// (the receive path works at exit, from the registers the kernel saved at entry, which it
 /// leaves unchanged). It runs for every system call on the node: cheap checks come first.
-pub fn sys_enter(ctx: &RawTracePointContext) -> u32 {
+///
+/// `regs` are the user registers saved at entry, `id` the system call's number.
+#[inline(always)]
+pub fn sys_enter(regs: u64, id: u64) -> u32 {
     if GO_FREEZE_ARMED.get(0).is_some_and(|armed| *armed != 0) {
-        go_syscall_boundary(ctx);
+        go_syscall_boundary(regs, id);
     }
-    note_send(ctx);
+    note_send(regs, id);
     0
+}
+
+/// The user registers of the current task, saved at its system call's entry (for the
+/// `syscalls/*` tracepoints, whose record carries only the arguments); 0 if unknown.
+#[inline(always)]
+pub fn current_user_regs() -> u64 {
+    // SAFETY: the current task as a BTF pointer, then its saved user registers; both
+    // helpers take no user input.
+    unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) as u64 }
+}
+
+/// A raw `sys_exit`: the number comes from the saved `orig_ax`.
+#[inline(always)]
+pub fn raw_sys_exit(ctx: &RawTracePointContext) -> u32 {
+    let regs: u64 = ctx.arg(0);
+    sys_exit(regs, reg(regs, pt::ORIG_RAX as usize), ctx.arg(1))
 }
 
 /// Entry of a send system call of a tracked process, while holds are armed: records the
 /// trace the sender serves (for Go, the goroutine's, which only the registers here show)
 /// and the descriptor, for the `sk_msg` program that runs inside the call.
 #[inline(always)]
-fn note_send(ctx: &RawTracePointContext) {
-    let id: u64 = ctx.arg(1);
+fn note_send(regs: u64, id: u64) {
     if !matches!(
         id,
         nr::WRITE | nr::WRITEV | nr::SENDTO | nr::SENDMSG | nr::SENDMMSG
@@ -147,7 +177,6 @@ fn note_send(ctx: &RawTracePointContext) {
     let Some(p) = tracked(tgid) else {
         return;
     };
-    let regs: u64 = ctx.arg(0);
     let key = request_key(&p, pid_tgid, reg(regs, pt::R14 as usize));
     let trace = current_trace(pid_tgid, key).unwrap_or_default();
     let fd = reg(regs, pt::RDI as usize) as i32;
@@ -157,10 +186,11 @@ fn note_send(ctx: &RawTracePointContext) {
 /// Most buffers of a vectored receive that are parsed.
 const MAX_IOVECS: u64 = 8;
 
-/// Syscall exit. Arguments come from the saved user registers (the syscall number in
-/// `orig_ax`, arguments in `rdi`, `rsi`, `rdx`), so a receive that was already blocked
+/// Syscall exit of system call `id`, which returned `ret`. Arguments come from the saved
+/// user registers `regs` (`rdi`, `rsi`, `rdx`), so a receive that was already blocked
 /// when tracking began is parsed too.
-pub fn sys_exit(ctx: &RawTracePointContext) -> u32 {
+#[inline(always)]
+pub fn sys_exit(regs: u64, id: u64, ret: i64) -> u32 {
     // SAFETY: reads the current task's ids; no arguments.
     let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
     let tgid = (pid_tgid >> 32) as u32;
@@ -168,9 +198,6 @@ pub fn sys_exit(ctx: &RawTracePointContext) -> u32 {
         return 0;
     };
     let flags = proc_.flags;
-    let ret: i64 = ctx.arg(1);
-    let regs: u64 = ctx.arg(0);
-    let id = reg(regs, pt::ORIG_RAX as usize);
     if matches!(
         id,
         nr::WRITE | nr::WRITEV | nr::SENDTO | nr::SENDMSG | nr::SENDMMSG
@@ -446,8 +473,7 @@ fn end_of_headers(sc: &Scan, st: &mut ConnState) {
 /// shared file (a log line to stdout) is made holding that file's lock, and stopping there
 /// would block every goroutine that logs (measured: all requests of the gateway stalled).
 #[inline(always)]
-fn go_syscall_boundary(ctx: &RawTracePointContext) {
-    let id: u64 = ctx.arg(1);
+fn go_syscall_boundary(regs: u64, id: u64) {
     if !matches!(
         id,
         nr::READ
@@ -472,7 +498,6 @@ fn go_syscall_boundary(ctx: &RawTracePointContext) {
     if p.flags & TRACK_GO == 0 || p.g_status == 0 {
         return;
     }
-    let regs: u64 = ctx.arg(0);
     let g = reg(regs, pt::R14 as usize);
     let key = GoKey { tgid, _pad: 0, g };
     let Some(state) = GO_SUSPEND.get_ptr_mut(key) else {

@@ -6,9 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData},
     programs::{
-        raw_trace_point::RawTracePointLinkId,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
-        RawTracePoint, UProbe,
+        UProbe,
     },
     Ebpf,
 };
@@ -75,8 +74,8 @@ pub struct Tracker {
     tracked: BTreeMap<u32, Tracked>,
     /// `(lower-case name, value)` -> (bit, users).
     filter_bits: HashMap<(String, String), (u32, usize)>,
-    /// The `sys_enter`/`sys_exit` links, while any process is tracked.
-    syscall_links: Vec<(&'static str, RawTracePointLinkId)>,
+    /// The system-call hooks, attached while any process is tracked.
+    syscalls: super::syscall_hooks::SyscallHooks,
     /// Kept open: programs loaded later refer to it by this fd.
     _task_fsbase: Array<MapData, u64>,
     /// Whether the kernel can find a thread's thread-locals (`task_struct.thread.fsbase`
@@ -126,7 +125,7 @@ impl Tracker {
             seized: take_hash(ebpf, names::SEIZED)?,
             tracked: BTreeMap::new(),
             filter_bits: HashMap::new(),
-            syscall_links: Vec::new(),
+            syscalls: Default::default(),
             _task_fsbase: fsbase,
             fsbase_known,
         })
@@ -142,17 +141,7 @@ impl Tracker {
         go: Option<&GoProcess>,
         tokio: Option<&TokioProcess>,
     ) -> Result<(), AgentError> {
-        if self.syscall_links.is_empty() {
-            for name in [names::SYS_ENTER, names::SYS_EXIT] {
-                match attach_raw_tracepoint(ebpf, name) {
-                    Ok(link) => self.syscall_links.push((name, link)),
-                    Err(e) => {
-                        self.detach_syscalls(ebpf);
-                        return Err(e);
-                    }
-                }
-            }
-        }
+        self.syscalls.attach(ebpf)?;
         if let Some(t) = self.tracked.get_mut(&pid) {
             t.users += 1;
             return Ok(());
@@ -260,16 +249,7 @@ impl Tracker {
             }
         }
         if self.tracked.is_empty() {
-            self.detach_syscalls(ebpf);
-        }
-    }
-
-    /// Detaches the syscall tracepoints: every system call on the node stops paying them.
-    fn detach_syscalls(&mut self, ebpf: &mut Ebpf) {
-        for (name, link) in self.syscall_links.drain(..) {
-            if let Some(Ok(p)) = ebpf.program_mut(name).map(<&mut RawTracePoint>::try_from) {
-                let _ = p.detach(link);
-            }
+            self.syscalls.detach(ebpf);
         }
     }
 
@@ -358,27 +338,6 @@ fn take_hash<K: aya::Pod, V: aya::Pod>(
         source: None,
     })?;
     BpfHashMap::try_from(map).map_err(|e| map_error(name, e))
-}
-
-fn attach_raw_tracepoint(
-    ebpf: &mut Ebpf,
-    name: &'static str,
-) -> Result<RawTracePointLinkId, AgentError> {
-    let program_error = |e: aya::programs::ProgramError| AgentError::Program {
-        program: name,
-        source: Box::new(e),
-    };
-    let prog: &mut RawTracePoint = ebpf
-        .program_mut(name)
-        .ok_or(AgentError::MissingProgram { program: name })?
-        .try_into()
-        .map_err(program_error)?;
-    // Loaded once; attached and detached as tracking starts and stops.
-    if prog.fd().is_err() {
-        prog.load().map_err(program_error)?;
-    }
-    let tp = name.trim_start_matches("tracery_");
-    prog.attach(tp).map_err(program_error)
 }
 
 fn attach_uprobe(

@@ -1,0 +1,168 @@
+//! The tracker's system-call hooks, attached only while some process is tracked, so a
+//! node with nothing armed runs none of them.
+//!
+//! They go on the `syscalls/sys_{enter,exit}_*` tracepoints of the few system calls the
+//! tracker acts on: every other system call on the node (futex, epoll_wait, mmap, ...)
+//! runs no program. A kernel without those tracepoints (no `CONFIG_FTRACE_SYSCALLS`) or
+//! without `bpf_task_pt_regs` gets the raw `sys_enter`/`sys_exit` tracepoints instead,
+//! which run for every system call, with a warning saying so.
+//!
+//! `TRACERY_SYSCALL_HOOKS=raw` chooses the raw tracepoints from the start: one run per
+//! system call, but cheaper per run than the per-syscall tracepoints' perf path (see
+//! `cargo xtask bench freeze`), for a node whose processes mostly do socket I/O.
+
+use aya::{
+    programs::{
+        raw_trace_point::RawTracePointLinkId, trace_point::TracePointLinkId, RawTracePoint,
+        TracePoint,
+    },
+    Ebpf,
+};
+use tracery_common::{
+    names,
+    trace::{WATCHED_SYSCALLS_ENTER, WATCHED_SYSCALLS_EXIT},
+};
+
+use crate::error::AgentError;
+
+enum Link {
+    PerSyscall(&'static str, TracePointLinkId),
+    Raw(&'static str, RawTracePointLinkId),
+}
+
+/// The attached hooks, and which kind this kernel takes.
+pub struct SyscallHooks {
+    links: Vec<Link>,
+    /// Why the per-syscall tracepoints are not used here, once that is known.
+    raw_only: Option<String>,
+}
+
+/// The environment variable that chooses the raw tracepoints (`raw`).
+pub const HOOKS_ENV: &str = "TRACERY_SYSCALL_HOOKS";
+
+impl Default for SyscallHooks {
+    fn default() -> Self {
+        let raw_only = match std::env::var(HOOKS_ENV).as_deref() {
+            Ok("raw") => Some(format!("{HOOKS_ENV}=raw")),
+            Ok("per-syscall") | Err(_) => None,
+            Ok(other) => {
+                tracing::warn!(
+                    "{HOOKS_ENV}={other:?} is not `raw` or `per-syscall`; using per-syscall \
+                     tracepoints"
+                );
+                None
+            }
+        };
+        Self {
+            links: Vec::new(),
+            raw_only,
+        }
+    }
+}
+
+impl SyscallHooks {
+    /// Attaches the hooks unless they are attached already.
+    pub fn attach(&mut self, ebpf: &mut Ebpf) -> Result<(), AgentError> {
+        if !self.links.is_empty() {
+            return Ok(());
+        }
+        if self.raw_only.is_none() {
+            match self.attach_per_syscall(ebpf) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    self.detach(ebpf);
+                    let why = tracery_model::error::chain(&e);
+                    tracing::warn!(
+                        "every system call on this node pays the trace tracker while a \
+                         breakpoint is armed: the per-syscall tracepoints are unavailable \
+                         ({why}); using the raw sys_enter/sys_exit tracepoints"
+                    );
+                    self.raw_only = Some(why);
+                }
+            }
+        }
+        for name in [names::SYS_ENTER, names::SYS_EXIT] {
+            match attach_raw(ebpf, name) {
+                Ok(link) => self.links.push(Link::Raw(name, link)),
+                Err(e) => {
+                    self.detach(ebpf);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn attach_per_syscall(&mut self, ebpf: &mut Ebpf) -> Result<(), AgentError> {
+        let hooks = WATCHED_SYSCALLS_ENTER
+            .iter()
+            .map(|s| (names::SYSCALL_ENTER, "enter", *s))
+            .chain(
+                WATCHED_SYSCALLS_EXIT
+                    .iter()
+                    .map(|s| (names::SYSCALL_EXIT, "exit", *s)),
+            );
+        for (program, side, syscall) in hooks {
+            let link = attach_tracepoint(ebpf, program, &format!("sys_{side}_{syscall}"))?;
+            self.links.push(Link::PerSyscall(program, link));
+        }
+        Ok(())
+    }
+
+    /// Detaches every hook: system calls on the node stop paying them.
+    pub fn detach(&mut self, ebpf: &mut Ebpf) {
+        for link in self.links.drain(..) {
+            match link {
+                Link::PerSyscall(name, link) => {
+                    if let Some(Ok(p)) = ebpf.program_mut(name).map(<&mut TracePoint>::try_from) {
+                        let _ = p.detach(link);
+                    }
+                }
+                Link::Raw(name, link) => {
+                    if let Some(Ok(p)) = ebpf.program_mut(name).map(<&mut RawTracePoint>::try_from)
+                    {
+                        let _ = p.detach(link);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn program_error(program: &'static str) -> impl Fn(aya::programs::ProgramError) -> AgentError {
+    move |e| AgentError::Program {
+        program,
+        source: Box::new(e),
+    }
+}
+
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    tracepoint: &str,
+) -> Result<TracePointLinkId, AgentError> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(name)
+        .ok_or(AgentError::MissingProgram { program: name })?
+        .try_into()
+        .map_err(program_error(name))?;
+    // Loaded once; attached and detached as tracking starts and stops.
+    if prog.fd().is_err() {
+        prog.load().map_err(program_error(name))?;
+    }
+    prog.attach("syscalls", tracepoint)
+        .map_err(program_error(name))
+}
+
+fn attach_raw(ebpf: &mut Ebpf, name: &'static str) -> Result<RawTracePointLinkId, AgentError> {
+    let prog: &mut RawTracePoint = ebpf
+        .program_mut(name)
+        .ok_or(AgentError::MissingProgram { program: name })?
+        .try_into()
+        .map_err(program_error(name))?;
+    if prog.fd().is_err() {
+        prog.load().map_err(program_error(name))?;
+    }
+    prog.attach(name.trim_start_matches("tracery_"))
+        .map_err(program_error(name))
+}
