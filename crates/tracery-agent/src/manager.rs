@@ -530,11 +530,17 @@ fn arm_in(
             bp.go_freeze = true;
             session.tracker().set_go_freeze_armed(true);
         }
-        if let Err(e) = freezer.seize(pid, prepared.executable.binary(), session.tracker()) {
-            bp.errors.push((
+        match freezer.seize(pid, prepared.executable.binary(), session.tracker()) {
+            Ok(()) => {}
+            // By design, not a failure: the request is frozen by holding its messages, and
+            // each frozen request says so.
+            Err(crate::freeze::freezer::FreezeError::Unstoppable { reason }) => {
+                tracing::info!(pid, "{reason}");
+            }
+            Err(e) => bp.errors.push((
                 pid,
                 format!("hits will not stop their thread: {}", chain(&e)),
-            ));
+            )),
         }
         if let std::collections::btree_map::Entry::Vacant(slot) = hold_watched.entry(pid) {
             match session.table().hold_watch(pid) {
