@@ -78,6 +78,8 @@ async fn main() {
             location: format!("{}:{line}", file.file_name().unwrap().to_string_lossy()),
             freeze: true,
             freeze_timeout_seconds: Some(30),
+            // A freezing breakpoint takes one hit unless told more.
+            hit_limit: Some(SAMPLES as u32),
             captures: vec![SHOP.into(), CACHE.into()],
             ..Default::default()
         })
