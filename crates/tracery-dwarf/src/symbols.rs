@@ -74,7 +74,11 @@ impl FnEntry {
 #[derive(Debug)]
 pub(crate) struct FunctionTable {
     pub entries: Vec<FnEntry>,
-    children: Vec<Vec<usize>>,
+    /// Inlined calls directly inside each entry: `children[child_start[i]..child_start[i
+    /// + 1]]` for entry `i`. Flat, as most entries have none and a table has hundreds of
+    /// thousands of entries (a `Vec` each cost 24 bytes and an allocation).
+    child_start: Vec<u32>,
+    children: Vec<u32>,
     /// `(low, high, entry)` of concrete (not inlined) functions, sorted by `low`.
     concrete: Vec<(u64, u64, usize)>,
 }
@@ -85,17 +89,31 @@ impl FunctionTable {
         for e in &mut entries {
             naming.name_entry(e, names);
         }
-        let mut children = vec![Vec::new(); entries.len()];
         let mut concrete = Vec::new();
+        let mut counts = vec![0u32; entries.len() + 1];
         for (i, e) in entries.iter().enumerate() {
             match e.parent {
-                Some(p) if e.inlined => children[p].push(i),
+                Some(p) if e.inlined => counts[p + 1] += 1,
                 _ => concrete.extend(e.ranges.iter().map(|&(lo, hi)| (lo, hi, i))),
             }
         }
+        for i in 1..counts.len() {
+            counts[i] += counts[i - 1];
+        }
+        let child_start = counts;
+        let mut fill = child_start.clone();
+        let mut children = vec![0u32; *child_start.last().unwrap_or(&0) as usize];
+        for (i, e) in entries.iter().enumerate() {
+            if let (Some(p), true) = (e.parent, e.inlined) {
+                children[fill[p] as usize] = i as u32;
+                fill[p] += 1;
+            }
+        }
         concrete.sort_unstable();
+        concrete.shrink_to_fit();
         Self {
             entries,
+            child_start,
             children,
             concrete,
         }
@@ -113,15 +131,24 @@ impl FunctionTable {
             .map(|c| c.2)
     }
 
+    /// The inlined calls directly inside entry `i`.
+    fn children_of(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        let (lo, hi) = (
+            self.child_start[i] as usize,
+            self.child_start[i + 1] as usize,
+        );
+        self.children[lo..hi].iter().map(|&c| c as usize)
+    }
+
     /// The chain of entries at `addr`, innermost (deepest inlined call) first.
     pub fn chain_at(&self, addr: u64) -> Vec<usize> {
         let Some(mut cur) = self.concrete_at(addr) else {
             return Vec::new();
         };
         let mut chain = vec![cur];
-        while let Some(&next) = self.children[cur]
-            .iter()
-            .find(|&&c| self.entries[c].contains(addr))
+        while let Some(next) = self
+            .children_of(cur)
+            .find(|&c| self.entries[c].contains(addr))
         {
             chain.push(next);
             cur = next;
