@@ -76,38 +76,24 @@ pub struct Tracker {
     filter_bits: HashMap<(String, String), (u32, usize)>,
     /// The system-call hooks, attached while any process is tracked.
     syscalls: super::syscall_hooks::SyscallHooks,
-    /// Kept open: programs loaded later refer to it by this fd.
-    _task_fsbase: Array<MapData, u64>,
-    /// Whether the kernel can find a thread's thread-locals (`task_struct.thread.fsbase`
-    /// from BTF); without it tokio tasks are followed by the poll uprobe.
-    fsbase_known: bool,
+    /// Where the kernel finds a thread's thread-locals (`task_struct.thread.fsbase`);
+    /// also kept open because programs loaded later refer to it by this fd.
+    task_fsbase: Array<MapData, u64>,
+    /// Whether that offset was read from the kernel's BTF: `None` until a tokio process
+    /// needs it (parsing the BTF takes about 24 MiB for a moment), then `Some(false)` if
+    /// it could not be, and tokio tasks are followed by the poll uprobe.
+    fsbase_known: Option<bool>,
 }
 
 impl Tracker {
     /// Takes the tracker's maps out of `ebpf`.
     pub fn new(ebpf: &mut Ebpf) -> Result<Self, AgentError> {
-        let mut fsbase: Array<MapData, u64> = {
+        let task_fsbase: Array<MapData, u64> = {
             let map = ebpf.take_map(names::TASK_FSBASE).ok_or(AgentError::Map {
                 map: names::TASK_FSBASE,
                 source: None,
             })?;
             Array::try_from(map).map_err(|e| map_error(names::TASK_FSBASE, e))?
-        };
-        let fsbase_known = match super::kernel_btf::task_fsbase_offset() {
-            Ok(offset) => {
-                fsbase
-                    .set(0, offset, 0)
-                    .map_err(|e| map_error(names::TASK_FSBASE, e))?;
-                true
-            }
-            Err(e) => {
-                tracing::warn!(
-                    "tokio tasks will be followed with a uprobe on every task poll (slower \
-                     for every request of an armed process): the kernel's thread pointer \
-                     offset is unknown: {e}"
-                );
-                false
-            }
         };
         Ok(Self {
             pids: take_hash(ebpf, names::TRACE_PIDS)?,
@@ -126,9 +112,35 @@ impl Tracker {
             tracked: BTreeMap::new(),
             filter_bits: HashMap::new(),
             syscalls: Default::default(),
-            _task_fsbase: fsbase,
-            fsbase_known,
+            task_fsbase,
+            fsbase_known: None,
         })
+    }
+
+    /// Whether the kernel can read thread-locals, learning it on first use.
+    fn fsbase_known(&mut self) -> bool {
+        if let Some(known) = self.fsbase_known {
+            return known;
+        }
+        let known = match super::kernel_btf::task_fsbase_offset() {
+            Ok(offset) => match self.task_fsbase.set(0, offset, 0) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!("cannot tell the kernel where thread-locals are: {e}");
+                    false
+                }
+            },
+            Err(e) => {
+                tracing::warn!(
+                    "tokio tasks will be followed with a uprobe on every task poll (slower \
+                     for every request of an armed process): the kernel's thread pointer \
+                     offset is unknown: {e}"
+                );
+                false
+            }
+        };
+        self.fsbase_known = Some(known);
+        known
     }
 
     /// Starts (or keeps) parsing the requests `pid` receives. The syscall tracepoints are
@@ -146,7 +158,9 @@ impl Tracker {
             t.users += 1;
             return Ok(());
         }
-        let runtime = tokio.and_then(|t| t.runtime).filter(|_| self.fsbase_known);
+        let runtime = tokio
+            .and_then(|t| t.runtime)
+            .filter(|_| self.fsbase_known());
         let go_curg = go.and_then(|g| g.curg);
         let u32_of = |o: u64| u32::try_from(o).unwrap_or(0);
         let proc = TrackedProc {
