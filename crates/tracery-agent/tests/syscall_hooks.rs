@@ -2,11 +2,7 @@
 //! per-syscall tracepoints; chosen here with `TRACERY_SYSCALL_HOOKS=raw`) follows requests
 //! as the per-syscall hooks do. Root: loads eBPF. One test: it sets the environment.
 
-use std::{
-    io::{Read, Write},
-    net::TcpStream,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use tracery_agent::{
     capture::program_stats,
@@ -14,29 +10,21 @@ use tracery_agent::{
     BreakpointSpec, Manager, Target,
 };
 use tracery_dwarf::CaptureLimits;
-use tracery_tests::FixtureProcess;
+use tracery_tests::{
+    http::{Connection, Request},
+    FixtureProcess,
+};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
+/// One `/pay` request on its own connection, traced when `trace` is given; expects 200.
 fn pay(addr: &str, trace: Option<&str>) {
-    let mut s = TcpStream::connect(addr).expect("connect to payments");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let tp = trace
-        .map(|t| format!("traceparent: 00-{t}-00f067aa0ba902b7-01\r\n"))
-        .unwrap_or_default();
-    let body = r#"{"order_id":3,"amount_cents":100}"#;
-    let req = format!(
-        "POST /pay HTTP/1.1\r\nHost: test\r\n{tp}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    assert!(
-        out.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&out)
-    );
+    let mut req = Request::new("POST", "/pay").body(r#"{"order_id":3,"amount_cents":100}"#);
+    if let Some(t) = trace {
+        req = req.header("traceparent", &format!("00-{t}-00f067aa0ba902b7-01"));
+    }
+    let response = Connection::open(addr).request(&req);
+    assert_eq!(response.status, 200, "{response:?}");
 }
 
 #[test]

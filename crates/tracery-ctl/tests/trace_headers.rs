@@ -719,20 +719,9 @@ fn go_a_goroutine_started_by_a_request_inherits_its_trace() {
     for hit in &hits {
         assert_eq!(hit["location"]["function"], "main.receipt", "{hit:#}");
     }
-    let mut got: Vec<(String, String)> = hits[..N as usize]
-        .iter()
-        .map(|h| {
-            (
-                h["trace_id"].as_str().unwrap_or("none").to_string(),
-                h["span_id"].as_str().unwrap_or("none").to_string(),
-            )
-        })
-        .collect();
-    let mut want = traces.clone();
-    got.sort();
-    want.sort();
     assert_eq!(
-        got, want,
+        sorted_traces(&hits[..N as usize]),
+        sorted(traces),
         "each receipt goroutine serves its request's trace"
     );
     assert_no_trace(&hits[N as usize]);
@@ -756,17 +745,24 @@ fn go_concurrent_requests_keep_their_traces() {
             }
         });
     });
-    let mut got: Vec<(String, String)> = hits
-        .iter()
-        .map(|h| {
-            (
-                h["trace_id"].as_str().unwrap_or("none").to_string(),
-                h["span_id"].as_str().unwrap_or("none").to_string(),
-            )
-        })
-        .collect();
-    let mut want = traces.clone();
-    got.sort();
-    want.sort();
-    assert_eq!(got, want);
+    assert_eq!(sorted_traces(&hits), sorted(traces));
+}
+
+/// The `(trace, span)` of each hit ("none" where it has none), sorted.
+fn sorted_traces(hits: &[Value]) -> Vec<(String, String)> {
+    sorted(
+        hits.iter()
+            .map(|h| {
+                (
+                    h["trace_id"].as_str().unwrap_or("none").to_string(),
+                    h["span_id"].as_str().unwrap_or("none").to_string(),
+                )
+            })
+            .collect(),
+    )
+}
+
+fn sorted(mut v: Vec<(String, String)>) -> Vec<(String, String)> {
+    v.sort();
+    v
 }

@@ -285,7 +285,8 @@ impl Builder<'_> {
     }
 }
 
-fn attr_str(
+/// A string attribute of `entry` (a name, a linkage name), if readable.
+pub(crate) fn attr_str(
     dwarf: &gimli::Dwarf<Reader>,
     unit: &gimli::Unit<Reader>,
     entry: &gimli::DebuggingInformationEntry<Reader>,

@@ -7,11 +7,10 @@
 
 use gimli::{
     AttributeValue, DW_AT_data_member_location, DW_AT_linkage_name, DW_AT_name, DW_AT_type,
-    DW_TAG_member, DW_TAG_namespace, DW_TAG_structure_type, DW_TAG_variable, Reader as _,
-    UnitOffset,
+    DW_TAG_member, DW_TAG_namespace, DW_TAG_structure_type, DW_TAG_variable, UnitOffset,
 };
 
-use crate::{binary::Reader, Binary};
+use crate::{binary::Reader, index::attr_str, Binary};
 
 /// Offsets the kernel side needs to follow tokio tasks without a uprobe on `poll`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,7 +125,7 @@ fn walk(
                 _ => {}
             }
         } else if tag == DW_TAG_variable && found.task_id.is_none() {
-            let Some(linkage) = string_attr(dwarf, unit, e, DW_AT_linkage_name) else {
+            let Some(linkage) = attr_str(dwarf, unit, e, DW_AT_linkage_name) else {
                 continue;
             };
             if !CONTEXT_VAL.iter().all(|p| linkage.contains(p)) {
@@ -228,16 +227,5 @@ fn name_of(
     unit: &gimli::Unit<Reader>,
     e: &gimli::DebuggingInformationEntry<Reader>,
 ) -> Option<String> {
-    string_attr(dwarf, unit, e, DW_AT_name)
-}
-
-fn string_attr(
-    dwarf: &gimli::Dwarf<Reader>,
-    unit: &gimli::Unit<Reader>,
-    e: &gimli::DebuggingInformationEntry<Reader>,
-    at: gimli::DwAt,
-) -> Option<String> {
-    let v = e.attr_value(at)?;
-    let s = dwarf.attr_string(unit, v).ok()?;
-    Some(s.to_string_lossy().ok()?.into_owned())
+    attr_str(dwarf, unit, e, DW_AT_name)
 }
