@@ -3,10 +3,10 @@
 //! the binary lacks the DWARF to find tokio's thread-local) by task header.
 //!
 //! Go: one uprobe at the call that queues a new goroutine (or at each `ret` of
-//! `runtime.newproc1`), once per goroutine created. tokio: the
-//! current task id is read from tokio's thread-local where it is needed (a system call of
-//! a tracked process, a capture), so nothing traps at a task switch; only spawns are
-//! hooked. Without that DWARF, a uprobe on every `task::raw::poll` stands in.
+//! `runtime.newproc1`), once per goroutine created. tokio: the current task id is read
+//! from tokio's thread-local where it is needed (a system call of a tracked process, a
+//! capture), so nothing traps at a task switch; only spawns are hooked. Without that
+//! DWARF, a uprobe on every `task::raw::poll` stands in.
 
 use aya_ebpf::{
     helpers::{
