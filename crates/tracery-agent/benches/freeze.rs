@@ -42,13 +42,18 @@ use tracery_tests::{
     held::{TestCgroup, PG_TCP},
 };
 
-/// Rounds of A, B and C; each phase runs `PER_ROUND` requests per round.
-const ROUNDS: usize = 5;
+/// Rounds of A to E; each phase runs `PER_ROUND` requests per round. Many short rounds:
+/// these VMs drift by several per cent over seconds, and interleaving cancels the drift.
+const ROUNDS: usize = 20;
 const PER_ROUND: usize = 100;
 const CLIENTS: usize = 4;
+/// Unmeasured requests before each measured phase.
+const WARM_UP: usize = 20;
 /// Long enough for phase C on a slow VM; T is resumed explicitly before it passes.
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(300);
 const TARGET_RATIO: f64 = 1.10;
+/// What arming a trace-scoped breakpoint may cost every other request.
+const ARMED_RATIO: f64 = 1.03;
 
 fn main() {
     tracing_subscriber::fmt()
@@ -77,12 +82,14 @@ fn main() {
     // Interleaved rounds: these VMs drift, and a phase measured minutes after another
     // would compare the machine's moods, not the phases.
     for round in 0..ROUNDS {
+        warm_up(&gw);
         let g = gw.clone();
         a.extend(costs.measure('A', &mut m, move || run_load(&g, PER_ROUND)));
         let trace = format!("5ea1f00d5ea1f00d5ea1f00d{round:08x}");
         let id = round as u64 + 1;
         m.add(freeze_breakpoint(id, gateway, &trace))
             .expect("arming the freeze breakpoint");
+        warm_up(&gw);
         let g = gw.clone();
         b.extend(costs.measure('B', &mut m, move || run_load(&g, PER_ROUND)));
 
@@ -91,6 +98,7 @@ fn main() {
         let frozen = thread::spawn(move || checkout(&g, Some(&t), "frozen-customer"));
         let thread = wait_stopped(&mut m);
         assert_eq!(stopped_threads(gateway), 1, "one gateway thread stopped");
+        warm_up(&gw);
         let g = gw.clone();
         c.extend(costs.measure('C', &mut m, move || run_load(&g, PER_ROUND)));
         assert_eq!(
@@ -111,6 +119,7 @@ fn main() {
         let id = 100 + round as u64;
         m.add(held_breakpoint(id, orders_pid, &held))
             .expect("arming the orders breakpoint");
+        warm_up(&gw);
         let g = gw.clone();
         d.extend(costs.measure('D', &mut m, move || run_load(&g, PER_ROUND)));
         let g = gw.clone();
@@ -118,6 +127,7 @@ fn main() {
         let frozen = thread::spawn(move || checkout(&g, Some(&u), "held-customer"));
         let u = TraceId::parse(&held).unwrap();
         wait_held(&mut m, u);
+        warm_up(&gw);
         let g = gw.clone();
         e.extend(costs.measure('E', &mut m, move || run_load(&g, PER_ROUND)));
         assert!(!frozen.is_finished(), "U still held after the others ran");
@@ -155,6 +165,13 @@ fn main() {
             "  {name} p50 {:7.2} ms  p99 {:7.2} ms",
             pct(v, 50),
             pct(v, 99)
+        );
+    }
+    for (name, v) in [("B/A", &b), ("D/A", &d)] {
+        println!(
+            "  {name}: p50 {:.3}  p99 {:.3}  (armed, not frozen: target <= {ARMED_RATIO:.2})",
+            pct(v, 50) / pct(&a, 50),
+            pct(v, 99) / pct(&a, 99)
         );
     }
     let r50 = pct(&c, 50) / pct(&a, 50);
@@ -297,6 +314,13 @@ fn with_ticks<T: Send + 'static>(m: &mut Manager, load: impl FnOnce() -> T + Sen
 }
 
 /// `n` checkouts from `CLIENTS` clients; each must succeed. Returns latencies in ms.
+/// Unmeasured requests after a change of state (a breakpoint armed or removed, a request
+/// frozen or released): the first requests after one pay for its side effects (caches,
+/// the agent's own work), which would be charged to whichever phase comes next.
+fn warm_up(gateway: &str) {
+    run_load(gateway, WARM_UP);
+}
+
 fn run_load(gateway: &str, n: usize) -> Vec<f64> {
     let per = n.div_ceil(CLIENTS);
     let workers: Vec<_> = (0..CLIENTS)
