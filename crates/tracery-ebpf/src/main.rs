@@ -50,7 +50,7 @@ pub fn tracery_exec(ctx: TracePointContext) -> u32 {
 /// system calls it watches (record: the number at 8).
 #[tracepoint]
 pub fn tracery_syscall_enter(ctx: TracePointContext) -> u32 {
-    if !trace::current_is_tracked() {
+    if trace::current_tracked().is_none() {
         return 0;
     }
     // SAFETY: a `syscalls/sys_enter_*` record: `int __syscall_nr` at offset 8.
@@ -66,9 +66,9 @@ pub fn tracery_syscall_enter(ctx: TracePointContext) -> u32 {
 /// system calls it watches (record: the number at 8, the result at 16).
 #[tracepoint]
 pub fn tracery_syscall_exit(ctx: TracePointContext) -> u32 {
-    if !trace::current_is_tracked() {
+    let Some((pid_tgid, p)) = trace::current_tracked() else {
         return 0;
-    }
+    };
     // SAFETY: a `syscalls/sys_exit_*` record: `int __syscall_nr` at 8, `long ret` at 16.
     let (id, ret) = unsafe { (ctx.read_at::<i32>(8), ctx.read_at::<i64>(16)) };
     let (Ok(id), Ok(ret)) = (id, ret) else {
@@ -78,7 +78,7 @@ pub fn tracery_syscall_exit(ctx: TracePointContext) -> u32 {
     if regs == 0 || id < 0 {
         return 0;
     }
-    trace::sys_exit(regs, id as u64, ret)
+    trace::sys_exit(&p, pid_tgid, regs, id as u64, ret)
 }
 
 /// Trace tracker, syscall entry, where the `syscalls/*` tracepoints are missing: attach

@@ -93,13 +93,13 @@ fn user_u64(addr: u64) -> u64 {
     v
 }
 
-/// Whether the current process is tracked: the first check of every system-call hook, so
-/// other processes' system calls cost one lookup.
+/// The current thread's ids and its process, if that is tracked: the first check of every
+/// per-syscall hook, so other processes' system calls cost one lookup.
 #[inline(always)]
-pub fn current_is_tracked() -> bool {
+pub fn current_tracked() -> Option<(u64, TrackedProc)> {
     // SAFETY: reads the current task's ids; no arguments.
-    let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
-    TRACE_PIDS.get_ptr(tgid).is_some()
+    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
+    Some((pid_tgid, tracked((pid_tgid >> 32) as u32)?))
 }
 
 /// The tracked process `tgid`, if it is tracked.
@@ -131,7 +131,8 @@ fn conn_key(tgid: u32, fd: u32) -> u64 {
 
 /// Syscall entry: the Go syscall boundary and, while holds are armed, the sender of a send
 /// (the receive path works at exit, from the registers the kernel saved at entry, which it
-/// leaves unchanged). It runs for every system call on the node: cheap checks come first.
+/// leaves unchanged). On the raw tracepoint it runs for every system call on the node:
+/// cheap checks come first.
 ///
 /// `regs` are the user registers saved at entry, `id` the system call's number.
 #[inline(always)]
@@ -152,11 +153,15 @@ pub fn current_user_regs() -> u64 {
     unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) as u64 }
 }
 
-/// A raw `sys_exit`: the number comes from the saved `orig_ax`.
+/// A raw `sys_exit`, for every system call: the process is checked first, and the
+/// number comes from the saved `orig_ax`.
 #[inline(always)]
 pub fn raw_sys_exit(ctx: &RawTracePointContext) -> u32 {
+    let Some((pid_tgid, p)) = current_tracked() else {
+        return 0;
+    };
     let regs: u64 = ctx.arg(0);
-    sys_exit(regs, reg(regs, pt::ORIG_RAX as usize), ctx.arg(1))
+    sys_exit(&p, pid_tgid, regs, reg(regs, pt::ORIG_RAX as usize), ctx.arg(1))
 }
 
 /// Entry of a send system call of a tracked process, while holds are armed: records the
@@ -186,17 +191,12 @@ fn note_send(regs: u64, id: u64) {
 /// Most buffers of a vectored receive that are parsed.
 const MAX_IOVECS: u64 = 8;
 
-/// Syscall exit of system call `id`, which returned `ret`. Arguments come from the saved
-/// user registers `regs` (`rdi`, `rsi`, `rdx`), so a receive that was already blocked
-/// when tracking began is parsed too.
+/// Syscall exit of system call `id` in tracked process `proc_`, which returned `ret`.
+/// Arguments come from the saved user registers `regs` (`rdi`, `rsi`, `rdx`), so a
+/// receive that was already blocked when tracking began is parsed too.
 #[inline(always)]
-pub fn sys_exit(regs: u64, id: u64, ret: i64) -> u32 {
-    // SAFETY: reads the current task's ids; no arguments.
-    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
+pub fn sys_exit(proc_: &TrackedProc, pid_tgid: u64, regs: u64, id: u64, ret: i64) -> u32 {
     let tgid = (pid_tgid >> 32) as u32;
-    let Some(proc_) = tracked(tgid) else {
-        return 0;
-    };
     let flags = proc_.flags;
     if matches!(
         id,
@@ -249,7 +249,7 @@ pub fn sys_exit(regs: u64, id: u64, ret: i64) -> u32 {
     let g = if flags & TRACK_GO != 0 {
         reg(regs, pt::R14 as usize)
     } else if flags & TRACK_TASKS != 0 {
-        crate::tasks::current_task(&proc_, pid_tgid)
+        crate::tasks::current_task(proc_, pid_tgid)
     } else {
         0
     };

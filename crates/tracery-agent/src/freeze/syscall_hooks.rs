@@ -33,8 +33,8 @@ enum Link {
 /// The attached hooks, and which kind this kernel takes.
 pub struct SyscallHooks {
     links: Vec<Link>,
-    /// Why the per-syscall tracepoints are not used here, once that is known.
-    raw_only: Option<String>,
+    /// The per-syscall tracepoints are not used here (chosen, or they failed once).
+    raw_only: bool,
 }
 
 /// The environment variable that chooses the raw tracepoints (`raw`).
@@ -43,14 +43,14 @@ pub const HOOKS_ENV: &str = "TRACERY_SYSCALL_HOOKS";
 impl Default for SyscallHooks {
     fn default() -> Self {
         let raw_only = match std::env::var(HOOKS_ENV).as_deref() {
-            Ok("raw") => Some(format!("{HOOKS_ENV}=raw")),
-            Ok("per-syscall") | Err(_) => None,
+            Ok("raw") => true,
+            Ok("per-syscall") | Err(_) => false,
             Ok(other) => {
                 tracing::warn!(
                     "{HOOKS_ENV}={other:?} is not `raw` or `per-syscall`; using per-syscall \
                      tracepoints"
                 );
-                None
+                false
             }
         };
         Self {
@@ -66,7 +66,7 @@ impl SyscallHooks {
         if !self.links.is_empty() {
             return Ok(());
         }
-        if self.raw_only.is_none() {
+        if !self.raw_only {
             match self.attach_per_syscall(ebpf) {
                 Ok(()) => return Ok(()),
                 Err(e) => {
@@ -77,7 +77,7 @@ impl SyscallHooks {
                          breakpoint is armed: the per-syscall tracepoints are unavailable \
                          ({why}); using the raw sys_enter/sys_exit tracepoints"
                     );
-                    self.raw_only = Some(why);
+                    self.raw_only = true;
                 }
             }
         }

@@ -79,10 +79,9 @@ pub struct Tracker {
     /// Where the kernel finds a thread's thread-locals (`task_struct.thread.fsbase`);
     /// also kept open because programs loaded later refer to it by this fd.
     task_fsbase: Array<MapData, u64>,
-    /// Whether that offset was read from the kernel's BTF (at start: `None` only inside
-    /// `new`); `Some(false)` if it could not be, and tokio tasks are followed by the poll
-    /// uprobe.
-    fsbase_known: Option<bool>,
+    /// Whether that offset was read from the kernel's BTF; if not, tokio tasks are
+    /// followed by the poll uprobe.
+    fsbase_known: bool,
 }
 
 impl Tracker {
@@ -113,20 +112,17 @@ impl Tracker {
             filter_bits: HashMap::new(),
             syscalls: Default::default(),
             task_fsbase,
-            fsbase_known: None,
+            fsbase_known: false,
         };
         // At start, while the heap is nearly empty: parsing the BTF allocates ~24 MiB for
         // a moment, which goes back to the kernel whole here. Later, between the DWARF
         // indexes, the same peak would stay (measured: +15 MiB in the demo's agent).
-        tracker.fsbase_known();
+        tracker.fsbase_known = tracker.learn_fsbase();
         Ok(tracker)
     }
 
-    /// Whether the kernel can read thread-locals (learned once, in `new`).
-    fn fsbase_known(&mut self) -> bool {
-        if let Some(known) = self.fsbase_known {
-            return known;
-        }
+    /// Tells the kernel where a thread's thread-locals are; false if that is unknown.
+    fn learn_fsbase(&mut self) -> bool {
         let known = match super::kernel_btf::task_fsbase_offset() {
             Ok(offset) => match self.task_fsbase.set(0, offset, 0) {
                 Ok(()) => true,
@@ -146,7 +142,6 @@ impl Tracker {
         };
         // The BTF parse allocated and freed ~24 MiB: give it back rather than hold the peak.
         crate::sys::trim_heap();
-        self.fsbase_known = Some(known);
         known
     }
 
@@ -165,9 +160,7 @@ impl Tracker {
             t.users += 1;
             return Ok(());
         }
-        let runtime = tokio
-            .and_then(|t| t.runtime)
-            .filter(|_| self.fsbase_known());
+        let runtime = tokio.and_then(|t| t.runtime).filter(|_| self.fsbase_known);
         let go_curg = go.and_then(|g| g.curg);
         let u32_of = |o: u64| u32::try_from(o).unwrap_or(0);
         let proc = TrackedProc {
