@@ -35,6 +35,7 @@ impl Controller {
                 defaults: Defaults::default(),
                 databases: Vec::new(),
                 capture_limits: Default::default(),
+                kubernetes: false,
             },
             async move {
                 let _ = stopped.await;

@@ -23,6 +23,9 @@ pub struct ControllerOptions {
     pub databases: Vec<DatabaseConfig>,
     /// Limits on each hit's database reads (statement timeout, rows, bytes).
     pub capture_limits: CaptureLimits,
+    /// Cluster mode: `--service` names a Kubernetes Service, pods are read from the API
+    /// and `Breakpoint` objects are reconciled.
+    pub kubernetes: bool,
 }
 
 /// Limits a breakpoint gets when the user sets none: every breakpoint expires, stops after

@@ -12,7 +12,7 @@ use tracery_proto::v1::{self, controller_message::Message as Down};
 use tracery_store::{BreakpointId, BreakpointRecord, Store, StoreError};
 
 use crate::captures::Captures;
-use crate::spec;
+use crate::spec::{self, TargetRules};
 use crate::traces::Traces;
 use crate::ControllerOptions;
 
@@ -100,6 +100,15 @@ impl Registry {
             next_request: AtomicU64::new(1),
             sessions: watch::channel(0).0,
             stop,
+        }
+    }
+
+    /// How `--service` is resolved by this controller.
+    pub fn target_rules(&self) -> TargetRules<'_> {
+        if self.opts.kubernetes {
+            TargetRules::Kubernetes
+        } else {
+            TargetRules::Services(&self.opts.services)
         }
     }
 

@@ -41,6 +41,23 @@ pub(crate) struct StoredSpec {
     /// the queries are checked against the configured databases.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capture_paths: Vec<String>,
+    /// Cluster mode: the namespace of a `Service` or `Selector` target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Cluster mode: only this container of the selected pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+}
+
+/// How a controller resolves `--service`: from tracery.toml on the agents, or through the
+/// Kubernetes API.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TargetRules<'a> {
+    /// Standalone or plain agents: service names defined in tracery.toml.
+    Services(&'a [String]),
+    /// Cluster mode: Services and pod labels of a namespace (checked by the caller
+    /// against the API, which this synchronous check cannot reach).
+    Kubernetes,
 }
 
 /// `BreakpointSpec.target`, as JSON (`{"service": "orders"}`).
@@ -50,22 +67,33 @@ pub(crate) enum StoredTarget {
     Service(String),
     Exe(String),
     Pid(u32),
+    /// Pods by label (cluster mode).
+    Selector(std::collections::BTreeMap<String, String>),
 }
 
 impl StoredSpec {
     /// Checks a user's spec and fills unset limits from `defaults`.
     pub fn from_request(
         spec: v1::BreakpointSpec,
-        services: &[String],
+        rules: TargetRules<'_>,
         defaults: &Defaults,
     ) -> Result<StoredSpec, Status> {
+        let cluster = matches!(rules, TargetRules::Kubernetes);
+        let (namespace, container) = cluster_scope(&spec, cluster)?;
         let target = match spec.target {
             None => {
                 return Err(Status::invalid_argument(
                     "the breakpoint has no target; pass --service NAME, --exe PATH or --pid PID",
                 ))
             }
+            Some(Target::Service(name)) if cluster => {
+                check_k8s_name(&name, "--service")?;
+                StoredTarget::Service(name)
+            }
             Some(Target::Service(name)) => {
+                let TargetRules::Services(services) = rules else {
+                    unreachable!("cluster mode is the arm above")
+                };
                 if !services.contains(&name) {
                     let known = if services.is_empty() {
                         "none".to_owned()
@@ -92,6 +120,20 @@ impl StoredSpec {
                 ))
             }
             Some(Target::Pid(pid)) => StoredTarget::Pid(pid),
+            Some(Target::Selector(_)) if !cluster => {
+                return Err(Status::invalid_argument(
+                    "--selector chooses Kubernetes pods and needs a controller in cluster mode \
+                     (tracery-controller --kubernetes); here use --service, --exe or --pid",
+                ))
+            }
+            Some(Target::Selector(selector)) => {
+                if selector.match_labels.is_empty() {
+                    return Err(Status::invalid_argument(
+                        "--selector is empty; give labels such as app=orders",
+                    ));
+                }
+                StoredTarget::Selector(selector.match_labels.into_iter().collect())
+            }
         };
         let location = spec.location.trim().to_owned();
         if location.is_empty() {
@@ -169,6 +211,8 @@ impl StoredSpec {
                 .map(|c| c.trim().to_owned())
                 .collect(),
             capture_paths: Vec::new(),
+            namespace,
+            container,
         })
     }
 
@@ -187,6 +231,9 @@ impl StoredSpec {
                 StoredTarget::Service(s) => Target::Service(s.clone()),
                 StoredTarget::Exe(e) => Target::Exe(e.clone()),
                 StoredTarget::Pid(p) => Target::Pid(*p),
+                StoredTarget::Selector(labels) => Target::Selector(v1::LabelSelector {
+                    match_labels: labels.clone().into_iter().collect(),
+                }),
             }),
             location: self.location.clone(),
             when: self.when.clone(),
@@ -201,7 +248,63 @@ impl StoredSpec {
             freeze: self.freeze_seconds.is_some(),
             freeze_timeout_seconds: self.freeze_seconds,
             captures: self.captures.clone(),
+            namespace: self.namespace.clone().unwrap_or_default(),
+            container: self.container.clone().unwrap_or_default(),
         }
+    }
+}
+
+/// The namespace and container of a cluster-mode spec (`default` when unset); outside
+/// cluster mode both must be unset.
+fn cluster_scope(
+    spec: &v1::BreakpointSpec,
+    cluster: bool,
+) -> Result<(Option<String>, Option<String>), Status> {
+    let namespace = spec.namespace.trim();
+    let container = spec.container.trim();
+    if !cluster {
+        if !namespace.is_empty() || !container.is_empty() {
+            return Err(Status::invalid_argument(
+                "--namespace and --container name Kubernetes objects, and this controller is \
+                 not in cluster mode (tracery-controller --kubernetes); leave them out",
+            ));
+        }
+        return Ok((None, None));
+    }
+    if matches!(spec.target, Some(Target::Exe(_) | Target::Pid(_))) && !container.is_empty() {
+        return Err(Status::invalid_argument(
+            "--container applies to --service and --selector targets; leave it out with --exe or --pid",
+        ));
+    }
+    let namespace = if namespace.is_empty() {
+        "default"
+    } else {
+        namespace
+    };
+    check_k8s_name(namespace, "--namespace")?;
+    let container = (!container.is_empty())
+        .then(|| check_k8s_name(container, "--container").map(|()| container.to_owned()))
+        .transpose()?;
+    Ok((Some(namespace.to_owned()), container))
+}
+
+/// Kubernetes object names (RFC 1123 labels): lowercase letters, digits and `-`, at most
+/// 63 characters, starting and ending with a letter or digit.
+fn check_k8s_name(name: &str, flag: &str) -> Result<(), Status> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "{flag} {name:?} is not a Kubernetes name: use lowercase letters, digits and '-', \
+             at most 63 characters"
+        )))
     }
 }
 
@@ -260,7 +363,7 @@ mod tests {
     fn unset_limits_get_the_defaults_and_survive_json() {
         let s = StoredSpec::from_request(
             spec(Target::Exe("/usr/bin/orders".into())),
-            &[],
+            TargetRules::Services(&[]),
             &Defaults::default(),
         )
         .unwrap();
@@ -275,7 +378,8 @@ mod tests {
     fn zero_limits_are_refused_with_the_flag_name() {
         let mut req = spec(Target::Pid(7));
         req.hit_limit = Some(0);
-        let err = StoredSpec::from_request(req, &[], &Defaults::default()).unwrap_err();
+        let err = StoredSpec::from_request(req, TargetRules::Services(&[]), &Defaults::default())
+            .unwrap_err();
         assert!(
             err.message().contains("--hits must be at least 1"),
             "{}",
@@ -292,7 +396,8 @@ mod tests {
             name: "x-tenant".into(),
             value: "acme".into(),
         });
-        let s = StoredSpec::from_request(req, &[], &Defaults::default()).unwrap();
+        let s = StoredSpec::from_request(req, TargetRules::Services(&[]), &Defaults::default())
+            .unwrap();
         assert_eq!((s.hit_limit, s.freeze_seconds), (1, Some(60)));
         assert_eq!(
             s.trace_id.as_deref(),
@@ -310,7 +415,9 @@ mod tests {
         let refuse = |edit: &dyn Fn(&mut v1::BreakpointSpec), says: &str| {
             let mut req = spec(Target::Pid(7));
             edit(&mut req);
-            let err = StoredSpec::from_request(req, &[], &Defaults::default()).unwrap_err();
+            let err =
+                StoredSpec::from_request(req, TargetRules::Services(&[]), &Defaults::default())
+                    .unwrap_err();
             assert_eq!(err.code(), tonic::Code::InvalidArgument);
             assert!(err.message().contains(says), "{}", err.message());
         };
@@ -359,7 +466,8 @@ mod tests {
     fn empty_when_is_refused() {
         let mut req = spec(Target::Pid(7));
         req.when = Some("  ".into());
-        let err = StoredSpec::from_request(req, &[], &Defaults::default()).unwrap_err();
+        let err = StoredSpec::from_request(req, TargetRules::Services(&[]), &Defaults::default())
+            .unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert!(
             err.message().contains("--when is empty"),

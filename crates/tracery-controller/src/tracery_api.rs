@@ -48,7 +48,7 @@ impl Tracery for TraceryApi {
         self.ready().await?;
         let reg = &self.registry;
         let mut spec =
-            StoredSpec::from_request(request.into_inner(), &reg.opts.services, &reg.opts.defaults)?;
+            StoredSpec::from_request(request.into_inner(), reg.target_rules(), &reg.opts.defaults)?;
         spec.capture_paths = reg.captures.check(&spec.captures)?;
         let expires_at = SystemTime::now() + Duration::from_secs(spec.expire_seconds);
         let id = reg

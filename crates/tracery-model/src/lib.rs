@@ -24,6 +24,6 @@ pub mod wire;
 
 pub use database::DatabaseRead;
 pub use render::{render_text, Language, SourceLanguage};
-pub use snapshot::{Location, Snapshot, StackFrame};
+pub use snapshot::{Location, PodRef, Snapshot, StackFrame};
 pub use trace::TraceId;
 pub use value::{Value, VarKind, Variable};

@@ -35,6 +35,19 @@ pub struct StackFrame {
     pub inlined: bool,
 }
 
+/// Where a process runs in a Kubernetes cluster (cluster mode only).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodRef {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub pod: String,
+    /// The container's name in the pod spec.
+    pub container: String,
+    /// The node the pod runs on.
+    pub node: String,
+}
+
 /// One breakpoint hit: variables and stack at the moment of the hit.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
@@ -60,6 +73,8 @@ pub struct Snapshot {
     pub language: SourceLanguage,
     /// The breakpoint's `--capture` queries, read by the controller at the hit.
     pub databases: Vec<DatabaseRead>,
+    /// Cluster mode: the pod and container of the process, when it runs in a known pod.
+    pub pod: Option<PodRef>,
 }
 
 impl Snapshot {
@@ -114,6 +129,14 @@ impl Snapshot {
         }
         if let Some(s) = &self.span_id {
             o["span_id"] = json!(s);
+        }
+        if let Some(p) = &self.pod {
+            o["pod"] = json!({
+                "namespace": p.namespace,
+                "pod": p.pod,
+                "container": p.container,
+                "node": p.node,
+            });
         }
         o
     }

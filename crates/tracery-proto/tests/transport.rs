@@ -241,6 +241,7 @@ async fn agent_session_streams_both_ways() {
         version: env!("CARGO_PKG_VERSION").into(),
         kernel_release: "6.8.0".into(),
         kernel_features: vec!["ringbuf".into()],
+        kubernetes_node: String::new(),
     })))
     .await
     .unwrap();

@@ -446,5 +446,6 @@ fn decode_hit(a: &ArmedSite, hit: &RawHit, clock: &Clock) -> Snapshot {
         span_id: hex_id(&h.span_id),
         language: a.plan.language(),
         databases: Vec::new(),
+        pod: None,
     }
 }

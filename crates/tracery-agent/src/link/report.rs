@@ -30,6 +30,7 @@ pub fn hello(data_dir: &Path) -> v1::Hello {
         version: env!("CARGO_PKG_VERSION").into(),
         kernel_release: read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default(),
         kernel_features: KERNEL_FEATURES.iter().map(|f| f.to_string()).collect(),
+        kubernetes_node: String::new(),
     }
 }
 

@@ -25,6 +25,11 @@ pub enum SpecError {
     MissingTarget { id: u64 },
     #[error(transparent)]
     Service(#[from] DiscoveryError),
+    #[error(
+        "breakpoint {id} chooses Kubernetes pods by label, and this agent runs outside a \
+         cluster (no --kubernetes-node); target it with --exe or --pid"
+    )]
+    NotInCluster { id: u64 },
     #[error("breakpoint {id} expires at an unrepresentable time")]
     Expiry {
         id: u64,
@@ -60,6 +65,8 @@ impl BreakpointSpec {
                 Target::Matching(Matcher::Exe(std::fs::canonicalize(&path).unwrap_or(path)))
             }
             breakpoint_spec::Target::Pid(pid) => Target::Pid(pid),
+            // TODO(issue 11): match pods through the node's pod directory.
+            breakpoint_spec::Target::Selector(_) => return Err(SpecError::NotInCluster { id }),
         };
         let expires_at = bp
             .expires

@@ -41,6 +41,7 @@ impl Controller {
             defaults: Defaults::default(),
             databases: Vec::new(),
             capture_limits: Default::default(),
+            kubernetes: false,
         };
         let task = tokio::spawn(serve(listener, opts, async {
             stopped.await.ok();
@@ -96,6 +97,7 @@ impl Agent {
             version: "0.1.0".into(),
             kernel_release: "6.1.0".into(),
             kernel_features: vec!["ringbuf".into()],
+            kubernetes_node: String::new(),
         })))
         .await
         .unwrap();
@@ -243,6 +245,7 @@ pub fn snapshot(breakpoint_id: u64, qty: i64) -> v1::Snapshot {
         span_id: Some("00f067aa0ba902b7".into()),
         language: v1::Language::Rust.into(),
         databases: Vec::new(),
+        pod: None,
     }
 }
 

@@ -170,6 +170,8 @@ async fn set(controller: &str, a: SetArgs) -> anyhow::Result<()> {
         freeze: a.freeze,
         freeze_timeout_seconds: a.freeze_timeout,
         captures: a.captures,
+        namespace: String::new(),
+        container: String::new(),
     };
     let mut c = client::connect(controller).await?;
     let set = c
@@ -367,6 +369,14 @@ pub fn breakpoint_json(b: &v1::Breakpoint) -> serde_json::Value {
         Some(Target::Service(s)) => format!("service {s}"),
         Some(Target::Exe(e)) => format!("exe {e}"),
         Some(Target::Pid(p)) => format!("pid {p}"),
+        Some(Target::Selector(s)) => {
+            let labels: Vec<String> = s
+                .match_labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!("selector {}", labels.join(","))
+        }
         None => String::new(),
     };
     let time = |t: &Option<prost_types::Timestamp>| {

@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use tracery_model::{Location, Snapshot, SourceLanguage, StackFrame};
+use tracery_model::{Location, PodRef, Snapshot, SourceLanguage, StackFrame};
 
 use super::ConvertError;
 use crate::v1;
@@ -94,6 +94,12 @@ impl From<Snapshot> for v1::Snapshot {
             span_id: s.span_id,
             language: v1::Language::from(s.language).into(),
             databases: s.databases.into_iter().map(Into::into).collect(),
+            pod: s.pod.map(|p| v1::PodRef {
+                namespace: p.namespace,
+                pod: p.pod,
+                container: p.container,
+                node: p.node,
+            }),
         }
     }
 }
@@ -131,6 +137,12 @@ impl TryFrom<v1::Snapshot> for Snapshot {
                 .into_iter()
                 .map(TryInto::try_into)
                 .collect::<Result<_, _>>()?,
+            pod: s.pod.map(|p| PodRef {
+                namespace: p.namespace,
+                pod: p.pod,
+                container: p.container,
+                node: p.node,
+            }),
         })
     }
 }
@@ -184,6 +196,12 @@ mod tests {
                 consistency: serde_json::json!({"method": "repeatable_read"}),
                 error: None,
             }],
+            pod: Some(tracery_model::PodRef {
+                namespace: "shop".into(),
+                pod: "orders-7d9f8-x2k4p".into(),
+                container: "orders".into(),
+                node: "node-a".into(),
+            }),
         };
         let json = s.to_json();
         let wire = v1::Snapshot::from(s);
