@@ -52,6 +52,9 @@ enum Task {
     /// processes. Name benches to run only those (`capture`, `control_plane`, `freeze`,
     /// `db_capture`, `arm`).
     Bench { names: Vec<String> },
+    /// Regenerate deploy/kubernetes/breakpoint-crd.yaml from the Rust type in
+    /// crates/tracery-crd (a test fails while the two differ).
+    GenCrds,
 }
 
 fn main() {
@@ -83,7 +86,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Task::Lint => lint::run(&root),
         Task::Demo => demo::run(&root),
         Task::Bench { names } => bench::run(&root, &names),
+        Task::GenCrds => gen_crds(&root),
     }
+}
+
+/// Writes the CRD YAML that `tracery-crd` prints; xtask itself stays free of kube's build.
+fn gen_crds(root: &std::path::Path) -> anyhow::Result<()> {
+    let out = Command::new(cargo())
+        .args(["run", "--quiet", "-p", "tracery-crd"])
+        .current_dir(root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo")?;
+    if !out.status.success() {
+        bail!("`cargo run -p tracery-crd` failed ({})", out.status);
+    }
+    let path = root.join("deploy/kubernetes/breakpoint-crd.yaml");
+    std::fs::create_dir_all(path.parent().expect("the path has a parent"))?;
+    let old = std::fs::read(&path).ok();
+    if old.as_deref() == Some(out.stdout.as_slice()) {
+        println!("{} is up to date", path.display());
+    } else {
+        std::fs::write(&path, &out.stdout)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("wrote {}; commit it with the type change", path.display());
+    }
+    Ok(())
 }
 
 /// The workspace root: xtask lives one level below it.
