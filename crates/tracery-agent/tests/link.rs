@@ -35,7 +35,7 @@ impl Controller {
                 defaults: Defaults::default(),
                 databases: Vec::new(),
                 capture_limits: Default::default(),
-                kubernetes: false,
+                kubernetes: None,
             },
             async move {
                 let _ = stopped.await;

@@ -11,9 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracery_proto::v1::{self, agent_link_server::AgentLink, agent_message::Message as Up};
 use tracery_store::{BreakpointId, NewSnapshot};
 
-use crate::registry::{
-    arm_message, error_chain, hold_message, store_status, ArmEvent, Registry, Reply,
-};
+use crate::registry::{error_chain, hold_message, store_status, ArmEvent, Registry, Reply};
 use crate::snapshot_body;
 
 pub(crate) struct AgentLinkApi {
@@ -63,7 +61,7 @@ impl AgentLink for AgentLinkApi {
         // twice, which arming tolerates) rather than not at all.
         let conn = self.registry.connect(hello, tx.clone());
         let arms = match self.registry.live_breakpoints().await {
-            Ok(live) => live.iter().map(arm_message).collect::<Result<Vec<_>, _>>(),
+            Ok(live) => self.registry.arms_on_connect(&live),
             Err(e) => Err(store_status(e)),
         };
         let arms = arms.inspect_err(|_| self.registry.disconnect(&agent_id, conn))?;

@@ -32,4 +32,10 @@ pub enum ControllerError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// Cluster mode could not start (no API access, missing RBAC).
+    #[error("cluster mode cannot start: {reason}")]
+    Kubernetes {
+        /// What failed and what to check.
+        reason: String,
+    },
 }

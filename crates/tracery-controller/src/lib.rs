@@ -5,10 +5,12 @@
 //! the standalone agent. Start it with [`serve`].
 
 mod agent_link;
+mod breakpoints;
 mod captures;
 mod error;
 mod expiry;
 mod holds;
+mod kubernetes;
 mod options;
 mod registry;
 mod snapshot_body;
@@ -26,6 +28,7 @@ use tracery_proto::v1::{agent_link_server::AgentLinkServer, tracery_server::Trac
 use tracery_store::Store;
 
 pub use error::ControllerError;
+pub use kubernetes::KubernetesApi;
 pub use options::{default_store_url, ControllerOptions, Defaults};
 
 use registry::Registry;
@@ -51,6 +54,14 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let registry = Arc::new(Registry::new(store.clone(), opts, stop_rx));
     let expiry = tokio::spawn(expiry::run(registry.clone()));
+    let _cluster = match &registry.opts.kubernetes {
+        Some(api) => Some(
+            kubernetes::start(api, registry.clone())
+                .await
+                .map_err(|reason| ControllerError::Kubernetes { reason })?,
+        ),
+        None => None,
+    };
     tracing::info!(%addr, store = store.url(), "controller listening");
 
     // Long-lived streams (agent sessions, watches) would hold a graceful shutdown open

@@ -25,7 +25,7 @@ pub struct ControllerOptions {
     pub capture_limits: CaptureLimits,
     /// Cluster mode: `--service` names a Kubernetes Service, pods are read from the API
     /// and `Breakpoint` objects are reconciled.
-    pub kubernetes: bool,
+    pub kubernetes: Option<crate::KubernetesApi>,
 }
 
 /// Limits a breakpoint gets when the user sets none: every breakpoint expires, stops after

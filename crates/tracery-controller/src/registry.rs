@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
 use tokio::sync::{broadcast, mpsc, watch};
@@ -12,6 +12,7 @@ use tracery_proto::v1::{self, controller_message::Message as Down};
 use tracery_store::{BreakpointId, BreakpointRecord, Store, StoreError};
 
 use crate::captures::Captures;
+use crate::kubernetes::{self, Cluster};
 use crate::spec::{self, TargetRules};
 use crate::traces::Traces;
 use crate::ControllerOptions;
@@ -81,6 +82,8 @@ pub(crate) struct Registry {
     sessions: watch::Sender<u64>,
     /// Turns true when the server shuts down; long-lived streams end then.
     pub stop: watch::Receiver<bool>,
+    /// Cluster mode: pods and Services as the API shows them.
+    cluster: OnceLock<Arc<Cluster>>,
 }
 
 impl Registry {
@@ -100,12 +103,74 @@ impl Registry {
             next_request: AtomicU64::new(1),
             sessions: watch::channel(0).0,
             stop,
+            cluster: OnceLock::new(),
         }
+    }
+
+    /// Cluster mode's view of the cluster, once it has synced.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.get()
+    }
+
+    pub fn set_cluster(&self, cluster: Arc<Cluster>) {
+        // Set once at start-up; a second call would be a bug, and the first value stays.
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// Arms `record` where it belongs: on the agents of its pods' nodes in cluster mode,
+    /// else on every agent. Returns the agents it was sent to.
+    pub async fn arm(&self, record: &BreakpointRecord) -> Result<Vec<String>, Status> {
+        if let Some(cluster) = self.cluster() {
+            if cluster.route(record).is_some() {
+                let id = u64::try_from(record.id.0).unwrap_or_default();
+                let mut sent = kubernetes::sync(self, cluster).await;
+                return Ok(sent.remove(&id).unwrap_or_default());
+            }
+        }
+        Ok(self.broadcast(arm_message(record)?))
+    }
+
+    /// The `Arm`s a newly connected agent gets at once: in cluster mode the router sends
+    /// breakpoints on pods after the node's pods, so they are left out here.
+    pub fn arms_on_connect(&self, live: &[BreakpointRecord]) -> Result<Vec<Down>, Status> {
+        let cluster = self.cluster();
+        live.iter()
+            .filter(|r| cluster.is_none_or(|c| c.route(r).is_none()))
+            .map(arm_message)
+            .collect()
+    }
+
+    /// Connected agents that run in the cluster: (agent id, session, Kubernetes node).
+    pub fn cluster_agents(&self) -> Vec<(String, u64, String)> {
+        self.agents()
+            .iter()
+            .filter(|(_, a)| a.tx.is_some() && !a.hello.kubernetes_node.is_empty())
+            .map(|(id, a)| (id.clone(), a.conn, a.hello.kubernetes_node.clone()))
+            .collect()
+    }
+
+    /// Sends `message` to session `conn` of `agent_id`, if that session is current.
+    pub fn send_to_session(&self, agent_id: &str, conn: u64, message: Down) {
+        self.send_to(
+            agent_id,
+            conn,
+            Ok(v1::ControllerMessage {
+                message: Some(message),
+            }),
+        );
+    }
+
+    /// Nodes whose agents are connected (Kubernetes node names).
+    pub fn connected_nodes(&self) -> BTreeSet<String> {
+        self.cluster_agents()
+            .into_iter()
+            .map(|(_, _, n)| n)
+            .collect()
     }
 
     /// How `--service` is resolved by this controller.
     pub fn target_rules(&self) -> TargetRules<'_> {
-        if self.opts.kubernetes {
+        if self.opts.kubernetes.is_some() {
             TargetRules::Kubernetes
         } else {
             TargetRules::Services(&self.opts.services)
@@ -138,6 +203,10 @@ impl Registry {
         // The agent reports its frozen threads again after Hello.
         self.traces().forget_agent(&id);
         self.sessions.send_modify(|n| *n += 1);
+        if let Some(cluster) = self.cluster() {
+            // The router sends it its node's pods and their breakpoints.
+            cluster.poke();
+        }
         conn
     }
 

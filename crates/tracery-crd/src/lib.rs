@@ -20,6 +20,8 @@ pub const CRD_PATH: &str = "deploy/kubernetes/breakpoint-crd.yaml";
 pub const BREAKPOINT_ID_ANNOTATION: &str = "tracery.dev/breakpoint-id";
 
 /// A breakpoint on a source line of the pods of a Service (or chosen by labels).
+// kube's `printcolumn(...)` repeats `type_` per column, which clippy reads as duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[kube(
     group = "tracery.dev",
@@ -35,7 +37,11 @@ pub const BREAKPOINT_ID_ANNOTATION: &str = "tracery.dev/breakpoint-id";
     printcolumn(name = "Id", type_ = "integer", json_path = ".status.breakpointId"),
     printcolumn(name = "Hits", type_ = "integer", json_path = ".status.hits"),
     printcolumn(name = "Pods", type_ = "integer", json_path = ".status.armedPods"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BreakpointSpec {
@@ -154,18 +160,20 @@ impl BreakpointSpec {
     /// The spec as the controller's API takes it, with pods in `namespace`. A spec naming
     /// both or neither of `service` and `selector` yields an error to report as a condition.
     pub fn to_proto(&self, namespace: &str) -> Result<v1::BreakpointSpec, String> {
-        let target = match (&self.service, &self.selector) {
-            (Some(s), None) => Target::Service(s.clone()),
-            (None, Some(labels)) => Target::Selector(v1::LabelSelector {
-                match_labels: labels.clone().into_iter().collect(),
-            }),
-            (Some(_), Some(_)) => {
-                return Err("give one of spec.service and spec.selector, not both".into())
-            }
-            (None, None) => {
-                return Err("give spec.service (a Service of this namespace) or spec.selector (pod labels)".into())
-            }
-        };
+        let target =
+            match (&self.service, &self.selector) {
+                (Some(s), None) => Target::Service(s.clone()),
+                (None, Some(labels)) => Target::Selector(v1::LabelSelector {
+                    match_labels: labels.clone().into_iter().collect(),
+                }),
+                (Some(_), Some(_)) => {
+                    return Err("give one of spec.service and spec.selector, not both".into())
+                }
+                (None, None) => return Err(
+                    "give spec.service (a Service of this namespace) or spec.selector (pod labels)"
+                        .into(),
+                ),
+            };
         Ok(v1::BreakpointSpec {
             target: Some(target),
             location: self.location.clone(),

@@ -41,7 +41,7 @@ impl Controller {
             defaults: Defaults::default(),
             databases: Vec::new(),
             capture_limits: Default::default(),
-            kubernetes: false,
+            kubernetes: None,
         };
         let task = tokio::spawn(serve(listener, opts, async {
             stopped.await.ok();

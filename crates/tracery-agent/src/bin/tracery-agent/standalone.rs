@@ -63,7 +63,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             local_agent: Some(link::local_agent_id(&opts.data_dir)),
             databases: opts.databases.databases,
             capture_limits: opts.databases.limits,
-            kubernetes: false,
+            kubernetes: None,
         },
         async move {
             let _ = stop_rx.await;

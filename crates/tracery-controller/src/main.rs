@@ -1,0 +1,113 @@
+//! `tracery-controller`: the controller on its own, as the cluster Deployment runs it (the
+//! standalone `tracery-agent standalone` embeds the same controller).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracery_controller::{ControllerOptions, Defaults, KubernetesApi};
+use tracery_databases::{resolve_databases, CaptureLimits, DatabasesSection};
+
+/// Breakpoint registry and snapshot store for Tracery agents and tracery-ctl.
+#[derive(Parser, Debug)]
+#[command(name = "tracery-controller", version)]
+struct Cli {
+    /// Address to serve tracery-ctl and agents on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7777")]
+    listen: String,
+    /// Snapshot store: sqlite://PATH or postgres://…; default: a SQLite file under the
+    /// data directory. Prefer the environment variable for a URL with a password.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "TRACERY_STORE_URL",
+        hide_env_values = true
+    )]
+    store: Option<String>,
+    /// Cluster mode: --service names a Kubernetes Service, pods come from the API, and
+    /// Breakpoint objects are reconciled. On by default when running in a pod.
+    #[arg(long)]
+    kubernetes: bool,
+    /// Stay out of cluster mode even in a pod.
+    #[arg(long, conflicts_with = "kubernetes")]
+    no_kubernetes: bool,
+    /// A database `--capture` queries may read, as NAME=URL (postgres://, redis://,
+    /// mongodb://); repeatable.
+    #[arg(long = "database", value_name = "NAME=URL")]
+    databases: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Kubernetes sets this variable in every pod.
+    let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    let kubernetes = if cli.kubernetes || (in_pod && !cli.no_kubernetes) {
+        let client = kube::Client::try_default().await.map_err(|e| {
+            anyhow::anyhow!(
+                "cluster mode needs the Kubernetes API: {e}; run in a pod with the \
+                 tracery-controller ServiceAccount, or pass --no-kubernetes"
+            )
+        })?;
+        Some(KubernetesApi::new(client))
+    } else {
+        None
+    };
+    let databases = resolve_databases(&DatabasesSection::default(), &cli.databases)?;
+    let opts = ControllerOptions {
+        store_url: cli
+            .store
+            .unwrap_or_else(tracery_controller::default_store_url),
+        services: Vec::new(),
+        defaults: Defaults::default(),
+        local_agent: None,
+        databases,
+        capture_limits: CaptureLimits::default(),
+        kubernetes,
+    };
+    let listener = tokio::net::TcpListener::bind(&cli.listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {}: {e}; pass another --listen",
+                cli.listen
+            )
+        })?;
+    tracery_controller::serve(listener, opts, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM (what Kubernetes sends a pod it stops).
+async fn shutdown_signal() {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
