@@ -1,6 +1,7 @@
 //! `tracery-ctl`: the Tracery command line.
 
 mod client;
+mod cluster;
 mod commands;
 mod output;
 
@@ -12,9 +13,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "tracery-ctl", version, about)]
 struct Cli {
-    /// The controller to talk to (for breakpoint, snapshot, trace and status).
-    #[arg(long, global = true, env = "TRACERY_CONTROLLER", default_value = client::DEFAULT_CONTROLLER)]
-    controller: String,
+    /// Where the controller is (for breakpoint, snapshot, trace and status), and the
+    /// Kubernetes namespace.
+    #[command(flatten)]
+    controller: client::Args,
     #[command(subcommand)]
     command: Command,
 }
@@ -73,21 +75,37 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TRACERY_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                // kube logs a failed API request as an error before returning it; the
+                // message printed for that error already says what failed and what to do.
+                .unwrap_or_else(|_| "warn,kube_client::client::builder=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let controller = cli.controller;
+    let args = cli.controller;
     let result = match cli.command {
         #[cfg(feature = "probe")]
         Command::Probe(a) => commands::probe::run(a),
         #[cfg(feature = "symbols")]
         Command::Symbols(a) => commands::symbols::run(a),
-        Command::Breakpoint(c) => block_on(commands::breakpoint::run(&controller, c)),
-        Command::Snapshot(c) => block_on(commands::snapshot::run(&controller, c)),
-        Command::Trace(c) => block_on(commands::trace::run(&controller, c)),
-        Command::Status { output } => block_on(commands::status::run(&controller, output)),
+        // The kubeconfig is read (and a runtime built) only for commands that need the
+        // controller.
+        Command::Breakpoint(c) => block_on(async {
+            let (controller, namespace) = args.resolve().await?;
+            commands::breakpoint::run(&controller, &namespace, c).await
+        }),
+        Command::Snapshot(c) => block_on(async {
+            let (controller, _) = args.resolve().await?;
+            commands::snapshot::run(&controller, c).await
+        }),
+        Command::Trace(c) => block_on(async {
+            let (controller, _) = args.resolve().await?;
+            commands::trace::run(&controller, c).await
+        }),
+        Command::Status { output } => block_on(async {
+            let (controller, _) = args.resolve().await?;
+            commands::status::run(&controller, output).await
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,5 +116,29 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_flags_are_global() {
+        let cli = Cli::try_parse_from([
+            "tracery-ctl",
+            "breakpoint",
+            "list",
+            "-n",
+            "shop",
+            "--context",
+            "dev",
+            "--controller-namespace",
+            "tracery",
+        ])
+        .unwrap();
+        assert_eq!(cli.controller.namespace.as_deref(), Some("shop"));
+        assert_eq!(cli.controller.context.as_deref(), Some("dev"));
+        assert_eq!(cli.controller.controller_namespace, "tracery");
     }
 }

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use comfy_table::Table;
 use serde_json::Value as Json;
-use tracery_model::{DatabaseRead, Snapshot};
+use tracery_model::{DatabaseRead, PodRef, Snapshot};
 
 /// Widest cell of a row table before it is cut: the full value is in `--output json`.
 const MAX_CELL: usize = 80;
@@ -25,6 +25,9 @@ pub fn snapshot_text(title: &str, s: &Snapshot) -> String {
         "  at {} ({}:{})  {:#x}",
         s.location.function, s.location.file, s.location.line, s.location.address
     );
+    if let Some(p) = &s.pod {
+        let _ = writeln!(out, "  {}", pod_text(p));
+    }
     if let Some(t) = &s.trace_id {
         let _ = writeln!(out, "  trace {t}");
     }
@@ -54,6 +57,19 @@ pub fn snapshot_text(title: &str, s: &Snapshot) -> String {
         }
     }
     out
+}
+
+/// Where the process ran in a cluster: `pod shop/orders-7d9f8-x2k4p, container orders,
+/// node node-a` (parts the agent did not know are left out).
+pub fn pod_text(p: &PodRef) -> String {
+    let mut parts = vec![format!("pod {}/{}", p.namespace, p.pod)];
+    if !p.container.is_empty() {
+        parts.push(format!("container {}", p.container));
+    }
+    if !p.node.is_empty() {
+        parts.push(format!("node {}", p.node));
+    }
+    parts.join(", ")
 }
 
 /// One capture query: what ran, with which values, when, how consistent, and its rows as
@@ -138,5 +154,26 @@ fn cell(v: &Json) -> String {
         format!("{cut}…")
     } else {
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_in_a_pod_says_where_it_ran() {
+        let mut p = PodRef {
+            namespace: "shop".into(),
+            pod: "orders-7d9f8-x2k4p".into(),
+            container: "orders".into(),
+            node: "node-a".into(),
+        };
+        assert_eq!(
+            pod_text(&p),
+            "pod shop/orders-7d9f8-x2k4p, container orders, node node-a"
+        );
+        p.container.clear();
+        assert_eq!(pod_text(&p), "pod shop/orders-7d9f8-x2k4p, node node-a");
     }
 }

@@ -1,11 +1,13 @@
 //! `tracery-ctl breakpoint set|list|delete`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use comfy_table::Table;
 use tracery_proto::v1::{self, breakpoint_spec::Target};
 
-use crate::{client, OutputFormat};
+use crate::client::{self, Controller, Namespace};
+use crate::OutputFormat;
 
 /// Subcommands of `tracery-ctl breakpoint`.
 #[derive(clap::Subcommand, Debug)]
@@ -13,7 +15,7 @@ pub enum Command {
     /// Set a breakpoint on a service, an executable or a process; prints where it was
     /// armed and what to run next (`-q`: only its id).
     Set(Box<SetArgs>),
-    /// List active breakpoints.
+    /// List active breakpoints (with -n, only those on that namespace's Services and pods).
     List {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
@@ -24,11 +26,20 @@ pub enum Command {
 
 /// Arguments of `breakpoint set`.
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["service", "exe", "pid"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["service", "selector", "exe", "pid"])))]
+#[command(group(clap::ArgGroup::new("pods").args(["service", "selector"])))]
 pub struct SetArgs {
-    /// A service named in tracery.toml (or, in a cluster, a Kubernetes service).
+    /// A service named in tracery.toml, or in a cluster a Kubernetes Service: the pods it
+    /// selects in the namespace (-n), now and later.
     #[arg(long)]
     service: Option<String>,
+    /// Cluster mode: the pods carrying all these labels in the namespace (-n), now and
+    /// later, e.g. app=orders,tier=api.
+    #[arg(long, value_name = "KEY=VALUE,...", value_parser = parse_selector)]
+    selector: Option<BTreeMap<String, String>>,
+    /// Cluster mode: only this container of the pods of --service or --selector.
+    #[arg(long, value_name = "NAME", requires = "pods", conflicts_with_all = ["exe", "pid"])]
+    container: Option<String>,
     /// Every process running this executable, now and later.
     #[arg(long)]
     exe: Option<std::path::PathBuf>,
@@ -98,6 +109,93 @@ enum ArgError {
     FreezeTooLong { text: String, max: u64 },
     #[error("{text:?} is not a rate; write it like 10/s")]
     Rate { text: String },
+    #[error("--selector is empty; give labels such as app=orders,tier=api")]
+    EmptySelector,
+    #[error("{item:?} is not KEY=VALUE; write labels like app=orders,tier=api")]
+    SelectorItem { item: String },
+    #[error(
+        "{item:?}: --selector takes only KEY=VALUE labels, all of which a pod must carry \
+         (as a Service's selector); !=, == and set expressions are not supported"
+    )]
+    SelectorOperator { item: String },
+    #[error(
+        "{key:?} is not a label key: at most 63 letters, digits, '-', '_' or '.', beginning \
+         and ending with a letter or digit, after an optional DNS prefix and '/' \
+         (app.kubernetes.io/name)"
+    )]
+    LabelKey { key: String },
+    #[error(
+        "{value:?} (label {key}) is not a label value: at most 63 letters, digits, '-', '_' \
+         or '.', beginning and ending with a letter or digit"
+    )]
+    LabelValue { key: String, value: String },
+    #[error("label {key} is given twice in --selector")]
+    DuplicateLabel { key: String },
+}
+
+/// `--selector app=orders,tier=api`: labels a pod must all carry. Checked here with the
+/// API server's rules, because a selector it would never match arms nothing, silently.
+fn parse_selector(s: &str) -> Result<BTreeMap<String, String>, ArgError> {
+    if s.trim().is_empty() {
+        return Err(ArgError::EmptySelector);
+    }
+    let mut labels = BTreeMap::new();
+    for item in s.split(',').map(str::trim) {
+        if item.contains("!=") || item.contains("==") || item.contains('(') || item.starts_with('!')
+        {
+            return Err(ArgError::SelectorOperator { item: item.into() });
+        }
+        let Some((key, value)) = item.split_once('=') else {
+            return Err(ArgError::SelectorItem { item: item.into() });
+        };
+        let (key, value) = (key.trim(), value.trim());
+        if key.is_empty() || value.is_empty() {
+            return Err(ArgError::SelectorItem { item: item.into() });
+        }
+        if !is_label_key(key) {
+            return Err(ArgError::LabelKey { key: key.into() });
+        }
+        if !is_label_name(value) {
+            return Err(ArgError::LabelValue {
+                key: key.into(),
+                value: value.into(),
+            });
+        }
+        if labels.insert(key.to_owned(), value.to_owned()).is_some() {
+            return Err(ArgError::DuplicateLabel { key: key.into() });
+        }
+    }
+    Ok(labels)
+}
+
+/// A label key: `[prefix/]name`, the prefix a DNS subdomain.
+fn is_label_key(key: &str) -> bool {
+    match key.split_once('/') {
+        Some((prefix, name)) => {
+            prefix.len() <= 253
+                && prefix.split('.').all(|part| {
+                    !part.is_empty()
+                        && part
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                        && !part.starts_with('-')
+                        && !part.ends_with('-')
+                })
+                && is_label_name(name)
+        }
+        None => is_label_name(key),
+    }
+}
+
+/// A label name or value (non-empty here): at most 63 of `[A-Za-z0-9._-]`, alphanumeric at
+/// both ends.
+fn is_label_name(s: &str) -> bool {
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    s.len() <= 63
+        && alnum(s.chars().next())
+        && alnum(s.chars().last())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// A freeze timeout in whole seconds (rounded up), 1 s to the maximum freeze.
@@ -128,10 +226,14 @@ fn parse_rate(s: &str) -> Result<u32, ArgError> {
 }
 
 /// Runs `breakpoint`.
-pub async fn run(controller: &str, cmd: Command) -> anyhow::Result<()> {
+pub async fn run(
+    controller: &Controller,
+    namespace: &Namespace,
+    cmd: Command,
+) -> anyhow::Result<()> {
     match cmd {
-        Command::Set(a) => set(controller, *a).await,
-        Command::List { output } => list(controller, output).await,
+        Command::Set(a) => set(controller, namespace, *a).await,
+        Command::List { output } => list(controller, namespace, output).await,
         Command::Delete { id } => {
             let mut c = client::connect(controller).await?;
             c.delete_breakpoint(v1::DeleteBreakpointRequest { id })
@@ -143,21 +245,25 @@ pub async fn run(controller: &str, cmd: Command) -> anyhow::Result<()> {
     }
 }
 
-async fn set(controller: &str, a: SetArgs) -> anyhow::Result<()> {
+async fn set(controller: &Controller, namespace: &Namespace, a: SetArgs) -> anyhow::Result<()> {
     // Check the condition here, where the caret can point into what the user typed.
     if let Some(w) = &a.when {
         tracery_model::condition::parse(w)?;
     }
-    let target = match (a.service, a.exe, a.pid) {
-        (Some(s), _, _) => Target::Service(s),
-        (_, Some(e), _) => {
+    let target = match (a.service, a.selector, a.exe, a.pid) {
+        (Some(s), ..) => Target::Service(s),
+        (_, Some(labels), ..) => Target::Selector(v1::LabelSelector {
+            match_labels: labels.into_iter().collect(),
+        }),
+        (_, _, Some(e), _) => {
             let e = std::fs::canonicalize(&e)
                 .map_err(|err| anyhow::anyhow!("--exe {}: {err}", e.display()))?;
             Target::Exe(e.to_string_lossy().into_owned())
         }
-        (_, _, Some(p)) => Target::Pid(p),
+        (.., Some(p)) => Target::Pid(p),
         _ => unreachable!("clap requires one target"),
     };
+    let namespace = target_namespace(&target, namespace)?;
     let spec = v1::BreakpointSpec {
         target: Some(target),
         location: a.at,
@@ -170,8 +276,8 @@ async fn set(controller: &str, a: SetArgs) -> anyhow::Result<()> {
         freeze: a.freeze,
         freeze_timeout_seconds: a.freeze_timeout,
         captures: a.captures,
-        namespace: String::new(),
-        container: String::new(),
+        namespace,
+        container: a.container.unwrap_or_default(),
     };
     let mut c = client::connect(controller).await?;
     let set = c
@@ -193,6 +299,19 @@ async fn set(controller: &str, a: SetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The namespace sent with `target`: Services and selectors live in one; processes
+/// (`--exe`, `--pid`) do not, so an explicit `-n` with them is a mistake worth saying.
+fn target_namespace(target: &Target, namespace: &Namespace) -> anyhow::Result<String> {
+    match target {
+        Target::Service(_) | Target::Selector(_) => Ok(namespace.name.clone()),
+        Target::Exe(_) | Target::Pid(_) if namespace.explicit => Err(anyhow::anyhow!(
+            "-n/--namespace applies to --service and --selector targets; --exe and --pid \
+             name processes on the nodes, in no namespace: leave -n out"
+        )),
+        Target::Exe(_) | Target::Pid(_) => Ok(String::new()),
+    }
+}
+
 /// What `set` did, for people: where it is armed, what failed, and what to run next.
 fn set_text(bp: &v1::Breakpoint, set: &v1::SetBreakpointResponse) -> String {
     use std::fmt::Write as _;
@@ -203,7 +322,7 @@ fn set_text(bp: &v1::Breakpoint, set: &v1::SetBreakpointResponse) -> String {
         "breakpoint {} set at {} on {}",
         bp.id,
         j["location"].as_str().unwrap_or(""),
-        j["target"].as_str().unwrap_or("")
+        target_text(&j, ", ")
     );
     // (node, agent) -> armed processes, failures, and whether it has none yet.
     let mut nodes: std::collections::BTreeMap<(String, String), NodeArms> = Default::default();
@@ -267,6 +386,16 @@ fn set_text(bp: &v1::Breakpoint, set: &v1::SetBreakpointResponse) -> String {
     out
 }
 
+/// The target of [`breakpoint_json`] for people: `service shop/orders`, then
+/// `container orders` after `sep` when one is set.
+fn target_text(j: &serde_json::Value, sep: &str) -> String {
+    let target = j["target"].as_str().unwrap_or("");
+    match j["container"].as_str() {
+        Some(c) => format!("{target}{sep}container {c}"),
+        None => target.to_owned(),
+    }
+}
+
 /// One node's arm results.
 #[derive(Default)]
 struct NodeArms {
@@ -304,14 +433,21 @@ fn set_json(bp: &v1::Breakpoint, set: &v1::SetBreakpointResponse) -> serde_json:
     j
 }
 
-async fn list(controller: &str, output: OutputFormat) -> anyhow::Result<()> {
+async fn list(
+    controller: &Controller,
+    namespace: &Namespace,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
     let mut c = client::connect(controller).await?;
-    let bps = c
+    let mut bps = c
         .list_breakpoints(v1::ListBreakpointsRequest {})
         .await
         .map_err(client::status_error)?
         .into_inner()
         .breakpoints;
+    if namespace.explicit {
+        bps.retain(|b| in_namespace(b, &namespace.name));
+    }
     match output {
         OutputFormat::Json => {
             for b in &bps {
@@ -327,7 +463,7 @@ async fn list(controller: &str, output: OutputFormat) -> anyhow::Result<()> {
                 let j = breakpoint_json(b);
                 t.add_row([
                     j["id"].to_string(),
-                    j["target"].as_str().unwrap_or("").to_string(),
+                    target_text(&j, "\n"),
                     j["location"].as_str().unwrap_or("").to_string(),
                     j["when"].as_str().unwrap_or("").to_string(),
                     scope_text(&j),
@@ -344,6 +480,15 @@ async fn list(controller: &str, output: OutputFormat) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `b` targets Services or pods in namespace `ns` (an empty namespace is
+/// `default`, as the controller reads it).
+fn in_namespace(b: &v1::Breakpoint, ns: &str) -> bool {
+    let Some(spec) = &b.spec else { return false };
+    let of = |n: &str| if n.is_empty() { "default" } else { n }.to_owned();
+    matches!(spec.target, Some(Target::Service(_) | Target::Selector(_)))
+        && of(&spec.namespace) == of(ns)
 }
 
 /// `trace T`, `header N=V`, both on two lines, or `any request`.
@@ -365,20 +510,26 @@ fn scope_text(j: &serde_json::Value) -> String {
 /// A breakpoint as one JSON object (`breakpoint list --output json`).
 pub fn breakpoint_json(b: &v1::Breakpoint) -> serde_json::Value {
     let spec = b.spec.clone().unwrap_or_default();
-    let target = match spec.target {
-        Some(Target::Service(s)) => format!("service {s}"),
-        Some(Target::Exe(e)) => format!("exe {e}"),
-        Some(Target::Pid(p)) => format!("pid {p}"),
-        Some(Target::Selector(s)) => {
-            let labels: Vec<String> = s
-                .match_labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            format!("selector {}", labels.join(","))
-        }
-        None => String::new(),
+    // `shop/orders`; a standalone controller keeps no namespace.
+    let in_ns = |name: &str| match spec.namespace.as_str() {
+        "" => name.to_owned(),
+        ns => format!("{ns}/{name}"),
     };
+    let mut selector = None;
+    let (target, namespaced) = match &spec.target {
+        Some(Target::Service(s)) => (format!("service {}", in_ns(s)), true),
+        Some(Target::Exe(e)) => (format!("exe {e}"), false),
+        Some(Target::Pid(p)) => (format!("pid {p}"), false),
+        Some(Target::Selector(s)) => {
+            // Sorted: the wire map has no order.
+            let labels: BTreeMap<&String, &String> = s.match_labels.iter().collect();
+            let text: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            selector = Some(serde_json::json!(labels));
+            (format!("selector {}", in_ns(&text.join(","))), true)
+        }
+        None => (String::new(), false),
+    };
+    let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     let time = |t: &Option<prost_types::Timestamp>| {
         t.and_then(|t| std::time::SystemTime::try_from(t).ok())
             .map(|t| humantime::format_rfc3339_seconds(t).to_string())
@@ -386,6 +537,9 @@ pub fn breakpoint_json(b: &v1::Breakpoint) -> serde_json::Value {
     serde_json::json!({
         "id": b.id,
         "target": target,
+        "namespace": if namespaced { nonempty(&spec.namespace) } else { None },
+        "selector": selector,
+        "container": nonempty(&spec.container),
         "location": spec.location,
         "when": spec.when,
         "hit_limit": spec.hit_limit,
@@ -401,3 +555,6 @@ pub fn breakpoint_json(b: &v1::Breakpoint) -> serde_json::Value {
         "expires": time(&b.expires),
     })
 }
+
+#[cfg(test)]
+mod tests;

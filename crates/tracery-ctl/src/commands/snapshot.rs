@@ -35,7 +35,7 @@ pub enum Command {
 }
 
 /// Runs `snapshot`.
-pub async fn run(controller: &str, cmd: Command) -> anyhow::Result<()> {
+pub async fn run(controller: &client::Controller, cmd: Command) -> anyhow::Result<()> {
     let mut c = client::connect(controller).await?;
     match cmd {
         Command::List {
@@ -54,31 +54,18 @@ pub async fn run(controller: &str, cmd: Command) -> anyhow::Result<()> {
                 .await
                 .map_err(client::status_error)?
                 .into_inner();
-            let mut t = Table::new();
-            t.set_header(["id", "breakpoint", "time", "pid", "tid", "at", "trace"]);
-            for s in resp.snapshots {
-                let id = s.id;
-                let snap = Snapshot::try_from(s)?;
-                match output {
-                    OutputFormat::Json => println!("{}", with_id(id, &snap)),
-                    OutputFormat::Text => {
-                        t.add_row([
-                            id.to_string(),
-                            snap.breakpoint_id.to_string(),
-                            humantime::format_rfc3339_millis(snap.time).to_string(),
-                            snap.pid.to_string(),
-                            snap.tid.to_string(),
-                            format!(
-                                "{} ({}:{})",
-                                snap.location.function, snap.location.file, snap.location.line
-                            ),
-                            snap.trace_id.clone().unwrap_or_default(),
-                        ]);
+            let snaps = resp
+                .snapshots
+                .into_iter()
+                .map(|s| Ok((s.id, Snapshot::try_from(s)?)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            match output {
+                OutputFormat::Json => {
+                    for (id, snap) in &snaps {
+                        println!("{}", with_id(*id, snap));
                     }
                 }
-            }
-            if output == OutputFormat::Text {
-                println!("{t}");
+                OutputFormat::Text => println!("{}", list_table(&snaps)),
             }
         }
         Command::View { id, output } => {
@@ -111,7 +98,46 @@ pub async fn run(controller: &str, cmd: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The snapshot JSON of `probe --output json`, plus the stored id.
+/// `snapshot list` for people; pod and node columns only when some snapshot ran in a
+/// cluster pod (`snapshot view` shows the container too).
+fn list_table(snaps: &[(u64, Snapshot)]) -> Table {
+    let cluster = snaps.iter().any(|(_, s)| s.pod.is_some());
+    let mut header = vec!["id", "breakpoint", "time"];
+    if cluster {
+        header.extend(["pod", "node"]);
+    }
+    header.extend(["pid", "tid", "at", "trace"]);
+    let mut t = Table::new();
+    t.set_header(header);
+    for (id, snap) in snaps {
+        let mut row = vec![
+            id.to_string(),
+            snap.breakpoint_id.to_string(),
+            humantime::format_rfc3339_millis(snap.time).to_string(),
+        ];
+        if cluster {
+            let (pod, node) = snap
+                .pod
+                .as_ref()
+                .map(|p| (format!("{}/{}", p.namespace, p.pod), p.node.clone()))
+                .unwrap_or_default();
+            row.extend([pod, node]);
+        }
+        row.extend([
+            snap.pid.to_string(),
+            snap.tid.to_string(),
+            format!(
+                "{} ({}:{})",
+                snap.location.function, snap.location.file, snap.location.line
+            ),
+            snap.trace_id.clone().unwrap_or_default(),
+        ]);
+        t.add_row(row);
+    }
+    t
+}
+
+/// The snapshot JSON of `probe --output json`, plus the stored id (and `pod` in a cluster).
 fn with_id(id: u64, s: &Snapshot) -> serde_json::Value {
     let mut j = s.to_json();
     j["id"] = serde_json::json!(id);
@@ -122,5 +148,79 @@ fn print(id: u64, s: &Snapshot, output: OutputFormat) {
     match output {
         OutputFormat::Json => println!("{}", with_id(id, s)),
         OutputFormat::Text => println!("{}", output::snapshot_text(&format!("snapshot #{id}"), s)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracery_model::{Location, PodRef, SourceLanguage};
+
+    fn snapshot(pod: Option<PodRef>) -> Snapshot {
+        Snapshot {
+            breakpoint_id: 3,
+            pid: 4242,
+            tid: 4243,
+            time: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_000_000),
+            location: Location {
+                function: "orders::handle".into(),
+                file: "src/main.rs".into(),
+                line: 42,
+                address: 0x1234,
+            },
+            variables: Vec::new(),
+            stack: Vec::new(),
+            trace_id: None,
+            span_id: None,
+            language: SourceLanguage::Rust,
+            databases: Vec::new(),
+            pod,
+        }
+    }
+
+    fn in_pod() -> Snapshot {
+        snapshot(Some(PodRef {
+            namespace: "shop".into(),
+            pod: "orders-7d9f8-x2k4p".into(),
+            container: "orders".into(),
+            node: "node-a".into(),
+        }))
+    }
+
+    #[test]
+    fn view_and_json_say_which_pod_it_ran_in() {
+        let text = output::snapshot_text("snapshot #9", &in_pod());
+        assert!(
+            text.contains("\n  pod shop/orders-7d9f8-x2k4p, container orders, node node-a\n"),
+            "{text}"
+        );
+        assert_eq!(
+            with_id(9, &in_pod())["pod"],
+            serde_json::json!({
+                "namespace": "shop",
+                "pod": "orders-7d9f8-x2k4p",
+                "container": "orders",
+                "node": "node-a",
+            })
+        );
+        let outside = snapshot(None);
+        assert!(!output::snapshot_text("snapshot #9", &outside).contains("pod "));
+        assert!(with_id(9, &outside).get("pod").is_none());
+    }
+
+    #[test]
+    fn list_has_pod_columns_only_in_a_cluster() {
+        let text = list_table(&[(8, snapshot(None)), (9, in_pod())]).to_string();
+        let header = text.lines().nth(1).unwrap();
+        assert!(
+            header.contains("| pod ") && header.contains("| node "),
+            "{text}"
+        );
+        assert!(
+            text.contains("shop/orders-7d9f8-x2k4p") && text.contains("node-a"),
+            "{text}"
+        );
+        let text = list_table(&[(8, snapshot(None))]).to_string();
+        assert!(!text.contains("| pod "), "{text}");
     }
 }

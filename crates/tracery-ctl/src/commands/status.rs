@@ -6,7 +6,7 @@ use tracery_proto::v1;
 use crate::{client, OutputFormat};
 
 /// Runs `status`.
-pub async fn run(controller: &str, output: OutputFormat) -> anyhow::Result<()> {
+pub async fn run(controller: &client::Controller, output: OutputFormat) -> anyhow::Result<()> {
     let mut c = client::connect(controller).await?;
     let st = c
         .status(v1::StatusRequest {})

@@ -52,7 +52,7 @@ pub enum Command {
 }
 
 /// Runs `trace`.
-pub async fn run(controller: &str, cmd: Command) -> anyhow::Result<()> {
+pub async fn run(controller: &client::Controller, cmd: Command) -> anyhow::Result<()> {
     let mut c = client::connect(controller).await?;
     match cmd {
         Command::List { output } => {
