@@ -1,14 +1,15 @@
 //! `cargo xtask setup`: install, idempotently, the toolchain and services that building
 //! and testing need (docs/ebpf-toolchain.md lists them and why).
 
-use std::process::Command;
+use std::{path::Path, process::Command};
 
 use anyhow::{bail, Result};
 
 use crate::{host, run_checked};
 
 /// Debian packages: the BPF-capable rustc and its prebuilt core, what bpf-linker links
-/// against, the fixture compilers, the test databases, bpftool and iproute2.
+/// against, the fixture compilers, the test databases, bpftool, iproute2, and the venv
+/// module the manifest validator is installed with.
 const APT_PACKAGES: &[&str] = &[
     "rustc-web",
     "libstd-rust-web-dev-bpf",
@@ -25,6 +26,9 @@ const APT_PACKAGES: &[&str] = &[
     "bpftool",
     // `ip`: the demo's nodes are network namespaces joined to the host by veths.
     "iproute2",
+    // `python3 -m venv` for kubernetes-validate: Debian 12's python refuses `pip install`
+    // outside a virtual environment (PEP 668).
+    "python3-venv",
 ];
 
 /// A fresh VM may be running unattended upgrades: wait for the dpkg lock, do not fail.
@@ -33,6 +37,15 @@ const APT_LOCK_WAIT: &str = "-oDPkg::Lock::Timeout=600";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// bpf-linker's default feature wants LLVM 23, which Debian 12 does not have.
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+
+/// Validates deploy/kubernetes against the Kubernetes OpenAPI schemas, offline
+/// (tests/tests/kubernetes_manifests.rs runs it). Pinned: its bundled schemas decide what
+/// passes.
+const KUBERNETES_VALIDATE_VERSION: &str = "1.37.0";
+/// Its virtual environment. The test looks for the executable here too: keep them in step.
+const KUBERNETES_VALIDATE_VENV: &str = "/var/cache/tracery/kubernetes-validate";
+/// Debian's python, the one python3-venv is for (a PATH lookup may find another).
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
 
 /// Filesystems the agent needs: pinned maps and tracepoint ids.
 const MOUNTS: &[Mount] = &[
@@ -62,6 +75,7 @@ struct Mount {
 enum Item {
     Apt(&'static str),
     BpfLinker,
+    KubernetesValidate,
     Mount(&'static Mount),
 }
 
@@ -69,6 +83,7 @@ impl Item {
     fn all() -> Vec<Item> {
         let mut items: Vec<Item> = APT_PACKAGES.iter().map(|p| Item::Apt(p)).collect();
         items.push(Item::BpfLinker);
+        items.push(Item::KubernetesValidate);
         items.extend(MOUNTS.iter().map(Item::Mount));
         items
     }
@@ -77,6 +92,9 @@ impl Item {
         match self {
             Item::Apt(package) => (*package).to_string(),
             Item::BpfLinker => format!("bpf-linker {BPF_LINKER_VERSION}"),
+            Item::KubernetesValidate => format!(
+                "kubernetes-validate {KUBERNETES_VALIDATE_VERSION} in {KUBERNETES_VALIDATE_VENV}"
+            ),
             Item::Mount(m) => format!("{} on {}", m.fstype, m.point),
         }
     }
@@ -85,6 +103,7 @@ impl Item {
         match self {
             Item::Apt(package) => apt_installed(package),
             Item::BpfLinker => bpf_linker_installed(),
+            Item::KubernetesValidate => kubernetes_validate_installed(),
             Item::Mount(m) => host::is_mounted(m.point, m.fstype),
         }
     }
@@ -190,6 +209,19 @@ fn install(items: &[(Item, bool)]) -> Result<()> {
                     );
                 }
             }
+            Item::KubernetesValidate => {
+                if !present {
+                    println!("install {} ... (pip, from PyPI)", item.name());
+                    install_kubernetes_validate()?;
+                    if !item.is_present() {
+                        bail!(
+                            "pip finished but kubernetes-validate {KUBERNETES_VALIDATE_VERSION} \
+                             is not in {KUBERNETES_VALIDATE_VENV}"
+                        );
+                    }
+                }
+                println!("ok   {}", item.name());
+            }
             Item::Mount(m) => {
                 if !present {
                     println!("install {} ...", item.name());
@@ -249,6 +281,37 @@ fn install_bpf_linker() -> Result<()> {
     )
 }
 
+fn kubernetes_validate_installed() -> bool {
+    Command::new(Path::new(KUBERNETES_VALIDATE_VENV).join("bin/kubernetes-validate"))
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| {
+            out.status.success()
+                && String::from_utf8_lossy(&out.stdout).trim() == KUBERNETES_VALIDATE_VERSION
+        })
+}
+
+/// A virtual environment of Debian's python with the pinned kubernetes-validate in it.
+fn install_kubernetes_validate() -> Result<()> {
+    let venv = Path::new(KUBERNETES_VALIDATE_VENV);
+    let pip = venv.join("bin/pip");
+    if !pip.exists() {
+        run_checked(Command::new(SYSTEM_PYTHON).args(["-m", "venv"]).arg(venv))?;
+    }
+    run_checked(
+        Command::new(pip)
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-input",
+            ])
+            .arg(format!(
+                "kubernetes-validate=={KUBERNETES_VALIDATE_VERSION}"
+            )),
+    )
+}
+
 fn print_manual_steps() {
     eprintln!(
         "\
@@ -264,6 +327,10 @@ install anything. Install these by hand, then run the tests as root:
         --no-default-features --features llvm-22 --locked
     and cargo's bin directory in PATH
   - gcc with C library headers, Go >= 1.19, PostgreSQL 15, Redis 7, bpftool, iproute2
+  - kubernetes-validate {KUBERNETES_VALIDATE_VERSION} from PyPI in a virtual environment at
+    {KUBERNETES_VALIDATE_VENV}:
+      python3 -m venv {KUBERNETES_VALIDATE_VENV}
+      {KUBERNETES_VALIDATE_VENV}/bin/pip install kubernetes-validate=={KUBERNETES_VALIDATE_VERSION}
   - the BPF and trace filesystems:
       mount -t bpf bpf /sys/fs/bpf
       mount -t tracefs tracefs /sys/kernel/tracing"
