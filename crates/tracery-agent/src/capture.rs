@@ -1,9 +1,11 @@
 //! Capturing a breakpoint's hits: the eBPF object ([`loader`]), probes attached by file
-//! offset and cookie ([`probes`]), the executables loaded for them ([`executables`]),
-//! breakpoints prepared from DWARF and armed ([`session`]), the ring buffer they write
-//! to ([`ring`]), the snapshots decoded from it ([`snapshot`]), and the `--when`
-//! condition split between kernel and user space ([`when`]).
+//! offset and cookie ([`probes`]), the executables loaded for them ([`executables`]) and
+//! their debug files ([`debug_file`]), breakpoints prepared from DWARF and armed
+//! ([`session`]), the ring buffer they write to ([`ring`]), the snapshots decoded from it
+//! ([`snapshot`]), and the `--when` condition split between kernel and user space
+//! ([`when`]).
 
+pub mod debug_file;
 pub mod executables;
 pub mod loader;
 pub mod probes;

@@ -11,6 +11,11 @@ pub enum AgentError {
     NotPrivileged,
     #[error("no process with PID {pid}; check the PID with `ps -p {pid}`")]
     NoSuchProcess { pid: u32 },
+    #[error(
+        "breakpoint {id} targets Kubernetes pods, and this agent has no list of its node's \
+         pods; run it in cluster mode (tracery-agent run --kubernetes-node NODE)"
+    )]
+    NotInCluster { id: u64 },
     #[error("cannot read the executable of PID {pid} ({path})")]
     Executable {
         pid: u32,

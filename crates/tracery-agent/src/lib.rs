@@ -5,7 +5,7 @@
 //! breakpoints and decodes their hits; [`freeze`] follows which request each thread serves
 //! and stops, holds and releases a frozen one; [`link`] is the stream to the controller.
 //! [`manager`] ties them together per breakpoint; [`discovery`] and [`exec_watch`] find the
-//! processes a breakpoint targets.
+//! processes a breakpoint targets, and [`pods`] the Kubernetes pods they run in.
 
 pub mod capture;
 pub mod discovery;
@@ -14,6 +14,7 @@ pub mod exec_watch;
 pub mod freeze;
 pub mod link;
 pub mod manager;
+pub mod pods;
 pub mod privilege;
 pub mod process;
 mod sys;
@@ -29,4 +30,5 @@ pub use error::{AgentError, FeatureError, HoldError};
 pub use exec_watch::{Exec, ExecWatcher};
 pub use link::{LinkError, LinkOptions};
 pub use manager::{BreakpointSpec, BreakpointStatus, Ended, Manager, Target};
+pub use pods::{PodDirectory, PodSelector};
 pub use process::TargetProcess;

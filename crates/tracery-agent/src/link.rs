@@ -10,6 +10,7 @@
 
 mod arm;
 mod outbox;
+mod pods;
 mod report;
 pub mod wire;
 mod worker;
@@ -43,6 +44,7 @@ use crate::{
     error::AgentError,
     freeze::{FreezeEvent, ResumeOutcome, TraceId},
     manager::{BreakpointSpec, BreakpointStatus, Target},
+    pods::PodDirectory,
 };
 use arm::{arm_error, arm_results};
 use worker::{Command, Worker, WorkerState};
@@ -68,6 +70,9 @@ pub struct LinkOptions {
     pub services: Services,
     /// Where the agent keeps its stable id (`agent-id`).
     pub data_dir: PathBuf,
+    /// Cluster mode: this agent's Kubernetes node (`--kubernetes-node`); the controller
+    /// then sends the node's pods, and breakpoints may select pods by label.
+    pub kubernetes_node: Option<String>,
 }
 
 /// Why the link stopped.
@@ -117,11 +122,16 @@ pub async fn run(
         .services
         .node_cgroup()
         .and_then(|c| crate::discovery::cgroup2_dir(c.path()));
-    let worker = tokio::task::spawn_blocking(move || Worker::spawn(watch))
+    let pods = opts.kubernetes_node.clone().map(PodDirectory::new);
+    let worker = tokio::task::spawn_blocking(move || Worker::spawn(watch, pods))
         .await
         .map_err(|_| LinkError::WorkerGone)??;
     let mut link = Link {
-        hello: report::hello(&opts.data_dir),
+        hello: v1::Hello {
+            kubernetes_node: opts.kubernetes_node.clone().unwrap_or_default(),
+            ..report::hello(&opts.data_dir)
+        },
+        kubernetes_node: opts.kubernetes_node,
         services: opts.services,
         controller: opts.controller,
         worker,
@@ -142,6 +152,7 @@ pub async fn run(
 
 struct Link {
     hello: v1::Hello,
+    kubernetes_node: Option<String>,
     services: Services,
     controller: String,
     worker: Worker,
@@ -327,6 +338,7 @@ impl Link {
                     }
                 }
             }
+            Some(controller_message::Message::NodePods(list)) => self.node_pods(list, out).await,
             other => {
                 tracing::warn!(message = ?other, "ignoring an invalid controller message");
                 Ok(())
@@ -345,7 +357,8 @@ impl Link {
                 return Ok(());
             }
         }
-        let spec = match BreakpointSpec::from_wire(bp, &self.services) {
+        let cluster = self.kubernetes_node.is_some();
+        let spec = match BreakpointSpec::from_wire(bp, &self.services, cluster) {
             Ok(s) => s,
             Err(e) => {
                 let r = arm_error(id, 0, error_chain(&e));
@@ -355,7 +368,7 @@ impl Link {
         tracing::info!(id, location = %spec.location, target = ?spec.target, "arming");
         let pid = match spec.target {
             Target::Pid(p) => p,
-            Target::Matching(_) => 0,
+            Target::Matching(_) | Target::Pods(_) => 0,
         };
         self.armed.insert(id, key);
         let (reply, replied) = oneshot::channel();

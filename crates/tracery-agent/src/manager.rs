@@ -4,6 +4,8 @@
 //! The control plane (or standalone mode) adds and removes [`BreakpointSpec`]s and calls
 //! [`Manager::tick`] in a loop; everything kernel-side is owned here.
 
+mod cluster;
+
 use std::{
     collections::{BTreeMap, HashMap},
     time::{Duration, SystemTime},
@@ -25,6 +27,7 @@ use crate::{
         EvalError, FreezeEvent, FreezeSpec, FrozenThread, HeldMessage, ReleaseReason,
         ResumeOutcome, TraceId, TraceScope,
     },
+    pods::{PodDirectory, PodSelector},
 };
 
 /// Which processes a breakpoint applies to.
@@ -34,6 +37,9 @@ pub enum Target {
     Pid(u32),
     /// Every process matching, now and later (an executable or a service definition).
     Matching(Matcher),
+    /// Cluster mode: every process of the selected pods' containers, now and later
+    /// (pods that start on this node included).
+    Pods(PodSelector),
 }
 
 /// A breakpoint as the control plane defines it.
@@ -123,6 +129,10 @@ pub struct Manager {
     freezer: Freezer,
     /// Processes with a freezing breakpoint whose cgroup is watched for message holds.
     hold_watched: BTreeMap<u32, HoldWatch>,
+    /// Cluster mode: this node's pods (`None` outside a cluster).
+    pods: Option<PodDirectory>,
+    /// The pod of each process that hit, found once: a process never changes pod.
+    pod_refs: HashMap<u32, tracery_model::PodRef>,
 }
 
 impl Manager {
@@ -137,6 +147,8 @@ impl Manager {
             orphaned: 0,
             freezer: Freezer::default(),
             hold_watched: BTreeMap::new(),
+            pods: None,
+            pod_refs: HashMap::new(),
         })
     }
 
@@ -173,6 +185,7 @@ impl Manager {
         let pids = match &spec.target {
             Target::Pid(pid) => vec![*pid],
             Target::Matching(m) => m.find(),
+            Target::Pods(selector) => self.find_pods(id, selector)?,
         };
         let mut armed = Armed {
             spec,
@@ -207,7 +220,7 @@ impl Manager {
                     self.release_scope(&armed);
                     return Err(e);
                 }
-                (Err(e), Target::Matching(_)) => armed.errors.push((pid, chain(&e))),
+                (Err(e), _) => armed.errors.push((pid, chain(&e))),
             }
         }
         self.breakpoints.insert(id, armed);
@@ -225,6 +238,7 @@ impl Manager {
         for pid in pids {
             self.unseize_if_unused(pid);
         }
+        self.forget_pod_refs();
         Ok(true)
     }
 
@@ -292,7 +306,8 @@ impl Manager {
     /// forgets processes that exited and ends expired breakpoints. Returns the snapshots
     /// that arrived; the caller hands them on (the Manager keeps none).
     pub fn tick(&mut self, timeout: Duration) -> Result<Vec<Snapshot>, AgentError> {
-        let snaps = self.session.poll(timeout)?;
+        let mut snaps = self.session.poll(timeout)?;
+        self.tag_pods(&mut snaps);
         let mut delivered = Vec::with_capacity(snaps.len());
         // Traces the kernel froze on a hit that user space then rejected.
         let mut not_frozen = Vec::new();
@@ -348,11 +363,13 @@ impl Manager {
             self.unseize_if_unused(r.thread.pid);
         }
         for e in self.execs.poll(Duration::ZERO)? {
+            // A new image, perhaps of a reused PID: its pod is found again at its first hit.
+            self.pod_refs.remove(&e.pid);
             for bp in self.breakpoints.values_mut() {
-                let Target::Matching(m) = &bp.spec.target else {
-                    continue;
-                };
-                if bp.ended.is_some() || bp.pids.contains_key(&e.pid) || !m.matches_exec(&e) {
+                if bp.ended.is_some()
+                    || bp.pids.contains_key(&e.pid)
+                    || !cluster::selects_exec(&bp.spec.target, self.pods.as_ref(), &e)
+                {
                     continue;
                 }
                 match arm_in(
@@ -401,8 +418,12 @@ impl Manager {
                 disarm_all(&mut self.session, bp)?;
             }
         }
+        let forget = !released_pids.is_empty();
         for pid in released_pids {
             self.unseize_if_unused(pid);
+        }
+        if forget {
+            self.forget_pod_refs();
         }
         self.unwatch_idle();
         Ok(delivered)

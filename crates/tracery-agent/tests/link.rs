@@ -60,6 +60,7 @@ fn start_agent(addr: SocketAddr, data_dir: &Path) -> (oneshot::Sender<()>, JoinH
         controller: format!("http://{addr}"),
         services: Services::default(),
         data_dir: data_dir.to_path_buf(),
+        kubernetes_node: None,
     };
     let task = tokio::spawn(async move {
         link::run(opts, async move {

@@ -101,7 +101,7 @@ impl Executables {
                 return Ok(exe);
             }
         }
-        let exe = Arc::new(Executable::open(&path)?);
+        let exe = Arc::new(super::debug_file::open(target, &path, build_id.as_deref())?);
         self.loads += 1;
         self.entries.push(Entry {
             files: vec![file],

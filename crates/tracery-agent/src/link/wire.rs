@@ -14,6 +14,7 @@ use crate::{
     discovery::{DiscoveryError, Matcher, Services},
     freeze::{FreezeSpec, TraceId, TraceScope, MAX_FREEZE},
     manager::{BreakpointSpec, Target},
+    pods::PodSelector,
 };
 
 /// Why a breakpoint from the controller cannot be armed on this agent.
@@ -50,9 +51,14 @@ const _: () = assert!(MAX_FREEZE.as_secs() == tracery_proto::trace::MAX_FREEZE_S
 
 impl BreakpointSpec {
     /// Converts a breakpoint the controller sent; service names are resolved through the
-    /// agent's own `tracery.toml` definitions. Unset limits mean no limit (the controller
-    /// has already filled in its defaults).
-    pub fn from_wire(bp: v1::Breakpoint, services: &Services) -> Result<Self, SpecError> {
+    /// agent's own `tracery.toml` definitions, and pod selectors only in cluster mode
+    /// (`cluster`). Unset limits mean no limit (the controller has already filled in its
+    /// defaults).
+    pub fn from_wire(
+        bp: v1::Breakpoint,
+        services: &Services,
+        cluster: bool,
+    ) -> Result<Self, SpecError> {
         let id = bp.id;
         let spec = bp.spec.ok_or(SpecError::MissingSpec { id })?;
         let target = match spec.target.ok_or(SpecError::MissingTarget { id })? {
@@ -65,8 +71,19 @@ impl BreakpointSpec {
                 Target::Matching(Matcher::Exe(std::fs::canonicalize(&path).unwrap_or(path)))
             }
             breakpoint_spec::Target::Pid(pid) => Target::Pid(pid),
-            // TODO(issue 11): match pods through the node's pod directory.
-            breakpoint_spec::Target::Selector(_) => return Err(SpecError::NotInCluster { id }),
+            breakpoint_spec::Target::Selector(_) if !cluster => {
+                return Err(SpecError::NotInCluster { id })
+            }
+            breakpoint_spec::Target::Selector(s) => Target::Pods(PodSelector {
+                namespace: match spec.namespace.trim() {
+                    "" => "default".to_owned(),
+                    ns => ns.to_owned(),
+                },
+                labels: s.match_labels.into_iter().collect(),
+                container: Some(spec.container.trim())
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned),
+            }),
         };
         let expires_at = bp
             .expires
@@ -137,6 +154,7 @@ mod tests {
         let spec = BreakpointSpec::from_wire(
             bp(breakpoint_spec::Target::Service("orders".into())),
             &services,
+            false,
         )
         .unwrap();
         assert_eq!(
@@ -149,6 +167,7 @@ mod tests {
         let err = BreakpointSpec::from_wire(
             bp(breakpoint_spec::Target::Service("billing".into())),
             &services,
+            false,
         )
         .unwrap_err();
         assert_eq!(
@@ -156,8 +175,47 @@ mod tests {
             "unknown service \"billing\"; known services: orders"
         );
         let spec =
-            BreakpointSpec::from_wire(bp(breakpoint_spec::Target::Pid(42)), &services).unwrap();
+            BreakpointSpec::from_wire(bp(breakpoint_spec::Target::Pid(42)), &services, false)
+                .unwrap();
         assert_eq!(spec.target, Target::Pid(42));
+    }
+
+    #[test]
+    fn a_selector_becomes_a_pod_target_in_cluster_mode_only() {
+        let bp = |namespace: &str, container: &str| v1::Breakpoint {
+            id: 5,
+            spec: Some(v1::BreakpointSpec {
+                target: Some(breakpoint_spec::Target::Selector(v1::LabelSelector {
+                    match_labels: [("app".to_string(), "orders".to_string())].into(),
+                })),
+                location: "orders.go:42".into(),
+                namespace: namespace.into(),
+                container: container.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let services = Services::default();
+        let spec = BreakpointSpec::from_wire(bp("shop", "orders"), &services, true).unwrap();
+        assert_eq!(
+            spec.target,
+            Target::Pods(PodSelector {
+                namespace: "shop".into(),
+                labels: [("app".to_string(), "orders".to_string())].into(),
+                container: Some("orders".into()),
+            })
+        );
+        let spec = BreakpointSpec::from_wire(bp("", ""), &services, true).unwrap();
+        let Target::Pods(selector) = spec.target else {
+            panic!("{:?}", spec.target)
+        };
+        assert_eq!(
+            (selector.namespace.as_str(), selector.container),
+            ("default", None)
+        );
+        let err = BreakpointSpec::from_wire(bp("shop", ""), &services, false).unwrap_err();
+        assert!(matches!(err, SpecError::NotInCluster { id: 5 }), "{err}");
+        assert!(err.to_string().contains("--kubernetes-node"), "{err}");
     }
 
     #[test]
@@ -184,6 +242,7 @@ mod tests {
                 ..Default::default()
             }),
             &services,
+            false,
         )
         .unwrap();
         assert_eq!(
@@ -202,10 +261,11 @@ mod tests {
                 ..Default::default()
             }),
             &services,
+            false,
         )
         .unwrap();
         assert_eq!(spec.freeze.unwrap().timeout, MAX_FREEZE);
-        let plain = BreakpointSpec::from_wire(bp(Default::default()), &services).unwrap();
+        let plain = BreakpointSpec::from_wire(bp(Default::default()), &services, false).unwrap();
         assert!(plain.scope.is_empty() && plain.freeze.is_none());
         let err = BreakpointSpec::from_wire(
             bp(v1::BreakpointSpec {
@@ -213,6 +273,7 @@ mod tests {
                 ..Default::default()
             }),
             &services,
+            false,
         )
         .unwrap_err();
         let text = tracery_model::error::chain(&err);

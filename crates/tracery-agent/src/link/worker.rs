@@ -15,6 +15,7 @@ use crate::{
     error::AgentError,
     freeze::{EvalError, FreezeEvent, FrozenThread, HeldMessage, ResumeOutcome, TraceId},
     manager::{BreakpointSpec, BreakpointStatus, Manager},
+    pods::PodDirectory,
 };
 
 /// How long one tick waits for hits; also how late a command can be picked up.
@@ -33,6 +34,9 @@ pub enum Command {
     ),
     /// Disarm a breakpoint.
     Remove(u64),
+    /// Cluster mode: this node's pods changed (the whole new list); the reply is the
+    /// breakpoints it armed in more processes.
+    Pods(PodDirectory, oneshot::Sender<Vec<BreakpointStatus>>),
     /// Let every frozen thread and held message of a trace go.
     Resume(TraceId, oneshot::Sender<ResumeOutcome>),
     /// Hold a trace's outbound messages until the deadline: it froze on some node.
@@ -72,8 +76,12 @@ pub struct Worker {
 
 impl Worker {
     /// Starts the Manager (loads eBPF: needs root) on a new thread. `watch`: a cgroup
-    /// directory whose connections are watched for message holds from the start.
-    pub fn spawn(watch: Option<std::path::PathBuf>) -> Result<Self, AgentError> {
+    /// directory whose connections are watched for message holds from the start. `pods`:
+    /// cluster mode's (empty) pod list, until the controller sends one.
+    pub fn spawn(
+        watch: Option<std::path::PathBuf>,
+        pods: Option<PodDirectory>,
+    ) -> Result<Self, AgentError> {
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (snap_tx, snap_rx) = mpsc::channel(SNAPSHOT_QUEUE);
         let (event_tx, event_rx) = mpsc::unbounded_channel();
@@ -84,6 +92,9 @@ impl Worker {
             .name("tracery-manager".into())
             .spawn(move || match Manager::start() {
                 Ok(mut m) => {
+                    if let Some(pods) = pods {
+                        m.set_pods(pods);
+                    }
                     if let Some(dir) = watch {
                         if let Err(e) = m.watch_cgroup(&dir) {
                             tracing::warn!(cgroup = %dir.display(), "messages will not be held here: {}", error_chain(&e));
@@ -150,6 +161,9 @@ fn run(
                         tracing::warn!(id, error = %error_chain(e), "cannot arm breakpoint");
                     }
                     let _ = reply.send(r);
+                }
+                Ok(Command::Pods(pods, reply)) => {
+                    let _ = reply.send(m.set_pods(pods));
                 }
                 Ok(Command::Remove(id)) => {
                     if let Err(e) = m.remove(id) {

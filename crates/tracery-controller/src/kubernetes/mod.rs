@@ -186,10 +186,7 @@ impl Cluster {
     }
 
     /// The namespace and pod labels a spec targets; `None` for `--exe` and `--pid`.
-    pub fn selector(
-        &self,
-        spec: &StoredSpec,
-    ) -> Option<Result<PodSelector, String>> {
+    pub fn selector(&self, spec: &StoredSpec) -> Option<Result<PodSelector, String>> {
         let namespace = spec.namespace.clone().unwrap_or_else(|| "default".into());
         match &spec.target {
             StoredTarget::Selector(labels) => Some(Ok((namespace, labels.clone()))),

@@ -26,6 +26,11 @@ enum Command {
         /// The controller, e.g. http://tracery-controller:7777.
         #[arg(long, value_name = "URL")]
         controller: String,
+        /// Cluster mode: the Kubernetes node this agent runs on (the DaemonSet passes
+        /// spec.nodeName). The controller then sends the node's pods, and breakpoints can
+        /// select pods by label.
+        #[arg(long, value_name = "NAME")]
+        kubernetes_node: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -143,11 +148,16 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         match mode {
-            Command::Run { controller, .. } => {
+            Command::Run {
+                controller,
+                kubernetes_node,
+                ..
+            } => {
                 let opts = LinkOptions {
                     controller: controller.clone(),
                     services,
                     data_dir: common.data_dir.clone(),
+                    kubernetes_node: kubernetes_node.clone(),
                 };
                 link::run(opts, shutdown_signal()).await?;
                 Ok(())

@@ -75,6 +75,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             controller: format!("http://{connect}"),
             services: opts.services,
             data_dir: opts.data_dir,
+            // A laptop or a single VM: no Kubernetes node, no pods.
+            kubernetes_node: None,
         },
         crate::shutdown_signal(),
     );

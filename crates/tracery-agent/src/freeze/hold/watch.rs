@@ -29,9 +29,12 @@ pub fn cgroup_of(pid: u32) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The cgroup directory `pid` is in, or why its messages cannot be held.
+/// The cgroup directory to watch for `pid`'s messages (its pod's, in a Kubernetes pod;
+/// else its own), or why its messages cannot be held.
 pub fn cgroup_dir(pid: u32) -> Result<PathBuf, HoldError> {
     let rel = cgroup_of(pid).ok_or(HoldError::NoCgroupFile { pid })?;
+    // A pod's containers share its connections' fate: watch the pod, not one container.
+    let rel = crate::pods::hold_cgroup(&rel);
     if rel == "/" {
         let root = cgroup2_root().unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"));
         // Watching the root cgroup would put every connection of the node under the

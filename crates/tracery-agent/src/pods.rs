@@ -1,0 +1,28 @@
+//! Cluster mode: which Kubernetes pod each process on this node runs in.
+//!
+//! The agent has no API access of its own: the controller sends it the pods of its node
+//! ([`PodDirectory`], from `NodePods`), and the agent pairs them with processes through the
+//! cgroup kubelet put each process in ([`PodCgroup`]). Breakpoints choose pods with a
+//! [`PodSelector`]; snapshots name their pod with a [`tracery_model::PodRef`].
+
+mod cgroup;
+mod directory;
+
+pub use cgroup::PodCgroup;
+pub use directory::{Placement, Pod, PodDirectory, PodSelector};
+
+/// The pod cgroup of process `pid`, from its `/proc/PID/cgroup`; `None` when it runs in
+/// no pod (or has exited).
+pub fn cgroup_of(pid: u32) -> Option<PodCgroup> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    PodCgroup::from_proc_cgroup(&text)
+}
+
+/// The cgroup whose sockets a hold watches for a process in cgroup `path` (as
+/// `/proc/PID/cgroup` names it): the pod's, so every container of the pod (a sidecar
+/// proxy included) is held, or `path` itself outside a pod.
+pub fn hold_cgroup(path: &str) -> String {
+    PodCgroup::from_path(path)
+        .and_then(|p| p.pod_path)
+        .unwrap_or_else(|| path.to_owned())
+}
