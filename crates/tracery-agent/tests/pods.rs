@@ -5,8 +5,7 @@
 use std::{
     collections::BTreeMap,
     fs,
-    path::{Path, PathBuf},
-    thread,
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -16,111 +15,11 @@ use tracery_agent::{
 };
 use tracery_dwarf::CaptureLimits;
 use tracery_model::PodRef;
+use tracery_tests::kubelet::{container_id, spawn_in, uid, Kubelet};
 use tracery_tests::FixtureProcess;
 
 const NODE: &str = "node-a";
 const NAMESPACE: &str = "shop";
-
-/// A test's own cgroup parent, with kubelet's layouts below it. Every process in it is
-/// killed and every group removed on drop.
-struct Kubelet {
-    root: PathBuf,
-}
-
-impl Kubelet {
-    fn new(test: &str) -> Self {
-        tracery_tests::require_root();
-        let mount = tracery_tests::node::cgroup2_root().unwrap();
-        let root = mount.join(format!("tracery-test-{test}-{}", std::process::id()));
-        remove_tree(&root);
-        fs::create_dir(&root).unwrap();
-        Self { root }
-    }
-
-    /// A container's group under the systemd driver (burstable QoS, containerd).
-    fn systemd(&self, pod: &Pod, container_id: &str) -> PathBuf {
-        let uid = pod.uid.replace('-', "_");
-        self.group(&format!(
-            "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid}.slice/\
-             cri-containerd-{container_id}.scope"
-        ))
-    }
-
-    /// A container's group under the cgroupfs driver (besteffort QoS).
-    fn cgroupfs(&self, pod: &Pod, container_id: &str) -> PathBuf {
-        self.group(&format!(
-            "kubepods/besteffort/pod{}/{container_id}",
-            pod.uid
-        ))
-    }
-
-    fn group(&self, below: &str) -> PathBuf {
-        let dir = self.root.join(below);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-}
-
-impl Drop for Kubelet {
-    fn drop(&mut self) {
-        remove_tree(&self.root);
-    }
-}
-
-/// Kills every process under `dir` and removes its groups, deepest first.
-fn remove_tree(dir: &Path) {
-    if !dir.exists() {
-        return;
-    }
-    let _ = fs::write(dir.join("cgroup.kill"), "1");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    remove_groups(dir, deadline);
-}
-
-fn remove_groups(dir: &Path, deadline: Instant) {
-    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            remove_groups(&e.path(), deadline);
-        }
-    }
-    // A group is busy until its killed processes are reaped.
-    while let Err(e) = fs::remove_dir(dir) {
-        assert!(
-            Instant::now() < deadline,
-            "cannot remove cgroup {}: {e}",
-            dir.display()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The C fixture, started inside the cgroup `dir` (it joins before its exec, as a
-/// container's process does).
-fn spawn_in(dir: &Path) -> FixtureProcess {
-    let procs = dir.join("cgroup.procs");
-    let fixture = tracery_tests::fixture("c-O0");
-    FixtureProcess::spawn_path(
-        Path::new("/bin/sh"),
-        &[
-            "-c",
-            "echo $$ > \"$1\" && exec \"$2\" serve",
-            "sh",
-            procs.to_str().unwrap(),
-            fixture.to_str().unwrap(),
-        ],
-    )
-}
-
-/// A pod uid unique to a test and a pod: tests share the pod directory's key space only
-/// through `/proc`, so their uids must differ.
-fn uid(test: u16, pod: u16) -> String {
-    format!("7e57{test:04x}-0000-4000-8000-{pod:012x}")
-}
-
-/// A container id (64 hex digits) unique to a test and a container.
-fn container_id(test: u16, n: u16) -> String {
-    format!("{test:04x}{n:04x}{}", "c0".repeat(28))
-}
 
 fn pod(uid: String, name: &str, namespace: &str, app: &str, containers: &[(&str, &str)]) -> Pod {
     Pod {
@@ -221,12 +120,12 @@ fn pods_are_mapped_through_kubelet_cgroups() {
         "payments",
         &[(&payments, "payments")],
     );
-    let orders_dir = kubelet.systemd(&a, &orders);
+    let orders_dir = kubelet.systemd(&a.uid, &orders);
     let in_orders = spawn_in(&orders_dir);
-    let in_envoy = spawn_in(&kubelet.systemd(&a, &envoy));
+    let in_envoy = spawn_in(&kubelet.systemd(&a.uid, &envoy));
     // The pod's sandbox (pause) container is in the pod but not listed among its containers.
-    let in_sandbox = spawn_in(&kubelet.systemd(&a, &sandbox));
-    let payments_dir = kubelet.cgroupfs(&b, &payments);
+    let in_sandbox = spawn_in(&kubelet.systemd(&a.uid, &sandbox));
+    let payments_dir = kubelet.cgroupfs(&b.uid, &payments);
     let in_payments = spawn_in(&payments_dir);
     let outside = FixtureProcess::spawn("c-O0", &["serve"]);
 
@@ -295,11 +194,11 @@ fn a_selector_breakpoint_arms_exactly_the_selected_pods() {
         "orders",
         &[(&ids[4], "orders")],
     );
-    let p_orders1 = spawn_in(&kubelet.systemd(&web1, &ids[0]));
-    let p_envoy1 = spawn_in(&kubelet.systemd(&web1, &ids[1]));
-    let p_orders2 = spawn_in(&kubelet.cgroupfs(&web2, &ids[2]));
-    let p_decoy = spawn_in(&kubelet.systemd(&decoy, &ids[3]));
-    let p_other_ns = spawn_in(&kubelet.cgroupfs(&other_ns, &ids[4]));
+    let p_orders1 = spawn_in(&kubelet.systemd(&web1.uid, &ids[0]));
+    let p_envoy1 = spawn_in(&kubelet.systemd(&web1.uid, &ids[1]));
+    let p_orders2 = spawn_in(&kubelet.cgroupfs(&web2.uid, &ids[2]));
+    let p_decoy = spawn_in(&kubelet.systemd(&decoy.uid, &ids[3]));
+    let p_other_ns = spawn_in(&kubelet.cgroupfs(&other_ns.uid, &ids[4]));
     let outside = FixtureProcess::spawn("c-O0", &["serve"]);
 
     let mut m = Manager::start().unwrap();
@@ -356,9 +255,9 @@ fn a_node_pods_update_arms_a_new_matching_pod_without_resending_the_breakpoint()
         "orders",
         &[(&ids[1], "orders"), (&ids[2], "orders-worker")],
     );
-    let p_first = spawn_in(&kubelet.systemd(&first, &ids[0]));
+    let p_first = spawn_in(&kubelet.systemd(&first.uid, &ids[0]));
     // Already running when its pod joins the list (the controller lags behind kubelet).
-    let p_second = spawn_in(&kubelet.cgroupfs(&second, &ids[1]));
+    let p_second = spawn_in(&kubelet.cgroupfs(&second.uid, &ids[1]));
 
     let mut m = Manager::start().unwrap();
     // Outside cluster mode a pod target is refused, saying why.
@@ -379,7 +278,7 @@ fn a_node_pods_update_arms_a_new_matching_pod_without_resending_the_breakpoint()
     assert_eq!(s.pod, pod_ref("orders-b", "orders"));
 
     // A container that starts later in a matching pod is armed through its exec.
-    let p_worker = spawn_in(&kubelet.cgroupfs(&second, &ids[2]));
+    let p_worker = spawn_in(&kubelet.cgroupfs(&second.uid, &ids[2]));
     let s = snapshot_from(&mut m, 1, p_worker.pid());
     assert_eq!(s.pod, pod_ref("orders-b", "orders-worker"));
 
@@ -416,7 +315,7 @@ fn a_freezing_pod_breakpoint_holds_through_the_pods_own_cgroup() {
         "orders",
         &[(&id, "orders")],
     );
-    let container_dir = kubelet.systemd(&web, &id);
+    let container_dir = kubelet.systemd(&web.uid, &id);
     let pod_dir = container_dir.parent().unwrap().to_path_buf();
     let p = spawn_in(&container_dir);
 
