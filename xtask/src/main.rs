@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod ebpf;
+mod fuzz;
 mod host;
 mod lint;
 mod services;
@@ -52,6 +53,20 @@ enum Task {
     /// processes. Name benches to run only those (`capture`, `control_plane`, `freeze`,
     /// `db_capture`, `arm`).
     Bench { names: Vec<String> },
+    /// Fuzz the parsers of untrusted input (ELF/DWARF, `--when`, trace headers, held
+    /// messages, gRPC messages) with libFuzzer on stable Rust, and print execs/s, corpus size
+    /// and crashes per target. Corpora and crashes are kept under /var/cache/tracery/fuzz
+    /// (or $TRACERY_FUZZ_DIR); exits 1 if a target crashed.
+    Fuzz {
+        /// Wall-clock minutes of the whole run, split evenly over the targets.
+        #[arg(long, default_value_t = 1.0)]
+        minutes: f64,
+        /// Targets fuzzed at once (each uses one core).
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Targets to run (default all): dwarf, condition, trace-header, wire, proto.
+        targets: Vec<String>,
+    },
     /// Regenerate deploy/kubernetes/breakpoint-crd.yaml from the Rust type in
     /// crates/tracery-crd (a test fails while the two differ).
     GenCrds,
@@ -86,6 +101,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Task::Lint => lint::run(&root),
         Task::Demo => demo::run(&root),
         Task::Bench { names } => bench::run(&root, &names),
+        Task::Fuzz {
+            minutes,
+            jobs,
+            targets,
+        } => fuzz::run(
+            &root,
+            &fuzz::Options {
+                total: std::time::Duration::from_secs_f64(minutes.max(0.0) * 60.0),
+                jobs,
+                targets,
+            },
+        ),
         Task::GenCrds => gen_crds(&root),
     }
 }

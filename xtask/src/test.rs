@@ -64,6 +64,19 @@ pub fn run(workspace: &Path, extra: &[String]) -> Result<()> {
     if !status.success() {
         std::process::exit(status.code().unwrap_or(1));
     }
+    // A short coverage-guided run of every fuzz target: the corpus kept from earlier runs
+    // is replayed first, so a regression in a parser shows here.
+    println!("\n== fuzz targets, {} s each", crate::fuzz::TEST_SECONDS);
+    crate::fuzz::run(
+        workspace,
+        &crate::fuzz::Options {
+            total: std::time::Duration::from_secs(
+                crate::fuzz::TEST_SECONDS * crate::fuzz::TARGETS.len() as u64,
+            ),
+            jobs: 1,
+            targets: Vec::new(),
+        },
+    )?;
     kustomize(workspace)?;
     mongodb(workspace)
 }

@@ -19,6 +19,16 @@ pub enum BinaryError {
     },
     #[error("{path} is a {arch} binary; Tracery supports x86-64")]
     Architecture { path: PathBuf, arch: String },
+    #[error(
+        "section {section} of {path} says it holds {claimed} bytes once decompressed, \
+         impossible from its {stored} stored bytes; the file is corrupt, rebuild it"
+    )]
+    CompressedSize {
+        path: PathBuf,
+        section: &'static str,
+        claimed: u64,
+        stored: u64,
+    },
     #[error("cannot decompress section {section} of {path}")]
     Section {
         path: PathBuf,

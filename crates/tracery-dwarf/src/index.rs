@@ -274,6 +274,9 @@ impl Builder<'_> {
         entry: &gimli::DebuggingInformationEntry<Reader>,
     ) -> gimli::Result<Vec<(u64, u64)>> {
         let mut out = Vec::new();
+        if high_pc_wraps(self.binary.dwarf(), unit, entry) {
+            return Ok(out);
+        }
         let mut iter = self.binary.dwarf().die_ranges(unit, entry)?;
         while let Some(r) = iter.next()? {
             if r.end > r.begin && self.is_code(r.begin) {
@@ -283,6 +286,30 @@ impl Builder<'_> {
         out.sort_unstable();
         Ok(out)
     }
+}
+
+/// Whether `entry`'s `DW_AT_high_pc`, given as a size, runs past 2^64 from its
+/// `DW_AT_low_pc`. gimli's `die_ranges` adds the two unchecked (a panic in debug builds,
+/// found by the fuzzer), so callers ask first and take such a DIE to cover no code. Reads
+/// the attributes as `die_ranges` does: the last of each wins.
+pub(crate) fn high_pc_wraps(
+    dwarf: &gimli::Dwarf<Reader>,
+    unit: &gimli::Unit<Reader>,
+    entry: &gimli::DebuggingInformationEntry<Reader>,
+) -> bool {
+    let (mut low, mut size) = (None, None);
+    for attr in entry.attrs() {
+        match attr.name() {
+            gimli::DW_AT_low_pc => low = dwarf.attr_address(unit, attr.value()).ok().flatten(),
+            gimli::DW_AT_high_pc => {
+                if let AttributeValue::Udata(v) = attr.value() {
+                    size = Some(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    matches!((low, size), (Some(l), Some(s)) if l.checked_add(s).is_none())
 }
 
 /// A string attribute of `entry` (a name, a linkage name), if readable.

@@ -37,6 +37,9 @@ pub fn decode(bytes: &[u8]) -> Option<(Vec<PgMessage>, bool)> {
             out.extend(cut_statement(tag, &rest[5..]));
             return Some((out, true));
         }
+        if !fits(tag, &rest[5..whole]) {
+            return None;
+        }
         let mut buf = BytesMut::from(&rest[..whole]);
         let msg = PgWireFrontendMessage::decode(&mut buf, &ctx).ok()??;
         out.push(message(msg, &mut types));
@@ -57,6 +60,81 @@ fn header(b: &[u8]) -> Option<(u8, u32)> {
     }
     let len = u32::from_be_bytes([b[1], b[2], b[3], b[4]]);
     (4..=MAX_LEN).contains(&len).then_some((tag, len))
+}
+
+/// Whether pgwire can decode `body` as a `tag` message without reading past it.
+///
+/// pgwire 0.42 trusts the counts inside `Parse`, `Bind`, `Execute`, `Describe` and `Close`
+/// bodies and panics (`Buf::get_u32` past the end) when they claim more than the message
+/// holds; a held process may send anything. This walks the same fields the same way:
+/// a C string with no NUL is skipped without consuming, as pgwire's `get_cstring` does.
+fn fits(tag: u8, body: &[u8]) -> bool {
+    let mut b = Walk(body);
+    match tag {
+        b'P' => {
+            b.cstring();
+            b.cstring();
+            b.count().is_some_and(|n| b.take(4 * n))
+        }
+        b'B' => {
+            b.cstring();
+            b.cstring();
+            if !b.count().is_some_and(|n| b.take(2 * n)) {
+                return false;
+            }
+            let Some(params) = b.count() else {
+                return false;
+            };
+            for _ in 0..params {
+                let Some(len) = b.i32() else {
+                    return false;
+                };
+                if len >= 0 && !b.take(len as usize) {
+                    return false;
+                }
+            }
+            b.count().is_some_and(|n| b.take(2 * n))
+        }
+        b'E' => {
+            b.cstring();
+            b.take(4)
+        }
+        b'D' | b'C' => b.take(1),
+        _ => true,
+    }
+}
+
+/// A cursor over a message body that never reads past it.
+struct Walk<'a>(&'a [u8]);
+
+impl Walk<'_> {
+    fn take(&mut self, n: usize) -> bool {
+        match self.0.get(n..) {
+            Some(rest) => {
+                self.0 = rest;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn cstring(&mut self) {
+        if let Some(nul) = self.0.iter().position(|&c| c == 0) {
+            self.0 = &self.0[nul + 1..];
+        }
+    }
+
+    fn count(&mut self) -> Option<usize> {
+        let n = u16::from_be_bytes(self.0.get(..2)?.try_into().ok()?);
+        self.0 = &self.0[2..];
+        Some(usize::from(n))
+    }
+
+    fn i32(&mut self) -> Option<i32> {
+        let n = i32::from_be_bytes(self.0.get(..4)?.try_into().ok()?);
+        self.0 = &self.0[4..];
+        Some(n)
+    }
 }
 
 fn message(msg: PgWireFrontendMessage, types: &mut Option<(String, Vec<u32>)>) -> PgMessage {
@@ -226,6 +304,32 @@ mod tests {
         let mut v = s.as_bytes().to_vec();
         v.push(0);
         v
+    }
+
+    /// Found by the fuzzer: pgwire panicked reading the parameter types a `Parse` claims
+    /// beyond its end, and the same for `Bind`'s counts and `Execute`'s row limit.
+    #[test]
+    fn counts_past_the_message_end_are_not_decoded() {
+        let mut parse = cstr("s1");
+        parse.extend(cstr("SELECT 1"));
+        parse.extend(3u16.to_be_bytes());
+        parse.extend(23u32.to_be_bytes());
+        let mut bind = cstr("");
+        bind.extend(cstr("s1"));
+        bind.extend([0, 0, 0, 1]);
+        bind.extend(100i32.to_be_bytes());
+        bind.extend(b"short");
+        let crash =
+            b"P\0\0\0Bs1\0SELECT * FROM orders WHPOST /pay HERE id TTP= $1 /1.1\r\nHost:A p";
+        for bytes in [
+            msg(b'P', &parse),
+            msg(b'B', &bind),
+            msg(b'E', &cstr("")),
+            msg(b'D', b""),
+            crash.to_vec(),
+        ] {
+            assert_eq!(decode(&bytes), None, "{bytes:?}");
+        }
     }
 
     /// Parse + Bind + Describe + Execute + Sync as tokio-postgres' `query_typed` sends

@@ -212,6 +212,9 @@ impl<'a> Units<'a> {
         addr: u64,
     ) -> Result<bool, gimli::Error> {
         let info = self.get(unit)?;
+        if crate::index::high_pc_wraps(self.dwarf, &info.unit, e) {
+            return Ok(false);
+        }
         let mut ranges = self.dwarf.die_ranges(&info.unit, e)?;
         while let Some(r) = ranges.next()? {
             if r.begin <= addr && addr < r.end {

@@ -416,7 +416,17 @@ fn number(src: &str, start: usize) -> Result<(Literal, usize), SyntaxError> {
     }
     let text = &src[start..i];
     let lit = if float {
-        Literal::Float(text.parse().map_err(|_| malformed(i))?)
+        let v: f64 = text.parse().map_err(|_| malformed(i))?;
+        // `1e999` reads as infinity, which no literal can write back (the condition is
+        // sent and stored as text).
+        if !v.is_finite() {
+            return Err(syntax(
+                src,
+                start,
+                format!("number `{text}` is out of range"),
+            ));
+        }
+        Literal::Float(v)
     } else {
         let v: i128 = src[digits_start..i].parse().map_err(|_| malformed(i))?;
         Literal::Int(if neg { -v } else { v })
