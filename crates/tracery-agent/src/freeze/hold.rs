@@ -4,29 +4,30 @@
 
 mod events;
 mod keeper_process;
+mod supervise;
 mod watch;
 
 use std::{
     collections::{BTreeMap, HashMap},
     io::Write,
-    os::unix::net::UnixStream,
     path::PathBuf,
-    process::Child,
-    sync::mpsc,
+    sync::mpsc::RecvTimeoutError,
     time::{Duration, Instant, SystemTime},
 };
 
 use aya::{
-    maps::{Array, HashMap as BpfHashMap, Map, MapData, RingBuf, SockHash},
+    maps::{Array, HashMap as BpfHashMap, Map, MapData, Queue, RingBuf, SockHash},
     programs::{links::CgroupAttachMode, sock_ops::SockOpsLinkId, SkMsg, SockOps},
     Ebpf,
 };
 use tracery_common::{
-    hold::{conf, stat, FrozenTrace, HoldEvent, SockKey},
+    hold::{conf, stat, FrozenTrace, HoldEvent, SockKey, MAX_HOLD_SLOTS},
     names,
 };
 
-use self::keeper_process::{keeper_path, map_fd, parse_released, reason_word, spawn_keeper};
+use self::keeper_process::{
+    keeper_path, map_fd, parse_released, reason_word, spawn_keeper, KeeperKit, RunningKeeper,
+};
 pub use self::keeper_process::{KEEPER_ENV, KEEPER_EXE};
 pub use self::watch::{cgroup2_root, cgroup_dir};
 use crate::{
@@ -45,9 +46,10 @@ pub struct Holder {
     stats: Array<MapData, u64>,
     socks: SockHash<MapData, SockKey>,
     events: RingBuf<MapData>,
-    keeper: Child,
-    control: UnixStream,
-    replies: mpsc::Receiver<String>,
+    keeper: RunningKeeper,
+    /// What a keeper is started with; kept to start another if one dies.
+    kit: KeeperKit,
+    last_spawn: Instant,
     /// Replies that were not the one being waited for (deadline releases by the keeper).
     stray: Vec<String>,
     /// Watched cgroup -> (sockops link, users).
@@ -130,7 +132,7 @@ impl Holder {
             .map_err(program_error(names::HOLD_MSG))?;
         msg.attach(&socks_fd)
             .map_err(program_error(names::HOLD_MSG))?;
-        // The keeper gets these, at `Fds::SOCKS..=Fds::FROZEN`.
+        // The keeper gets these, at `Fds::SOCKS..=Fds::HOLD_STATS`.
         let mut passed = Vec::new();
         for name in [
             names::SOCKS,
@@ -139,6 +141,7 @@ impl Holder {
             names::FREE_SLOTS,
             names::HOLD_CONF,
             names::FROZEN,
+            names::HOLD_STATS,
         ] {
             let m = ebpf.map(name).ok_or(AgentError::Map {
                 map: name,
@@ -146,8 +149,9 @@ impl Holder {
             })?;
             passed.push(map_fd(m, name)?);
         }
-        let (keeper, control, replies) = spawn_keeper(&keeper, &passed)?;
-        drop(passed);
+        let kit = KeeperKit::new(keeper, passed, MAX_HOLD_SLOTS)?;
+        add_slots(ebpf, &kit)?;
+        let keeper = spawn_keeper(&kit)?;
 
         // Nothing below fails but a map of the wrong type, which the object rules out.
         let mut take = |name| take(ebpf, name);
@@ -164,8 +168,8 @@ impl Holder {
             events: conv(take(names::HOLD_EVENTS)?, names::HOLD_EVENTS)?,
             socks,
             keeper,
-            control,
-            replies,
+            kit,
+            last_spawn: Instant::now(),
             stray: Vec::new(),
             cgroups: BTreeMap::new(),
             held: Vec::new(),
@@ -318,34 +322,35 @@ impl Holder {
             reason,
             at: SystemTime::now(),
         };
-        if writeln!(self.control, "release {trace} {}", reason_word(reason)).is_err() {
-            tracing::error!(%trace, "the hold keeper is gone; its held bytes are lost");
-            r.dropped_bytes = self
-                .held
-                .iter()
-                .filter(|m| m.trace_id == trace)
-                .map(|m| m.bytes)
-                .sum();
-            return r;
-        }
-        let until = Instant::now() + RELEASE_WAIT;
         let want = format!("released {trace} ");
-        while let Some(left) = until.checked_duration_since(Instant::now()) {
-            match self.replies.recv_timeout(left) {
-                Ok(line) if line.starts_with(&want) => {
-                    if let Some((_, bytes, dropped)) = parse_released(&line) {
-                        r.bytes = bytes;
-                        r.dropped_bytes = dropped;
+        // A keeper killed meanwhile is replaced once; the next one goes on where it stopped.
+        'attempts: for attempt in 0..2 {
+            if attempt > 0 && !self.replace_keeper() {
+                break;
+            }
+            let line = format!("release {trace} {}", reason_word(reason));
+            if writeln!(self.keeper.control, "{line}").is_err() {
+                continue;
+            }
+            let until = Instant::now() + RELEASE_WAIT;
+            while let Some(left) = until.checked_duration_since(Instant::now()) {
+                match self.keeper.replies.recv_timeout(left) {
+                    Ok(line) if line.starts_with(&want) => {
+                        if let Some((_, bytes, dropped)) = parse_released(&line) {
+                            r.bytes = bytes;
+                            r.dropped_bytes = dropped;
+                        }
+                        r.at = SystemTime::now();
+                        return r;
                     }
-                    break;
-                }
-                Ok(line) => self.stray.push(line),
-                Err(_) => {
-                    tracing::error!(%trace, "the hold keeper did not answer a release");
-                    break;
+                    Ok(line) => self.stray.push(line),
+                    Err(RecvTimeoutError::Disconnected) => continue 'attempts,
+                    Err(RecvTimeoutError::Timeout) => break 'attempts,
                 }
             }
         }
+        // The bytes are still in the sinks: a keeper lets them go by the hold's deadline.
+        tracing::error!(%trace, "the hold keeper did not answer a release");
         r.at = SystemTime::now();
         r
     }
@@ -367,6 +372,7 @@ impl Holder {
     /// Reads the kernel's hold events and the keeper's own releases; expires remote holds
     /// and forgets frozen traces past their deadline.
     pub fn poll(&mut self) {
+        self.keeper_alive();
         self.read_events();
         self.keeper_releases();
         let now = SystemTime::now();
@@ -417,7 +423,7 @@ impl Holder {
 
     /// Releases the keeper made by itself, at a deadline the agent had not acted on yet.
     fn keeper_releases(&mut self) {
-        while let Ok(line) = self.replies.try_recv() {
+        while let Ok(line) = self.keeper.replies.try_recv() {
             self.stray.push(line);
         }
         for line in std::mem::take(&mut self.stray) {
@@ -470,6 +476,7 @@ impl Holder {
 
     /// Lets everything go (the agent is stopping) and stops the keeper.
     pub fn release_all(&mut self) {
+        self.keeper_alive();
         let traces: Vec<TraceId> = self
             .held
             .iter()
@@ -481,18 +488,45 @@ impl Holder {
         for t in traces {
             self.release(t, ReleaseReason::AgentExit);
         }
-        let _ = writeln!(self.control, "release-all agent-exited");
+        let _ = writeln!(self.keeper.control, "release-all agent-exited");
     }
+}
+
+/// Puts the kit's sinks in the sockhash and gives their slots to the kernel (once: a
+/// keeper started later finds them there).
+fn add_slots(ebpf: &mut Ebpf, kit: &KeeperKit) -> Result<(), AgentError> {
+    let m = ebpf.map_mut(names::SOCKS).ok_or(AgentError::Map {
+        map: names::SOCKS,
+        source: None,
+    })?;
+    let mut socks: SockHash<&mut MapData, SockKey> =
+        SockHash::try_from(m).map_err(HoldError::map(names::SOCKS))?;
+    for (slot, fd) in kit.sinks() {
+        socks
+            .insert(SockKey::sink(slot), fd, 0)
+            .map_err(HoldError::map(names::SOCKS))?;
+    }
+    let m = ebpf.map_mut(names::FREE_SLOTS).ok_or(AgentError::Map {
+        map: names::FREE_SLOTS,
+        source: None,
+    })?;
+    let mut free: Queue<&mut MapData, u32> =
+        Queue::try_from(m).map_err(HoldError::map(names::FREE_SLOTS))?;
+    for (slot, _) in kit.sinks() {
+        free.push(slot, 0)
+            .map_err(HoldError::map(names::FREE_SLOTS))?;
+    }
+    Ok(())
 }
 
 impl Drop for Holder {
     fn drop(&mut self) {
         self.release_all();
         // Closing the control socket tells the keeper to release anything left and exit.
-        let _ = self.control.shutdown(std::net::Shutdown::Both);
+        let _ = self.keeper.control.shutdown(std::net::Shutdown::Both);
         let until = Instant::now() + RELEASE_WAIT;
         while Instant::now() < until {
-            if let Ok(Some(_)) = self.keeper.try_wait() {
+            if let Ok(Some(_)) = self.keeper.child.try_wait() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));

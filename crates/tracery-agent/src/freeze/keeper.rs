@@ -1,29 +1,40 @@
-//! The hold keeper: a small process that owns the sink sockets held messages wait in.
+//! The hold keeper: a small process that writes held messages back when they are let go.
 //!
-//! It is a process of its own so held bytes outlive the agent: if the agent dies (even by
-//! SIGKILL), the keeper sees its control socket close, stops new holds, writes every held
-//! byte out in order and exits. It also enforces each hold's deadline by itself.
+//! Held bytes wait in the queues of sink sockets (one per hold slot) that the agent made
+//! and holds, as the keeper does. The keeper is a process of its own so held bytes
+//! outlive the agent: if the agent dies (even by SIGKILL), the keeper sees its control
+//! socket close, stops new holds, writes every held byte out in order and exits. It also
+//! enforces each hold's deadline by itself.
+//!
+//! The keeper is not a single point of loss either: it only peeks at the sinks, and
+//! journals per slot how many bytes it wrote (`journal`). If it is killed, the bytes
+//! are still queued in the agent's sinks, and the keeper the agent starts next goes on
+//! from the first unwritten byte (`release`).
 //!
 //! The agent starts it with these descriptors (see [`Fds`]) and talks to it in text lines:
 //! - agent -> keeper: `release TRACE_HEX REASON`, `release-all REASON`;
 //! - keeper -> agent: `ready SLOTS`, then for each release
-//!   `released TRACE_HEX REASON SOCKETS BYTES DROPPED_BYTES`.
+//!   `released TRACE_HEX REASON SOCKETS BYTES DROPPED_BYTES` (also unasked, for deadline
+//!   releases and for releases a killed keeper had begun, with reason `recovered`).
+
+mod journal;
+mod release;
 
 use std::{
     collections::{BTreeMap, HashSet},
-    io::{BufRead, BufReader, Read, Write},
-    net::{TcpListener, TcpStream},
-    os::{
-        fd::{AsRawFd, RawFd},
-        unix::net::UnixStream,
-    },
-    sync::mpsc::TryRecvError,
-    time::{Duration, Instant},
+    fs::File,
+    io::{BufRead, BufReader, Write},
+    net::TcpStream,
+    os::{fd::RawFd, unix::net::UnixStream},
+    sync::mpsc::RecvTimeoutError,
+    time::Duration,
 };
 
 use aya::maps::{Array, HashMap, Map, MapData, MapError, Queue, SockHash};
-use tracery_common::hold::{conf, FrozenTrace, HeldSock, SockKey, MAX_HOLD_SLOTS};
+use tracery_common::hold::{conf, stat, FrozenTrace, HeldSock, SockKey, MAX_HOLD_SLOTS};
 
+pub use self::journal::Journal;
+use self::journal::{SlotRecord, SlotState};
 use crate::sys;
 
 /// Why the keeper cannot start or serve the agent.
@@ -74,7 +85,7 @@ fn map_update(what: &'static str) -> impl FnOnce(MapError) -> KeeperError {
     move |source| KeeperError::MapUpdate { what, source }
 }
 
-/// Descriptor numbers the keeper finds its control socket and maps at.
+/// Descriptor numbers the keeper finds its control socket, maps, journal and sinks at.
 pub struct Fds;
 
 impl Fds {
@@ -85,8 +96,12 @@ impl Fds {
     pub const FREE_SLOTS: RawFd = 7;
     pub const HOLD_CONF: RawFd = 8;
     pub const FROZEN: RawFd = 9;
-    /// All of them, in order.
-    pub const ALL: [RawFd; 7] = [
+    pub const HOLD_STATS: RawFd = 10;
+    pub const JOURNAL: RawFd = 11;
+    /// Slot `i`'s sink socket is at `SINK0 + i`.
+    pub const SINK0: RawFd = 12;
+    /// The control socket, the maps and the journal, in order (the sinks follow).
+    pub const FIXED: [RawFd; 9] = [
         Self::CONTROL,
         Self::SOCKS,
         Self::HELD,
@@ -94,36 +109,24 @@ impl Fds {
         Self::FREE_SLOTS,
         Self::HOLD_CONF,
         Self::FROZEN,
+        Self::HOLD_STATS,
+        Self::JOURNAL,
     ];
 }
 
 /// Past a hold's deadline, how long the keeper waits for the agent's release before it
 /// releases by itself.
 const DEADLINE_GRACE: Duration = Duration::from_millis(500);
-/// Most time one socket's release may take (a peer that stops reading).
-const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Every byte the sink showed went out, yet the kernel still counts the hold: after this
-/// long with nothing new in the sink, the count is stale and the hold ends. The kernel
-/// redirects into the sink synchronously, so held bytes never take this long to show.
-const RELEASE_QUIET: Duration = Duration::from_millis(500);
-/// Most bytes kept per slot; beyond it the slot is not read until released (the sender
-/// then sees its socket buffer fill, as with a slow peer).
-const SLOT_BUFFER_MAX: usize = 64 << 20;
-
-struct Slot {
-    sink: TcpStream,
-    /// The other end of the sink connection, kept open so the connection stays up.
-    _peer: TcpStream,
-    buf: Vec<u8>,
-}
 
 struct Maps {
-    socks: SockHash<MapData, SockKey>,
     held: HashMap<MapData, SockKey, HeldSock>,
     releasing: HashMap<MapData, SockKey, u32>,
     free: Queue<MapData, u32>,
     conf: Array<MapData, u64>,
     frozen: HashMap<MapData, [u8; 16], FrozenTrace>,
+    stats: Array<MapData, u64>,
+    /// Not used here; taken so the agent's descriptor number is owned.
+    _socks: SockHash<MapData, SockKey>,
 }
 
 fn map<T: TryFrom<Map, Error = MapError>>(fd: RawFd, what: &'static str) -> Result<T, KeeperError> {
@@ -136,13 +139,19 @@ fn map<T: TryFrom<Map, Error = MapError>>(fd: RawFd, what: &'static str) -> Resu
 impl Maps {
     fn inherit() -> Result<Self, KeeperError> {
         Ok(Self {
-            socks: map(Fds::SOCKS, "SOCKS")?,
+            _socks: map(Fds::SOCKS, "SOCKS")?,
             held: map(Fds::HELD, "HELD")?,
             releasing: map(Fds::RELEASING, "RELEASING")?,
             free: map(Fds::FREE_SLOTS, "FREE_SLOTS")?,
             conf: map(Fds::HOLD_CONF, "HOLD_CONF")?,
             frozen: map(Fds::FROZEN, "FROZEN")?,
+            stats: map(Fds::HOLD_STATS, "HOLD_STATS")?,
         })
+    }
+
+    /// The kernel's count of bytes keepers pushed back.
+    fn pushed(&self) -> u64 {
+        self.stats.get(&stat::PUSHED, 0).unwrap_or(0)
     }
 }
 
@@ -156,49 +165,39 @@ struct Outcome {
 
 struct Keeper {
     maps: Maps,
-    slots: Vec<Slot>,
+    /// Slot `i`'s sink socket. The agent holds each one too, so the bytes queued in it
+    /// outlive this process.
+    sinks: Vec<TcpStream>,
+    journal: Journal,
     control: UnixStream,
 }
 
-/// The keeper's `main`: runs until the agent asks it to stop or goes away.
+fn inherited(fd: RawFd, what: &'static str) -> Result<std::os::fd::OwnedFd, KeeperError> {
+    sys::take_inherited_fd(fd).ok_or(KeeperError::NotInherited { what, fd })
+}
+
+/// The keeper's `main`: runs until the agent asks it to stop or goes away. The agent
+/// made the sinks and the journal, and starts a new keeper with the same ones when one
+/// dies; this one first finishes what the last one left half done.
 pub fn run(slots: u32) -> Result<(), KeeperError> {
     let slots = slots.clamp(1, MAX_HOLD_SLOTS);
-    let control = UnixStream::from(sys::take_inherited_fd(Fds::CONTROL).ok_or(
-        KeeperError::NotInherited {
-            what: "control socket",
-            fd: Fds::CONTROL,
-        },
-    )?);
+    let control = UnixStream::from(inherited(Fds::CONTROL, "control socket")?);
     let mut maps = Maps::inherit()?;
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(io("binding the sink listener"))?;
-    let sink_addr = listener
-        .local_addr()
-        .map_err(io("reading the sink address"))?;
-    let mut sinks = Vec::new();
-    for i in 0..slots {
-        let peer = TcpStream::connect(sink_addr).map_err(io("connecting a sink"))?;
-        let (sink, _) = listener.accept().map_err(io("accepting a sink"))?;
-        sink.set_nonblocking(true)
-            .map_err(io("making a sink non-blocking"))?;
-        maps.socks
-            .insert(SockKey::sink(i), sink.as_raw_fd(), 0)
-            .map_err(map_update("SOCKS"))?;
-        maps.free.push(i, 0).map_err(map_update("FREE_SLOTS"))?;
-        sinks.push(Slot {
-            sink,
-            _peer: peer,
-            buf: Vec::new(),
-        });
-    }
+    let journal = Journal::new(File::from(inherited(Fds::JOURNAL, "journal")?), slots);
+    let sinks = (0..slots as RawFd)
+        .map(|i| inherited(Fds::SINK0 + i, "sink socket").map(TcpStream::from))
+        .collect::<Result<Vec<_>, _>>()?;
     maps.conf
         .set(conf::KEEPER_TGID, u64::from(std::process::id()), 0)
         .map_err(map_update("HOLD_CONF"))?;
     let mut k = Keeper {
         maps,
-        slots: sinks,
+        sinks,
+        journal,
         control,
     };
     writeln!(k.control, "ready {slots}").map_err(io("telling the agent it is ready"))?;
+    k.recover();
     k.serve()
 }
 
@@ -213,7 +212,7 @@ impl Keeper {
             .set_nonblocking(false)
             .map_err(io("making the control socket blocking"))?;
         let (tx, rx) = std::sync::mpsc::channel::<Option<String>>();
-        // Commands are read on a thread so the main loop can poll sinks and deadlines.
+        // Commands are read on a thread so the main loop can watch deadlines meanwhile.
         std::thread::spawn(move || loop {
             let mut line = String::new();
             match lines.read_line(&mut line) {
@@ -229,22 +228,21 @@ impl Keeper {
             }
         });
         loop {
-            self.drain_sinks(Duration::from_millis(20));
             self.expire();
-            match rx.try_recv() {
+            match rx.recv_timeout(Duration::from_millis(20)) {
                 Ok(Some(line)) => {
                     // Never exit over one bad line: held bytes would be lost with us.
                     if let Err(e) = self.command(line.trim()) {
                         eprintln!("tracery-hold-keeper: {}", tracery_model::error::chain(&e));
                     }
                 }
-                Ok(None) | Err(TryRecvError::Disconnected) => {
+                Ok(None) | Err(RecvTimeoutError::Disconnected) => {
                     // The agent is gone: no new holds, and everything held goes out.
                     self.stop_holding();
                     self.release_where(|_| true, "agent-exited");
                     return Ok(());
                 }
-                Err(TryRecvError::Empty) => {}
+                Err(RecvTimeoutError::Timeout) => {}
             }
         }
     }
@@ -289,18 +287,6 @@ impl Keeper {
         }
     }
 
-    /// Waits up to `wait` for bytes the kernel redirected into a sink, and reads them. One
-    /// poll for all sinks: an idle keeper costs a few wake-ups a second.
-    fn drain_sinks(&mut self, wait: Duration) {
-        let fds: Vec<RawFd> = self.slots.iter().map(|s| s.sink.as_raw_fd()).collect();
-        let Ok(ready) = sys::readable_among(&fds, wait) else {
-            return;
-        };
-        for (s, _) in self.slots.iter_mut().zip(ready).filter(|(_, r)| *r) {
-            read_available(s);
-        }
-    }
-
     /// Releases holds whose deadline passed (the agent normally does it first).
     fn expire(&mut self) {
         let now = sys::monotonic_ns();
@@ -334,6 +320,10 @@ impl Keeper {
             o.bytes += bytes;
             o.dropped += dropped;
         }
+        self.report(per_trace, reason)
+    }
+
+    fn report(&mut self, per_trace: BTreeMap<[u8; 16], Outcome>, reason: &str) -> Vec<[u8; 16]> {
         let reported = per_trace.keys().copied().collect();
         for (trace, o) in per_trace {
             let _ = writeln!(
@@ -348,87 +338,47 @@ impl Keeper {
         reported
     }
 
-    /// Writes a socket's held bytes back through a duplicate of the sender's descriptor,
-    /// until the kernel ends the hold. Returns (bytes written, bytes dropped).
-    fn release_socket(&mut self, conn: SockKey, h: &HeldSock) -> (u64, u64) {
-        let slot = h.slot as usize;
-        if slot >= self.slots.len() {
-            return (0, 0);
-        }
-        let _ = self.maps.releasing.insert(conn, 1, 0);
-        let target =
-            crate::freeze::connections::sender_socket((h.pid_tgid >> 32) as u32, h.fd, &conn);
-        let started = Instant::now();
-        let mut progress = started;
-        let (mut written, mut dropped) = (0u64, 0u64);
-        loop {
-            let before = self.slots[slot].buf.len();
-            read_available(&mut self.slots[slot]);
-            let s = &mut self.slots[slot];
-            if s.buf.len() != before {
-                progress = Instant::now();
-            }
-            let still_held = self.maps.held.get(&conn, 0).is_ok();
-            if s.buf.is_empty() && !still_held {
-                break;
-            }
-            if s.buf.is_empty() && progress.elapsed() > RELEASE_QUIET {
-                // Seen when the agent dies mid-freeze: the kernel's count of pushed bytes
-                // lags behind what went out. Nothing is left to send.
-                let _ = self.maps.held.remove(&conn);
-                break;
-            }
-            if started.elapsed() > RELEASE_TIMEOUT {
-                // The peer stopped reading, or the socket went away under us: what is left
-                // is reported as dropped, never silently lost.
-                dropped += s.buf.len() as u64;
-                s.buf.clear();
-                let _ = self.maps.held.remove(&conn);
-                break;
-            }
-            let Some(fd) = &target else {
-                dropped += s.buf.len() as u64;
-                s.buf.clear();
-                // Nobody can send on the socket any more; end the hold here.
-                let _ = self.maps.held.remove(&conn);
-                continue;
-            };
-            if s.buf.is_empty() {
-                // The kernel counted bytes the sink has not shown yet.
-                let _ = sys::wait_readable(s.sink.as_raw_fd(), Duration::from_millis(5));
-                continue;
-            }
-            match sys::send_nowait(fd.as_raw_fd(), &s.buf) {
-                Ok(n) => {
-                    s.buf.drain(..n);
-                    written += n as u64;
-                    progress = Instant::now();
+    /// Finishes what a keeper killed before this one left half done, from the journal:
+    /// releases it had begun go on from the first unwritten byte, and slots it was
+    /// recycling are drained and freed. Holds it had not begun to release stay held.
+    fn recover(&mut self) {
+        let mut per_trace: BTreeMap<[u8; 16], Outcome> = BTreeMap::new();
+        for slot in 0..self.sinks.len() as u32 {
+            let r = self.journal.read(slot);
+            match r.state {
+                SlotState::Free => {}
+                SlotState::Releasing => {
+                    let h = self
+                        .maps
+                        .held
+                        .get(&r.conn, 0)
+                        .ok()
+                        .filter(|h| h.slot == slot);
+                    // Its hold may have ended with the last send: the rest is recycling.
+                    let h = h.unwrap_or(HeldSock {
+                        trace_id: r.trace,
+                        pid_tgid: r.pid_tgid,
+                        fd: r.fd,
+                        slot,
+                        ..HeldSock::default()
+                    });
+                    let (bytes, dropped) = self.release_socket(r.conn, &h);
+                    let o = per_trace.entry(h.trace_id).or_default();
+                    o.sockets += 1;
+                    o.bytes += bytes;
+                    o.dropped += dropped;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    let _ = sys::wait_writable(fd.as_raw_fd(), Duration::from_millis(50));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    // The connection is broken (reset, closed): its bytes cannot go out.
-                    dropped += s.buf.len() as u64;
-                    s.buf.clear();
-                    let _ = self.maps.held.remove(&conn);
+                SlotState::Draining => self.recycle(slot),
+                SlotState::Pushing => {
+                    // Pushing it again could give one slot to two holds.
+                    eprintln!(
+                        "tracery-hold-keeper: hold slot {slot} was being freed when the last \
+                         keeper died; it stays out of use"
+                    );
+                    let _ = self.journal.write(slot, &SlotRecord::default());
                 }
             }
         }
-        let _ = self.maps.releasing.remove(&conn);
-        let _ = self.maps.free.push(h.slot, 0);
-        (written, dropped)
-    }
-}
-
-fn read_available(s: &mut Slot) {
-    let mut chunk = [0u8; 16 << 10];
-    while s.buf.len() < SLOT_BUFFER_MAX {
-        match s.sink.read(&mut chunk) {
-            Ok(0) => return,
-            Ok(n) => s.buf.extend_from_slice(&chunk[..n]),
-            Err(_) => return,
-        }
+        self.report(per_trace, "recovered");
     }
 }

@@ -68,15 +68,18 @@ pub fn place_fds_before_exec(cmd: &mut Command, moves: Vec<(RawFd, RawFd)>) -> s
     Ok(())
 }
 
-/// Descriptor numbers below 64 already taken by [`take_inherited_fd`], one bit each.
-static INHERITED_TAKEN: AtomicU64 = AtomicU64::new(0);
+/// Descriptor numbers below 256 already taken by [`take_inherited_fd`], one bit each
+/// (the hold keeper inherits one socket per hold slot).
+static INHERITED_TAKEN: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
 /// Takes ownership of descriptor `fd`, which the parent placed at this number before exec
-/// (see [`place_fds_before_exec`]). `None` when `fd` is not open, not below 64, or was
+/// (see [`place_fds_before_exec`]). `None` when `fd` is not open, not below 256, or was
 /// taken already: each number is owned once.
 pub fn take_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
-    let bit = 1u64.checked_shl(u32::try_from(fd).ok()?)?;
-    if INHERITED_TAKEN.fetch_or(bit, Ordering::SeqCst) & bit != 0 {
+    let n = usize::try_from(fd).ok()?;
+    let word = INHERITED_TAKEN.get(n / 64)?;
+    let bit = 1u64 << (n % 64);
+    if word.fetch_or(bit, Ordering::SeqCst) & bit != 0 {
         return None;
     }
     // SAFETY: F_GETFD on a descriptor number; no pointers.
@@ -86,4 +89,16 @@ pub fn take_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
     // SAFETY: `fd` is open, was inherited across exec for this process to own, and the
     // bit above makes this the only owner taken from it.
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// An anonymous memory file (`memfd_create`, close-on-exec): state that outlives the
+/// process that writes it, as long as another process holds a descriptor.
+pub fn memfd(name: &std::ffi::CStr) -> std::io::Result<OwnedFd> {
+    // SAFETY: `name` is a valid NUL-terminated string; flags only.
+    let r = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `r` is a new descriptor this process owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
 }

@@ -11,9 +11,9 @@ mod record;
 mod socket;
 mod time;
 
-pub use fd::{dup_above, place_fds_before_exec, take_inherited_fd};
+pub use fd::{dup_above, memfd, place_fds_before_exec, take_inherited_fd};
 pub use pidfd::{pidfd_getfd, pidfd_open};
-pub use poll::{readable_among, wait_readable, wait_writable};
+pub use poll::{wait_readable, wait_writable};
 pub use proc_mem::process_vm_read;
 pub use process::{cpu_time, raise_memlock_limit, trim_heap};
 pub use ptrace::{
@@ -21,7 +21,9 @@ pub use ptrace::{
     ptrace_interrupt, ptrace_listen, ptrace_seize, tgkill, waitpid_nohang, PtraceEvent, WaitStatus,
 };
 pub use record::read_record;
-pub use socket::{is_tcp_socket, same_conn, send_nowait, sock_key, socket_cookie};
+pub use socket::{
+    is_tcp_socket, peek_nowait, recv_nowait, same_conn, send_nowait, sock_key, socket_cookie,
+};
 pub use time::{monotonic_ns, realtime_ns};
 
 /// Result of a raw call that returns -1 and sets errno on failure.

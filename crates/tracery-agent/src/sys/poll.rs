@@ -44,27 +44,3 @@ pub fn wait_writable(fd: RawFd, timeout: Duration) -> std::io::Result<bool> {
         _ => Err(std::io::Error::last_os_error()),
     }
 }
-
-/// Waits up to `timeout` until any of `fds` is readable; returns which are.
-pub fn readable_among(fds: &[RawFd], timeout: Duration) -> std::io::Result<Vec<bool>> {
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: `pfds` is a valid array of `pfds.len()` pollfds.
-    let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
-    if r < 0 {
-        let e = std::io::Error::last_os_error();
-        return if e.kind() == std::io::ErrorKind::Interrupted {
-            Ok(vec![false; fds.len()])
-        } else {
-            Err(e)
-        };
-    }
-    Ok(pfds.iter().map(|p| p.revents & libc::POLLIN != 0).collect())
-}

@@ -42,6 +42,36 @@ pub fn send_nowait(fd: RawFd, buf: &[u8]) -> std::io::Result<usize> {
     }
 }
 
+/// `recv(fd, buf, MSG_DONTWAIT | flags)`: bytes read (0 at end of stream), or the error
+/// (`WouldBlock` when nothing is queued).
+fn recv_nowait_flags(fd: RawFd, buf: &mut [u8], flags: libc::c_int) -> std::io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+    let r = unsafe {
+        libc::recv(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | flags,
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// Copies the bytes queued at the head of `fd` into `buf` without taking them
+/// (`MSG_PEEK`): the queue stays the store until they are known to be sent.
+pub fn peek_nowait(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    recv_nowait_flags(fd, buf, libc::MSG_PEEK)
+}
+
+/// Takes up to `buf.len()` queued bytes from `fd` without waiting.
+pub fn recv_nowait(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    recv_nowait_flags(fd, buf, 0)
+}
+
 /// True for a TCP socket (`SO_PROTOCOL`).
 pub fn is_tcp_socket(fd: RawFd) -> bool {
     let mut proto: libc::c_int = 0;

@@ -1,8 +1,10 @@
-//! Starting the hold keeper and talking to it: its executable, the descriptors it gets,
-//! and its text protocol (see `crate::freeze::keeper`).
+//! Starting the hold keeper and talking to it: its executable, the descriptors it gets
+//! (kept by the agent for the next keeper, should one die), and its text protocol (see
+//! `crate::freeze::keeper`).
 
 use std::{
     io::{BufRead, BufReader},
+    net::{TcpListener, TcpStream},
     os::{
         fd::{AsFd, AsRawFd, OwnedFd, RawFd},
         unix::net::UnixStream,
@@ -14,11 +16,10 @@ use std::{
 };
 
 use aya::maps::Map;
-use tracery_common::hold::MAX_HOLD_SLOTS;
 
 use crate::{
     error::{AgentError, HoldError},
-    freeze::keeper::Fds,
+    freeze::keeper::{Fds, Journal},
     freeze::{ReleaseReason, TraceId},
     sys,
 };
@@ -85,29 +86,103 @@ pub(super) fn keeper_path() -> Result<PathBuf, AgentError> {
         })
 }
 
-/// Starts the keeper with the control socket and the maps at [`Fds`], in a session of its
-/// own (a Ctrl-C for the agent's process group must not reach it), and waits for `ready`.
-pub(super) fn spawn_keeper(
-    path: &std::path::Path,
-    maps: &[OwnedFd],
-) -> Result<(Child, UnixStream, mpsc::Receiver<String>), AgentError> {
+/// What every keeper gets, kept by the agent for the next one: the maps, the journal and
+/// the sinks held bytes wait in. Because the agent holds the sinks (and their peers), a
+/// killed keeper takes none of those bytes with it.
+pub(super) struct KeeperKit {
+    pub path: PathBuf,
+    /// Duplicates above 100, in the order of `Fds::SOCKS..=Fds::HOLD_STATS`.
+    pub maps: Vec<OwnedFd>,
+    journal: OwnedFd,
+    /// Slot `i`'s sink, above 100 (placed at `Fds::SINK0 + i`).
+    sinks: Vec<OwnedFd>,
+    /// The other ends, so the sink connections stay up.
+    _peers: Vec<TcpStream>,
+}
+
+impl KeeperKit {
+    /// Makes `slots` sink connections on loopback and a journal all of whose slots are free.
+    pub fn new(path: PathBuf, maps: Vec<OwnedFd>, slots: u32) -> Result<Self, AgentError> {
+        let journal = sys::memfd(c"tracery-hold-journal")
+            .map_err(HoldError::io("creating the keeper's journal"))?;
+        let file = std::fs::File::from(journal);
+        file.set_len(Journal::size(slots))
+            .map_err(HoldError::io("sizing the keeper's journal"))?;
+        let journal = sys::dup_above(file.as_raw_fd(), 100)
+            .map_err(HoldError::io("duplicating the keeper's journal"))?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .map_err(HoldError::io("binding the hold sinks' listener"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(HoldError::io("reading the hold sinks' address"))?;
+        let mut sinks = Vec::new();
+        let mut peers = Vec::new();
+        for _ in 0..slots {
+            let peer = TcpStream::connect(addr).map_err(HoldError::io("connecting a hold sink"))?;
+            let (sink, _) = listener
+                .accept()
+                .map_err(HoldError::io("accepting a hold sink"))?;
+            sink.set_nonblocking(true)
+                .map_err(HoldError::io("making a hold sink non-blocking"))?;
+            sinks.push(
+                sys::dup_above(sink.as_raw_fd(), 100)
+                    .map_err(HoldError::io("duplicating a hold sink"))?,
+            );
+            peers.push(peer);
+        }
+        Ok(Self {
+            path,
+            maps,
+            journal,
+            sinks,
+            _peers: peers,
+        })
+    }
+
+    /// Slot `i`'s sink, for the sockhash.
+    pub fn sinks(&self) -> impl Iterator<Item = (u32, RawFd)> + '_ {
+        (0u32..).zip(self.sinks.iter().map(|s| s.as_raw_fd()))
+    }
+
+    pub fn slots(&self) -> u32 {
+        self.sinks.len() as u32
+    }
+}
+
+/// A running keeper: its process, its control socket, and the lines it sent.
+pub(super) struct RunningKeeper {
+    pub child: Child,
+    pub control: UnixStream,
+    pub replies: mpsc::Receiver<String>,
+}
+
+/// Starts a keeper with the control socket, maps, journal and sinks at [`Fds`], in a
+/// session of its own (a Ctrl-C for the agent's process group must not reach it), and
+/// waits for `ready`.
+pub(super) fn spawn_keeper(kit: &KeeperKit) -> Result<RunningKeeper, AgentError> {
     let (ours, theirs) =
         UnixStream::pair().map_err(HoldError::io("creating the keeper's control socket"))?;
     let theirs = sys::dup_above(theirs.as_raw_fd(), 100)
         .map_err(HoldError::io("duplicating the keeper's control socket"))?;
-    let sources: Vec<RawFd> = std::iter::once(theirs.as_raw_fd())
-        .chain(maps.iter().map(|f| f.as_raw_fd()))
+    let sources: Vec<RawFd> = std::iter::once(&theirs)
+        .chain(&kit.maps)
+        .chain(std::iter::once(&kit.journal))
+        .chain(&kit.sinks)
+        .map(|f| f.as_raw_fd())
         .collect();
-    let mut cmd = Command::new(path);
+    let targets = Fds::FIXED
+        .into_iter()
+        .chain((0..kit.sinks.len() as RawFd).map(|i| Fds::SINK0 + i));
+    let mut cmd = Command::new(&kit.path);
     cmd.arg("--slots")
-        .arg(MAX_HOLD_SLOTS.to_string())
+        .arg(kit.slots().to_string())
         .stdin(Stdio::null());
-    // The sources are all above 100, so placing them at 3.. never overwrites one not yet
-    // placed.
-    sys::place_fds_before_exec(&mut cmd, sources.into_iter().zip(Fds::ALL).collect())
+    // The sources are all above 100 and the targets below, so placing them in order
+    // never overwrites one not yet placed.
+    sys::place_fds_before_exec(&mut cmd, sources.into_iter().zip(targets).collect())
         .map_err(HoldError::io("placing the keeper's descriptors"))?;
-    let child = cmd.spawn().map_err(|source| HoldError::KeeperStart {
-        path: path.to_path_buf(),
+    let mut child = cmd.spawn().map_err(|source| HoldError::KeeperStart {
+        path: kit.path.clone(),
         source,
     })?;
     drop(theirs);
@@ -126,9 +201,18 @@ pub(super) fn spawn_keeper(
             }
         })
         .map_err(HoldError::io("starting the keeper's reader thread"))?;
-    match rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(line) if line.starts_with("ready ") => Ok((child, ours, rx)),
-        Ok(line) => Err(HoldError::KeeperAnswer { line }.into()),
-        Err(_) => Err(HoldError::KeeperSilent.into()),
-    }
+    let failed = match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(line) if line.starts_with("ready ") => {
+            return Ok(RunningKeeper {
+                child,
+                control: ours,
+                replies: rx,
+            })
+        }
+        Ok(line) => HoldError::KeeperAnswer { line },
+        Err(_) => HoldError::KeeperSilent,
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    Err(failed.into())
 }
