@@ -25,7 +25,12 @@ pub fn marker_line(marker: &str) -> (PathBuf, u32) {
 pub fn markers() -> Vec<(String, PathBuf, u32)> {
     let mut found = Vec::new();
     let demo_dir = crate::fixture::tests_dir().join("demo");
-    let demo = ["orders/src/pricing.rs", "gateway/main.go"].map(|p| demo_dir.join(p));
+    let demo = [
+        "orders/src/pricing.rs",
+        "orders/src/main.rs",
+        "gateway/main.go",
+    ]
+    .map(|p| demo_dir.join(p));
     let sources = ["c", "rust", "go", "httpd"].map(fixture_source);
     for path in sources.into_iter().chain(demo) {
         let text = fs::read_to_string(&path)

@@ -13,6 +13,7 @@ const EXPECTED_MARKERS: &[&str] = &[
     "c_inline",
     "c_level3",
     "c_tick",
+    "c_login",
     "rust_entry",
     "rust_after_total",
     "rust_inline",
@@ -24,6 +25,7 @@ const EXPECTED_MARKERS: &[&str] = &[
     "go_level3",
     "go_tick",
     "demo_priced",
+    "demo_pay_auth",
     "httpd_handle",
     "demo_gateway_access",
 ];

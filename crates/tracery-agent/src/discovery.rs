@@ -10,6 +10,10 @@
 //!
 //! [services.worker]
 //! cmdline = "worker --queue payments" # a substring of the command line
+//!
+//! [redaction]                         # names whose values never leave the node
+//! rules = ["iban", "private_key"]     # added to the defaults (password, token, ...)
+//! defaults = true                     # false turns the defaults off
 //! ```
 //!
 //! When several agents share one kernel (nodes as cgroups on one machine), each is given
@@ -24,6 +28,8 @@ use std::{
 };
 
 use serde::Deserialize;
+
+use tracery_model::redact::{Redaction, RedactionConfig, RuleError};
 
 use crate::exec_watch::Exec;
 
@@ -66,6 +72,12 @@ pub enum DiscoveryError {
         #[source]
         source: toml::de::Error,
     },
+    #[error("{path}: [redaction] is not valid")]
+    Redaction {
+        path: PathBuf,
+        #[source]
+        source: RuleError,
+    },
     #[error("service {name:?} in {path} must give exactly one of `exe`, `process` or `cmdline`")]
     Ambiguous { name: String, path: PathBuf },
     #[error("unknown service {name:?}; known services: {known}")]
@@ -93,6 +105,8 @@ struct RawConfig {
     #[serde(default)]
     #[expect(dead_code, reason = "read by the controller, accepted here")]
     capture_limits: Option<toml::Table>,
+    #[serde(default)]
+    redaction: RedactionConfig,
 }
 
 #[derive(Deserialize)]
@@ -109,6 +123,8 @@ pub struct Services {
     services: BTreeMap<String, Matcher>,
     /// This node's processes, when the agent shares its kernel with other nodes.
     cgroup: Option<NodeCgroup>,
+    /// `[redaction]`: the defaults unless the file says otherwise.
+    redaction: Redaction,
 }
 
 impl Services {
@@ -142,10 +158,21 @@ impl Services {
             };
             services.insert(name, m);
         }
+        let redaction =
+            Redaction::from_config(&raw.redaction).map_err(|source| DiscoveryError::Redaction {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(Self {
             services,
             cgroup: None,
+            redaction,
         })
+    }
+
+    /// The redaction rules of `[redaction]` (the defaults when the section is absent).
+    pub fn redaction(&self) -> &Redaction {
+        &self.redaction
     }
 
     /// The matcher of service `name`.
@@ -172,6 +199,7 @@ impl Services {
         let mut scoped = Self {
             services: BTreeMap::new(),
             cgroup: Some(cgroup.clone()),
+            redaction: self.redaction.clone(),
         };
         scoped.services = self
             .services
@@ -405,6 +433,21 @@ mod tests {
         let err = services("[services.x]\nexe = \"/a\"\nprocess = \"a\"\n").unwrap_err();
         assert!(matches!(err, DiscoveryError::Ambiguous { .. }), "{err}");
         let err = services("[services.x]\npath = \"/a\"\n").unwrap_err();
+        assert!(matches!(err, DiscoveryError::Parse { .. }), "{err}");
+    }
+
+    #[test]
+    fn redaction_rules_come_from_the_config_with_the_defaults_on_unless_turned_off() {
+        let s = services("[services.a]\nexe = \"/bin/a\"\n").unwrap();
+        assert_eq!(s.redaction().rule_for("user_password"), Some("password"));
+        let s = services("[redaction]\nrules = [\"iban\"]\n").unwrap();
+        assert_eq!(s.redaction().rule_for("IBAN"), Some("iban"));
+        assert_eq!(s.redaction().rule_for("token"), Some("token"));
+        let s = services("[redaction]\nrules = [\"iban\"]\ndefaults = false\n").unwrap();
+        assert_eq!(s.redaction().rule_for("token"), None);
+        let err = services("[redaction]\nrules = [\"..\"]\n").unwrap_err();
+        assert!(matches!(err, DiscoveryError::Redaction { .. }), "{err}");
+        let err = services("[redaction]\nrule = [\"iban\"]\n").unwrap_err();
         assert!(matches!(err, DiscoveryError::Parse { .. }), "{err}");
     }
 

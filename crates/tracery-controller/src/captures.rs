@@ -5,6 +5,9 @@
 //! handled: the agent's freeze reports queue behind them, so a frozen trace cannot be
 //! resumed before its rows are read. The statement timeout bounds that wait, and
 //! [`Captures::settled`] lets a resume wait for reads still running.
+//!
+//! Rows are redacted here, before they are stored (`tracery_model::redact`), and a
+//! placeholder naming a value the agent redacted is refused, never bound.
 
 mod resolve;
 
@@ -201,7 +204,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn to_proto(r: QueryResult, unresolved: &[String]) -> v1::DatabaseRead {
-    let json = |v: &serde_json::Value| v.to_string();
+    // Columns, keys and hash fields named like secrets never reach the store.
+    let redaction = tracery_model::redact::active();
+    let json = |v: &serde_json::Value| {
+        let mut v = v.clone();
+        redaction.json(&mut v);
+        v.to_string()
+    };
     // An unresolved placeholder's own reason says more than "did not resolve".
     let error = match (r.error, unresolved.is_empty()) {
         (Some(_), false) => Some(unresolved.join("; ")),

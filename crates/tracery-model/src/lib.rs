@@ -16,6 +16,7 @@ pub mod condition;
 pub mod database;
 pub mod error;
 pub mod freeze;
+pub mod redact;
 pub mod render;
 pub mod snapshot;
 pub mod trace;
@@ -23,6 +24,7 @@ pub mod value;
 pub mod wire;
 
 pub use database::DatabaseRead;
+pub use redact::Redaction;
 pub use render::{render_text, Language, SourceLanguage};
 pub use snapshot::{Location, PodRef, Snapshot, StackFrame};
 pub use trace::TraceId;

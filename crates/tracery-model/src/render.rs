@@ -239,6 +239,7 @@ pub(crate) fn missing(v: &Value) -> Option<String> {
     match v {
         Value::OptimizedOut => Some("<optimized out>".into()),
         Value::Unavailable { reason } => Some(format!("<unavailable: {reason}>")),
+        Value::Redacted { rule } => Some(format!("<redacted: {rule}>")),
         _ => None,
     }
 }

@@ -88,6 +88,9 @@ pub enum Value {
     OptimizedOut,
     /// The value exists but was not captured or cannot be shown; `reason` says why.
     Unavailable { reason: String },
+    /// Hidden on the node because its name matched the redaction rule `rule`
+    /// ([`crate::redact`]); the raw value never left the node.
+    Redacted { rule: String },
 }
 
 /// Largest integer magnitude a JSON number carries exactly (an IEEE double's mantissa).
@@ -176,6 +179,7 @@ impl Value {
             }
             Value::OptimizedOut => json!({ "unavailable": "optimized out" }),
             Value::Unavailable { reason } => json!({ "unavailable": reason }),
+            Value::Redacted { rule } => json!({ "redacted": rule }),
         }
     }
 }

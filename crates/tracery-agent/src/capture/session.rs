@@ -411,7 +411,10 @@ fn decode_hit(a: &ArmedSite, hit: &RawHit, clock: &Clock) -> Snapshot {
     // The trap leaves the instruction pointer past the breakpoint; unwinding starts at it.
     regs[pt::RIP as usize] = pc.0;
     let exe = &a.executable;
-    let variables = exe.decode(&a.plan, h, &hit.data);
+    let mut variables = exe.decode(&a.plan, h, &hit.data);
+    // Before the snapshot exists: no later path (link, store, export) sees a raw secret.
+    // `--when` already ran, on the raw values, in the kernel.
+    tracery_model::redact::active().variables(&mut variables);
     let stack = exe
         .stack(
             a.bias,

@@ -122,7 +122,9 @@ fn capture(
         .collect();
     let data_len = ((config.data_size as usize + 7) & !7).min(DATA_CAP);
     header.data_len = data_len as u32;
-    let vars = exe.decode(&plan, &header, &data[..data_len]);
+    let mut vars = exe.decode(&plan, &header, &data[..data_len]);
+    // What `trace eval` returns leaves the node: secret names are hidden like a hit's.
+    tracery_model::redact::active().variables(&mut vars);
     Ok((vars, cuts))
 }
 

@@ -29,6 +29,8 @@ pub enum ResolveError {
     NotScalar { path: String, what: String },
     #[error("`{path}` was not captured: {reason}")]
     Unavailable { path: String, reason: String },
+    #[error("`{path}` was redacted on the node (rule `{rule}`), so its value is not here to bind; query by another variable, or drop the rule from [redaction] in tracery.toml")]
+    Redacted { path: String, rule: String },
 }
 
 /// One step of a path.
@@ -134,6 +136,12 @@ fn through_wrappers<'a>(
                 return Err(ResolveError::Unavailable {
                     path: path.into(),
                     reason: u.reason.clone(),
+                })
+            }
+            Some(Kind::Redacted(r)) => {
+                return Err(ResolveError::Redacted {
+                    path: path.into(),
+                    rule: r.rule.clone(),
                 })
             }
             Some(Kind::OptimizedOut(_)) => {
@@ -242,6 +250,12 @@ mod tests {
             var("qty", v(Kind::Int(3))),
             var("coupon", coupon),
             var("gone", v(Kind::OptimizedOut(v1::value::Empty {}))),
+            var(
+                "password",
+                v(Kind::Redacted(v1::value::Redacted {
+                    rule: "password".into(),
+                })),
+            ),
         ]
     }
 
@@ -286,5 +300,9 @@ mod tests {
             resolve(&vars, "gone"),
             Err(ResolveError::Unavailable { .. })
         ));
+        // A redacted value is never bound, not even as a placeholder's text.
+        let e = resolve(&vars, "password").unwrap_err();
+        assert!(matches!(e, ResolveError::Redacted { ref rule, .. } if rule == "password"));
+        assert!(e.to_string().contains("redacted on the node"), "{e}");
     }
 }

@@ -274,6 +274,16 @@ impl PgSchema {
     pub fn url(&self) -> String {
         format!("{}&options[search_path]={}", self.base, self.name)
     }
+
+    /// The schema's name, for tests that read its tables with psql.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The database URL without the schema, as psql takes it.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
 }
 
 impl Drop for PgSchema {

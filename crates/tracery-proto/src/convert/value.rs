@@ -49,6 +49,7 @@ impl From<Value> for v1::Value {
             Value::Unit => Kind::Unit(pv::Empty {}),
             Value::OptimizedOut => Kind::OptimizedOut(pv::Empty {}),
             Value::Unavailable { reason } => Kind::Unavailable(pv::Unavailable { reason }),
+            Value::Redacted { rule } => Kind::Redacted(pv::Redacted { rule }),
         };
         v1::Value { kind: Some(kind) }
     }
@@ -106,6 +107,7 @@ impl TryFrom<v1::Value> for Value {
             Kind::Unit(pv::Empty {}) => Value::Unit,
             Kind::OptimizedOut(pv::Empty {}) => Value::OptimizedOut,
             Kind::Unavailable(u) => Value::Unavailable { reason: u.reason },
+            Kind::Redacted(r) => Value::Redacted { rule: r.rule },
         })
     }
 }

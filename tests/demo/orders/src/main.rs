@@ -126,6 +126,21 @@ async fn create_schema(db: &Db) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The credential orders presents to payments: a stand-in for a real secret, which the
+/// redaction tests check never leaves the node (in a snapshot or a held request).
+const PAYMENTS_TOKEN: &str = "pay-tok-5e6f7a8b";
+
+/// The `Authorization` header of the payments call. Not inlined: its line is where tests
+/// stop a request after its INSERT, just before the payments call goes out.
+#[inline(never)]
+fn payments_authorization(token: &str, order_id: i64) -> String {
+    // Named so: at the probe this local is not yet set, and its stack slot may still hold
+    // an earlier call's header, which redaction must hide like the token.
+    let authorization = format!("Bearer {token}"); // @probe:demo_pay_auth
+    std::hint::black_box(order_id);
+    authorization
+}
+
 async fn place_order(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -167,6 +182,7 @@ async fn place_order(
     let mut req = app
         .http
         .post(format!("{}/pay", app.payments))
+        .header("authorization", payments_authorization(PAYMENTS_TOKEN, id))
         .json(&serde_json::json!({ "order_id": id, "amount_cents": priced.total_cents }));
     if let Some(p) = &parent {
         req = req.header("traceparent", p.child().to_string());

@@ -31,6 +31,7 @@ pub fn decode(ev: &HoldEvent) -> Option<Observed> {
         return Some(Observed::Missed { trace, why });
     }
     let preview = &ev.preview[..(ev.preview_len as usize).min(ev.preview.len())];
+    let (first_line, decoded) = redacted_preview(preview, u64::from(ev.len));
     Some(Observed::Held(Box::new(HeldMessage {
         trace_id: trace,
         pid: (ev.pid_tgid >> 32) as u32,
@@ -43,12 +44,28 @@ pub fn decode(ev: &HoldEvent) -> Option<Observed> {
             remote_port(ev.sock.remote_port),
         ),
         bytes: u64::from(ev.len),
-        first_line: first_line(preview),
-        decoded: tracery_wire::decode(preview, u64::from(ev.len)),
+        first_line,
+        decoded,
         behind: ev.flags & HELD_BEHIND != 0,
         shared: ev.flags & HELD_SHARED != 0,
         at: wall_time(ev.ktime_ns),
     })))
+}
+
+/// The preview's first line and decoded form, with secret-named values redacted
+/// (`tracery_model::redact::message`) before they leave the node.
+fn redacted_preview(
+    preview: &[u8],
+    len: u64,
+) -> (String, Option<tracery_model::wire::DecodedMessage>) {
+    let mut decoded = tracery_wire::decode(preview, len);
+    let removed = decoded
+        .as_mut()
+        .map(|d| tracery_model::redact::active().message(d))
+        .unwrap_or_default();
+    let line = tracery_model::redact::message::scrub(&first_line(preview), &removed);
+    let line = line.chars().take(HeldMessage::FIRST_LINE_MAX).collect();
+    (line, decoded)
 }
 
 /// The socket's cookie (`SO_COOKIE`), read through a duplicate of the sender's known
@@ -120,6 +137,41 @@ mod tests {
         );
         assert_eq!(first_line(b"Q\0\0\0\x1bSELECT 1\0"), "Q....SELECT 1.");
         assert_eq!(first_line(&[b'a'; 300]).len(), HeldMessage::FIRST_LINE_MAX);
+    }
+
+    #[test]
+    fn held_previews_are_redacted_in_their_decoded_form_and_first_line() {
+        let http = b"POST /login?token=t-1 HTTP/1.1\r\nAuthorization: Bearer b-2\r\n\r\n{\"password\":\"p-3\"}";
+        let (line, decoded) = redacted_preview(http, http.len() as u64);
+        assert_eq!(line, "POST /login?token=<redacted> HTTP/1.1");
+        let text = decoded.unwrap().to_json().to_string();
+        for secret in ["t-1", "b-2", "p-3"] {
+            assert!(!text.contains(secret), "{secret}: {text}");
+        }
+        // PostgreSQL Parse + Bind in one write: no newline, so the raw first line runs
+        // into the bound values.
+        let mut pg = Vec::new();
+        let mut msg = |tag: u8, body: &[u8]| {
+            pg.push(tag);
+            pg.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+            pg.extend_from_slice(body);
+        };
+        msg(
+            b'P',
+            b"\0UPDATE users SET password_hash = $1 WHERE id = $2\0\0\0",
+        );
+        let mut bind = b"\0\0\0\0\0\x02".to_vec();
+        for v in [&b"hash-S3CRET"[..], b"7"] {
+            bind.extend_from_slice(&(v.len() as i32).to_be_bytes());
+            bind.extend_from_slice(v);
+        }
+        bind.extend_from_slice(b"\0\0");
+        msg(b'B', &bind);
+        let (line, decoded) = redacted_preview(&pg, pg.len() as u64);
+        assert!(!line.contains("hash-S3"), "{line}");
+        let text = decoded.unwrap().to_json().to_string();
+        assert!(!text.contains("hash-S3CRET"), "{text}");
+        assert!(text.contains("<redacted: password>"), "{text}");
     }
 
     #[test]
