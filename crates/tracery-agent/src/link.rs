@@ -28,7 +28,7 @@ use std::{
 use tokio::sync::{mpsc, oneshot};
 use tonic::{
     codegen::tokio_stream::wrappers::ReceiverStream,
-    transport::{Endpoint, Uri},
+    transport::{ClientTlsConfig, Endpoint, Uri},
     Streaming,
 };
 use tracery_proto::v1::{
@@ -84,6 +84,12 @@ pub enum LinkError {
         #[source]
         source: tonic::codegen::http::uri::InvalidUri,
     },
+    #[error("cannot use TLS for {url}; use an https:// controller URL with --tls-dir")]
+    Tls {
+        url: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
     #[error(transparent)]
     Agent(#[from] AgentError),
     #[error("the capture thread stopped; see the log above for why")]
@@ -107,21 +113,49 @@ pub async fn run(
     opts: LinkOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), LinkError> {
+    run_with_tls(opts, None, shutdown).await
+}
+
+/// [`run`], over TLS with this client certificate and CA when `tls` is given (the
+/// controller refuses agents without a certificate its CA signed).
+pub async fn run_with_tls(
+    opts: LinkOptions,
+    tls: Option<ClientTlsConfig>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), LinkError> {
     let uri: Uri = opts.controller.parse().map_err(|source| LinkError::Url {
         url: opts.controller.clone(),
         source,
     })?;
-    let endpoint = Endpoint::from(uri)
+    let mut endpoint = Endpoint::from(uri);
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls).map_err(|source| LinkError::Tls {
+            url: opts.controller.clone(),
+            source,
+        })?;
+    }
+    let endpoint = endpoint
         .connect_timeout(Duration::from_secs(2))
         .http2_keep_alive_interval(KEEPALIVE)
         .keep_alive_timeout(KEEPALIVE)
         .keep_alive_while_idle(true);
     // The node's cgroup is watched for message holds: a trace frozen on another node has
-    // its messages held here too.
+    // its messages held here too. In a cluster that is every pod of the node.
     let watch = opts
         .services
         .node_cgroup()
-        .and_then(|c| crate::discovery::cgroup2_dir(c.path()));
+        .and_then(|c| crate::discovery::cgroup2_dir(c.path()))
+        .or_else(|| {
+            opts.kubernetes_node
+                .as_ref()
+                .and(crate::pods::kubepods_dir())
+        });
+    if opts.kubernetes_node.is_some() && watch.is_none() {
+        tracing::warn!(
+            "no kubepods cgroup under the cgroup v2 mount: messages of requests frozen on \
+             other nodes are not held here; mount the host's /sys/fs/cgroup, or pass --cgroup"
+        );
+    }
     let pods = opts.kubernetes_node.clone().map(PodDirectory::new);
     let worker = tokio::task::spawn_blocking(move || Worker::spawn(watch, pods))
         .await

@@ -26,3 +26,15 @@ pub fn hold_cgroup(path: &str) -> String {
         .and_then(|p| p.pod_path)
         .unwrap_or_else(|| path.to_owned())
 }
+
+/// The cgroup directory that holds every pod of this node: kubelet's `kubepods.slice`
+/// (systemd driver) or `kubepods` (cgroupfs driver) under the cgroup v2 mount. An agent in
+/// cluster mode watches it for holds, so a trace frozen on another node has its messages
+/// held in whichever pod here it reached.
+pub fn kubepods_dir() -> Option<std::path::PathBuf> {
+    let root = crate::discovery::cgroup2_dir("/")?;
+    ["kubepods.slice", "kubepods"]
+        .iter()
+        .map(|name| root.join(name))
+        .find(|dir| dir.join("cgroup.procs").exists())
+}

@@ -36,6 +36,8 @@ impl Controller {
                 databases: Vec::new(),
                 capture_limits: Default::default(),
                 kubernetes: None,
+                access: tracery_controller::Access::Open,
+                tls_dir: None,
             },
             async move {
                 let _ = stopped.await;

@@ -32,6 +32,7 @@ impl AgentLink for AgentLinkApi {
         &self,
         request: Request<Streaming<v1::AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        crate::tls::require_agent_cert(self.registry.opts.tls_dir.is_some(), &request)?;
         let mut inbound = request.into_inner();
         let hello = match inbound.message().await? {
             Some(v1::AgentMessage {

@@ -32,6 +32,16 @@ pub enum ControllerError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The TLS certificate, key or CA could not be read.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The TLS files were read but are not a usable server configuration.
+    #[error("the TLS files in {dir} are not a usable certificate, key and CA; make new ones with `tracery-ctl certs init`")]
+    TlsConfig {
+        dir: std::path::PathBuf,
+        #[source]
+        source: tonic::transport::Error,
+    },
     /// Cluster mode could not start (no API access, missing RBAC).
     #[error("cluster mode cannot start: {reason}")]
     Kubernetes {

@@ -5,6 +5,8 @@
 //! the standalone agent. Start it with [`serve`].
 
 mod agent_link;
+mod audit;
+mod auth;
 mod breakpoints;
 mod captures;
 mod error;
@@ -15,6 +17,7 @@ mod options;
 mod registry;
 mod snapshot_body;
 mod spec;
+pub mod tls;
 mod trace_api;
 mod tracery_api;
 mod traces;
@@ -27,6 +30,7 @@ use tonic::transport::server::TcpIncoming;
 use tracery_proto::v1::{agent_link_server::AgentLinkServer, tracery_server::TraceryServer};
 use tracery_store::Store;
 
+pub use auth::{Access, StandaloneToken, TokenError, TOKEN_FILE};
 pub use error::ControllerError;
 pub use kubernetes::KubernetesApi;
 pub use options::{default_store_url, ControllerOptions, Defaults};
@@ -51,6 +55,15 @@ pub async fn serve(
                 url: opts.store_url.clone(),
                 source,
             })?;
+    let mut server = tonic::transport::Server::builder();
+    if let Some(dir) = &opts.tls_dir {
+        server = server
+            .tls_config(tls::server_config(dir)?)
+            .map_err(|source| ControllerError::TlsConfig {
+                dir: dir.clone(),
+                source,
+            })?;
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let registry = Arc::new(Registry::new(store.clone(), opts, stop_rx));
     let expiry = tokio::spawn(expiry::run(registry.clone()));
@@ -62,7 +75,8 @@ pub async fn serve(
         ),
         None => None,
     };
-    tracing::info!(%addr, store = store.url(), "controller listening");
+    let tls = registry.opts.tls_dir.is_some();
+    tracing::info!(%addr, store = store.url(), tls, access = ?registry.opts.access, "controller listening");
 
     // Long-lived streams (agent sessions, watches) would hold a graceful shutdown open
     // forever: end them first, then let tonic drain the rest.
@@ -70,7 +84,7 @@ pub async fn serve(
         shutdown.await;
         stop_tx.send_replace(true);
     };
-    let served = tonic::transport::Server::builder()
+    let served = server
         .add_service(TraceryServer::new(tracery_api::TraceryApi::new(
             registry.clone(),
         )))

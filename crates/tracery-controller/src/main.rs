@@ -4,16 +4,30 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracery_controller::{ControllerOptions, Defaults, KubernetesApi};
+use tracery_controller::{Access, ControllerOptions, Defaults, KubernetesApi, StandaloneToken};
 use tracery_databases::{resolve_databases, CaptureLimits, DatabasesSection};
 
 /// Breakpoint registry and snapshot store for Tracery agents and tracery-ctl.
 #[derive(Parser, Debug)]
 #[command(name = "tracery-controller", version)]
 struct Cli {
-    /// Address to serve tracery-ctl and agents on.
+    /// Address to serve tracery-ctl and agents on. Any but a loopback address needs
+    /// --tls-dir, or --insecure.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7777")]
     listen: String,
+    /// Serve TLS with DIR/tls.crt and DIR/tls.key, and accept only agents whose client
+    /// certificate is signed by DIR/ca.crt (a Kubernetes TLS Secret mounted as a
+    /// directory; `tracery-ctl certs init` writes a development set).
+    #[arg(long, value_name = "DIR", env = "TRACERY_TLS_DIR")]
+    tls_dir: Option<std::path::PathBuf>,
+    /// Serve plaintext on a non-loopback --listen address: anyone who can reach it can
+    /// pose as an agent, and tokens cross the network readable.
+    #[arg(long, conflicts_with = "tls_dir")]
+    insecure: bool,
+    /// Outside cluster mode: where the API token is written at first start (DIR/token,
+    /// mode 0600); tracery-ctl needs it.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/tracery")]
+    data_dir: std::path::PathBuf,
     /// Snapshot store: sqlite://PATH or postgres://…; default: a SQLite file under the
     /// data directory. Prefer the environment variable for a URL with a password.
     #[arg(
@@ -34,6 +48,14 @@ struct Cli {
     /// mongodb://); repeatable.
     #[arg(long = "database", value_name = "NAME=URL")]
     databases: Vec<String>,
+    /// Also redact database columns and keys with this name (words, as in [redaction]
+    /// rules of tracery.toml: `iban`, `private_key`); repeatable. Agents redact snapshots
+    /// with their own rules.
+    #[arg(long = "redact", value_name = "RULE")]
+    redact: Vec<String>,
+    /// Turn the default redaction rules (password, token, api_key, ...) off.
+    #[arg(long)]
+    no_default_redaction: bool,
 }
 
 fn main() -> ExitCode {
@@ -75,6 +97,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None
     };
     let databases = resolve_databases(&DatabasesSection::default(), &cli.databases)?;
+    let redaction =
+        tracery_model::Redaction::from_config(&tracery_model::redact::RedactionConfig {
+            rules: cli.redact.clone(),
+            defaults: Some(!cli.no_default_redaction),
+        })?;
+    tracery_model::redact::install(redaction);
+    let listen: std::net::SocketAddr = cli.listen.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--listen {:?} is not IP:PORT, e.g. 127.0.0.1:7777",
+            cli.listen
+        )
+    })?;
+    tracery_controller::tls::check_plaintext(listen, cli.tls_dir.is_some(), cli.insecure)?;
+    // Cluster mode: tokens are Kubernetes'; otherwise one token of our own.
+    let access = match &kubernetes {
+        Some(api) => Access::Kubernetes(api.client()),
+        None => Access::Token(StandaloneToken::load_or_create(&cli.data_dir)?),
+    };
     let opts = ControllerOptions {
         store_url: cli
             .store
@@ -85,6 +125,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         databases,
         capture_limits: CaptureLimits::default(),
         kubernetes,
+        access,
+        tls_dir: cli.tls_dir.clone(),
     };
     let listener = tokio::net::TcpListener::bind(&cli.listen)
         .await

@@ -26,6 +26,11 @@ pub struct ControllerOptions {
     /// Cluster mode: `--service` names a Kubernetes Service, pods are read from the API
     /// and `Breakpoint` objects are reconciled.
     pub kubernetes: Option<crate::KubernetesApi>,
+    /// Who may call the CLI's API: a token, or Kubernetes TokenReview and RBAC.
+    pub access: crate::Access,
+    /// TLS: a directory with `tls.crt`, `tls.key` and `ca.crt` (the CA agents' client
+    /// certificates must be signed by); `None` serves plaintext.
+    pub tls_dir: Option<PathBuf>,
 }
 
 /// Limits a breakpoint gets when the user sets none: every breakpoint expires, stops after

@@ -9,6 +9,8 @@ use tonic::{Request, Response, Status};
 use tracery_proto::v1::{self, tracery_server::Tracery};
 use tracery_store::{BreakpointId, SnapshotId};
 
+use crate::audit;
+use crate::auth::{Caller, Verb};
 use crate::breakpoints;
 use crate::registry::{store_status, Registry};
 use crate::snapshot_body;
@@ -38,20 +40,39 @@ impl Tracery for TraceryApi {
         &self,
         request: Request<v1::BreakpointSpec>,
     ) -> Result<Response<v1::SetBreakpointResponse>, Status> {
-        self.ready().await?;
-        let set = breakpoints::set(&self.registry, request.into_inner()).await?;
-        if let (Some(cluster), Some(bp)) = (self.registry.cluster(), &set.breakpoint) {
-            // `kubectl get breakpoints` shows what tracery-ctl set, as the reverse holds.
-            cluster.mirror(bp).await;
+        let (caller, peer) = self.authenticate(&request).await;
+        let spec = request.into_inner();
+        let namespace = audit::spec_namespace(&self.registry, &spec);
+        let action = if spec.freeze { "freeze" } else { "set" };
+        let mut target = audit::describe_spec(&spec);
+        let result = async {
+            let caller = caller.as_ref().map_err(Clone::clone)?;
+            self.authorize(caller, Verb::Create, &namespace).await?;
+            if spec.freeze {
+                self.authorize(caller, Verb::Freeze, &namespace).await?;
+            }
+            self.ready().await?;
+            let set = breakpoints::set(&self.registry, spec).await?;
+            if let (Some(cluster), Some(bp)) = (self.registry.cluster(), &set.breakpoint) {
+                // `kubectl get breakpoints` shows what tracery-ctl set, as the reverse holds.
+                cluster.mirror(bp).await;
+            }
+            Ok(set)
         }
-        Ok(Response::new(set))
+        .await;
+        if let Some(bp) = result.as_ref().ok().and_then(|s| s.breakpoint.as_ref()) {
+            target = format!("breakpoint {}: {target}", bp.id);
+        }
+        let who = caller.as_ref().map_err(|_| peer.as_str());
+        audit::record(&self.registry, who, action, &target, &namespace, &result).await;
+        result.map(Response::new)
     }
 
     async fn list_breakpoints(
         &self,
-        _: Request<v1::ListBreakpointsRequest>,
+        request: Request<v1::ListBreakpointsRequest>,
     ) -> Result<Response<v1::ListBreakpointsResponse>, Status> {
-        self.ready().await?;
+        self.reader(&request, Verb::List).await?;
         let breakpoints = self.registry.live_breakpoints_with_counts().await?;
         Ok(Response::new(v1::ListBreakpointsResponse { breakpoints }))
     }
@@ -60,24 +81,35 @@ impl Tracery for TraceryApi {
         &self,
         request: Request<v1::DeleteBreakpointRequest>,
     ) -> Result<Response<v1::DeleteBreakpointResponse>, Status> {
-        self.ready().await?;
+        let (caller, peer) = self.authenticate(&request).await;
         let id = request.into_inner().id;
-        if !breakpoints::delete(&self.registry, id).await? {
-            return Err(Status::not_found(format!(
-                "no breakpoint {id}; `tracery-ctl breakpoint list` shows the live ones"
-            )));
+        let namespace = audit::breakpoint_namespace(&self.registry, id).await;
+        let result = async {
+            let caller = caller.as_ref().map_err(Clone::clone)?;
+            self.authorize(caller, Verb::Delete, &namespace).await?;
+            self.ready().await?;
+            if !breakpoints::delete(&self.registry, id).await? {
+                return Err(Status::not_found(format!(
+                    "no breakpoint {id}; `tracery-ctl breakpoint list` shows the live ones"
+                )));
+            }
+            if let Some(cluster) = self.registry.cluster() {
+                cluster.unmirror(id).await;
+            }
+            Ok(v1::DeleteBreakpointResponse {})
         }
-        if let Some(cluster) = self.registry.cluster() {
-            cluster.unmirror(id).await;
-        }
-        Ok(Response::new(v1::DeleteBreakpointResponse {}))
+        .await;
+        let who = caller.as_ref().map_err(|_| peer.as_str());
+        let target = format!("breakpoint {id}");
+        audit::record(&self.registry, who, "delete", &target, &namespace, &result).await;
+        result.map(Response::new)
     }
 
     async fn list_snapshots(
         &self,
         request: Request<v1::ListSnapshotsRequest>,
     ) -> Result<Response<v1::ListSnapshotsResponse>, Status> {
-        self.ready().await?;
+        self.reader(&request, Verb::List).await?;
         let request = request.into_inner();
         let breakpoint = request
             .filter
@@ -126,7 +158,7 @@ impl Tracery for TraceryApi {
         &self,
         request: Request<v1::GetSnapshotRequest>,
     ) -> Result<Response<v1::Snapshot>, Status> {
-        self.ready().await?;
+        self.reader(&request, Verb::Get).await?;
         let id = request.into_inner().id;
         let raw = i64::try_from(id).map_err(|_| {
             Status::not_found(format!(
@@ -142,7 +174,7 @@ impl Tracery for TraceryApi {
         &self,
         request: Request<v1::WatchSnapshotsRequest>,
     ) -> Result<Response<Self::WatchSnapshotsStream>, Status> {
-        self.ready().await?;
+        self.reader(&request, Verb::List).await?;
         let only = request.into_inner().filter.and_then(|f| f.breakpoint_id);
         let mut snapshots = self.registry.watch_snapshots();
         let mut stop = self.registry.stop.clone();
@@ -182,9 +214,9 @@ impl Tracery for TraceryApi {
 
     async fn status(
         &self,
-        _: Request<v1::StatusRequest>,
+        request: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::StatusResponse>, Status> {
-        self.ready().await?;
+        self.reader(&request, Verb::List).await?;
         let live = self.registry.live_breakpoints_with_counts().await?;
         let mut breakpoints = Vec::with_capacity(live.len());
         for bp in live {
@@ -215,9 +247,9 @@ impl Tracery for TraceryApi {
 
     async fn list_traces(
         &self,
-        _: Request<v1::ListTracesRequest>,
+        request: Request<v1::ListTracesRequest>,
     ) -> Result<Response<v1::ListTracesResponse>, Status> {
-        self.ready().await?;
+        self.reader(&request, Verb::List).await?;
         Ok(Response::new(trace_api::list(&self.registry).await?))
     }
 
@@ -225,7 +257,7 @@ impl Tracery for TraceryApi {
         &self,
         request: Request<v1::GetTraceRequest>,
     ) -> Result<Response<v1::Trace>, Status> {
-        self.ready().await?;
+        self.reader(&request, Verb::Get).await?;
         let id = request.into_inner().trace_id;
         Ok(Response::new(trace_api::get(&self.registry, &id).await?))
     }
@@ -234,24 +266,100 @@ impl Tracery for TraceryApi {
         &self,
         request: Request<v1::ResumeTraceRequest>,
     ) -> Result<Response<v1::ResumeTraceResponse>, Status> {
-        self.ready().await?;
+        let (caller, peer) = self.authenticate(&request).await;
         let id = request.into_inner().trace_id;
-        Ok(Response::new(trace_api::resume(&self.registry, &id).await?))
+        let (namespaces, result) = self
+            .on_trace(
+                &caller,
+                &id,
+                Verb::Freeze,
+                trace_api::resume(&self.registry, &id),
+            )
+            .await;
+        let who = caller.as_ref().map_err(|_| peer.as_str());
+        let target = format!("trace {id}");
+        audit::record(&self.registry, who, "resume", &target, &namespaces, &result).await;
+        result.map(Response::new)
     }
 
     async fn eval_trace(
         &self,
         request: Request<v1::EvalTraceRequest>,
     ) -> Result<Response<v1::EvalTraceResponse>, Status> {
-        self.ready().await?;
+        let (caller, peer) = self.authenticate(&request).await;
         let r = request.into_inner();
-        Ok(Response::new(
-            trace_api::eval(&self.registry, &r.trace_id, &r.expr).await?,
-        ))
+        let eval = trace_api::eval(&self.registry, &r.trace_id, &r.expr);
+        let (namespaces, result) = self.on_trace(&caller, &r.trace_id, Verb::Eval, eval).await;
+        let who = caller.as_ref().map_err(|_| peer.as_str());
+        let target = format!("trace {}: {}", r.trace_id, r.expr);
+        audit::record(&self.registry, who, "eval", &target, &namespaces, &result).await;
+        result.map(Response::new)
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<v1::ListAuditRequest>,
+    ) -> Result<Response<v1::ListAuditResponse>, Status> {
+        // The log names every namespace: reading it is a cluster-wide `list`.
+        self.reader(&request, Verb::List).await?;
+        let list = audit::list(&self.registry, request.into_inner()).await?;
+        Ok(Response::new(list))
     }
 }
 
 impl TraceryApi {
+    /// The caller, or why not; and the peer address, for the audit log either way.
+    async fn authenticate<T>(&self, request: &Request<T>) -> (Result<Caller, Status>, String) {
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        (self.registry.opts.access.authenticate(request).await, peer)
+    }
+
+    async fn authorize(&self, caller: &Caller, verb: Verb, namespace: &str) -> Result<(), Status> {
+        self.registry
+            .opts
+            .access
+            .authorize(caller, verb, namespace)
+            .await
+    }
+
+    /// Authenticates a call that only reads, and checks `verb` in every namespace: its
+    /// answer can span them all.
+    async fn reader<T>(&self, request: &Request<T>, verb: Verb) -> Result<Caller, Status> {
+        let caller = self.registry.opts.access.authenticate(request).await?;
+        self.authorize(&caller, verb, "").await?;
+        self.ready().await?;
+        Ok(caller)
+    }
+
+    /// Runs `action` on trace `id` when the caller may `verb` in each namespace the
+    /// trace's breakpoints are in (cluster-wide when none is known); returns those
+    /// namespaces, comma-separated, for the audit log.
+    async fn on_trace<T>(
+        &self,
+        caller: &Result<Caller, Status>,
+        id: &str,
+        verb: Verb,
+        action: impl std::future::Future<Output = Result<T, Status>>,
+    ) -> (String, Result<T, Status>) {
+        let namespaces = audit::trace_namespaces(&self.registry, id).await;
+        let joined = namespaces.iter().cloned().collect::<Vec<_>>().join(",");
+        let result = async {
+            let caller = caller.as_ref().map_err(Clone::clone)?;
+            if namespaces.is_empty() {
+                self.authorize(caller, verb, "").await?;
+            }
+            for ns in &namespaces {
+                self.authorize(caller, verb, ns).await?;
+            }
+            self.ready().await?;
+            action.await
+        }
+        .await;
+        (joined, result)
+    }
+
     /// Waits for the embedded agent of a standalone controller: before it is connected,
     /// a breakpoint would be stored without any agent trying it, and `set` could not
     /// report that the location has no code.

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use tokio::io::DuplexStream;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Uri};
 
 /// The controller's Service, as `deploy/kubernetes` installs it.
 pub const CONTROLLER_SERVICE: &str = "tracery-controller";
@@ -166,6 +166,9 @@ pub struct KubeContext {
     pub namespace: String,
     /// The API server's URL, for messages.
     pub server: String,
+    /// The kubeconfig user's bearer token, sent to the controller (which checks it with a
+    /// TokenReview); `None` for users that log in by certificate or an exec plugin.
+    pub token: Option<String>,
 }
 
 /// Reads the kubeconfig at `path` (or `KUBECONFIG`, or `~/.kube/config`) and makes a client
@@ -217,6 +220,15 @@ pub async fn from_kubeconfig(
             source,
         })?;
     let namespace = config.default_namespace.clone();
+    let token = config
+        .auth_info
+        .token
+        .as_ref()
+        .map(|t| secrecy::ExposeSecret::expose_secret(t).to_owned())
+        .or_else(|| {
+            let file = config.auth_info.token_file.as_ref()?;
+            Some(std::fs::read_to_string(file).ok()?.trim().to_owned())
+        });
     let server = config.cluster_url.to_string();
     let client = kube::Client::try_from(config).map_err(|source| ClusterError::Client {
         context: name,
@@ -226,6 +238,7 @@ pub async fn from_kubeconfig(
         client,
         namespace,
         server,
+        token,
     })
 }
 
@@ -369,7 +382,8 @@ impl ControllerService {
 
     /// A gRPC channel to the controller; each connection it makes (the first, and each
     /// reconnect) is a new port-forward to a ready pod, so a restarted controller is found.
-    pub async fn channel(&self) -> Result<Channel, ClusterError> {
+    /// A channel through a port-forward, over TLS when `tls` is given.
+    pub async fn channel(&self, tls: Option<ClientTlsConfig>) -> Result<Channel, ClusterError> {
         // The first forward is opened here, so its errors keep their type; later ones can
         // only fail as the channel's transport errors.
         let (first, pod) = self.open().await?;
@@ -387,7 +401,18 @@ impl ControllerService {
             }
         });
         // The host is never resolved: the connector above is the only way out.
-        Endpoint::from_static("http://tracery-controller")
+        let endpoint = match tls {
+            Some(tls) => Endpoint::from_static("https://tracery-controller")
+                .tls_config(tls)
+                .map_err(|source| ClusterError::Grpc {
+                    namespace: self.namespace.clone(),
+                    pod: pod.name.clone(),
+                    port: pod.port,
+                    source,
+                })?,
+            None => Endpoint::from_static("http://tracery-controller"),
+        };
+        endpoint
             .connect_timeout(std::time::Duration::from_secs(20))
             .connect_with_connector(connector)
             .await

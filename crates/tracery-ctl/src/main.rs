@@ -38,6 +38,12 @@ enum Command {
     /// Frozen requests (breakpoints set with --freeze): list, view, eval, resume.
     #[command(subcommand)]
     Trace(commands::trace::Command),
+    /// The audit log: who set, deleted, froze, resumed or evaluated what.
+    #[command(subcommand)]
+    Audit(commands::audit::Command),
+    /// Development certificates for TLS between agents, controller and tracery-ctl.
+    #[command(subcommand)]
+    Certs(commands::certs::Command),
     /// Agents, armed probes per process, hits, drops and overhead.
     Status {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
@@ -102,6 +108,11 @@ fn main() -> ExitCode {
             let (controller, _) = args.resolve().await?;
             commands::trace::run(&controller, c).await
         }),
+        Command::Audit(c) => block_on(async {
+            let (controller, _) = args.resolve().await?;
+            commands::audit::run(&controller, c).await
+        }),
+        Command::Certs(c) => commands::certs::run(c),
         Command::Status { output } => block_on(async {
             let (controller, _) = args.resolve().await?;
             commands::status::run(&controller, output).await

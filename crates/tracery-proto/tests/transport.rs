@@ -145,6 +145,13 @@ impl Tracery for OneBreakpoint {
     ) -> Result<Response<v1::EvalTraceResponse>, Status> {
         Err(Status::unimplemented("test"))
     }
+
+    async fn list_audit(
+        &self,
+        _: Request<v1::ListAuditRequest>,
+    ) -> Result<Response<v1::ListAuditResponse>, Status> {
+        Err(Status::unimplemented("test"))
+    }
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! The Tracery snapshot store: breakpoints, snapshots and agent-side drop counts.
+//! The Tracery snapshot store: breakpoints, snapshots, agent-side drop counts and the
+//! audit log.
 //!
 //! One API over two backends: an embedded SQLite file (standalone mode, the default) and
 //! PostgreSQL (a cluster). [`Store::open`] picks the backend from the URL and brings the
@@ -9,6 +10,7 @@
 //! while the agent's hit times carry nanoseconds. An integer column is lossless and sorts
 //! the same on both backends.
 
+mod audit;
 mod breakpoint;
 mod drops;
 mod error;
@@ -17,6 +19,7 @@ mod open;
 mod snapshot;
 mod time;
 
+pub use audit::{AuditRecord, NewAuditEntry};
 pub use breakpoint::{BreakpointId, BreakpointRecord};
 pub use error::StoreError;
 pub use open::StoreKind;

@@ -16,17 +16,31 @@ pub(crate) struct Embedded {
     sql: &'static str,
 }
 
-pub(crate) const SQLITE: &[Embedded] = &[Embedded {
-    version: 1,
-    description: "initial",
-    sql: include_str!("../migrations/sqlite/0001_initial.sql"),
-}];
+pub(crate) const SQLITE: &[Embedded] = &[
+    Embedded {
+        version: 1,
+        description: "initial",
+        sql: include_str!("../migrations/sqlite/0001_initial.sql"),
+    },
+    Embedded {
+        version: 2,
+        description: "audit",
+        sql: include_str!("../migrations/sqlite/0002_audit.sql"),
+    },
+];
 
-pub(crate) const POSTGRES: &[Embedded] = &[Embedded {
-    version: 1,
-    description: "initial",
-    sql: include_str!("../migrations/postgres/0001_initial.sql"),
-}];
+pub(crate) const POSTGRES: &[Embedded] = &[
+    Embedded {
+        version: 1,
+        description: "initial",
+        sql: include_str!("../migrations/postgres/0001_initial.sql"),
+    },
+    Embedded {
+        version: 2,
+        description: "audit",
+        sql: include_str!("../migrations/postgres/0002_audit.sql"),
+    },
+];
 
 /// A migrator that applies `list` in version order, each in its own transaction.
 pub(crate) fn migrator(list: &'static [Embedded]) -> Migrator {

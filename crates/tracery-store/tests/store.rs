@@ -12,7 +12,7 @@ use serde_json::{json, Value as Json};
 use sqlx::Connection;
 use tracery_model::error::chain;
 use tracery_store::{
-    BreakpointId, Inserted, NewSnapshot, SnapshotId, Store, StoreError, StoreKind,
+    BreakpointId, Inserted, NewAuditEntry, NewSnapshot, SnapshotId, Store, StoreError, StoreKind,
 };
 
 const DEFAULT_PG_URL: &str = "postgres://root@localhost/tracery_test?host=/var/run/postgresql";
@@ -485,6 +485,58 @@ async fn everything_survives_a_reopen(fx: Fixture) {
     fx.cleanup().await;
 }
 
+async fn audit_appends_lists_since_and_refuses_changes(fx: Fixture) {
+    let store = fx.open().await;
+    for (secs, action) in [(1_795_000_000, "set"), (1_795_000_060, "delete")] {
+        let entry = NewAuditEntry {
+            time: at(secs, 7),
+            who: "alice",
+            action,
+            target: "breakpoint 1",
+            namespace: "team-a",
+            peer: "10.0.0.9:5000",
+            result: "ok",
+        };
+        store.append_audit(&entry).await.unwrap();
+    }
+    let all = store.list_audit(None, 100).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(
+        (all[0].action.as_str(), all[0].time),
+        ("set", at(1_795_000_000, 7))
+    );
+    let since = store
+        .list_audit(Some(at(1_795_000_001, 0)), 100)
+        .await
+        .unwrap();
+    assert_eq!(since.len(), 1);
+    assert_eq!(since[0].action, "delete");
+    // The store has no update or delete path; the triggers refuse them from any client too.
+    for sql in ["UPDATE audit SET result = 'forged'", "DELETE FROM audit"] {
+        let refused = match &fx {
+            Fixture::Sqlite { .. } => {
+                let mut c = sqlx::SqliteConnection::connect(&fx.url()).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut c)
+                    .await
+                    .map(drop)
+            }
+            Fixture::Postgres { .. } => {
+                let mut c = sqlx::PgConnection::connect(&fx.url()).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut c)
+                    .await
+                    .map(drop)
+            }
+        };
+        let e = refused.expect_err(sql);
+        assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+    }
+    assert_eq!(store.list_audit(None, 100).await.unwrap(), all);
+    store.close().await;
+    fx.cleanup().await;
+}
+
 /// Each scenario above, once per backend.
 macro_rules! on_both_backends {
     ($($scenario:ident),* $(,)?) => {
@@ -516,6 +568,7 @@ on_both_backends!(
     snapshots_of_one_trace_list_oldest_first,
     drops_add_up,
     everything_survives_a_reopen,
+    audit_appends_lists_since_and_refuses_changes,
 );
 
 // Backend-specific behaviour.
@@ -552,7 +605,7 @@ async fn sqlite_creates_the_file_and_its_directories_in_wal_mode() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(versions, [1], "each migration recorded once");
+    assert_eq!(versions, [1, 2], "each migration recorded once");
 }
 
 #[tokio::test]

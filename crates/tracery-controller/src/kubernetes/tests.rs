@@ -48,6 +48,8 @@ async fn fixture(pods: &[Value], services: &[Value]) -> Fixture {
         databases: Vec::new(),
         capture_limits: Default::default(),
         kubernetes: Some(KubernetesApi::new(client.clone())),
+        access: crate::Access::Open,
+        tls_dir: None,
     };
     let (stop, stopped) = watch::channel(false);
     let registry = Arc::new(Registry::new(store, opts, stopped));
@@ -257,10 +259,7 @@ async fn mock_api_reconcile_adds_the_finalizer_first() {
     )
     .await;
     let object = breakpoint_object(&[], json!({}));
-    let ctx = Arc::new(Context {
-        registry: f.registry.clone(),
-        client: kube_client(&f),
-    });
+    let ctx = context(&f);
     let answer = serde_json::to_value(breakpoint_object(&[FINALIZER], json!({}))).unwrap();
     let (result, patch) = tokio::join!(
         reconcile(Arc::new(object), ctx),
@@ -283,8 +282,12 @@ async fn mock_api_reconcile_adds_the_finalizer_first() {
     assert!(f.registry.live_breakpoints().await.unwrap().is_empty());
 }
 
-fn kube_client(f: &Fixture) -> Client {
-    f.registry.opts.kubernetes.as_ref().unwrap().client()
+/// The reconciler's context over the fixture's registry and mock API.
+fn context(f: &Fixture) -> Arc<Context> {
+    Arc::new(Context {
+        registry: f.registry.clone(),
+        client: f.registry.opts.kubernetes.as_ref().unwrap().client(),
+    })
 }
 
 #[tokio::test]
@@ -299,10 +302,7 @@ async fn mock_api_reconcile_arms_the_breakpoint_labels_the_object_and_reports_it
     .await;
     let _a = agent(&f.registry, "agent-a", "node-a");
     let object = breakpoint_object(&[FINALIZER], json!({}));
-    let ctx = Arc::new(Context {
-        registry: f.registry.clone(),
-        client: kube_client(&f),
-    });
+    let ctx = context(&f);
     let path = "/apis/tracery.dev/v1alpha1/namespaces/shop/breakpoints/orders-qty";
     let echo = serde_json::to_value(&object).unwrap();
     let api = async {
@@ -378,10 +378,7 @@ async fn mock_api_deleting_the_object_disarms_its_breakpoint_then_releases_the_f
             "labels": {"tracery.dev/breakpoint-id": id.to_string()},
         }),
     );
-    let ctx = Arc::new(Context {
-        registry: f.registry.clone(),
-        client: kube_client(&f),
-    });
+    let ctx = context(&f);
     let echo = serde_json::to_value(&object).unwrap();
     let (result, patch) = tokio::join!(
         reconcile(Arc::new(object), ctx),

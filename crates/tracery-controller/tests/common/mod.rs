@@ -42,6 +42,8 @@ impl Controller {
             databases: Vec::new(),
             capture_limits: Default::default(),
             kubernetes: None,
+            access: tracery_controller::Access::Open,
+            tls_dir: None,
         };
         let task = tokio::spawn(serve(listener, opts, async {
             stopped.await.ok();

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
+pub mod audit;
 pub mod breakpoint;
+pub mod certs;
 #[cfg(feature = "probe")]
 pub mod probe;
 pub mod snapshot;

@@ -182,7 +182,30 @@ fn with_work_dir(args: &Args, ctl: &Path, work: &Path) -> Result<(), String> {
         indent(&fs::read_to_string(&config).unwrap_or_default())
     );
     let listen = format!("{}:{CONTROLLER_PORT}", NODE_A.ip);
-    let controller = format!("http://{listen}");
+    // Not loopback: the controller serves TLS, and agents show client certificates.
+    let certs = work.join("certs");
+    let made = Command::new(ctl)
+        .args(["certs", "init", "--force", "--san", NODE_A.ip, "--dir"])
+        .arg(&certs)
+        .output()
+        .map_err(|e| format!("cannot run tracery-ctl certs init: {e}"))?;
+    if !made.status.success() {
+        return Err(format!(
+            "tracery-ctl certs init failed: {}",
+            String::from_utf8_lossy(&made.stderr).trim()
+        ));
+    }
+    println!(
+        "    certificates: tracery-ctl certs init --san {} --dir {}",
+        NODE_A.ip,
+        certs.display()
+    );
+    let (controller_tls, agent_tls) = (certs.join("controller"), certs.join("agent"));
+    let (controller_tls, agent_tls) = (
+        controller_tls.to_str().unwrap_or_default(),
+        agent_tls.to_str().unwrap_or_default(),
+    );
+    let controller = format!("https://{listen}");
     let agent_bin = args.bin_dir.join("tracery-agent");
     // The databases a breakpoint's --capture may read, by name.
     let shop = format!("shop={}", args.database);
@@ -198,6 +221,10 @@ fn with_work_dir(args: &Args, ctl: &Path, work: &Path) -> Result<(), String> {
             &format!("sqlite://{}", work.join("tracery.db").display()),
             "--listen",
             &listen,
+            "--tls-dir",
+            controller_tls,
+            "--agent-tls-dir",
+            agent_tls,
             "--database",
             &shop,
             "--database",
@@ -205,7 +232,7 @@ fn with_work_dir(args: &Args, ctl: &Path, work: &Path) -> Result<(), String> {
         ],
     )?;
     println!(
-        "    {}: tracery-agent standalone --listen {listen} --database {shop} --database {cache} --cgroup {}   (log {})",
+        "    {}: tracery-agent standalone --listen {listen} --tls-dir {controller_tls} --agent-tls-dir {agent_tls} --database {shop} --database {cache} --cgroup {}   (log {})",
         nodes.a.spec.name,
         nodes.a.cgroup_dir().display(),
         agent_a.log.display()
@@ -215,16 +242,17 @@ fn with_work_dir(args: &Args, ctl: &Path, work: &Path) -> Result<(), String> {
         &agent_bin,
         &config,
         work,
-        &["run", "--controller", &controller],
+        &["run", "--controller", &controller, "--tls-dir", agent_tls],
     )?;
     println!(
-        "    {}: tracery-agent run --controller {controller} --cgroup {}   (log {})",
+        "    {}: tracery-agent run --controller {controller} --tls-dir {agent_tls} --cgroup {}   (log {})",
         nodes.b.spec.name,
         nodes.b.cgroup_dir().display(),
         agent_b.log.display()
     );
     let ctx = Demo {
         ctl,
+        work,
         controller: &controller,
         check_database: &args.check_database,
     };
@@ -298,6 +326,8 @@ impl Drop for Agent {
 /// How the demo reaches Tracery and PostgreSQL.
 struct Demo<'a> {
     ctl: &'a Path,
+    /// Where the certificates and node-a's data directory (its API token) are.
+    work: &'a Path,
     controller: &'a str,
     check_database: &'a str,
 }
@@ -437,6 +467,12 @@ impl Demo<'_> {
         let out = Command::new(self.ctl)
             .arg("--controller")
             .arg(self.controller)
+            // node-a's standalone keeps its token in its --data-dir.
+            .env(
+                "TRACERY_TOKEN_FILE",
+                self.work.join(NODE_A.name).join("token"),
+            )
+            .env("TRACERY_CA", self.work.join("certs/ca.crt"))
             .args(args)
             .output()
             .map_err(|e| format!("cannot run tracery-ctl: {e}"))?;

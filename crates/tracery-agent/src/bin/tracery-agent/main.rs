@@ -3,6 +3,7 @@
 
 mod databases;
 mod standalone;
+mod tls;
 
 use std::path::{Path, PathBuf};
 
@@ -23,9 +24,14 @@ struct Cli {
 enum Command {
     /// Connect to a controller and keep capturing for it (reconnects when it is away).
     Run {
-        /// The controller, e.g. http://tracery-controller:7777.
+        /// The controller, e.g. https://tracery-controller.tracery-system.svc:7777.
         #[arg(long, value_name = "URL")]
         controller: String,
+        /// Connect over TLS with the client certificate DIR/tls.crt (key DIR/tls.key),
+        /// trusting the controller's certificate only if DIR/ca.crt signed it. A
+        /// controller with TLS refuses agents without such a certificate.
+        #[arg(long, value_name = "DIR", env = "TRACERY_TLS_DIR")]
+        tls_dir: Option<PathBuf>,
         /// Cluster mode: the Kubernetes node this agent runs on (the DaemonSet passes
         /// spec.nodeName). The controller then sends the node's pods, and breakpoints can
         /// select pods by label.
@@ -42,9 +48,22 @@ enum Command {
         /// data directory.
         #[arg(long, value_name = "URL")]
         store: Option<String>,
-        /// Address the controller listens on for tracery-ctl (and this agent).
+        /// Address the controller listens on for tracery-ctl (and this agent). Any but a
+        /// loopback address needs --tls-dir, or --insecure.
         #[arg(long, value_name = "ADDR", default_value = standalone::DEFAULT_LISTEN)]
         listen: String,
+        /// Serve TLS with DIR/tls.crt and DIR/tls.key, and accept only agents whose client
+        /// certificate DIR/ca.crt signed (`tracery-ctl certs init` writes DIR/controller).
+        #[arg(long, value_name = "DIR", requires = "agent_tls_dir")]
+        tls_dir: Option<PathBuf>,
+        /// With --tls-dir: this process's own agent's certificate directory (tls.crt,
+        /// tls.key, ca.crt; `certs init` writes DIR/agent).
+        #[arg(long, value_name = "DIR", requires = "tls_dir")]
+        agent_tls_dir: Option<PathBuf>,
+        /// Serve plaintext on a non-loopback --listen address: anyone who can reach it
+        /// can pose as an agent, and the API token crosses the network readable.
+        #[arg(long, conflicts_with = "tls_dir")]
+        insecure: bool,
         /// A database `--capture` queries may read, as NAME=URL (postgres://, redis://,
         /// mongodb://); repeatable. Overrides [databases.NAME] of the config. Prefer
         /// `url_env` in the config for a URL with a password.
@@ -126,6 +145,13 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     };
     // Cheap checks first: a typo in the config should not wait for eBPF to load.
     let services = common.services()?;
+    // Before anything is captured or read: the standalone controller's database rows use
+    // the same rules as this agent's snapshots.
+    tracery_model::redact::install(services.redaction().clone());
+    tracing::info!(
+        rules = services.redaction().labels().collect::<Vec<_>>().join(", "),
+        "redacting values with these names on this node"
+    );
     let databases = match mode {
         Command::Standalone {
             databases,
@@ -151,20 +177,36 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Command::Run {
                 controller,
                 kubernetes_node,
+                tls_dir,
                 ..
             } => {
+                let tls = tls_dir.as_deref().map(tls::client_config).transpose()?;
                 let opts = LinkOptions {
                     controller: controller.clone(),
                     services,
                     data_dir: common.data_dir.clone(),
                     kubernetes_node: kubernetes_node.clone(),
                 };
-                link::run(opts, shutdown_signal()).await?;
+                link::run_with_tls(opts, tls, shutdown_signal()).await?;
                 Ok(())
             }
-            Command::Standalone { store, listen, .. } => {
+            Command::Standalone {
+                store,
+                listen,
+                tls_dir,
+                agent_tls_dir,
+                insecure,
+                ..
+            } => {
+                let agent_tls = agent_tls_dir
+                    .as_deref()
+                    .map(tls::client_config)
+                    .transpose()?;
                 standalone::run(standalone::Options {
                     listen: listen.clone(),
+                    tls_dir: tls_dir.clone(),
+                    agent_tls,
+                    insecure: *insecure,
                     store: store.clone(),
                     databases: databases.unwrap_or_else(|| databases::DatabaseOptions {
                         databases: Vec::new(),

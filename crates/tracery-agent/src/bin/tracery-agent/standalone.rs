@@ -9,13 +9,18 @@ use std::{
 use anyhow::{anyhow, Context};
 use tokio::net::TcpListener;
 use tracery_agent::{link, LinkOptions, Services};
-use tracery_controller::{ControllerOptions, Defaults};
+use tracery_controller::{Access, ControllerOptions, Defaults, StandaloneToken};
 
 /// Where `tracery-ctl` looks by default.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7777";
 
 pub struct Options {
     pub listen: String,
+    /// The controller's TLS directory (`--tls-dir`), and this process's agent's.
+    pub tls_dir: Option<PathBuf>,
+    pub agent_tls: Option<tonic::transport::ClientTlsConfig>,
+    /// `--insecure`: plaintext on a non-loopback address.
+    pub insecure: bool,
     pub store: Option<String>,
     pub services: Services,
     pub data_dir: PathBuf,
@@ -29,6 +34,15 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             opts.listen
         )
     })?;
+    tracery_controller::tls::check_plaintext(addr, opts.tls_dir.is_some(), opts.insecure)?;
+    // Written at first start, 0600: tracery-ctl run as this user reads it from there.
+    let token = StandaloneToken::load_or_create(&opts.data_dir)?;
+    let token_path = token.path().to_path_buf();
+    let tls = if opts.tls_dir.is_some() {
+        "TLS"
+    } else {
+        "plaintext"
+    };
     let listener = TcpListener::bind(addr).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             anyhow!(
@@ -64,20 +78,32 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             databases: opts.databases.databases,
             capture_limits: opts.databases.limits,
             kubernetes: None,
+            access: Access::Token(token),
+            tls_dir: opts.tls_dir,
         },
         async move {
             let _ = stop_rx.await;
         },
     ));
-    eprintln!("tracery standalone listening on {local}; try `tracery-ctl status`");
-    let agent = link::run(
+    eprintln!(
+        "tracery standalone listening on {local} ({tls}); API token in {} (tracery-ctl run \
+         as this user reads it); try `tracery-ctl status`",
+        token_path.display()
+    );
+    let scheme = if opts.agent_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let agent = link::run_with_tls(
         LinkOptions {
-            controller: format!("http://{connect}"),
+            controller: format!("{scheme}://{connect}"),
             services: opts.services,
             data_dir: opts.data_dir,
             // A laptop or a single VM: no Kubernetes node, no pods.
             kubernetes_node: None,
         },
+        opts.agent_tls,
         crate::shutdown_signal(),
     );
     tokio::pin!(controller);
