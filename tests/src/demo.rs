@@ -1,5 +1,6 @@
-//! The demo's three services, started together: gateway (Go) -> orders (Rust, PostgreSQL
-//! and Redis) -> payments (Go). Used by `cargo xtask demo` and by the services' own tests: all on
+//! The demo's services, started together: gateway (Go) -> orders (Rust, PostgreSQL and
+//! Redis) -> payments (Go), and the worker (Go) that takes the fulfilment jobs orders
+//! enqueues in Redis. Used by `cargo xtask demo` and by the services' own tests: all on
 //! loopback ([`DemoServices`]) or spread over the demo's two nodes ([`NodeServices`]).
 
 use std::path::Path;
@@ -19,17 +20,19 @@ pub struct Service {
     pub addr: String,
 }
 
-/// The three demo services, each on a free loopback port; all are killed on drop.
+/// The demo services, each on a free loopback port; all are killed on drop.
 pub struct DemoServices {
     pub gateway: Service,
     pub orders: Service,
     pub payments: Service,
+    /// Takes orders' fulfilment jobs from [`REDIS_LOOPBACK`]; its `addr` is Redis's.
+    pub worker: Service,
 }
 
 impl DemoServices {
     /// Starts payments, then orders (the `demo-orders` binary at `orders_bin`, storing in
-    /// PostgreSQL at `database`, customer totals in [`REDIS_LOOPBACK`]), then the gateway
-    /// in front of them.
+    /// PostgreSQL at `database`, customer totals and fulfilment jobs in [`REDIS_LOOPBACK`]),
+    /// then the gateway in front of them, and the worker.
     pub fn start(orders_bin: &Path, database: &str) -> Self {
         let service = |(process, addr): (FixtureProcess, String)| Service { process, addr };
         let payments = service(FixtureProcess::spawn_service(
@@ -58,26 +61,35 @@ impl DemoServices {
                 &format!("http://{}", orders.addr),
             ],
         ));
+        let worker = service(FixtureProcess::spawn_service(
+            &fixture("demo-worker"),
+            &["-redis", REDIS_LOOPBACK],
+        ));
         Self {
             gateway,
             orders,
             payments,
+            worker,
         }
     }
 }
 
-/// The demo's services spread over two nodes: gateway and orders on node-a, payments on
-/// node-b ([`crate::node`]). Each listens on its node's address; all are killed on drop.
+/// The demo's services spread over two nodes: gateway and orders on node-a, payments and
+/// the worker on node-b ([`crate::node`]). Each listens on its node's address; all are
+/// killed on drop.
 pub struct NodeServices {
     pub gateway: Service,
     pub orders: Service,
     pub payments: Service,
+    /// Takes orders' fulfilment jobs from Redis; its `addr` is Redis's.
+    pub worker: Service,
 }
 
 impl NodeServices {
     /// Starts payments on node-b, then orders on node-a (the `demo-orders` binary at
-    /// `orders_bin`, storing in PostgreSQL at `database` and Redis at `redis`, which node-a
-    /// must reach over TCP), then the gateway on node-a in front of it.
+    /// `orders_bin`, storing in PostgreSQL at `database` and Redis at `redis`, which both
+    /// nodes must reach over TCP), then the gateway on node-a in front of it, and the worker
+    /// on node-b.
     pub fn start(
         nodes: &Nodes,
         orders_bin: &Path,
@@ -120,10 +132,12 @@ impl NodeServices {
                 &format!("http://{}", orders.addr),
             ],
         )?;
+        let worker = spawn(&nodes.b, &fixture("demo-worker"), &["-redis", redis])?;
         Ok(Self {
             gateway,
             orders,
             payments,
+            worker,
         })
     }
 }

@@ -25,32 +25,39 @@ pub const VARIANTS: &[&str] = &[
 
 /// The demo's Go services, built like fixtures (start them with
 /// [`crate::FixtureProcess::spawn_service`]).
-pub const DEMO_SERVICES: &[&str] = &["demo-gateway", "demo-payments"];
+pub const DEMO_SERVICES: &[&str] = &["demo-gateway", "demo-payments", "demo-worker"];
 
 /// Fixture servers, built like fixtures; they print `ready ADDR`, so start them with
-/// [`crate::FixtureProcess::spawn_service`]. `c-httpd` is `tests/fixtures/c/httpd.c`.
-pub const SERVER_FIXTURES: &[&str] = &["c-httpd"];
+/// [`crate::FixtureProcess::spawn_service`]. `c-httpd` is `tests/fixtures/c/httpd.c`;
+/// `c-redis-job` (`tests/fixtures/c/redis_job.c`) and `go-redis-job`
+/// (`tests/fixtures/go/redisjob`) are Redis job workers (and, the C one, a producer).
+pub const SERVER_FIXTURES: &[&str] = &["c-httpd", "c-redis-job", "go-redis-job"];
 
 /// The binary's file name: the fixtures are all `orders`; servers and demo services carry
 /// their own.
 fn binary_name(variant: &str) -> &str {
     match variant {
-        "demo-gateway" | "demo-payments" => variant,
+        "demo-gateway" | "demo-payments" | "demo-worker" => variant,
         "c-httpd" => "httpd",
+        "c-redis-job" => "redis_job",
+        "go-redis-job" => "redisjob",
         _ => "orders",
     }
 }
 
-/// The source file of a fixture: `lang` is `c`, `rust` or `go`, or `httpd` for the C
-/// HTTP server.
+/// The source file of a fixture: `lang` is `c`, `rust` or `go`, `httpd` for the C
+/// HTTP server, or `redis-job` for the C Redis worker.
 pub fn fixture_source(lang: &str) -> PathBuf {
     let dir = fixtures_dir();
     match lang {
         "c" => dir.join("c/orders.c"),
         "httpd" => dir.join("c/httpd.c"),
+        "redis-job" => dir.join("c/redis_job.c"),
         "rust" => dir.join("rust/orders.rs"),
         "go" => dir.join("go/orders/main.go"),
-        other => panic!("unknown fixture language {other:?}; expected c, rust, go or httpd"),
+        other => {
+            panic!("unknown fixture language {other:?}; expected c, rust, go, httpd or redis-job")
+        }
     }
 }
 
@@ -166,8 +173,12 @@ fn recipe(variant: &str, out: &Path) -> Recipe {
                 steps,
             }
         }
-        "c-httpd" => {
-            let src = fixture_source("httpd");
+        "c-httpd" | "c-redis-job" => {
+            let src = fixture_source(if variant == "c-httpd" {
+                "httpd"
+            } else {
+                "redis-job"
+            });
             let src_s = src.to_string_lossy().into_owned();
             Recipe {
                 sources: vec![src],
@@ -208,7 +219,8 @@ fn recipe(variant: &str, out: &Path) -> Recipe {
             };
             go_recipe(fixtures_dir().join("go/orders"), &out_s, noopt, step)
         }
-        "demo-gateway" | "demo-payments" => {
+        "go-redis-job" => go_recipe(fixtures_dir().join("go/redisjob"), &out_s, &[], step),
+        "demo-gateway" | "demo-payments" | "demo-worker" => {
             let module = tests_dir().join("demo").join(&variant["demo-".len()..]);
             go_recipe(module, &out_s, &[], step)
         }

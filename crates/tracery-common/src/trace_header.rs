@@ -1,6 +1,7 @@
 //! The streaming HTTP/1.x trace-header parser the kernel runs over received (and, for
 //! holds, sent) bytes: W3C `traceparent`, B3 (`b3`, `X-B3-TraceId`, `X-B3-SpanId`) and
-//! Jaeger `uber-trace-id`.
+//! Jaeger `uber-trace-id`; and the same contexts inside a Redis (RESP) stream, as a JSON
+//! key or a bulk-string field followed by its value (see [`resp`]).
 //!
 //! The eBPF programs read the bytes and call [`start_read`] once per read and
 //! [`feed_byte`] once per byte; all parser state lives in one [`ConnState`] per
@@ -17,6 +18,10 @@ pub const TRACE_WINDOW: usize = 4096;
 pub const TRACE_SCAN_MAX: u32 = 16384;
 /// Most `--header NAME=VALUE` filters active at once (bits of a `u32`).
 pub const MAX_HEADER_FILTERS: u32 = 32;
+/// Most bytes of one receive (or one outbound message) scanned in RESP mode. A job's
+/// context sits near the start of a reply; a large `LRANGE` or `SCAN` reply is not worth a
+/// byte-by-byte look past this, and the next read starts afresh at a token boundary.
+pub const RESP_SCAN_MAX: u16 = 4096;
 /// Largest `Content-Length` followed; beyond it the connection is given up until the next
 /// request line (a body that large is not worth tracking byte by byte anyway).
 pub const MAX_BODY: u64 = 1 << 40;
@@ -32,6 +37,9 @@ pub mod phase {
     /// Not an HTTP/1.x request stream (a database, a response stream, chunked body):
     /// ignored until a receive starts with an HTTP method again.
     pub const OTHER: u8 = 3;
+    /// A Redis (RESP) stream: the connection's first byte was a RESP type byte. Scanned
+    /// for trace-context keys until the connection closes.
+    pub const RESP: u8 = 4;
 }
 
 /// Position in a header line.
@@ -71,10 +79,16 @@ pub struct ConnState {
     pub bad: u8,
     /// The method prefix seen so far.
     pub prefix: [u8; 4],
-    pub _pad: [u8; 4],
-    /// FNV-1a of the lower-cased header name so far.
+    /// RESP mode: bytes scanned in the current read (at most [`RESP_SCAN_MAX`]).
+    pub resp_count: u16,
+    /// RESP mode: non-zero when the last read was cut at [`RESP_SCAN_MAX`].
+    pub resp_cut: u8,
+    /// RESP mode: the B3 multi-key state ([`resp::b3`]).
+    pub resp_b3: u8,
+    /// FNV-1a of the lower-cased header name so far (RESP mode: of the key found).
     pub name_hash: u64,
-    /// FNV-1a of `name:value` so far (for `--header` filters).
+    /// FNV-1a of `name:value` so far (for `--header` filters; RESP mode: of the current
+    /// token).
     pub line_hash: u64,
     /// Body bytes still to skip.
     pub body_left: u64,
@@ -104,7 +118,9 @@ impl ConnState {
         span_digits: 0,
         bad: 0,
         prefix: [0; 4],
-        _pad: [0; 4],
+        resp_count: 0,
+        resp_cut: 0,
+        resp_b3: 0,
         name_hash: 0,
         line_hash: 0,
         body_left: 0,
@@ -222,6 +238,10 @@ pub fn start_read(
         }
         *st = ConnState::NEW;
     }
+    if st.phase == phase::RESP {
+        resp::start_read(st);
+        return Some(0);
+    }
     let mut start = 0;
     if st.phase == phase::BODY {
         let skip = st.body_left.min(n);
@@ -247,7 +267,12 @@ pub enum Fed {
     /// As [`Fed::Headers`], but the rest of the stream is not followed (chunked or huge
     /// body): publish `st.pending`, then stop until a read starts with a request line.
     HeadersThenStop,
-    /// Not an HTTP/1.x request stream: stop feeding this read.
+    /// A Redis payload carried a complete trace context: `st.pending` is it. The caller
+    /// publishes it as the reader's trace, then feeds the next byte. (A reply without a
+    /// context publishes nothing: the reader keeps serving its job's trace.)
+    Context,
+    /// Not an HTTP/1.x request stream, or the RESP scan bound of this read is reached:
+    /// stop feeding this read.
     Stop,
 }
 
@@ -256,6 +281,10 @@ pub enum Fed {
 pub fn feed_byte(st: &mut ConnState, c: u8, filters: &impl HeaderFilters) -> Fed {
     match st.phase {
         phase::START => {
+            if st.prefix_len == 0 && resp::is_type_byte(c) {
+                resp::enter(st);
+                return Fed::More;
+            }
             let k = (st.prefix_len & 3) as usize;
             st.prefix[k] = c;
             st.prefix_len += 1;
@@ -273,6 +302,7 @@ pub fn feed_byte(st: &mut ConnState, c: u8, filters: &impl HeaderFilters) -> Fed
             Fed::More
         }
         phase::HEADERS => header_byte(st, c, filters),
+        phase::RESP => resp::byte(st, c),
         phase::BODY => {
             st.body_left = st.body_left.saturating_sub(1);
             if st.body_left == 0 {
@@ -370,6 +400,13 @@ fn value_byte(st: &mut ConnState, c: u8) {
         }
         return;
     }
+    id_byte(st, c);
+}
+
+/// One byte of a trace-header value: `-`/`:` separate segments, the id segments' hex
+/// digits accumulate.
+#[inline(always)]
+fn id_byte(st: &mut ConnState, c: u8) {
     if st.trace_seg == ConnState::NOT_TRACE {
         return;
     }
@@ -423,13 +460,21 @@ fn end_of_header(st: &mut ConnState, filters: &impl HeaderFilters) {
     if let Some(bit) = filters.bit(st.line_hash) {
         st.pending.header_bits |= 1 << (bit & 31);
     }
-    let h = st.name_hash;
-    if h == names::TRANSFER_ENCODING {
+    if st.name_hash == names::TRANSFER_ENCODING {
         st.content_length = MAX_BODY;
         return;
     }
+    store_ids(st, true);
+}
+
+/// A trace-header value is complete: validates the ids read from it and stores them in
+/// `st.pending`. `ranked`: a lower-ranked source does not replace a higher one (one HTTP
+/// request's headers are merged). True when `pending` took a trace id.
+#[inline(always)]
+fn store_ids(st: &mut ConnState, ranked: bool) -> bool {
+    let h = st.name_hash;
     if st.trace_seg == ConnState::NOT_TRACE || st.bad != 0 {
-        return;
+        return false;
     }
     let (t, s) = (st.trace_digits, st.span_digits);
     let (src, ok_trace, ok_span) = if h == names::TRACEPARENT {
@@ -445,14 +490,15 @@ fn end_of_header(st: &mut ConnState, filters: &impl HeaderFilters) {
     } else if h == names::B3_TRACE_ID {
         (TraceSource::B3, t == 32 || t == 16, false)
     } else {
-        // X-B3-SpanId: its only segment was read as a "trace id".
+        // X-B3-SpanId (RESP mode handles it before calling this): its only segment was
+        // read as a "trace id".
         if t == 16 && st.pending.source <= TraceSource::B3 as u8 {
             st.pending.span_id = st.trace_lo.to_be_bytes();
         }
-        return;
+        return false;
     };
-    if st.pending.source > src as u8 || !ok_trace || (st.trace_hi | st.trace_lo) == 0 {
-        return;
+    if (ranked && st.pending.source > src as u8) || !ok_trace || (st.trace_hi | st.trace_lo) == 0 {
+        return false;
     }
     let (hi, lo) = (st.trace_hi.to_be_bytes(), st.trace_lo.to_be_bytes());
     st.pending.trace_id[..8].copy_from_slice(&hi);
@@ -461,6 +507,7 @@ fn end_of_header(st: &mut ConnState, filters: &impl HeaderFilters) {
         st.pending.span_id = st.span.to_be_bytes();
     }
     st.pending.source = src as u8;
+    true
 }
 
 #[inline(always)]
@@ -480,6 +527,8 @@ mod pod {
 }
 
 const _: () = assert!(core::mem::size_of::<ConnState>() == 16 + 7 * 8 + 40);
+
+pub mod resp;
 
 #[cfg(test)]
 mod tests;

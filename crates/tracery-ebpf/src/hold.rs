@@ -3,7 +3,8 @@
 //! into the keeper's sink sockets. See `tracery_common::hold` for the protocol.
 //!
 //! Bounded work per message: a few map operations, and when holds are armed and the
-//! sender's trace is unknown, one header scan of at most `HOLD_SCAN` bytes.
+//! sender's trace is unknown, one header scan (HTTP request or Redis command) of at most
+//! `HOLD_SCAN` bytes.
 
 use core::{ffi::c_void, intrinsics::AtomicOrdering};
 
@@ -241,7 +242,8 @@ pub fn verdict(ctx: &SkMsgContext) -> u32 {
     let now = unsafe { bpf_ktime_get_ns() };
     let mut frozen = frozen_until(&trace, now);
     if frozen.is_none() {
-        // The sender serves no frozen trace: the message may still carry one's header.
+        // The sender serves no frozen trace: the message may still carry one's context
+        // (an HTTP header, or a job inside a Redis command).
         let t = crate::outbound_trace::message_trace(ctx, size);
         if !is_zero(&t) {
             trace = t;
@@ -363,6 +365,14 @@ fn released(conn: SockKey, size: u32) {
     if h.pushed_bytes >= h.held_bytes && RELEASING.get_ptr(conn).is_some() {
         let _ = HELD.remove(conn);
     }
+}
+
+/// True when `trace` is frozen and before its deadline.
+#[inline(always)]
+pub fn frozen_now(trace: &[u8; 16]) -> bool {
+    // SAFETY: reads the monotonic clock; no arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    frozen_until(trace, now).is_some()
 }
 
 #[inline(always)]

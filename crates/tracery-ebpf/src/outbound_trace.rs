@@ -1,5 +1,7 @@
-//! The trace header an outbound HTTP/1.x request carries, for the hold verdict: the
-//! parser of `tracery_common::trace_header` run over the first bytes of one message.
+//! The trace context an outbound message carries, for the hold verdict: the parser of
+//! `tracery_common::trace_header` run over the first bytes of one message, an HTTP/1.x
+//! request or a Redis command array (`SET`, `LPUSH`, `XADD`, `PUBLISH` of a job whose
+//! payload carries its context).
 //!
 //! Bounded: at most `HOLD_SCAN` (<= `TRACE_WINDOW`) bytes, one `bpf_loop` step each.
 
@@ -31,11 +33,13 @@ static OUT_TRACE: PerCpuArray<TraceContext> = PerCpuArray::with_max_entries(1, 0
 
 const _: () = assert!(HOLD_SCAN as usize <= TRACE_WINDOW);
 
-/// The trace id an outbound HTTP/1.x request of `size` bytes carries, zero when none.
+/// The trace id an outbound HTTP/1.x request or Redis command of `size` bytes carries,
+/// zero when none. Of a command carrying several contexts (a pipeline of jobs), a frozen
+/// one's is returned when there is one.
 #[inline(always)]
 pub fn message_trace(ctx: &SkMsgContext, size: u32) -> [u8; 16] {
     let n = size.min(HOLD_SCAN);
-    // Only messages that start like a request line are worth a look.
+    // Only messages that start like a request line or a RESP command are worth a look.
     if n < 16 {
         return [0; 16];
     }
@@ -59,7 +63,7 @@ pub fn message_trace(ctx: &SkMsgContext, size: u32) -> [u8; 16] {
     let mut p = [0u8; 4];
     // SAFETY: the window holds at least 16 bytes now.
     unsafe { p.copy_from_slice(&(&*win)[..4]) };
-    if !is_method_prefix(p) {
+    if !is_method_prefix(p) && p[0] != b'*' {
         return [0; 16];
     }
     window_trace(win, u64::from(n)).trace_id
@@ -74,7 +78,8 @@ struct OutScan {
 }
 
 /// The trace of the request whose first `n` bytes (at most `TRACE_WINDOW`) are in `win`,
-/// zero when its headers do not end within them.
+/// zero when its headers do not end within them (a Redis command: the context found last,
+/// or the first frozen one).
 #[inline(always)]
 fn window_trace(win: *const [u8; TRACE_WINDOW], n: u64) -> TraceContext {
     let (Some(st), Some(out)) = (OUT_STATE.get_ptr_mut(0), OUT_TRACE.get_ptr_mut(0)) else {
@@ -112,6 +117,11 @@ extern "C" fn out_step(i: u64, ctx: *mut c_void) -> i64 {
         Fed::Headers | Fed::HeadersThenStop => {
             *out = st.pending;
             1
+        }
+        Fed::Context => {
+            *out = st.pending;
+            // A frozen trace's job holds the message; otherwise look on.
+            i64::from(crate::hold::frozen_now(&st.pending.trace_id))
         }
         Fed::Stop => 1,
     }

@@ -1,6 +1,8 @@
 //! Trace tracking on the receive path: system-call tracepoints parse the headers of
 //! inbound HTTP/1.x requests of tracked processes as a byte stream per connection, and
-//! record which trace each thread (and Go goroutine) serves.
+//! record which trace each thread (and Go goroutine) serves. A connection whose first byte
+//! is a RESP type byte is a Redis stream: a reply carrying a job's context (a `GET` of the
+//! job's JSON, a `BRPOP`ed element, `HGETALL` fields) makes its reader serve that trace.
 //!
 //! The programs attach to the `syscalls/sys_{enter,exit}_*` tracepoints of the few system
 //! calls that matter, so every other system call on the node runs none of them; where
@@ -161,7 +163,13 @@ pub fn raw_sys_exit(ctx: &RawTracePointContext) -> u32 {
         return 0;
     };
     let regs: u64 = ctx.arg(0);
-    sys_exit(&p, pid_tgid, regs, reg(regs, pt::ORIG_RAX as usize), ctx.arg(1))
+    sys_exit(
+        &p,
+        pid_tgid,
+        regs,
+        reg(regs, pt::ORIG_RAX as usize),
+        ctx.arg(1),
+    )
 }
 
 /// Entry of a send system call of a tracked process, while holds are armed: records the
@@ -435,22 +443,23 @@ extern "C" fn scan_step(_i: u64, ctx: *mut c_void) -> i64 {
     cur.left -= 1;
     match feed_byte(st, c, &FilterMap) {
         Fed::More => 0,
-        Fed::Headers => {
-            end_of_headers(scan, st);
+        Fed::Headers | Fed::Context => {
+            publish(scan, st);
             0
         }
         Fed::HeadersThenStop => {
-            end_of_headers(scan, st);
+            publish(scan, st);
             1
         }
         Fed::Stop => 1,
     }
 }
 
-/// A request's headers are complete: its trace (or none, so nothing stale is left)
-/// becomes the thread's and goroutine's.
+/// A request's headers are complete, or a Redis reply carried a job's context: its trace
+/// (for a request without one, none, so nothing stale is left) becomes the thread's and
+/// goroutine's (or task's).
 #[inline(always)]
-fn end_of_headers(sc: &Scan, st: &mut ConnState) {
+fn publish(sc: &Scan, st: &mut ConnState) {
     // SAFETY: reads the monotonic clock; no arguments.
     st.pending.ktime_ns = unsafe { bpf_ktime_get_ns() };
     let _ = THREAD_TRACE.insert(sc.pid_tgid, st.pending, 0);

@@ -67,6 +67,11 @@ pub fn trace_header() -> Vec<Vec<u8>> {
         "PUT /x HTTP/1.0\r\nuber-trace-id: 5af7183fb1d4cf5f:6b221d5bc9e6496c:0:1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         "4bf92f3577b34da6a3ce929d0e0e4736",
         "x-tenant=7",
+        // Redis replies and commands carrying a job's context (RESP mode).
+        "$78\r\n{\"uber-trace-id\":\"4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1\",\"order\":7}\r\n",
+        "*2\r\n$4\r\njobs\r\n$81\r\n{\"id\": 42, \"traceparent\": \"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\"}\r\n",
+        "*4\r\n$12\r\nx-b3-traceid\r\n$32\r\n463ac35c9f6413ad48485a3953bb6124\r\n$11\r\nx-b3-spanid\r\n$16\r\na2fb4a1d1a96d312\r\n",
+        "*3\r\n$5\r\nLPUSH\r\n$4\r\njobs\r\n$54\r\n{\\\"b3\\\":\\\"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1\\\"}\r\n",
     ];
     requests
         .iter()

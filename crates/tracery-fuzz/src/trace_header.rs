@@ -1,5 +1,6 @@
-//! The kernel's streaming trace-header parser, run on the host the way the receive and hold
-//! programs run it, and its user-space twins: the trace-id and `--header` checks.
+//! The kernel's streaming trace-header parser (HTTP/1.x, and RESP mode for Redis streams),
+//! run on the host the way the receive and hold programs run it, and its user-space twins:
+//! the trace-id and `--header` checks.
 //!
 //! Input: one byte of `--header` filter choice, one byte of split choice, then the
 //! stream. Besides "no panic" (arithmetic overflow included: the kernel would wrap
@@ -52,7 +53,7 @@ fn receive<'a>(reads: impl Iterator<Item = &'a [u8]>, filters: &Filters) -> Outc
         for &c in &bytes[start as usize..n as usize] {
             match feed_byte(&mut st, c, filters) {
                 Fed::More => {}
-                Fed::Headers => out.published.push(st.pending),
+                Fed::Headers | Fed::Context => out.published.push(st.pending),
                 Fed::HeadersThenStop => {
                     out.published.push(st.pending);
                     out.stopped = true;
@@ -74,7 +75,7 @@ fn outbound(bytes: &[u8]) -> TraceContext {
     for &c in bytes.iter().take(TRACE_WINDOW) {
         match feed_byte(&mut st, c, &NoFilters) {
             Fed::More => {}
-            Fed::Headers | Fed::HeadersThenStop => return st.pending,
+            Fed::Headers | Fed::HeadersThenStop | Fed::Context => return st.pending,
             Fed::Stop => break,
         }
     }

@@ -8,6 +8,7 @@ use std::{format, string::String, vec::Vec};
 
 use super::*;
 
+mod resp;
 mod values;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -67,7 +68,7 @@ impl Conn {
             self.max_offset = Some(self.max_offset.map_or(i, |m| m.max(i)));
             match feed_byte(&mut self.st, c, &self.filters) {
                 Fed::More => {}
-                Fed::Headers => self.published.push(self.st.pending),
+                Fed::Headers | Fed::Context => self.published.push(self.st.pending),
                 Fed::HeadersThenStop => {
                     self.published.push(self.st.pending);
                     return;
@@ -90,7 +91,7 @@ fn outbound(bytes: &[u8]) -> TraceContext {
     for &c in bytes.iter().take(TRACE_WINDOW) {
         match feed_byte(&mut st, c, &NoFilters) {
             Fed::More => {}
-            Fed::Headers | Fed::HeadersThenStop => return st.pending,
+            Fed::Headers | Fed::HeadersThenStop | Fed::Context => return st.pending,
             Fed::Stop => break,
         }
     }
@@ -312,8 +313,9 @@ fn huge_content_length_is_given_up() {
 
 #[test]
 fn non_http_streams_are_ignored() {
+    // A PostgreSQL SSLRequest (Redis streams have a mode of their own: see `resp`).
     let mut c = Conn::new();
-    c.recv(b"*1\r\n$4\r\nPING\r\n");
+    c.recv(b"\x00\x00\x00\x08\x04\xd2\x16\x2f");
     assert_eq!(c.st.phase, phase::OTHER);
     assert_eq!(c.max_offset, Some(3), "stops after the first four bytes");
     c.recv(format!("{}\r\n\r\n", traceparent()).as_bytes());

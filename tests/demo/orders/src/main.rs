@@ -1,13 +1,16 @@
 //! `demo-orders`: the Rust service of the demo. `POST /orders` prices an order, stores it
 //! in PostgreSQL as pending, charges it through the payments service and marks it paid;
 //! with `--redis`, it then adds the order to the customer's running totals in a Redis hash
-//! (`customer:NAME`: `orders`, `spent_cents`, `last_order`).
+//! (`customer:NAME`: `orders`, `spent_cents`, `last_order`) and enqueues a fulfilment job
+//! for the worker (`job:<id>` with the job's trace context, `LPUSH jobs <id>`: see
+//! `fulfilment`).
 //! W3C `traceparent` is read from each request, logged, stored with the order and passed
 //! on (as a child span) to payments, so one trace spans every service.
 //!
 //! Usage: demo-orders --listen ADDR --database URL --payments URL [--redis URL]
 
 mod db;
+mod fulfilment;
 mod pricing;
 mod trace;
 
@@ -29,6 +32,8 @@ struct App {
     db: Db,
     /// Customer totals; `None` without `--redis`.
     redis: Option<redis::aio::MultiplexedConnection>,
+    /// Fulfilment jobs, a connection each; `None` without `--redis`.
+    jobs: Option<redis::Client>,
     payments: String,
     http: reqwest::Client,
 }
@@ -65,19 +70,22 @@ async fn main() -> anyhow::Result<()> {
             args.database
         )
     })?;
-    let redis = match &args.redis {
-        Some(url) => Some(
-            redis::Client::open(url.as_str())
-                .with_context(|| format!("bad --redis URL {url}"))?
+    let (redis, jobs) = match &args.redis {
+        Some(url) => {
+            let client = redis::Client::open(url.as_str())
+                .with_context(|| format!("bad --redis URL {url}"))?;
+            let totals = client
                 .get_multiplexed_async_connection()
                 .await
-                .with_context(|| format!("cannot connect to Redis at {url}"))?,
-        ),
-        None => None,
+                .with_context(|| format!("cannot connect to Redis at {url}"))?;
+            (Some(totals), Some(client))
+        }
+        None => (None, None),
     };
     let app = Arc::new(App {
         db,
         redis,
+        jobs,
         payments: args.payments,
         http: reqwest::Client::new(),
     });
@@ -204,6 +212,16 @@ async fn place_order(
         add_to_customer_totals(&app, &order.customer, id, priced.total_cents)
             .await
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if let Some(jobs) = &app.jobs {
+            fulfilment::enqueue(jobs, id, &order, parent.as_ref())
+                .await
+                .map_err(|e| {
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("cannot enqueue the fulfilment job of order {id}: {e}"),
+                    )
+                })?;
+        }
     }
     Ok(Json(OrderView {
         id,

@@ -1,5 +1,6 @@
 //! The freeze part of the demo: one request frozen in orders, where it is held, the
-//! evidence that it went no further, its snapshot, the resume, and its answer.
+//! evidence that it went no further (PostgreSQL, payments, and the Redis job queue), its
+//! snapshot, the resume, its answer, and its job reaching the worker.
 
 use super::*;
 
@@ -14,6 +15,7 @@ impl Demo<'_> {
         let reference_trace = new_trace_id()?;
         let (frozen_trace, reference_trace) = (frozen_trace.as_str(), reference_trace.as_str());
         let gateway = services.gateway.addr.clone();
+        let worker_breakpoint = self.set_worker_breakpoint(frozen_trace)?;
         step("an unfrozen reference request, to compare answers with later");
         let reference = post(
             &gateway,
@@ -146,11 +148,12 @@ impl Demo<'_> {
                 "PostgreSQL is running a query from orders: {busy:?}"
             ));
         }
+        leaks.extend(self.queue_while_frozen(frozen_trace)?);
         if request.is_finished() {
             leaks.push("T's response already arrived".to_string());
         }
         if leaks.is_empty() {
-            println!("    held: T went no further than orders");
+            println!("    held: T went no further than orders (no order row, no payment, no job in Redis)");
         } else if strict {
             return Err(format!(
                 "T was frozen but not held: {}. The agent must hold the frozen request's \
@@ -207,6 +210,13 @@ impl Demo<'_> {
         if row.lines().count() != 1 {
             return Err(format!("expected one order row of T, found: {row:?}"));
         }
+        let order_id = row.split('|').next().unwrap_or_default().to_string();
+        self.queue_after_resume(
+            &mut services.worker,
+            &worker_breakpoint,
+            frozen_trace,
+            &order_id,
+        )?;
 
         step("T's answer against the unfrozen reference's");
         println!("    (each order gets its own id, and each request its own trace id: both are left out)");

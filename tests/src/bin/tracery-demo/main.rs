@@ -1,9 +1,11 @@
-//! The demo behind `cargo xtask demo`: three services on two nodes of this machine
-//! (gateway in Go and orders in Rust on node-a, payments in Go on node-b; PostgreSQL on the
-//! host behind orders), one Tracery agent per node (node-a's is standalone: it serves the
-//! controller too). It sets a breakpoint by service name and source line and prints the
-//! snapshot of one request; then freezes a request at the same line, shows where it is
-//! held and that nothing of it got past orders, prints its snapshot and resumes it.
+//! The demo behind `cargo xtask demo`: four services on two nodes of this machine
+//! (gateway in Go and orders in Rust on node-a, payments and a queue worker in Go on
+//! node-b; PostgreSQL and Redis on the host behind orders), one Tracery agent per node
+//! (node-a's is standalone: it serves the controller too). It sets a breakpoint by service
+//! name and source line and prints the snapshot of one request; then freezes a request at
+//! the same line, shows where it is held and that nothing of it got past orders (not even
+//! its fulfilment job into Redis), prints its snapshot and resumes it; the worker's
+//! breakpoint, scoped to that request's trace, fires for its job only.
 //!
 //! Usage: tracery-demo --bin-dir DIR --database URL --check-database URL
 //! (DIR holds tracery-ctl, tracery-agent and demo-orders, as cargo built them; `--database`
@@ -12,6 +14,7 @@
 //! Needs root: it creates network namespaces and cgroups (`tracery_tests::node`).
 
 mod freeze;
+mod queue;
 
 use std::{
     fs,
@@ -138,7 +141,8 @@ fn with_work_dir(args: &Args, ctl: &Path, work: &Path) -> Result<(), String> {
     }
 
     step(
-        "starting the services: gateway (Go) -> orders (Rust, PostgreSQL, Redis) -> payments (Go)",
+        "starting the services: gateway (Go) -> orders (Rust, PostgreSQL, Redis) -> payments (Go); \
+         Redis -> worker (Go)",
     );
     let redis = RedisServer::start(NODE_A.host_ip, DEMO_REDIS_PORT)?;
     let orders_bin = args.bin_dir.join("demo-orders");
@@ -147,11 +151,17 @@ fn with_work_dir(args: &Args, ctl: &Path, work: &Path) -> Result<(), String> {
         ("gateway ", &nodes.a, &services.gateway),
         ("orders  ", &nodes.a, &services.orders),
         ("payments", &nodes.b, &services.payments),
+        ("worker  ", &nodes.b, &services.worker),
     ] {
+        // The worker listens on nothing: its address is the Redis it takes jobs from.
+        let addr = if name.trim() == "worker" {
+            format!("takes jobs from Redis at {}", s.addr)
+        } else {
+            s.addr.clone()
+        };
         println!(
-            "    {name} on {}  {}  (PID {})",
+            "    {name} on {}  {addr}  (PID {})",
             node.spec.name,
-            s.addr,
             s.process.pid()
         );
     }
@@ -160,7 +170,8 @@ fn with_work_dir(args: &Args, ctl: &Path, work: &Path) -> Result<(), String> {
         args.database
     );
     println!(
-        "    Redis on the host, reached by orders at {} (customer totals)",
+        "    Redis on the host, reached by orders at {} (customer totals, fulfilment jobs) and \
+         by the worker (the jobs)",
         redis.url()
     );
 
@@ -170,10 +181,11 @@ fn with_work_dir(args: &Args, ctl: &Path, work: &Path) -> Result<(), String> {
     fs::write(
         &config,
         format!(
-            "[services.orders]\nexe = {:?}\n\n[services.gateway]\nexe = {:?}\n\n[services.payments]\nexe = {:?}\n",
+            "[services.orders]\nexe = {:?}\n\n[services.gateway]\nexe = {:?}\n\n[services.payments]\nexe = {:?}\n\n[services.worker]\nexe = {:?}\n",
             exe(&orders_bin)?,
             exe(&fixture("demo-gateway"))?,
             exe(&fixture("demo-payments"))?,
+            exe(&fixture("demo-worker"))?,
         ),
     )
     .map_err(|e| e.to_string())?;
@@ -255,6 +267,7 @@ fn with_work_dir(args: &Args, ctl: &Path, work: &Path) -> Result<(), String> {
         work,
         controller: &controller,
         check_database: &args.check_database,
+        redis: &redis.addr,
     };
     let result = ctx
         .wait_for_agents(&[&nodes.a, &nodes.b])
@@ -330,6 +343,8 @@ struct Demo<'a> {
     work: &'a Path,
     controller: &'a str,
     check_database: &'a str,
+    /// The demo's Redis, `IP:PORT`, for the queue evidence.
+    redis: &'a str,
 }
 
 impl Demo<'_> {
