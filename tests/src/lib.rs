@@ -12,6 +12,7 @@ pub mod kubelet;
 mod marker;
 pub mod mock_kube;
 pub mod node;
+pub mod otlp_receiver;
 mod private_copy;
 mod process;
 pub mod redis_server;

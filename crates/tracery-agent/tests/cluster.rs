@@ -109,6 +109,7 @@ async fn mock_api_a_breakpoint_by_service_arms_exactly_its_pods_and_follows_new_
         // Who may call is issue 12's tests; here every call is let in.
         access: tracery_controller::Access::Open,
         tls_dir: None,
+        otlp_endpoint: None,
     };
     let controller = tokio::spawn(tracery_controller::serve(listener, opts, async {
         stopped.await.ok();

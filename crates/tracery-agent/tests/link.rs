@@ -38,6 +38,7 @@ impl Controller {
                 kubernetes: None,
                 access: tracery_controller::Access::Open,
                 tls_dir: None,
+                otlp_endpoint: None,
             },
             async move {
                 let _ = stopped.await;

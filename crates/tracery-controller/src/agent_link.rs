@@ -12,7 +12,7 @@ use tracery_proto::v1::{self, agent_link_server::AgentLink, agent_message::Messa
 use tracery_store::{BreakpointId, NewSnapshot};
 
 use crate::registry::{error_chain, hold_message, store_status, ArmEvent, Registry, Reply};
-use crate::snapshot_body;
+use crate::{export, snapshot_body};
 
 pub(crate) struct AgentLinkApi {
     registry: Arc<Registry>,
@@ -277,6 +277,16 @@ async fn store_hit(registry: &Registry, agent_id: &str, hit: v1::Hit) -> Result<
         })?;
     if !inserted.duplicate {
         snapshot.id = u64::try_from(inserted.id.0).unwrap_or_default();
+        if registry.export.enabled() {
+            registry
+                .export
+                .send(export::Item::Snapshot(Box::new(export::SnapshotItem {
+                    snapshot: snapshot.clone(),
+                    host: registry.node_of(agent_id),
+                    exe: registry.exe_of(agent_id, snapshot.pid),
+                    local: registry.opts.local_agent.as_deref() == Some(agent_id),
+                })));
+        }
         registry.publish_snapshot(snapshot);
     }
     Ok(())

@@ -42,6 +42,14 @@ pub enum ControllerError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The OTLP exporter could not be set up for `--otlp-endpoint`.
+    #[error("cannot export to the OTLP collector at {endpoint:?}; give --otlp-endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT) as http://HOST:4317")]
+    OtlpExporter {
+        /// The endpoint as configured.
+        endpoint: String,
+        #[source]
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
     /// Cluster mode could not start (no API access, missing RBAC).
     #[error("cluster mode cannot start: {reason}")]
     Kubernetes {

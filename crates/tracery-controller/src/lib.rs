@@ -11,6 +11,7 @@ mod breakpoints;
 mod captures;
 mod error;
 mod expiry;
+mod export;
 mod holds;
 mod kubernetes;
 mod options;
@@ -65,7 +66,11 @@ pub async fn serve(
             })?;
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let registry = Arc::new(Registry::new(store.clone(), opts, stop_rx));
+    let exporter = match opts.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
+        Some(endpoint) => export::Exporter::start(endpoint, store.clone())?,
+        None => export::Exporter::default(),
+    };
+    let registry = Arc::new(Registry::exporting(store.clone(), opts, exporter, stop_rx));
     let expiry = tokio::spawn(expiry::run(registry.clone()));
     let _cluster = match &registry.opts.kubernetes {
         Some(api) => Some(

@@ -56,6 +56,16 @@ struct Cli {
     /// Turn the default redaction rules (password, token, api_key, ...) off.
     #[arg(long)]
     no_default_redaction: bool,
+    /// Export each snapshot to this OTLP gRPC collector (Jaeger, the OpenTelemetry
+    /// Collector), e.g. http://jaeger-collector:4317: a span on the request's trace, or a
+    /// log record when it has none. OTEL_EXPORTER_OTLP_HEADERS adds metadata.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        hide_env_values = true
+    )]
+    otlp_endpoint: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -127,6 +137,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         kubernetes,
         access,
         tls_dir: cli.tls_dir.clone(),
+        otlp_endpoint: cli.otlp_endpoint.clone(),
     };
     let listener = tokio::net::TcpListener::bind(&cli.listen)
         .await

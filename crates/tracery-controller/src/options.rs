@@ -31,6 +31,10 @@ pub struct ControllerOptions {
     /// TLS: a directory with `tls.crt`, `tls.key` and `ca.crt` (the CA agents' client
     /// certificates must be signed by); `None` serves plaintext.
     pub tls_dir: Option<PathBuf>,
+    /// OTLP gRPC collector (`http://HOST:4317`) that gets each snapshot as a span on its
+    /// trace, or as a log record when it has none; `None` exports nothing. Metadata for
+    /// it comes from `OTEL_EXPORTER_OTLP_HEADERS`.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Limits a breakpoint gets when the user sets none: every breakpoint expires, stops after

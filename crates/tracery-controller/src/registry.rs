@@ -12,6 +12,7 @@ use tracery_proto::v1::{self, controller_message::Message as Down};
 use tracery_store::{BreakpointId, BreakpointRecord, Store, StoreError};
 
 use crate::captures::Captures;
+use crate::export::Exporter;
 use crate::kubernetes::{self, Cluster};
 use crate::spec::{self, TargetRules};
 use crate::traces::Traces;
@@ -84,10 +85,24 @@ pub(crate) struct Registry {
     pub stop: watch::Receiver<bool>,
     /// Cluster mode: pods and Services as the API shows them.
     cluster: OnceLock<Arc<Cluster>>,
+    /// OTLP export of snapshots and freezes (a no-op when not configured).
+    pub export: Exporter,
 }
 
 impl Registry {
+    /// A registry that exports nothing (unit tests).
+    #[cfg(test)]
     pub fn new(store: Store, opts: ControllerOptions, stop: watch::Receiver<bool>) -> Registry {
+        Registry::exporting(store, opts, Exporter::default(), stop)
+    }
+
+    /// Like [`Registry::new`], exporting snapshots and freezes through `export`.
+    pub fn exporting(
+        store: Store,
+        opts: ControllerOptions,
+        export: Exporter,
+        stop: watch::Receiver<bool>,
+    ) -> Registry {
         Registry {
             captures: Captures::new(opts.databases.clone(), opts.capture_limits),
             store,
@@ -98,13 +113,23 @@ impl Registry {
             arm_results: broadcast::channel(ARM_BACKLOG).0,
             expired: Mutex::new(BTreeSet::new()),
             problems: Mutex::new(BTreeMap::new()),
-            traces: Mutex::new(Traces::default()),
+            traces: Mutex::new(Traces::exporting(export.clone())),
             pending: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
             sessions: watch::channel(0).0,
             stop,
             cluster: OnceLock::new(),
+            export,
         }
+    }
+
+    /// The executable of process `pid` on `agent_id`'s node, as its last health report
+    /// listed it.
+    pub fn exe_of(&self, agent_id: &str, pid: u32) -> Option<String> {
+        let agents = self.agents();
+        let health = agents.get(agent_id)?.health.as_ref()?;
+        let process = health.processes.iter().find(|p| p.pid == pid)?;
+        Some(process.exe.clone()).filter(|e| !e.is_empty())
     }
 
     /// Cluster mode's view of the cluster, once it has synced.

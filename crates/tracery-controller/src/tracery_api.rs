@@ -242,6 +242,7 @@ impl Tracery for TraceryApi {
             agents: self.registry.agent_statuses(),
             breakpoints,
             databases,
+            export: self.registry.export.status(),
         }))
     }
 

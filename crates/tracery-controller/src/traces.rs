@@ -11,6 +11,7 @@ use std::time::SystemTime;
 
 use tracery_proto::v1;
 
+use crate::export::{self, Exporter};
 use crate::holds::{HeldOn, Holds, DEADLINE_GRACE};
 
 /// A frozen thread and the agent that reported it.
@@ -37,9 +38,19 @@ pub(crate) struct Traces {
     last_release: BTreeMap<String, v1::HeldRelease>,
     /// Held messages and hold deadlines.
     pub holds: Holds,
+    /// Gets each freeze's start and end (OTLP export).
+    export: Exporter,
 }
 
 impl Traces {
+    /// No frozen traces yet; freezes and releases are exported through `export`.
+    pub fn exporting(export: Exporter) -> Traces {
+        Traces {
+            export,
+            ..Traces::default()
+        }
+    }
+
     /// Records a frozen thread; a thread reported again replaces its earlier report.
     /// Returns the trace's hold deadline, which every agent must hold its messages until.
     pub fn frozen(
@@ -53,6 +64,22 @@ impl Traces {
             .and_then(|d| SystemTime::try_from(d).ok())
             .map(|d| self.holds.hold_until(&thread.trace_id, d));
         let held = self.frozen.entry(thread.trace_id.clone()).or_default();
+        if held.is_empty() {
+            self.export
+                .send(export::Item::FreezeStarted(export::FreezeStart {
+                    trace_id: thread.trace_id.clone(),
+                    at: thread
+                        .frozen_at
+                        .and_then(|t| SystemTime::try_from(t).ok())
+                        .unwrap_or_else(SystemTime::now),
+                    breakpoint_id: thread.breakpoint_id,
+                    pid: thread.pid,
+                    tid: thread.tid,
+                    location: thread.location.clone(),
+                    deadline,
+                    held_messages: self.holds.messages(&thread.trace_id).len(),
+                }));
+        }
         held.retain(|h| !same_thread(h, agent_id, &thread));
         held.push(Held {
             agent_id: agent_id.to_owned(),
@@ -74,6 +101,17 @@ impl Traces {
             held.retain(|h| !same_thread(h, agent_id, thread));
             if held.is_empty() {
                 self.frozen.remove(&trace);
+                let reason = v1::ReleaseReason::try_from(release.reason).unwrap_or_default();
+                self.export
+                    .send(export::Item::FreezeEnded(export::FreezeEnd {
+                        trace_id: trace.clone(),
+                        at: release
+                            .at
+                            .and_then(|t| SystemTime::try_from(t).ok())
+                            .unwrap_or_else(SystemTime::now),
+                        reason: reason.describe().to_owned(),
+                        held_messages: self.holds.messages(&trace).len(),
+                    }));
             }
         }
         let newer = self

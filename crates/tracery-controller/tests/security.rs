@@ -113,6 +113,7 @@ async fn start(store: &str, tls_dir: Option<PathBuf>, token_path: &Path) -> Cont
         kubernetes: None,
         access: Access::Token(StandaloneToken::new(TOKEN.into(), token_path.to_path_buf())),
         tls_dir,
+        otlp_endpoint: None,
     };
     let task = tokio::spawn(serve(listener, opts, async {
         stopped.await.ok();

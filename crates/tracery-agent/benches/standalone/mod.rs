@@ -6,13 +6,39 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tonic::transport::Channel;
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::interceptor::InterceptedService,
+    transport::Channel,
+};
 use tracery_proto::v1::{tracery_client::TraceryClient, StatusRequest};
+
+/// A client of the standalone's API, carrying its token.
+pub type Client = TraceryClient<InterceptedService<Channel, Bearer>>;
+
+/// Adds the standalone's `authorization: Bearer TOKEN` to every call (its API refuses
+/// calls without it).
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
 
 /// A `tracery-agent standalone` child; killed on drop.
 pub struct Agent {
     child: Child,
     url: String,
+    /// Where the standalone writes its API token at start.
+    token: PathBuf,
 }
 
 impl Agent {
@@ -45,6 +71,7 @@ impl Agent {
         Self {
             child,
             url: format!("http://{listen}"),
+            token: dir.join("data/token"),
         }
     }
 
@@ -58,11 +85,15 @@ impl Agent {
 
     /// Connects once the controller listens, and waits until its agent is connected (a
     /// breakpoint set before that is pending, not armed).
-    pub async fn connect(&self) -> TraceryClient<Channel> {
+    pub async fn connect(&self) -> Client {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut client = loop {
-            if let Ok(c) = TraceryClient::connect(self.url.clone()).await {
-                break c;
+            let token = std::fs::read_to_string(&self.token).ok();
+            let bearer = token.and_then(|t| format!("Bearer {}", t.trim()).parse().ok());
+            if let (Ok(c), Some(bearer)) = (Channel::from_shared(self.url.clone()), bearer) {
+                if let Ok(channel) = c.connect().await {
+                    break TraceryClient::with_interceptor(channel, Bearer(bearer));
+                }
             }
             assert!(
                 Instant::now() < deadline,

@@ -79,6 +79,7 @@ async fn fixture() -> Fixture {
         kubernetes: Some(KubernetesApi::new(client.clone())),
         access: Access::Kubernetes(client.clone()),
         tls_dir: None,
+        otlp_endpoint: None,
     };
     let (stop, stopped) = watch::channel(false);
     let registry = Arc::new(Registry::new(store, opts, stopped));

@@ -50,6 +50,7 @@ async fn fixture(pods: &[Value], services: &[Value]) -> Fixture {
         kubernetes: Some(KubernetesApi::new(client.clone())),
         access: crate::Access::Open,
         tls_dir: None,
+        otlp_endpoint: None,
     };
     let (stop, stopped) = watch::channel(false);
     let registry = Arc::new(Registry::new(store, opts, stopped));

@@ -44,6 +44,7 @@ impl Controller {
             kubernetes: None,
             access: tracery_controller::Access::Open,
             tls_dir: None,
+            otlp_endpoint: None,
         };
         let task = tokio::spawn(serve(listener, opts, async {
             stopped.await.ok();

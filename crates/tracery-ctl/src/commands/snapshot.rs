@@ -24,6 +24,11 @@ pub enum Command {
         id: u64,
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
+        /// Your tracing UI, to print a link to the snapshot's trace: a Jaeger base URL
+        /// (http://localhost:16686 links to URL/trace/ID), or a URL with `{trace_id}` in
+        /// it for another tool.
+        #[arg(long, value_name = "URL", env = "TRACERY_TRACE_UI")]
+        trace_ui: Option<String>,
     },
     /// Print snapshots as they arrive, until Ctrl-C.
     Watch {
@@ -68,14 +73,40 @@ pub async fn run(controller: &client::Controller, cmd: Command) -> anyhow::Resul
                 OutputFormat::Text => println!("{}", list_table(&snaps)),
             }
         }
-        Command::View { id, output } => {
+        Command::View {
+            id,
+            output,
+            trace_ui,
+        } => {
             let s = c
                 .get_snapshot(v1::GetSnapshotRequest { id })
                 .await
                 .map_err(client::status_error)?
                 .into_inner();
             let snap = Snapshot::try_from(s)?;
-            print(id, &snap, output);
+            let link = trace_ui
+                .as_deref()
+                .filter(|u| !u.is_empty())
+                .and_then(|ui| Some(trace_link(ui, snap.trace_id.as_deref()?)));
+            match output {
+                OutputFormat::Json => {
+                    let mut j = with_id(id, &snap);
+                    if let Some(link) = &link {
+                        j["trace_url"] = serde_json::json!(link);
+                    }
+                    println!("{j}");
+                }
+                OutputFormat::Text => {
+                    print(id, &snap, output);
+                    match (&link, &trace_ui) {
+                        (Some(link), _) => println!("trace: {link}"),
+                        (None, Some(_)) => {
+                            println!("trace: none (the hit served no traced request)")
+                        }
+                        (None, None) => {}
+                    }
+                }
+            }
         }
         Command::Watch { breakpoint, output } => {
             let mut stream = c
@@ -144,6 +175,16 @@ fn with_id(id: u64, s: &Snapshot) -> serde_json::Value {
     j
 }
 
+/// The page of `trace_id` in a tracing UI: `{trace_id}` in `ui` is replaced, else `ui` is
+/// taken as a Jaeger base URL.
+fn trace_link(ui: &str, trace_id: &str) -> String {
+    if ui.contains("{trace_id}") {
+        ui.replace("{trace_id}", trace_id)
+    } else {
+        format!("{}/trace/{trace_id}", ui.trim_end_matches('/'))
+    }
+}
+
 fn print(id: u64, s: &Snapshot, output: OutputFormat) {
     match output {
         OutputFormat::Json => println!("{}", with_id(id, s)),
@@ -206,6 +247,19 @@ mod tests {
         let outside = snapshot(None);
         assert!(!output::snapshot_text("snapshot #9", &outside).contains("pod "));
         assert!(with_id(9, &outside).get("pod").is_none());
+    }
+
+    #[test]
+    fn a_trace_link_is_a_jaeger_page_or_the_given_template() {
+        let t = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            trace_link("http://localhost:16686/", t),
+            format!("http://localhost:16686/trace/{t}")
+        );
+        assert_eq!(
+            trace_link("https://tempo.example/explore?trace={trace_id}", t),
+            format!("https://tempo.example/explore?trace={t}")
+        );
     }
 
     #[test]

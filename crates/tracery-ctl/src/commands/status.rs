@@ -44,9 +44,12 @@ pub async fn run(controller: &client::Controller, output: OutputFormat) -> anyho
             .iter()
             .map(|d| serde_json::json!({ "name": d.name, "kind": d.kind, "url": d.url }))
             .collect();
+        let export = st.export.as_ref().map(export_json);
         println!(
             "{}",
-            serde_json::json!({ "agents": agents, "breakpoints": bps, "databases": dbs })
+            serde_json::json!({
+                "agents": agents, "breakpoints": bps, "databases": dbs, "export": export,
+            })
         );
         return Ok(());
     }
@@ -100,5 +103,65 @@ pub async fn run(controller: &client::Controller, output: OutputFormat) -> anyho
         }
         println!("\ndatabases\n{dbs}");
     }
+    println!("\n{}", export_text(st.export.as_ref()));
     Ok(())
+}
+
+fn export_json(e: &v1::ExportStatus) -> serde_json::Value {
+    let dropped: serde_json::Map<String, serde_json::Value> = e
+        .dropped
+        .iter()
+        .map(|d| (d.reason.clone(), d.count.into()))
+        .collect();
+    serde_json::json!({
+        "endpoint": e.endpoint,
+        "exported_spans": e.exported_spans,
+        "exported_logs": e.exported_logs,
+        "dropped": dropped,
+        "last_error": e.last_error,
+        "last_error_at": e.last_error_at.map(timestamp_text),
+        "last_success_at": e.last_success_at.map(timestamp_text),
+    })
+}
+
+fn timestamp_text(t: prost_types::Timestamp) -> String {
+    std::time::SystemTime::try_from(t)
+        .map(|t| humantime::format_rfc3339_millis(t).to_string())
+        .unwrap_or_default()
+}
+
+/// The export section of `status`: counters, and what to do when the collector fails.
+fn export_text(e: Option<&v1::ExportStatus>) -> String {
+    let Some(e) = e else {
+        return "export: off; give the controller --otlp-endpoint URL (or \
+                OTEL_EXPORTER_OTLP_ENDPOINT) to see snapshots on their traces"
+            .to_owned();
+    };
+    let dropped: u64 = e.dropped.iter().map(|d| d.count).sum();
+    let mut text = format!(
+        "export to {}: {} span(s) and {} log record(s) sent, {dropped} dropped",
+        e.endpoint, e.exported_spans, e.exported_logs
+    );
+    if dropped > 0 {
+        let reasons: Vec<String> = e
+            .dropped
+            .iter()
+            .map(|d| format!("{} {}", d.count, d.reason))
+            .collect();
+        text.push_str(&format!(" ({})", reasons.join(", ")));
+    }
+    // Failing now: the latest error is newer than the latest success.
+    let failing = match (e.last_error_at, e.last_success_at) {
+        (Some(err), Some(ok)) => (err.seconds, err.nanos) > (ok.seconds, ok.nanos),
+        (Some(_), None) => true,
+        _ => false,
+    };
+    if let (true, Some(error)) = (failing, &e.last_error) {
+        text.push_str(&format!(
+            "\ncollector at {} unreachable or refusing: {error}; start it or fix \
+             --otlp-endpoint (and OTEL_EXPORTER_OTLP_HEADERS); snapshots stay in the store",
+            e.endpoint
+        ));
+    }
+    text
 }

@@ -76,6 +76,16 @@ enum Command {
         /// Rows kept per capture query (default 100; config: [capture_limits] max_rows).
         #[arg(long, value_name = "N")]
         capture_rows: Option<usize>,
+        /// Export each snapshot to this OTLP gRPC collector (Jaeger, the OpenTelemetry
+        /// Collector), e.g. http://localhost:4317: a span on the request's trace, or a log
+        /// record when it has none. OTEL_EXPORTER_OTLP_HEADERS adds metadata.
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+            hide_env_values = true
+        )]
+        otlp_endpoint: Option<String>,
     },
 }
 
@@ -196,6 +206,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 tls_dir,
                 agent_tls_dir,
                 insecure,
+                otlp_endpoint,
                 ..
             } => {
                 let agent_tls = agent_tls_dir
@@ -214,6 +225,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     }),
                     services,
                     data_dir: common.data_dir.clone(),
+                    otlp_endpoint: otlp_endpoint.clone(),
                 })
                 .await
             }

@@ -25,6 +25,8 @@ pub struct Options {
     pub services: Services,
     pub data_dir: PathBuf,
     pub databases: crate::databases::DatabaseOptions,
+    /// `--otlp-endpoint`: where snapshots are exported as spans and logs.
+    pub otlp_endpoint: Option<String>,
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
@@ -80,6 +82,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             kubernetes: None,
             access: Access::Token(token),
             tls_dir: opts.tls_dir,
+            otlp_endpoint: opts.otlp_endpoint,
         },
         async move {
             let _ = stop_rx.await;
