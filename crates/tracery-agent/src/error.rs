@@ -96,6 +96,9 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// A Node.js breakpoint (`.js`/`.ts` location) failed.
+    #[error(transparent)]
+    Node(#[from] crate::node::NodeError),
 }
 
 /// A kernel feature the capture path needs and this kernel lacks.

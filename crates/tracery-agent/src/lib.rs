@@ -5,7 +5,8 @@
 //! breakpoints and decodes their hits; [`freeze`] follows which request each thread serves
 //! and stops, holds and releases a frozen one; [`link`] is the stream to the controller.
 //! [`manager`] ties them together per breakpoint; [`discovery`] and [`exec_watch`] find the
-//! processes a breakpoint targets, and [`pods`] the Kubernetes pods they run in.
+//! processes a breakpoint targets, and [`pods`] the Kubernetes pods they run in. [`node`]
+//! sets breakpoints in Node.js processes through V8's inspector instead of uprobes.
 
 pub mod capture;
 pub mod discovery;
@@ -14,6 +15,7 @@ pub mod exec_watch;
 pub mod freeze;
 pub mod link;
 pub mod manager;
+pub mod node;
 pub mod pods;
 pub mod privilege;
 pub mod process;

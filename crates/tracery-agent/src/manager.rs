@@ -5,6 +5,7 @@
 //! [`Manager::tick`] in a loop; everything kernel-side is owned here.
 
 mod cluster;
+mod node;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -133,6 +134,9 @@ pub struct Manager {
     pods: Option<PodDirectory>,
     /// The pod of each process that hit, found once: a process never changes pod.
     pod_refs: HashMap<u32, tracery_model::PodRef>,
+    /// Breakpoints in Node.js processes (`.js`/`.ts` locations), through the inspector;
+    /// started at the first one.
+    node: Option<crate::node::NodeRuntime>,
 }
 
 impl Manager {
@@ -149,6 +153,7 @@ impl Manager {
             hold_watched: BTreeMap::new(),
             pods: None,
             pod_refs: HashMap::new(),
+            node: None,
         })
     }
 
@@ -176,6 +181,9 @@ impl Manager {
     /// PID target does not exist, its binary cannot take the location, or `when` is
     /// malformed.
     pub fn add(&mut self, spec: BreakpointSpec) -> Result<BreakpointStatus, AgentError> {
+        if crate::node::is_node_location(&spec.location) {
+            return self.add_node(spec);
+        }
         let id = spec.id;
         let when = parse_when(spec.when.as_deref())?;
         let header_bits = match &spec.scope.header {
@@ -229,6 +237,9 @@ impl Manager {
 
     /// Removes a breakpoint and detaches its probes. Returns false if it did not exist.
     pub fn remove(&mut self, id: u64) -> Result<bool, AgentError> {
+        if self.node.as_mut().is_some_and(|n| n.remove(id)) {
+            return Ok(true);
+        }
         let Some(mut bp) = self.breakpoints.remove(&id) else {
             return Ok(false);
         };
@@ -331,6 +342,11 @@ impl Manager {
                 bp.ended = Some(Ended::HitLimit);
             }
             delivered.push(s);
+        }
+        if let Some(node) = &mut self.node {
+            let mut hits = node.tick();
+            self.tag_pods(&mut hits);
+            delivered.extend(hits);
         }
         let trapped = self.session.take_trapped();
         let timeouts: HashMap<u64, Duration> = self
@@ -500,15 +516,19 @@ impl Manager {
 
     /// State of every breakpoint.
     pub fn status(&self) -> Vec<BreakpointStatus> {
+        let node = self.node.iter().flat_map(|n| n.status());
         self.breakpoints
             .keys()
             .filter_map(|id| self.status_of(*id))
+            .chain(node)
             .collect()
     }
 
     /// State of one breakpoint.
     pub fn status_of(&self, id: u64) -> Option<BreakpointStatus> {
-        let bp = self.breakpoints.get(&id)?;
+        let Some(bp) = self.breakpoints.get(&id) else {
+            return self.node.as_ref()?.status_of(id);
+        };
         let live: u64 = bp
             .pids
             .values()

@@ -123,6 +123,7 @@ impl Snapshot {
             "variables": variables,
             "stack": stack,
             "databases": self.databases.iter().map(DatabaseRead::to_json).collect::<Vec<_>>(),
+            "language": self.language.as_str(),
         });
         if let Some(t) = &self.trace_id {
             o["trace_id"] = json!(t);

@@ -14,6 +14,7 @@ impl From<SourceLanguage> for v1::Language {
             SourceLanguage::Cpp => v1::Language::Cpp,
             SourceLanguage::Rust => v1::Language::Rust,
             SourceLanguage::Go => v1::Language::Go,
+            SourceLanguage::JavaScript => v1::Language::Javascript,
         }
     }
 }
@@ -27,6 +28,7 @@ impl TryFrom<v1::Language> for SourceLanguage {
             v1::Language::Cpp => Ok(SourceLanguage::Cpp),
             v1::Language::Rust => Ok(SourceLanguage::Rust),
             v1::Language::Go => Ok(SourceLanguage::Go),
+            v1::Language::Javascript => Ok(SourceLanguage::JavaScript),
             v1::Language::Unspecified => Err(ConvertError::missing("Snapshot.language")),
         }
     }

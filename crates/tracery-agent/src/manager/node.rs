@@ -1,0 +1,34 @@
+//! The Manager's hook for Node.js breakpoints: `.js`/`.ts` locations go to
+//! [`crate::node::NodeRuntime`], which arms them through the inspector, not uprobes.
+
+use super::{BreakpointSpec, BreakpointStatus, Manager, Target};
+use crate::error::AgentError;
+
+impl Manager {
+    /// A `.js`/`.ts` location: armed in Node processes through their inspector.
+    pub(super) fn add_node(
+        &mut self,
+        spec: BreakpointSpec,
+    ) -> Result<BreakpointStatus, AgentError> {
+        let pids = match &spec.target {
+            Target::Pid(pid) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => {
+                return Err(AgentError::NoSuchProcess { pid: *pid });
+            }
+            Target::Pid(pid) => vec![*pid],
+            Target::Matching(m) => m.find(),
+            Target::Pods(selector) => self.find_pods(spec.id, selector)?,
+        };
+        self.remove(spec.id)?;
+        let fail_fast = matches!(spec.target, Target::Pid(_));
+        let node = match &mut self.node {
+            Some(n) => n,
+            None => self.node.insert(crate::node::NodeRuntime::start()?),
+        };
+        Ok(node.add(spec, pids, fail_fast)?)
+    }
+
+    /// The Node breakpoints, when one was ever added (for tests and diagnostics).
+    pub fn node(&mut self) -> Option<&mut crate::node::NodeRuntime> {
+        self.node.as_mut()
+    }
+}
