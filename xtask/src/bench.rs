@@ -19,7 +19,15 @@ use anyhow::{bail, Result};
 use crate::{host, services, setup};
 
 /// The benches, run in this order.
-const BENCHES: [&str; 5] = ["capture", "control_plane", "freeze", "db_capture", "arm"];
+const BENCHES: [&str; 7] = [
+    "capture",
+    "control_plane",
+    "freeze",
+    "db_capture",
+    "arm",
+    "otlp",
+    "node",
+];
 
 /// Runs the named benchmarks (all when none is named); stops at the first that fails.
 pub fn run(workspace: &Path, names: &[String]) -> Result<()> {

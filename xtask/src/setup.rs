@@ -19,6 +19,10 @@ const APT_PACKAGES: &[&str] = &[
     "libzstd-dev",
     "golang-go",
     "gcc",
+    // C++ fixtures (libstdc++ values) and their oracle: gdb's `print` with the libstdc++
+    // pretty-printers that Debian's gdb and libstdc++ ship.
+    "g++",
+    "gdb",
     // Only recommended by gcc, and images that skip recommends would lack libc headers.
     "libc6-dev",
     "postgresql",
@@ -30,6 +34,9 @@ const APT_PACKAGES: &[&str] = &[
     // outside a virtual environment (PEP 668).
     "python3-venv",
 ];
+
+/// Debian's Node.js package (18.x on Debian 12).
+const NODE_PACKAGE: &str = "nodejs";
 
 /// A fresh VM may be running unattended upgrades: wait for the dpkg lock, do not fail.
 const APT_LOCK_WAIT: &str = "-oDPkg::Lock::Timeout=600";
@@ -74,6 +81,9 @@ struct Mount {
 /// One thing set-up checks and can install.
 enum Item {
     Apt(&'static str),
+    /// Node.js for the Node breakpoint tests and bench: Debian's `nodejs`, installed only
+    /// when no `node` (or `nodejs`) runs, so a newer Node already there is kept.
+    Node,
     BpfLinker,
     KubernetesValidate,
     Mount(&'static Mount),
@@ -82,6 +92,7 @@ enum Item {
 impl Item {
     fn all() -> Vec<Item> {
         let mut items: Vec<Item> = APT_PACKAGES.iter().map(|p| Item::Apt(p)).collect();
+        items.push(Item::Node);
         items.push(Item::BpfLinker);
         items.push(Item::KubernetesValidate);
         items.extend(MOUNTS.iter().map(Item::Mount));
@@ -91,6 +102,7 @@ impl Item {
     fn name(&self) -> String {
         match self {
             Item::Apt(package) => (*package).to_string(),
+            Item::Node => format!("node (Debian's {NODE_PACKAGE} when missing)"),
             Item::BpfLinker => format!("bpf-linker {BPF_LINKER_VERSION}"),
             Item::KubernetesValidate => format!(
                 "kubernetes-validate {KUBERNETES_VALIDATE_VERSION} in {KUBERNETES_VALIDATE_VENV}"
@@ -102,6 +114,7 @@ impl Item {
     fn is_present(&self) -> bool {
         match self {
             Item::Apt(package) => apt_installed(package),
+            Item::Node => node_installed(),
             Item::BpfLinker => bpf_linker_installed(),
             Item::KubernetesValidate => kubernetes_validate_installed(),
             Item::Mount(m) => host::is_mounted(m.point, m.fstype),
@@ -164,11 +177,12 @@ fn install(items: &[(Item, bool)]) -> Result<()> {
         .iter()
         .filter_map(|(item, present)| match item {
             Item::Apt(package) if !present => Some(*package),
+            Item::Node if !present => Some(NODE_PACKAGE),
             _ => None,
         })
         .collect();
     for (item, present) in items {
-        if matches!(item, Item::Apt(_)) && *present {
+        if matches!(item, Item::Apt(_) | Item::Node) && *present {
             println!("ok   {}", item.name());
         }
     }
@@ -187,7 +201,7 @@ fn install(items: &[(Item, bool)]) -> Result<()> {
 
     for (item, present) in items {
         match item {
-            Item::Apt(_) => {}
+            Item::Apt(_) | Item::Node => {}
             Item::BpfLinker => {
                 if !present {
                     println!(
@@ -232,6 +246,16 @@ fn install(items: &[(Item, bool)]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// True when `node` or Debian's `nodejs` runs.
+fn node_installed() -> bool {
+    ["node", "nodejs"].iter().any(|bin| {
+        Command::new(bin)
+            .arg("--version")
+            .output()
+            .is_ok_and(|out| out.status.success())
+    })
 }
 
 fn apt_installed(package: &str) -> bool {

@@ -7,6 +7,15 @@
 
 use crate::{MAX_CONDS, MAX_OPS};
 
+/// Most nodes one [`OpKind::Chain`] or [`OpKind::RbTree`] op visits. Each visit is one or a
+/// few `bpf_probe_read_user` calls inside a `bpf_loop`, so this bounds the hit's cost; the
+/// op's `len` usually stops it sooner.
+pub const MAX_CHAIN: u32 = 256;
+
+/// Most parent or child links one red-black-tree step follows. libstdc++ trees are balanced
+/// (height at most 2 log2(n + 1)), so 64 covers any tree that fits in memory.
+pub const MAX_TREE_DEPTH: u32 = 64;
+
 /// Where a fetch op's address (or value) comes from.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +39,29 @@ pub enum OpKind {
     Copy = 1,
     /// Copy a NUL-terminated string of at most `len` bytes from the address.
     CStr = 2,
+    /// Walk linked nodes from the address: copy `len_scale` bytes of each node to
+    /// `out + k * len_scale`, then go to the pointer at node offset `len_slot`; stop at a
+    /// null pointer, a fault, [`MAX_CHAIN`] nodes, or when the next node would pass
+    /// `len` bytes. Never combined with a dynamic length (`len_slot` is the link offset).
+    /// Serves singly linked lists (C++ `std::unordered_map` nodes, Go overflow buckets).
+    Chain = 3,
+    /// In-order walk of a libstdc++ red-black tree (`std::map`, `std::set`, multi forms):
+    /// the address is the tree's header node; each node's `len_scale` bytes go to
+    /// `out + k * len_scale`, up to `len` bytes and [`MAX_CHAIN`] nodes. Each step is
+    /// `_Rb_tree_increment`, with its climbs bounded by [`MAX_TREE_DEPTH`].
+    RbTree = 4,
+}
+
+/// Node layout of libstdc++'s `_Rb_tree_node_base`: `{ color: u32, parent, left, right }`.
+pub mod rb_node {
+    /// Offset of `_M_parent`.
+    pub const PARENT: u64 = 8;
+    /// Offset of `_M_left`.
+    pub const LEFT: u64 = 16;
+    /// Offset of `_M_right`.
+    pub const RIGHT: u64 = 24;
+    /// Offset of the stored value in `_Rb_tree_node<T>`.
+    pub const VALUE: u64 = 32;
 }
 
 /// One bounded read. 24 bytes; [`MAX_OPS`] of them make a plan.
@@ -65,6 +97,15 @@ pub struct FetchOp {
 impl FetchOp {
     /// The length is `min(len, u64 at data[len_slot] * len_scale)`.
     pub const FLAG_DYNAMIC_LEN: u8 = 1;
+    /// With a dynamic length: the copy ends at the address instead of starting there (it
+    /// reads `[addr - len, addr)`). hashbrown stores its buckets below the control bytes.
+    pub const FLAG_BACKWARD: u8 = 2;
+    /// With a dynamic length: the count is `1 << (byte at data[len_slot])`, not the word
+    /// (Go's map header holds `B`, the log2 of its bucket count).
+    pub const FLAG_POW2_COUNT: u8 = 4;
+    /// With a dynamic length: the count is the stored word plus one (hashbrown's
+    /// `bucket_mask`).
+    pub const FLAG_COUNT_PLUS_ONE: u8 = 8;
 
     /// An op that does nothing; fills unused plan entries.
     pub const EMPTY: Self = Self {

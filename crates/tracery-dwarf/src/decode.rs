@@ -5,6 +5,7 @@
 //! value overlapping a hole decodes to the hole's reason: the scratch buffer is reused
 //! between hits, so unwritten bytes are never read as data.
 
+mod collections;
 mod scalar;
 mod text;
 
@@ -56,6 +57,25 @@ pub fn decode(
             frame: v.frame.clone(),
         })
         .collect()
+}
+
+/// `map[string][]int` from the runtime's header type name `hash<string,[]int>`.
+fn go_map_name(header: &str) -> String {
+    let inner = header
+        .strip_prefix("hash<")
+        .and_then(|s| s.strip_suffix('>'))
+        .unwrap_or(header);
+    // The key type never holds a comma at top level in these names except inside brackets.
+    let mut depth = 0;
+    for (i, c) in inner.char_indices() {
+        match c {
+            '<' | '[' | '(' | '{' => depth += 1,
+            '>' | ']' | ')' | '}' => depth -= 1,
+            ',' if depth == 0 => return format!("map[{}]{}", &inner[..i], &inner[i + 1..]),
+            _ => {}
+        }
+    }
+    format!("map<{inner}>")
 }
 
 /// A region's bytes as captured, with the ranges that were not.
@@ -202,6 +222,22 @@ impl Decoder<'_> {
             Shape::Text { ptr, len } => return self.text(r, b, off, ptr, len),
             Shape::Slice { ptr, len, elem } => return self.slice(r, b, off, ptr, len, elem, nest),
             Shape::GoInterface { eface } => return self.interface(r, b, off, eface),
+            Shape::HashTable {
+                mask,
+                ctrl,
+                items,
+                elem,
+                set,
+            } => {
+                let at = collections::TableAt {
+                    mask,
+                    ctrl,
+                    items,
+                    elem,
+                    set,
+                };
+                return self.hash_table(r, b, off, &t.name, at, nest);
+            }
             Shape::Other => {}
         }
         let size = t.size.unwrap_or(0);
@@ -229,6 +265,15 @@ impl Decoder<'_> {
                 }
                 Err(hole) => hole,
             },
+            TypeKind::Pointer {
+                target: Some(target),
+                ..
+            } if self.plan.lang == SourceLanguage::Go
+                && types.name_of(*target).starts_with("hash<") =>
+            {
+                let name = go_map_name(types.name_of(*target));
+                self.go_map(r, b, off, &name, nest)
+            }
             TypeKind::Pointer { target, .. } => self.pointer(r, b, off, *target, nest),
             TypeKind::Aggregate(agg) => match &agg.variants {
                 Some(part) => self.variant(r, b, off, &t.name, part, nest),

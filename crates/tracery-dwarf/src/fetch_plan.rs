@@ -16,7 +16,7 @@ use gimli::AttributeValue;
 use tracery_common::{BaseKind, ProbeConfig, STACK_CAP};
 
 use builder::Builder;
-pub(crate) use builder::{Follow, Part, Payload, Region, RegionId};
+pub(crate) use builder::{Follow, Part, Payload, Region, RegionId, BUCKETS_KEY};
 use location::{compile_expr, Addr, ExprContext, Piece, PieceLoc};
 
 use crate::{

@@ -13,7 +13,7 @@ mod names;
 mod shape;
 
 pub(crate) use load::{TypeLoader, DW_AT_GO_RUNTIME_TYPE};
-pub(crate) use shape::{shape_of, Shape};
+pub(crate) use shape::{go_map_layout, shape_of, Shape};
 
 /// A type, identified by the `.debug_info` offset of its DIE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -19,8 +19,8 @@ use aya_ebpf::{
 };
 use tracery_common::{
     regs::{pt, NUM_REGS},
-    BaseKind, CmpOp, HitHeader, OpKind, OpStatus, ProbeConfig, ProbeState, DATA_CAP, FREEZE_SIGNAL,
-    MAX_CONDS, MAX_COPY, MAX_OPS, MAX_PROBES, RING_BYTES, SCRATCH_BYTES, STACK_CAP,
+    BaseKind, CmpOp, FetchOp, HitHeader, OpKind, OpStatus, ProbeConfig, ProbeState, DATA_CAP,
+    FREEZE_SIGNAL, MAX_CONDS, MAX_COPY, MAX_OPS, MAX_PROBES, RING_BYTES, SCRATCH_BYTES, STACK_CAP,
 };
 
 use crate::served::current_trace;
@@ -48,6 +48,14 @@ pub struct Scratch {
 
 #[map(name = "SCRATCH")]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's scratch data buffer (`DATA_CAP + MAX_COPY` bytes), for the bounded walks.
+#[inline(always)]
+pub(crate) fn scratch_buf() -> Option<*mut u8> {
+    let s = SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: a per-CPU map value that lives as long as the program; only its address is taken.
+    Some(unsafe { core::ptr::addr_of_mut!((*s).buf) }.cast::<u8>())
+}
 
 /// Smallest stack copy worth retrying with after a fault near the top of the stack.
 const MIN_STACK: usize = 512;
@@ -379,20 +387,26 @@ fn run_op(cfg: &ProbeConfig, s: &mut Scratch, i: usize) -> (OpStatus, usize) {
     if out >= DATA_CAP || len > MAX_COPY || out + len > DATA_CAP {
         return (OpStatus::OutOfBounds, 0);
     }
-    if op.flags & tracery_common::FetchOp::FLAG_DYNAMIC_LEN != 0 {
+    if op.flags & FetchOp::FLAG_DYNAMIC_LEN != 0 {
         if !ok(s, op.len_op as usize) {
             return (OpStatus::BaseFailed, 0);
         }
-        let Some(count) = read_u64(s, op.len_slot as usize) else {
+        let Some(mut count) = read_u64(s, op.len_slot as usize) else {
             return (OpStatus::OutOfBounds, 0);
         };
+        if op.flags & FetchOp::FLAG_POW2_COUNT != 0 {
+            count = 1u64 << (count & 0xff).min(31);
+        }
+        if op.flags & FetchOp::FLAG_COUNT_PLUS_ONE != 0 {
+            count = count.saturating_add(1);
+        }
         // Clamp before multiplying: no 128-bit overflow check exists on BPF.
         let bytes = count.min(MAX_COPY as u64) * op.len_scale as u64;
         if bytes < len as u64 {
             len = bytes as usize;
         }
     }
-    let addr = if op.base == BaseKind::Reg as u8 {
+    let mut addr = if op.base == BaseKind::Reg as u8 {
         let r = op.reg as usize;
         if r >= NUM_REGS {
             return (OpStatus::OutOfBounds, 0);
@@ -418,6 +432,12 @@ fn run_op(cfg: &ProbeConfig, s: &mut Scratch, i: usize) -> (OpStatus, usize) {
     let len = len & (2 * MAX_COPY - 1);
     if len > MAX_COPY {
         return (OpStatus::OutOfBounds, 0);
+    }
+    if op.flags & FetchOp::FLAG_BACKWARD != 0 {
+        addr = addr.wrapping_sub(len as u64);
+    }
+    if op.kind == OpKind::Chain as u8 || op.kind == OpKind::RbTree as u8 {
+        return crate::walk::walk(op, out, len, addr);
     }
     let dst = s.buf.as_mut_ptr().wrapping_add(out);
     if op.kind == OpKind::Value as u8 {

@@ -20,6 +20,7 @@ mod served;
 mod tasks;
 mod trace;
 mod trap;
+mod walk;
 
 use aya_ebpf::{
     macros::{raw_tracepoint, sk_msg, sock_ops, tracepoint, uprobe},

@@ -7,6 +7,7 @@
 
 mod c;
 mod go;
+mod javascript;
 mod rust;
 
 use crate::value::{Value, VarKind, Variable};
@@ -25,6 +26,8 @@ pub enum SourceLanguage {
     Rust,
     /// Go.
     Go,
+    /// JavaScript (Node.js, through the inspector; no DWARF).
+    JavaScript,
 }
 
 impl SourceLanguage {
@@ -44,6 +47,17 @@ impl SourceLanguage {
         }
     }
 
+    /// The language's name in JSON output: `c`, `cpp`, `rust`, `go` or `javascript`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceLanguage::C => "c",
+            SourceLanguage::Cpp => "cpp",
+            SourceLanguage::Rust => "rust",
+            SourceLanguage::Go => "go",
+            SourceLanguage::JavaScript => "javascript",
+        }
+    }
+
     /// The renderer for this language.
     pub fn language(self) -> &'static dyn Language {
         match self {
@@ -51,6 +65,7 @@ impl SourceLanguage {
             SourceLanguage::Cpp => &c::C { cpp: true },
             SourceLanguage::Rust => &rust::Rust,
             SourceLanguage::Go => &go::Go,
+            SourceLanguage::JavaScript => &javascript::JavaScript,
         }
     }
 }
@@ -109,6 +124,10 @@ pub trait Language: Send + Sync {
     fn type_name(&self, form: TypeForm<'_>) -> String;
     /// The value as this language writes it.
     fn render(&self, value: &Value) -> Doc;
+    /// What a variable's `frame` is in this language, for the heading of its group.
+    fn frame_label(&self) -> &'static str {
+        "inlined"
+    }
 }
 
 impl Doc {
@@ -187,7 +206,7 @@ pub fn render_text(vars: &[Variable], lang: &dyn Language) -> String {
     }
     for frame in frames {
         let indent = if let Some(f) = frame {
-            out.push_str(&format!("inlined {f}:\n"));
+            out.push_str(&format!("{} {f}:\n", lang.frame_label()));
             2
         } else {
             0
@@ -264,6 +283,35 @@ pub(crate) fn items(
     if let Some(t) = total {
         if t > items.len() as u64 {
             out.push((None, Doc::leaf(format!("... ({t} total)"))));
+        }
+    }
+    out
+}
+
+/// The entries of a map or set: `key{sep}value` items (keys flattened to one line), then
+/// `... (N of M shown)` when a cap cut it.
+pub(crate) fn collection_items(
+    lang: &dyn Language,
+    c: crate::value::Collection<'_>,
+    sep: &str,
+) -> Vec<(Option<String>, Doc)> {
+    let mut out: Vec<(Option<String>, Doc)> = c
+        .items
+        .iter()
+        .map(|e| match e {
+            Value::Struct { fields, .. } if !c.set && fields.len() == 2 => (
+                Some(format!("{}{sep}", lang.render(&fields[0].1).flat())),
+                lang.render(&fields[1].1),
+            ),
+            other => (None, lang.render(other)),
+        })
+        .collect();
+    if let Some(t) = c.total {
+        if t > c.items.len() as u64 {
+            out.push((
+                None,
+                Doc::leaf(format!("... ({} of {t} shown)", c.items.len())),
+            ));
         }
     }
     out

@@ -93,6 +93,22 @@ pub enum Value {
     Redacted { rule: String },
 }
 
+/// The field that holds a map's entries (`[(key, value)]` tuples) in [`Value::map`].
+pub const MAP_ENTRIES: &str = "{map}";
+/// The field that holds a set's items in [`Value::set`].
+pub const SET_ITEMS: &str = "{set}";
+
+/// A map or set as [`Value::as_collection`] reads it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Collection<'a> {
+    /// True for a set (items are keys), false for a map (items are `(key, value)` tuples).
+    pub set: bool,
+    /// The entries shown.
+    pub items: &'a [Value],
+    /// How many entries the collection holds, when more than are shown.
+    pub total: Option<u64>,
+}
+
 /// Largest integer magnitude a JSON number carries exactly (an IEEE double's mantissa).
 const JSON_EXACT: u128 = 1 << 53;
 
@@ -101,6 +117,47 @@ impl Value {
     pub fn unavailable(reason: impl Into<String>) -> Self {
         Value::Unavailable {
             reason: reason.into(),
+        }
+    }
+
+    /// A map of type `name` (`HashMap<String, u32>`, `map[string]int`): the entries shown,
+    /// and `total` when the map holds more (a cap cut it: "N of M shown").
+    pub fn map(name: impl Into<String>, entries: Vec<(Value, Value)>, total: Option<u64>) -> Self {
+        let items = entries
+            .into_iter()
+            .map(|(k, v)| Value::Struct {
+                name: "(key, value)".into(),
+                fields: vec![("__0".into(), k), ("__1".into(), v)],
+            })
+            .collect();
+        Value::Struct {
+            name: name.into(),
+            fields: vec![(MAP_ENTRIES.into(), Value::Array { items, total })],
+        }
+    }
+
+    /// A set of type `name`: the items shown, and `total` when it holds more.
+    pub fn set(name: impl Into<String>, items: Vec<Value>, total: Option<u64>) -> Self {
+        Value::Struct {
+            name: name.into(),
+            fields: vec![(SET_ITEMS.into(), Value::Array { items, total })],
+        }
+    }
+
+    /// The entries of a value made by [`Value::map`] or [`Value::set`].
+    pub fn as_collection(&self) -> Option<Collection<'_>> {
+        let Value::Struct { fields, .. } = self else {
+            return None;
+        };
+        match fields.as_slice() {
+            [(k, Value::Array { items, total })] if k == MAP_ENTRIES || k == SET_ITEMS => {
+                Some(Collection {
+                    set: k == SET_ITEMS,
+                    items,
+                    total: *total,
+                })
+            }
+            _ => None,
         }
     }
 
@@ -136,6 +193,22 @@ impl Value {
             Value::Bool(b) => json!(b),
             Value::Char(c) => json!(c.to_string()),
             Value::Str { text, .. } => json!(text),
+            Value::Struct { .. } if self.as_collection().is_some() => {
+                let c = self.as_collection().unwrap_or(Collection {
+                    set: true,
+                    items: &[],
+                    total: None,
+                });
+                let items: Vec<Json> = c.items.iter().map(Value::to_json).collect();
+                let mut m = Map::new();
+                m.insert(if c.set { "set" } else { "map" }.into(), Json::Array(items));
+                m.insert("shown".into(), json!(c.items.len()));
+                m.insert(
+                    "total".into(),
+                    json!(c.total.unwrap_or(c.items.len() as u64)),
+                );
+                Json::Object(m)
+            }
             Value::Struct { fields, .. } => {
                 if is_tuple(fields) {
                     Json::Array(fields.iter().map(|(_, v)| v.to_json()).collect())

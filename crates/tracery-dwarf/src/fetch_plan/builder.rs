@@ -10,7 +10,11 @@ use std::collections::{HashMap, VecDeque};
 
 use tracery_common::{BaseKind, FetchOp, OpKind, DATA_CAP, MAX_COPY, MAX_OPS};
 
+mod collections;
 mod follow;
+
+use collections::HashTableAt;
+pub(crate) use collections::BUCKETS_KEY;
 
 use super::{
     location::{Addr, Piece, PieceLoc},
@@ -319,11 +323,13 @@ impl<'u, 'a> Builder<'u, 'a> {
         while let Some(r) = self.queue.pop_front() {
             let region = self.regions[r].clone();
             match region.payload {
-                Payload::Fixed => {
-                    if let Some(ty) = region.ty.filter(|t| !self.is_go_map_header(*t)) {
-                        self.scan(r, 0, ty, region.depth, 0);
+                Payload::Fixed => match region.ty {
+                    Some(ty) if self.is_go_map_header(ty) => {
+                        self.follow_go_buckets(r, ty, region.depth);
                     }
-                }
+                    Some(ty) => self.scan(r, 0, ty, region.depth, 0),
+                    None => {}
+                },
                 Payload::Elems { elem, size } => {
                     let n = (region.len / size.max(1)).min(NESTED_FOLLOWS);
                     for i in 0..n {
@@ -335,9 +341,8 @@ impl<'u, 'a> Builder<'u, 'a> {
         }
     }
 
-    /// A Go map's `hash<K,V>` header: its buckets are runtime internals (tophash arrays,
-    /// eight keys per bucket) that would take the whole op budget, so the plan stops at the
-    /// header (which holds the map's `count`).
+    /// A Go map's `hash<K,V>` header: its buckets are planned by
+    /// [`Builder::follow_go_buckets`], not scanned as a plain struct.
     fn is_go_map_header(&self, ty: TypeId) -> bool {
         self.lang == SourceLanguage::Go
             && self
@@ -355,6 +360,7 @@ impl<'u, 'a> Builder<'u, 'a> {
             return;
         };
         let kind = t.kind.clone();
+        let go_bucket = self.lang == SourceLanguage::Go && t.name.starts_with("bucket<");
         match shape_of(self.table(), sid, self.lang) {
             Shape::Text { ptr, len } => {
                 let cap = self.limits.max_string as u64;
@@ -386,6 +392,17 @@ impl<'u, 'a> Builder<'u, 'a> {
                 if !eface {
                     self.follow_fixed(r, off, None, ITAB_BYTES as u64, depth);
                 }
+                return;
+            }
+            Shape::HashTable {
+                mask, ctrl, elem, ..
+            } => {
+                let t = HashTableAt {
+                    mask: off + mask,
+                    ctrl: off + ctrl,
+                    elem,
+                };
+                self.follow_hash_table(r, t, depth);
                 return;
             }
             Shape::Other => {}
@@ -424,7 +441,12 @@ impl<'u, 'a> Builder<'u, 'a> {
                 }
             }
             TypeKind::Aggregate(agg) => {
+                // A Go map bucket's overflow link is not read (see follow_go_buckets); its
+                // cells' strings and slices are worth the ops instead.
                 for m in &agg.members {
+                    if go_bucket && m.name == "overflow" {
+                        continue;
+                    }
                     if m.bits.is_none() {
                         self.scan(r, off + m.offset, m.ty, depth, nest + 1);
                     }

@@ -18,6 +18,16 @@ pub(crate) enum Shape {
     Slice { ptr: u64, len: u64, elem: TypeId },
     /// A Go interface: `eface` (`interface{}`: type word first) or `iface` (itab first).
     GoInterface { eface: bool },
+    /// A hashbrown table (Rust `HashMap`, `HashSet`): offsets of `bucket_mask`, `ctrl`
+    /// and `items`; buckets of `elem` lie below `ctrl`. `set` when the entries are keys only.
+    HashTable {
+        mask: u64,
+        ctrl: u64,
+        items: u64,
+        elem: TypeId,
+        set: bool,
+    },
+
     /// Nothing special: decode by the DWARF kind.
     Other,
 }
@@ -69,6 +79,27 @@ fn is_word(table: &TypeTable, id: TypeId) -> bool {
     )
 }
 
+/// Layout of a Go 1.19 to 1.23 map (`runtime.hmap` and its bucket type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct GoMapLayout {
+    /// The `hash<K,V>` header type.
+    pub header: TypeId,
+    /// Offsets in the header of `count`, `B` and `buckets`.
+    pub count: u64,
+    pub b: u64,
+    pub buckets: u64,
+    /// The `bucket<K,V>` type and its size.
+    pub bucket: TypeId,
+    pub bucket_size: u64,
+}
+
+/// True for a fat pointer to an OS string: `&Path`, `&OsStr`, `Box<Path>`, `Rc<OsStr>`...
+fn is_os_str_pointer(name: &str) -> bool {
+    ["::Path", "::OsStr"].iter().any(|s| {
+        name.ends_with(s) || name.contains(&format!("{s},")) || name.ends_with(&format!("{s}>"))
+    })
+}
+
 fn rust_shape(table: &TypeTable, name: &str, agg: &Aggregate) -> Shape {
     // &str, &[T], Box<str>, Box<[T]>: fat pointers.
     if let (Some(p), Some(l)) = (member(agg, "data_ptr"), member(agg, "length")) {
@@ -78,7 +109,9 @@ fn rust_shape(table: &TypeTable, name: &str, agg: &Aggregate) -> Shape {
         if !is_word(table, l.ty) {
             return Shape::Other;
         }
-        if name.ends_with("str") || name.ends_with("str>") || name.contains("str,") {
+        let text = name.ends_with("str") || name.ends_with("str>") || name.contains("str,");
+        // Paths and OS strings are bytes on Unix; `{:?}` shows them as (lossy) text.
+        if text || is_os_str_pointer(name) {
             return Shape::Text {
                 ptr: p.offset,
                 len: l.offset,
@@ -106,12 +139,81 @@ fn rust_shape(table: &TypeTable, name: &str, agg: &Aggregate) -> Shape {
                 None => Shape::Other,
             }
         }
+        // PathBuf { inner: OsString { inner: Buf { inner: Vec<u8> } } }.
+        "PathBuf" | "OsString" => match wrapped_vec(table, agg, 0) {
+            Some((ptr, len)) => Shape::Text { ptr, len },
+            None => Shape::Other,
+        },
+        "HashMap" | "HashSet" => match hash_table(table, agg, 0) {
+            Some((mask, ctrl, items, elem)) => Shape::HashTable {
+                mask,
+                ctrl,
+                items,
+                elem,
+                set: short(name) == "HashSet",
+            },
+            None => Shape::Other,
+        },
         "Vec" => match vec_layout(table, agg) {
             Some((ptr, len, Some(elem))) => Shape::Slice { ptr, len, elem },
             _ => Shape::Other,
         },
         _ => Shape::Other,
     }
+}
+
+/// Pointer and length offsets of the `Vec<u8>` at the bottom of single-field wrappers.
+fn wrapped_vec(table: &TypeTable, agg: &Aggregate, depth: usize) -> Option<(u64, u64)> {
+    let inner = member(agg, "inner")?;
+    let t = table.strip(inner.ty)?.1;
+    let TypeKind::Aggregate(a) = &t.kind else {
+        return None;
+    };
+    if short(&t.name) == "Vec" {
+        let (ptr, len, _) = vec_layout(table, a)?;
+        return Some((inner.offset + ptr, inner.offset + len));
+    }
+    if depth > 4 {
+        return None;
+    }
+    let (ptr, len) = wrapped_vec(table, a, depth + 1)?;
+    Some((inner.offset + ptr, inner.offset + len))
+}
+
+/// Offsets of `bucket_mask`, `ctrl` and `items` of the hashbrown `RawTable` inside a
+/// `HashMap`/`HashSet` (`base.table.table` in std, `map.table` for sets), and its `T`.
+fn hash_table(table: &TypeTable, agg: &Aggregate, depth: usize) -> Option<(u64, u64, u64, TypeId)> {
+    if depth > 6 {
+        return None;
+    }
+    let raw_table = || {
+        let inner = member(agg, "table")?;
+        let (_, elem) = agg.params.iter().find(|(n, _)| n == "T")?;
+        let TypeKind::Aggregate(raw) = &table.strip(inner.ty)?.1.kind else {
+            return None;
+        };
+        let mask = member(raw, "bucket_mask")?;
+        let ctrl = member(raw, "ctrl")?;
+        let items = member(raw, "items")?;
+        let ptr = first_pointer(table, ctrl.ty, 0)?;
+        let at = inner.offset;
+        Some((
+            at + mask.offset,
+            at + ctrl.offset + ptr,
+            at + items.offset,
+            *elem,
+        ))
+    };
+    if let Some(found) = raw_table() {
+        return Some(found);
+    }
+    agg.members.iter().find_map(|m| {
+        let TypeKind::Aggregate(a) = &table.strip(m.ty)?.1.kind else {
+            return None;
+        };
+        let (mask, ctrl, items, elem) = hash_table(table, a, depth + 1)?;
+        Some((m.offset + mask, m.offset + ctrl, m.offset + items, elem))
+    })
 }
 
 /// Pointer offset, length offset and element type of a `Vec<T>` value of type `id`.
@@ -180,4 +282,27 @@ fn go_shape(table: &TypeTable, name: &str, agg: &Aggregate) -> Shape {
         }
     }
     Shape::Other
+}
+
+/// The layout of a Go map header type (`hash<K,V>`), when it is one with typed buckets.
+pub(crate) fn go_map_layout(table: &TypeTable, header: TypeId) -> Option<GoMapLayout> {
+    let (sid, t) = table.strip(header)?;
+    if !t.name.starts_with("hash<") {
+        return None;
+    }
+    let TypeKind::Aggregate(agg) = &t.kind else {
+        return None;
+    };
+    let count = member(agg, "count")?;
+    let b = member(agg, "B")?;
+    let buckets = member(agg, "buckets")?;
+    let bucket = is_pointer(table, buckets.ty)??;
+    Some(GoMapLayout {
+        header: sid,
+        count: count.offset,
+        b: b.offset,
+        buckets: buckets.offset,
+        bucket,
+        bucket_size: table.size_of(bucket).unwrap_or(0),
+    })
 }

@@ -45,14 +45,23 @@ pub fn build(name: &str) -> PathBuf {
             .arg(&tmp)
             .arg(src.join("shapes.c"))
             .status(),
-        "goiface" | "goiface-noopt" => {
+        "collections-debug" | "collections-release" => {
+            let mut c = Command::new("rustc");
+            c.args(["--edition", "2021", "-g", "-o"]).arg(&tmp);
+            if name.ends_with("release") {
+                c.args(["-C", "opt-level=3"]);
+            }
+            c.arg(src.join("collections.rs")).status()
+        }
+        "goiface" | "goiface-noopt" | "gomaps" | "gomaps-noopt" => {
+            let dir = name.trim_end_matches("-noopt");
             let mut c = Command::new("go");
-            c.current_dir(src.join("goiface"))
+            c.current_dir(src.join(dir))
                 .env("GOCACHE", out.join("go-cache"))
                 .env("GOFLAGS", "-mod=mod")
                 .args(["build", "-o"])
                 .arg(&tmp);
-            if name == "goiface-noopt" {
+            if name.ends_with("-noopt") {
                 c.arg("-gcflags=all=-N -l");
             }
             c.arg(".").status()

@@ -35,6 +35,19 @@ impl Language for Go {
         if let Some(leaf) = leaf(value) {
             return leaf;
         }
+        if let Some(c) = value.as_collection() {
+            // As Delve shows a map: `map[string]int ["a": 1, "b": 2]`.
+            let name = match value {
+                Value::Struct { name, .. } => name.as_str(),
+                _ => "",
+            };
+            return Doc::Group {
+                open: format!("{name} ["),
+                items: super::collection_items(self, c, ": "),
+                close: "]".into(),
+                padded: false,
+            };
+        }
         match value {
             Value::Struct { name, fields } => Doc::Group {
                 open: format!("{name}{{"),

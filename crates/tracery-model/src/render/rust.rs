@@ -1,7 +1,7 @@
 //! Rust as `{:?}` writes it: `Order { id: 42 }`, `Some(5)`, `Status::Paid { amount: 1 }`,
 //! `(-7, true)`, `[1, 2, 3]`, `"text"`.
 
-use super::{items, leaf, Doc, Language, TypeForm};
+use super::{collection_items, items, leaf, Doc, Language, TypeForm};
 use crate::value::{is_option, is_tuple, Value};
 
 /// Rust rendering.
@@ -75,6 +75,15 @@ impl Language for Rust {
     fn render(&self, value: &Value) -> Doc {
         if let Some(leaf) = leaf(value) {
             return leaf;
+        }
+        if let Some(c) = value.as_collection() {
+            // `{:?}` of a HashMap: `{"a": 1}`; of a HashSet: `{1, 2}`.
+            return Doc::Group {
+                open: "{".into(),
+                items: collection_items(self, c, ": "),
+                close: "}".into(),
+                padded: false,
+            };
         }
         match value {
             Value::Struct { name, fields } => {

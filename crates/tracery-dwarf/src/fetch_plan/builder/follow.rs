@@ -29,7 +29,7 @@ impl Builder<'_, '_> {
     }
 
     /// Where the pointer at (r, off) can be read from, or `None` (recorded) when it cannot.
-    fn pointer_source(
+    pub(super) fn pointer_source(
         &mut self,
         r: RegionId,
         off: u64,
@@ -55,7 +55,7 @@ impl Builder<'_, '_> {
         }
     }
 
-    fn new_region(
+    pub(super) fn new_region(
         &mut self,
         ty: Option<TypeId>,
         len: u64,
@@ -115,7 +115,7 @@ impl Builder<'_, '_> {
     /// Reserves `cap` bytes and pushes `template` as a read through the pointer at
     /// `base` (op, data slot); returns the op's index. When the data budget is spent, it
     /// records that for the pointer at (`r`, `off`), so it decodes as "budget exhausted".
-    fn push_follow(
+    pub(super) fn push_follow(
         &mut self,
         r: RegionId,
         off: u64,

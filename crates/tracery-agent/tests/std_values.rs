@@ -1,0 +1,138 @@
+//! Standard-library values through the real kernel capture (the uprobe and its fetch plan,
+//! with the dynamic-length flags that read hashbrown tables), compared with the program's
+//! own `{:?}` (crates/tracery-dwarf/tests/programs/collections.rs, a debug build).
+//!
+//! Normalization as in tracery-dwarf's differential_rust.rs: maps and sets compared entry by
+//! entry as sets of `name[{key:?}]={value:?}` lines plus `name.len=N`; other values as whole
+//! `{:?}` lines; references by their targets. The 100,000-entry map is compared by length
+//! and must say "N of 100000 shown".
+
+use std::{
+    collections::BTreeSet,
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use tracery_agent::{prepare, ArmOptions, Session};
+use tracery_dwarf::{CaptureLimits, SourceLanguage, Value};
+
+fn program() -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tracery-dwarf/tests/programs/collections.rs");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("std-values-collections");
+    let status = Command::new("rustc")
+        .args(["--edition", "2021", "-g", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("rustc");
+    assert!(status.success(), "building {}", src.display());
+    out
+}
+
+fn here_line() -> u32 {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tracery-dwarf/tests/programs/collections.rs");
+    let text = std::fs::read_to_string(src).unwrap();
+    text.lines().position(|l| l.contains("@here")).unwrap() as u32 + 1
+}
+
+fn deref(v: &Value) -> &Value {
+    match v {
+        Value::Pointer {
+            target: Some(t), ..
+        } => deref(t),
+        other => other,
+    }
+}
+
+#[test]
+fn rust_std_values_captured_in_the_kernel_match_debug_output() {
+    if !tracery_tests::is_root() {
+        println!("SKIPPED: attaching uprobes needs root");
+        return;
+    }
+    let exe = program();
+    let printed_file = Path::new(env!("CARGO_TARGET_TMPDIR")).join("std-values-printed");
+    let mut child = Command::new(&exe)
+        .arg(&printed_file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let pid = child.id();
+
+    let limits = CaptureLimits::default();
+    let bp = prepare(pid, &format!("collections.rs:{}", here_line()), &limits).unwrap();
+    let mut session = Session::start().unwrap();
+    session.arm(&bp, &ArmOptions::default()).unwrap();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let snap = loop {
+        assert!(Instant::now() < deadline, "no hit within 20 s");
+        if let Some(s) = session
+            .poll(Duration::from_millis(50))
+            .unwrap()
+            .into_iter()
+            .next()
+        {
+            break s;
+        }
+    };
+    let _ = child.wait();
+
+    let printed: BTreeSet<String> = std::fs::read_to_string(&printed_file)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let rust = SourceLanguage::Rust.language();
+    let mut ours = BTreeSet::new();
+    let mut big = None;
+    for v in &snap.variables {
+        let value = deref(&v.value);
+        match value.as_collection() {
+            Some(c) => {
+                let len = c.total.unwrap_or(c.items.len() as u64);
+                ours.insert(format!("{}.len={len}", v.name));
+                if v.name == "big" {
+                    big = Some((c.items.len(), c.total, rust.render(value).flat()));
+                    continue;
+                }
+                for e in c.items {
+                    ours.insert(match e {
+                        Value::Struct { fields, .. } if !c.set => format!(
+                            "{}[{}]={}",
+                            v.name,
+                            rust.render(&fields[0].1).flat(),
+                            rust.render(&fields[1].1).flat()
+                        ),
+                        other => format!("{}[{}]", v.name, rust.render(other).flat()),
+                    });
+                }
+            }
+            None => {
+                ours.insert(format!("{}={}", v.name, rust.render(value).flat()));
+            }
+        }
+    }
+    assert_eq!(
+        printed, ours,
+        "left: the program's {{:?}}, right: the kernel capture: {:#?}",
+        snap.variables
+    );
+    let (shown, total, text) = big.expect("big captured");
+    assert!(shown > 0 && shown <= limits.max_elements as usize, "{text}");
+    assert_eq!(total, Some(100_000));
+    assert!(
+        text.ends_with(&format!("... ({shown} of 100000 shown)}}")),
+        "{text}"
+    );
+}

@@ -1,0 +1,120 @@
+//! Differential test: Go maps as Tracery captures them, against the program's own `%v`
+//! (tests/programs/gomaps), optimized and with `-N -l`.
+//!
+//! Normalization, documented here as the only liberty taken:
+//! - Go leaves map order unspecified (and randomizes iteration), so each map is compared
+//!   as a set of lines `name[{key %v}]={value %v}` plus `name.len={len}`;
+//! - a map may show fewer entries than it holds only when it says so ("N of M shown": the
+//!   entries of overflow buckets are not read yet), and then exactly that many printed
+//!   entries may be absent; every entry shown must be one the program printed;
+//! - Tracery's values are written in `%v` syntax by [`go_v`]: strings bare, integers in
+//!   decimal, slices as `[a b c]` (Tracery's own Go rendering quotes strings and separates
+//!   items with commas, as Delve does; the values are the same).
+
+#[path = "common/programs.rs"]
+mod programs;
+#[path = "common/snapshot.rs"]
+mod snapshot;
+
+use std::collections::BTreeSet;
+
+use snapshot::emulator::{capture_with, Program, Run};
+use tracery_dwarf::{compile_plan, decode, resolve, Binary, CaptureLimits, Value, Variable};
+
+/// `fmt`'s `%v` of the values these tests hold.
+fn go_v(v: &Value) -> String {
+    match v {
+        Value::Str { text, .. } => text.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::UInt(u) => u.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Array { items, .. } => {
+            let parts: Vec<String> = items.iter().map(go_v).collect();
+            format!("[{}]", parts.join(" "))
+        }
+        other => format!("<{other:?}>"),
+    }
+}
+
+fn run(variant: &str) -> (BTreeSet<String>, BTreeSet<String>, Vec<Variable>) {
+    let path = programs::build(variant);
+    let binary = Binary::open(&path).unwrap();
+    let here = programs::here("gomaps/main.go");
+    let site = resolve(&binary, &format!("main.go:{here}"))
+        .unwrap()
+        .remove(0);
+    // 32 elements per collection (four buckets per map): the default 64 reserves eight
+    // buckets per map plus a payload per cell, and the three maps' strings and slices then
+    // no longer fit in one hit's data area (they would show "capture budget exhausted").
+    let limits = CaptureLimits {
+        max_elements: 32,
+        ..CaptureLimits::default()
+    };
+    let plan = compile_plan(&binary, site.address, &limits).unwrap();
+    let out = std::env::temp_dir().join(format!("tracery-gomaps-{variant}-{}", std::process::id()));
+    let out_arg = out.to_str().unwrap().to_string();
+    let run = Run {
+        program: Program::Path(&path),
+        args: &[&out_arg],
+        start_line: true,
+    };
+    let hit = capture_with(&run, &binary, plan.address(), |bias| plan.relocate(bias));
+    let vars = decode(&binary, &plan, &hit.header, &hit.data);
+    let printed: BTreeSet<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let _ = std::fs::remove_file(&out);
+    let mut ours = BTreeSet::new();
+    for v in &vars {
+        let Some(c) = v.value.as_collection() else {
+            ours.insert(format!("{}=<not a map: {:?}>", v.name, v.value));
+            continue;
+        };
+        let len = c.total.unwrap_or(c.items.len() as u64);
+        ours.insert(format!("{}.len={len}", v.name));
+        for e in c.items {
+            if let Value::Struct { fields, .. } = e {
+                ours.insert(format!(
+                    "{}[{}]={}",
+                    v.name,
+                    go_v(&fields[0].1),
+                    go_v(&fields[1].1)
+                ));
+            }
+        }
+    }
+    (printed, ours, vars)
+}
+
+fn check(variant: &str) {
+    let (printed, ours, vars) = run(variant);
+    let missing: Vec<_> = printed.difference(&ours).collect();
+    let extra: Vec<_> = ours.difference(&printed).collect();
+    // Entries in overflow buckets are not read (yet): a map may show fewer entries than it
+    // holds, but then it must say so ("N of M shown"), and exactly that many may be absent.
+    let mut unshown = 0;
+    for v in &vars {
+        if let Some(c) = v.value.as_collection() {
+            unshown += c.total.map_or(0, |t| t - c.items.len() as u64);
+        }
+    }
+    let missing_entries = missing.iter().filter(|l| !l.contains(".len=")).count() as u64;
+    let only_unshown = missing_entries == unshown && missing.iter().all(|l| !l.contains(".len="));
+    assert!(
+        (missing.is_empty() || only_unshown) && extra.is_empty(),
+        "{variant}: printed by the program but not by Tracery: {missing:#?}\n\
+         rendered by Tracery but not printed: {extra:#?}\nvalues: {vars:#?}"
+    );
+}
+
+#[test]
+fn go_maps_match_percent_v() {
+    check("gomaps");
+}
+
+#[test]
+fn go_maps_match_percent_v_without_optimizations() {
+    check("gomaps-noopt");
+}

@@ -1,0 +1,137 @@
+//! Differential test: Rust standard-library values as Tracery captures and renders them,
+//! against the program's own `{:?}` (tests/programs/collections.rs), debug and release.
+//!
+//! Normalization, the only liberty taken: a `HashMap` or `HashSet` is compared entry by
+//! entry as a set of lines (`name[{key:?}]={value:?}`, `name[{item:?}]`) plus its length,
+//! because Rust leaves their order unspecified; every other value is compared as the whole
+//! `{:?}` line. A reference is compared by its target (`{:?}` of `&T` is `{:?}` of `T`).
+//! The 100,000-entry map is compared by its length only; it must show exactly the cap's
+//! number of entries at most and say that it holds 100,000.
+
+#[path = "common/programs.rs"]
+mod programs;
+#[path = "common/snapshot.rs"]
+mod snapshot;
+
+use std::collections::BTreeSet;
+
+use snapshot::emulator::{capture_with, Program, Run};
+use tracery_dwarf::{
+    compile_plan, decode, resolve, Binary, CaptureLimits, Language, SourceLanguage, Value,
+};
+
+/// The printed lines of the program, and the rendered lines of the capture.
+fn run(
+    variant: &str,
+) -> (
+    BTreeSet<String>,
+    BTreeSet<String>,
+    Vec<tracery_dwarf::Variable>,
+) {
+    let path = programs::build(variant);
+    let binary = Binary::open(&path).unwrap();
+    let site = resolve(
+        &binary,
+        &format!("collections.rs:{}", programs::here("collections.rs")),
+    )
+    .unwrap()
+    .remove(0);
+    let limits = CaptureLimits::default();
+    let plan = compile_plan(&binary, site.address, &limits).unwrap();
+    let out = std::env::temp_dir().join(format!(
+        "tracery-collections-{variant}-{}",
+        std::process::id()
+    ));
+    let out_arg = out.to_str().unwrap().to_string();
+    let run = Run {
+        program: Program::Path(&path),
+        args: &[&out_arg],
+        start_line: true,
+    };
+    let hit = capture_with(&run, &binary, plan.address(), |bias| plan.relocate(bias));
+    let vars = decode(&binary, &plan, &hit.header, &hit.data);
+    let printed: BTreeSet<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let _ = std::fs::remove_file(&out);
+    let rust = SourceLanguage::Rust.language();
+    let mut ours = BTreeSet::new();
+    for v in &vars {
+        let value = deref(&v.value);
+        if let Some(c) = value.as_collection() {
+            let len = c.total.unwrap_or(c.items.len() as u64);
+            ours.insert(format!("{}.len={len}", v.name));
+            if v.name == "big" {
+                continue;
+            }
+            for e in c.items {
+                ours.insert(entry_line(rust, &v.name, e, c.set));
+            }
+        } else {
+            ours.insert(format!("{}={}", v.name, rust.render(value).flat()));
+        }
+    }
+    (printed, ours, vars)
+}
+
+/// `{:?}` of `&T` is `{:?}` of `T`.
+fn deref(v: &Value) -> &Value {
+    match v {
+        Value::Pointer {
+            target: Some(t), ..
+        } => deref(t),
+        other => other,
+    }
+}
+
+fn entry_line(rust: &dyn Language, name: &str, e: &Value, set: bool) -> String {
+    match e {
+        Value::Struct { fields, .. } if !set && fields.len() == 2 => format!(
+            "{name}[{}]={}",
+            rust.render(&fields[0].1).flat(),
+            rust.render(&fields[1].1).flat()
+        ),
+        other => format!("{name}[{}]", rust.render(other).flat()),
+    }
+}
+
+fn check(variant: &str) {
+    let (printed, ours, vars) = run(variant);
+    let missing: Vec<_> = printed.difference(&ours).collect();
+    let extra: Vec<_> = ours.difference(&printed).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{variant}: printed by the program but not by Tracery: {missing:#?}\n\
+         rendered by Tracery but not printed: {extra:#?}\nvalues: {vars:#?}"
+    );
+    // The capped map: at most max_elements buckets read, and it says it holds 100,000.
+    let big = vars.iter().find(|v| v.name == "big").unwrap();
+    let c = deref(&big.value).as_collection().expect("big is a map");
+    let cap = CaptureLimits::default().max_elements as usize;
+    assert!(
+        !c.items.is_empty() && c.items.len() <= cap,
+        "{} entries shown",
+        c.items.len()
+    );
+    assert_eq!(c.total, Some(100_000));
+    let text = SourceLanguage::Rust
+        .language()
+        .render(deref(&big.value))
+        .flat();
+    assert!(
+        text.ends_with(&format!("... ({} of 100000 shown)}}", c.items.len())),
+        "{text}"
+    );
+}
+
+#[test]
+fn std_values_match_debug_output_in_a_debug_build() {
+    check("collections-debug");
+}
+
+#[test]
+fn std_values_match_debug_output_in_a_release_build() {
+    check("collections-release");
+}
