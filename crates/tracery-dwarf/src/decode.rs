@@ -6,6 +6,7 @@
 //! between hits, so unwritten bytes are never read as data.
 
 mod collections;
+mod rust_std;
 mod scalar;
 mod text;
 
@@ -221,6 +222,22 @@ impl Decoder<'_> {
         match shape_of(types, sid, self.plan.lang) {
             Shape::Text { ptr, len } => return self.text(r, b, off, ptr, len),
             Shape::Slice { ptr, len, elem } => return self.slice(r, b, off, ptr, len, elem, nest),
+            Shape::Ring {
+                ptr,
+                cap,
+                head,
+                len,
+                elem,
+            } => {
+                let at = text::RingAt {
+                    ptr,
+                    cap,
+                    head,
+                    len,
+                    elem,
+                };
+                return self.ring(r, b, off, at, nest);
+            }
             Shape::GoInterface { eface } => return self.interface(r, b, off, eface),
             Shape::HashTable {
                 mask,
@@ -277,6 +294,9 @@ impl Decoder<'_> {
             TypeKind::Pointer { target, .. } => self.pointer(r, b, off, *target, nest),
             TypeKind::Aggregate(agg) => match &agg.variants {
                 Some(part) => self.variant(r, b, off, &t.name, part, nest),
+                None if self.plan.lang == SourceLanguage::Rust => {
+                    rust_std::sugar(&t.name, self.fields(r, b, off, agg, nest))
+                }
                 None => Value::Struct {
                     name: t.name.clone(),
                     fields: self.fields(r, b, off, agg, nest),
@@ -385,10 +405,17 @@ impl Decoder<'_> {
         let Some(v) = chosen else {
             return Value::unavailable("discriminant matches no variant");
         };
-        let fields = match self.value(r, b, off + v.member.offset, v.member.ty, nest + 1) {
+        let mut fields = match self.value(r, b, off + v.member.offset, v.member.ty, nest + 1) {
             Value::Struct { fields, .. } => fields,
             other => vec![("__0".into(), other)],
         };
+        // `{:?}` of a `Cow` is its content's, borrowed or owned alike.
+        if self.plan.lang == SourceLanguage::Rust
+            && name.starts_with("alloc::borrow::Cow<")
+            && fields.len() == 1
+        {
+            return fields.remove(0).1;
+        }
         Value::Enum {
             name: name.to_string(),
             variant: v.member.name.clone(),

@@ -115,6 +115,53 @@ impl Decoder<'_> {
         }
     }
 
+    /// A `VecDeque`: its elements in logical order, slot `(head + i) % capacity`, as far
+    /// as the captured prefix of the buffer holds them; `total` says how many it holds
+    /// when they do not all show.
+    pub(super) fn ring(&self, r: RegionId, b: &Bytes, off: u64, at: RingAt, nest: usize) -> Value {
+        let words = (
+            b.word(off + at.ptr),
+            b.word(off + at.cap),
+            b.word(off + at.head),
+            b.word(off + at.len),
+        );
+        let (p, cap, head, n) = match words {
+            (Ok(p), Ok(c), Ok(h), Ok(n)) => (p, c, h, n),
+            (Err(hole), ..) | (_, Err(hole), ..) | (_, _, Err(hole), _) | (.., Err(hole)) => {
+                return hole
+            }
+        };
+        if n == 0 {
+            return Value::Array {
+                items: Vec::new(),
+                total: None,
+            };
+        }
+        if p == 0 || cap == 0 || n > cap || head >= cap {
+            return Value::unavailable(format!("inconsistent ring: {n} of {cap} from {head}"));
+        }
+        let (pr, bytes) = match self.payload(r, off + at.ptr) {
+            Ok(x) => x,
+            Err(why) => return why,
+        };
+        let size = match self.plan.regions[pr].payload {
+            Payload::Elems { size, .. } => size.max(1),
+            _ => 1,
+        };
+        let slots = bytes.buf.len() as u64 / size;
+        // The longest prefix in logical order whose slots were copied.
+        let items: Vec<Value> = (0..n)
+            .map(|i| (head + i) % cap)
+            .take_while(|slot| *slot < slots)
+            .map(|slot| self.value(pr, &bytes, slot * size, at.elem, nest + 1))
+            .collect();
+        let got = items.len() as u64;
+        Value::Array {
+            items,
+            total: (got < n).then_some(n),
+        }
+    }
+
     pub(super) fn interface(&self, r: RegionId, b: &Bytes, off: u64, eface: bool) -> Value {
         let word = match b.word(off) {
             Ok(w) => w,
@@ -139,4 +186,14 @@ impl Decoder<'_> {
             value: None,
         }
     }
+}
+
+/// Offsets of a ring buffer's fields in its value, as [`crate::types::Shape::Ring`] says.
+#[derive(Clone, Copy)]
+pub(super) struct RingAt {
+    pub ptr: u64,
+    pub cap: u64,
+    pub head: u64,
+    pub len: u64,
+    pub elem: TypeId,
 }

@@ -367,7 +367,14 @@ impl<'u, 'a> Builder<'u, 'a> {
                 self.follow_dynamic(r, off + ptr, off + len, Payload::Text, 1, cap, depth);
                 return;
             }
-            Shape::Slice { ptr, len, elem } => {
+            // A ring's buffer is copied like a slice whose length is the capacity.
+            Shape::Slice { ptr, len, elem }
+            | Shape::Ring {
+                ptr,
+                cap: len,
+                elem,
+                ..
+            } => {
                 self.loader.load(elem);
                 match self.table().size_of(elem) {
                     Some(size) if size > 0 && size <= MAX_COPY as u64 => {

@@ -28,6 +28,17 @@ pub(crate) enum Shape {
         set: bool,
     },
 
+    /// A ring buffer (Rust `VecDeque`): `len` elements of `elem` from slot `head` on,
+    /// wrapping at the capacity (`cap`), in the buffer at `ptr`. The plan copies the
+    /// buffer from slot 0, its length the capacity, like a slice's.
+    Ring {
+        ptr: u64,
+        cap: u64,
+        head: u64,
+        len: u64,
+        elem: TypeId,
+    },
+
     /// Nothing special: decode by the DWARF kind.
     Other,
 }
@@ -154,12 +165,47 @@ fn rust_shape(table: &TypeTable, name: &str, agg: &Aggregate) -> Shape {
             },
             None => Shape::Other,
         },
+        "VecDeque" => ring_layout(table, agg).unwrap_or(Shape::Other),
         "Vec" => match vec_layout(table, agg) {
             Some((ptr, len, Some(elem))) => Shape::Slice { ptr, len, elem },
             _ => Shape::Other,
         },
         _ => Shape::Other,
     }
+}
+
+/// `VecDeque { head, len, buf: RawVec { inner: RawVecInner { ptr, cap, .. }, .. } }`.
+fn ring_layout(table: &TypeTable, agg: &Aggregate) -> Option<Shape> {
+    let head = member(agg, "head")?;
+    let len = member(agg, "len")?;
+    if !is_word(table, head.ty) || !is_word(table, len.ty) {
+        return None;
+    }
+    let buf = member(agg, "buf")?;
+    let ptr = first_pointer(table, buf.ty, 0)?;
+    let cap = member_path(table, buf.ty, &["inner", "cap"])?;
+    let (_, elem) = agg.params.iter().find(|(n, _)| n == "T")?;
+    Some(Shape::Ring {
+        ptr: buf.offset + ptr,
+        cap: buf.offset + cap,
+        head: head.offset,
+        len: len.offset,
+        elem: *elem,
+    })
+}
+
+/// The offset of the word-sized member at `path` inside a value of type `id`.
+fn member_path(table: &TypeTable, id: TypeId, path: &[&str]) -> Option<u64> {
+    let Some((first, rest)) = path.split_first() else {
+        // A word, or a one-word newtype (`Cap(usize)`, `UsizeNoHighBit`).
+        let t = table.strip(id)?.1;
+        return (t.size == Some(8)).then_some(0);
+    };
+    let TypeKind::Aggregate(a) = &table.strip(id)?.1.kind else {
+        return None;
+    };
+    let m = member(a, first)?;
+    Some(m.offset + member_path(table, m.ty, rest)?)
 }
 
 /// Pointer and length offsets of the `Vec<u8>` at the bottom of single-field wrappers.
