@@ -260,8 +260,18 @@ fn go_recipe(
             cache.join("path").to_string_lossy().into_owned(),
         ),
     ];
+    // Every .go file of the module: a fixture may span several.
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(&module)
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "go"))
+                .collect()
+        })
+        .unwrap_or_default();
+    sources.push(module.join("go.mod"));
     Recipe {
-        sources: vec![module.join("main.go"), module.join("go.mod")],
+        sources,
         steps: vec![go_step],
     }
 }

@@ -84,11 +84,15 @@ pub struct ReceivedLog {
     pub resource: Attrs,
 }
 
+/// The gRPC metadata (request headers) of one export call: ASCII entries by name.
+pub type Metadata = BTreeMap<String, String>;
+
 #[derive(Default)]
 struct Received {
     spans: Vec<ReceivedSpan>,
     logs: Vec<ReceivedLog>,
     calls: usize,
+    metadata: Vec<Metadata>,
 }
 
 #[derive(Clone, Default)]
@@ -108,6 +112,7 @@ impl TraceService for Sink {
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let mut got = self.lock();
         got.calls += 1;
+        got.metadata.push(metadata(&request));
         for rs in request.into_inner().resource_spans {
             let resource = attrs(&rs.resource.map(|r| r.attributes).unwrap_or_default());
             for ss in rs.scope_spans {
@@ -145,6 +150,7 @@ impl LogsService for Sink {
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let mut got = self.lock();
         got.calls += 1;
+        got.metadata.push(metadata(&request));
         for rl in request.into_inner().resource_logs {
             let resource = attrs(&rl.resource.map(|r| r.attributes).unwrap_or_default());
             for sl in rl.scope_logs {
@@ -162,6 +168,19 @@ impl LogsService for Sink {
         }
         Ok(Response::new(ExportLogsServiceResponse::default()))
     }
+}
+
+fn metadata<T>(request: &Request<T>) -> Metadata {
+    request
+        .metadata()
+        .iter()
+        .filter_map(|kv| match kv {
+            tonic::metadata::KeyAndValueRef::Ascii(k, v) => {
+                Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))
+            }
+            tonic::metadata::KeyAndValueRef::Binary(..) => None,
+        })
+        .collect()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -263,6 +282,11 @@ impl OtlpReceiver {
     /// Export calls received (trace and logs).
     pub fn calls(&self) -> usize {
         self.sink.lock().calls
+    }
+
+    /// The metadata of every export call received so far, in order.
+    pub fn metadata(&self) -> Vec<Metadata> {
+        self.sink.lock().metadata.clone()
     }
 
     /// Waits up to `within` for a span that `pred` accepts; panics with what arrived.

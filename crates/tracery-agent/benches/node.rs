@@ -4,10 +4,12 @@
 //! busy (`GET /order`, whose handler holds the breakpoint line) while another times
 //! `GET /ping`, the second request path, one request at a time on a keep-alive connection.
 //! Phase A: no breakpoint. Phase B: a breakpoint on the hot handler's line, armed through
-//! the inspector and hitting on every `/order` (each hit serializes the scope and hands it
-//! to the agent). Prints `/ping`'s p50 and p99 in both phases, B/A ratios, and how many
-//! snapshots B captured. A breakpoint that paused V8 would stop `/ping` with it. Target:
-//! p50 and p99 ratios ≤ 1.5.
+//! the inspector, with no rate limit: every `/order` is captured (each hit serializes the
+//! scope and hands it to the agent). Phase C: the same with the controller's default rate
+//! limit (10/s), which V8 applies before reading anything: most hits only evaluate the
+//! condition. Prints `/ping`'s p50 and p99 in each phase, B/A and C/A ratios, and how many
+//! snapshots were captured. A breakpoint that paused V8 would stop `/ping` with it.
+//! Target: p50 and p99 ratios ≤ 1.5.
 
 use std::{
     path::PathBuf,
@@ -28,6 +30,8 @@ const SAMPLES: usize = 3000;
 /// Untimed requests before each phase (JIT warm-up).
 const WARMUP: usize = 300;
 const TARGET_RATIO: f64 = 1.5;
+/// Phase C's rate limit: the controller's default (`--rate`).
+const DEFAULT_RATE: u32 = 10;
 
 fn main() {
     if !tracery_tests::is_root() {
@@ -62,33 +66,41 @@ fn main() {
     );
 
     let mut m = Manager::start().expect("load the agent's eBPF programs");
-    let a = phase(&mut m, &addr);
-    m.add(BreakpointSpec {
-        id: 1,
+    let spec = |id: u64, rate_per_sec: u32| BreakpointSpec {
+        id,
         target: Target::Pid(server.pid()),
         location: format!("node/server.js:{line}"),
         when: None,
         hit_limit: 0,
-        rate_per_sec: 0,
+        rate_per_sec,
         expires_at: None,
         limits: CaptureLimits::default(),
         scope: Default::default(),
         freeze: None,
         capture_paths: Vec::new(),
-    })
-    .expect("arm the Node breakpoint");
+    };
+    let a = phase(&mut m, &addr);
+    m.add(spec(1, 0)).expect("arm the Node breakpoint");
     let b = phase(&mut m, &addr);
     assert!(b.snapshots > 0, "the breakpoint never hit during phase B");
-    report("A no breakpoint  ", &a);
-    report("B armed, hitting ", &b);
-    let r50 = b.p50 / a.p50;
-    let r99 = b.p99 / a.p99;
-    println!(
-        "  B/A: p50 {r50:.3}  p99 {r99:.3}  (target <= {TARGET_RATIO:.2}); {} snapshots in B, /order {:.0}/s",
-        b.snapshots,
-        b.hot_rate
-    );
     m.remove(1).unwrap();
+    m.add(spec(2, DEFAULT_RATE))
+        .expect("arm the rate-limited Node breakpoint");
+    let c = phase(&mut m, &addr);
+    assert!(c.snapshots > 0, "the breakpoint never hit during phase C");
+    m.remove(2).unwrap();
+    report("A no breakpoint           ", &a);
+    report("B armed, every hit kept   ", &b);
+    report(&format!("C armed, --rate {DEFAULT_RATE}/s (default)"), &c);
+    for (name, p) in [("B", &b), ("C", &c)] {
+        println!(
+            "  {name}/A: p50 {:.3}  p99 {:.3}  (target <= {TARGET_RATIO:.2}); {} snapshots, /order {:.0}/s",
+            p.p50 / a.p50,
+            p.p99 / a.p99,
+            p.snapshots,
+            p.hot_rate
+        );
+    }
     drop(server);
 }
 

@@ -7,7 +7,12 @@
 //! - a freeze is a `tracery.freeze` span whose `tracery.frozen` and `tracery.resumed`
 //!   events arrive after `trace resume`;
 //! - a snapshot without a trace is a log record;
+//! - `OTEL_EXPORTER_OTLP_HEADERS` reaches the collector as the calls' metadata;
 //! - with the collector gone, `status` counts what was dropped and says what to do.
+//!
+//! Queue-full and timeout drops, and the `k8s.*` resource attributes, are tested in the
+//! controller (`export::tests`, `export::otlp::tests`): filling a 4096-item queue or a pod
+//! take more than a test process here has.
 
 mod common;
 
@@ -27,6 +32,10 @@ const ARRIVAL: Duration = Duration::from_secs(15);
 
 /// The request's span, as its `traceparent` names it.
 const PARENT_SPAN: &str = "00f067aa0ba902b7";
+
+/// What `OTEL_EXPORTER_OTLP_HEADERS` sets in the first test: a tenant and a
+/// percent-encoded credential, as collectors behind a gateway want them.
+const OTLP_HEADERS: &str = "x-tenant=acme,authorization=Bearer%20t0k3n";
 
 /// A standalone Tracery exporting to `endpoint`, with the C server as service `httpd`.
 fn standalone(endpoint: &str) -> Standalone {
@@ -72,7 +81,12 @@ fn status_json(t: &Standalone) -> Value {
 fn a_frozen_hit_is_a_span_under_the_request_and_its_freeze_events_arrive_after_resume() {
     tracery_tests::require_root();
     let receiver = OtlpReceiver::start();
-    let t = standalone(&receiver.endpoint());
+    let t = Standalone::start_with_env(
+        &[("httpd", &fixture("c-httpd"))],
+        None,
+        &["--otlp-endpoint", &receiver.endpoint()],
+        &[("OTEL_EXPORTER_OTLP_HEADERS", OTLP_HEADERS)],
+    );
     let (server, addr) = FixtureProcess::spawn_service(&fixture("c-httpd"), &[]);
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     // The thread that will serve the request must exist when the breakpoint is armed.
@@ -158,6 +172,21 @@ fn a_frozen_hit_is_a_span_under_the_request_and_its_freeze_events_arrive_after_r
         receiver.spans().iter().all(|s| s.name != "tracery.freeze"),
         "the freeze span comes with the resume"
     );
+    // Every export call carried the configured headers, decoded.
+    let metadata = receiver.metadata();
+    assert!(!metadata.is_empty());
+    for m in &metadata {
+        assert_eq!(
+            m.get("x-tenant").map(String::as_str),
+            Some("acme"),
+            "{m:#?}"
+        );
+        assert_eq!(
+            m.get("authorization").map(String::as_str),
+            Some("Bearer t0k3n"),
+            "{m:#?}"
+        );
+    }
 
     let out = t.ctl_ok(&["trace", "resume", trace]);
     assert!(out.starts_with(&format!("resumed trace {trace}")), "{out}");
@@ -191,6 +220,9 @@ fn an_untraced_hit_is_a_log_record_and_drops_are_counted_once_the_collector_is_g
     tracery_tests::require_root();
     let mut receiver = OtlpReceiver::start();
     let t = standalone(&receiver.endpoint());
+    // This instance inherits no OTEL_EXPORTER_OTLP_HEADERS, and sends no such metadata:
+    // the first test's headers came from its variable.
+    assert!(std::env::var_os("OTEL_EXPORTER_OTLP_HEADERS").is_none());
     let (server, addr) = FixtureProcess::spawn_service(&fixture("c-httpd"), &[]);
     let id = t.set(&[
         "--pid",
@@ -240,6 +272,14 @@ fn an_untraced_hit_is_a_log_record_and_drops_are_counted_once_the_collector_is_g
     );
     let before = status_json(&t)["export"].clone();
     assert_eq!(before["exported_logs"], 1, "{before}");
+    assert!(
+        receiver
+            .metadata()
+            .iter()
+            .all(|m| !m.contains_key("x-tenant")),
+        "{:#?}",
+        receiver.metadata()
+    );
 
     // The collector goes away: capture goes on, and what cannot be sent is counted.
     receiver.stop();

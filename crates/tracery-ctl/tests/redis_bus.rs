@@ -9,7 +9,11 @@
 //!   reads;
 //! - a C producer's `LPUSH` of T's job, held while T is frozen (`redis-cli LLEN` 0), then
 //!   exactly one job after resume, both when the sending thread serves T and when only the
-//!   job's own `traceparent` says so; another trace's jobs flow meanwhile.
+//!   job's own `traceparent` says so; another trace's jobs flow meanwhile;
+//! - a Go producer (`redisjob -produce`) that stores the seed example's `uber-trace-id`
+//!   carrier under `job:<id>` and pushes the id: the C consumer's snapshot has the job's
+//!   trace and span; and the same producer's `SET` and `LPUSH`, from a goroutine serving
+//!   a frozen T, held until resume.
 //!
 //! Needs root and Redis (`cargo xtask test -- -p tracery-ctl --test redis_bus`).
 
@@ -363,4 +367,122 @@ fn wait_frozen(t: &Standalone, id: &str) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The Go producer (`redisjob -produce`), in a cgroup of its own (holds watch cgroups).
+fn go_producer() -> (FixtureProcess, String, TestCgroup) {
+    let (p, addr) = FixtureProcess::spawn_service(
+        &fixture("go-redis-job"),
+        &["-produce", "-redis", &redis_addr()],
+    );
+    let cg = TestCgroup::new("redis-bus-go");
+    cg.adopt(p.pid());
+    (p, addr, cg)
+}
+
+/// `pushed LIST ID SPAN` of the Go producer: the span its job's carrier names.
+fn pushed_span(p: &mut FixtureProcess, list: &str, id: &str) -> String {
+    let line = p.wait_for_line(&format!("pushed {list} {id} "), JOB_TIMEOUT);
+    line.rsplit(' ').next().unwrap_or_default().to_string()
+}
+
+/// The Go producer stores T's context as the seed example does (an `uber-trace-id` JSON
+/// carrier under `job:<id>`) and pushes the id; the C consumer reads it back and serves T.
+#[test]
+fn go_producer_s_job_is_served_by_the_c_consumer_with_its_trace() {
+    tracery_tests::require_root();
+    let t = Standalone::start(&[], None);
+    let list = unique("go-produced");
+    let mut consumer = worker(Lang::C, &list, 4096);
+    let (mut producer, addr, _cg) = go_producer();
+    let (trace, span) = ids();
+    let id = t.set(&[
+        "--pid",
+        &consumer.pid().to_string(),
+        "--at",
+        process_job(Lang::C),
+    ]);
+
+    let job = random_hex(4);
+    let path = format!("/enqueue?list={list}&id={job}");
+    assert_eq!(send(&addr, "POST", &path, &trace, &span), 200);
+    let job_span = pushed_span(&mut producer, &list, &job);
+    assert_eq!(job_span.len(), 16, "{job_span:?}");
+    let stored = redis(&["GET", &format!("job:{job}")]);
+    assert_eq!(
+        stored,
+        format!(r#"{{"uber-trace-id":"{trace}:{job_span}:{span}:01","order":{job}}}"#)
+    );
+    assert_eq!(consumer.wait_for_line("job ", JOB_TIMEOUT), job);
+
+    let snaps = t.snapshots(&id, 1);
+    assert_eq!(snaps.len(), 1, "{snaps:#?}");
+    // The consumer serves the job's own span, a child of the producer's request.
+    assert_trace(&snaps[0], &trace, &job_span);
+}
+
+/// T frozen at the Go producer's `checkpoint`: T's job, sent from the goroutine that read
+/// T's request, stays out of Redis until resume (no `job:<id>`, `LLEN` 0), while another
+/// trace's job goes through; then exactly one.
+#[test]
+fn a_frozen_trace_s_go_enqueue_is_held_until_resume() {
+    tracery_tests::require_root();
+    let t = Standalone::start(&[], None);
+    let (mut p, addr, _cg) = go_producer();
+    let (trace, span) = ids();
+    let (other, other_span) = ids();
+    t.set(&[
+        "--pid",
+        &p.pid().to_string(),
+        "--at",
+        "main.checkpoint",
+        "--trace-id",
+        &trace,
+        "--freeze",
+        "--freeze-timeout",
+        "60s",
+    ]);
+    let (held, flowing) = (unique("go-held"), unique("go-flow"));
+    let (held_id, flowing_id) = (random_hex(4), random_hex(4));
+
+    let (a, tr, sp) = (addr.clone(), trace.clone(), span.clone());
+    let checkpoint = std::thread::spawn(move || send(&a, "GET", "/checkpoint", &tr, &sp));
+    wait_frozen(&t, &trace);
+
+    let (a, tr, sp) = (addr.clone(), trace.clone(), span.clone());
+    let path = format!("/enqueue?list={held}&id={held_id}");
+    let enqueue = std::thread::spawn(move || send(&a, "POST", &path, &tr, &sp));
+    let v = wait_held_on_redis(&t, &trace, 1, Duration::from_secs(30));
+
+    let started = Instant::now();
+    let path = format!("/enqueue?list={flowing}&id={flowing_id}");
+    assert_eq!(send(&addr, "POST", &path, &other, &other_span), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(llen(&flowing), 1, "the other trace's job is in Redis");
+
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(llen(&held), 0, "T's LPUSH is held: {v}");
+    assert_eq!(
+        redis(&["EXISTS", &format!("job:{held_id}")]),
+        "0",
+        "T's SET is held: {v}"
+    );
+    assert!(
+        !enqueue.is_finished(),
+        "the producer waits for Redis's answer"
+    );
+
+    let out = t.ctl_ok(&["trace", "resume", &trace]);
+    assert!(out.contains("held message"), "{out}");
+    assert_eq!(enqueue.join().unwrap(), 200);
+    assert_eq!(checkpoint.join().unwrap(), 200);
+    assert_eq!(llen(&held), 1, "exactly one job after resume");
+    assert_eq!(redis(&["LINDEX", &held, "0"]), held_id);
+    let job = redis(&["GET", &format!("job:{held_id}")]);
+    assert!(job.contains(&trace), "{job}");
+    let _ = tracery_tests::held::lines_with(&mut p, "pushed");
 }

@@ -29,6 +29,10 @@ type job struct {
 
 var shipped int64
 
+// brpopTimeout is how long (seconds) one BRPOP waits on an empty list before it is sent
+// again.
+const brpopTimeout = "1"
+
 // fulfil ships one order. Not inlined: the demo breaks on its line.
 //
 //go:noinline
@@ -84,10 +88,17 @@ func run(addr, list string) error {
 	r := bufio.NewReader(conn)
 	fmt.Printf("ready %s\n", addr)
 	for {
-		if err := command(conn, "BRPOP", list, "0"); err != nil {
+		// A timeout, so that a worker paused with SIGSTOP (the demo does) stops waiting
+		// on the list: jobs pushed meanwhile stay in it instead of being handed to the
+		// paused worker's pending BRPOP.
+		if err := command(conn, "BRPOP", list, brpopTimeout); err != nil {
 			return err
 		}
-		if head, err := line(r); err != nil || head != "*2" {
+		head, err := line(r)
+		if err == nil && head == "*-1" {
+			continue
+		}
+		if err != nil || head != "*2" {
 			return fmt.Errorf("BRPOP reply %q: %v", head, err)
 		}
 		if _, _, err := bulk(r); err != nil {

@@ -1,8 +1,8 @@
 //! The Manager's hook for Node.js breakpoints: `.js`/`.ts` locations go to
 //! [`crate::node::NodeRuntime`], which arms them through the inspector, not uprobes.
 
-use super::{BreakpointSpec, BreakpointStatus, Manager, Target};
-use crate::error::AgentError;
+use super::{cluster, BreakpointSpec, BreakpointStatus, Manager, Target};
+use crate::{error::AgentError, exec_watch::Exec};
 
 impl Manager {
     /// A `.js`/`.ts` location: armed in Node processes through their inspector.
@@ -30,5 +30,14 @@ impl Manager {
     /// The Node breakpoints, when one was ever added (for tests and diagnostics).
     pub fn node(&mut self) -> Option<&mut crate::node::NodeRuntime> {
         self.node.as_mut()
+    }
+
+    /// A process that just started: Node breakpoints whose target selects it are armed
+    /// in it once Node is ready (a few ticks later).
+    pub(super) fn node_exec(&mut self, e: &Exec) {
+        let pods = self.pods.as_ref();
+        if let Some(node) = self.node.as_mut() {
+            node.on_exec(e.pid, |target| cluster::selects_exec(target, pods, e));
+        }
     }
 }

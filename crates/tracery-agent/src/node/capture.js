@@ -3,7 +3,12 @@
 // Each breakpoint's condition calls `capture` and evaluates to false, so V8 never pauses.
 // Nothing here calls a getter, a Proxy trap or a user-defined method: values are read
 // through property descriptors and saved built-ins only.
-(function (binding, isProxy, limits) {
+//
+// Cost matters: `capture` runs on the service's only JavaScript thread at every hit. Types
+// are told by `util.types` (native checks): probing a Map getter on a plain object throws,
+// and with the debugger enabled every throw costs a stack trace and an exception event,
+// which made serializing several times slower. Limits are checked before anything is read.
+(function (binding, types, limits) {
   'use strict';
   const getOwnNames = Object.getOwnPropertyNames;
   const getDesc = Object.getOwnPropertyDescriptor;
@@ -15,10 +20,11 @@
   const setValues = Set.prototype.values;
   const mapIterNext = getProto(new Map().entries()).next;
   const setIterNext = getProto(new Set().values()).next;
-  const isMap = (v) => { try { mapSize.call(v); return true; } catch (e) { return false; } };
-  const isSet = (v) => { try { setSize.call(v); return true; } catch (e) { return false; } };
+  const isProxy = types.isProxy;
+  const isMap = types.isMap;
+  const isSet = types.isSet;
   const dateIso = Date.prototype.toISOString;
-  const isDate = (v) => { try { Date.prototype.getTime.call(v); return true; } catch (e) { return false; } };
+  const isDate = types.isDate;
   const fnName = getDesc(Function.prototype, 'name');
   const stringify = JSON.stringify;
   const typedLength = getDesc(getProto(Uint8Array.prototype), 'length').get;
@@ -136,22 +142,29 @@
     return ser(d.value, depth + 1, seen, budget);
   }
 
-  // Called by the condition of breakpoint `id` with `this` and one thunk per name in
-  // scope (`[index, () => value]`); `when` is the user's --when, translated to JavaScript, or null.
-  function capture(id, self, vars, when, ratePerSec) {
+  // Called by the condition of breakpoint site `id` with `this` and one thunk per name in
+  // scope (`[index, () => value]`); `when` is the user's --when, translated to JavaScript,
+  // or null. A hit is kept when `when` holds, the site's `ratePerSec` (0: none) leaves
+  // room this second, and fewer than `hitLimit` (0: none) were kept in this process.
+  // (Building the thunks lazily, behind a closure, measured slower: V8 compiles the
+  // condition's source at every hit, and a nested function costs more than it saves.)
+  function capture(id, self, vars, when, ratePerSec, hitLimit) {
     try {
       if (when !== null) {
         let ok = false;
         try { ok = when() === true; } catch (e) { ok = false; }
         if (!ok) return false;
       }
+      let st = states.get(id);
+      if (st === undefined) { st = { since: 0, n: 0, total: 0 }; states.set(id, st); }
+      if (hitLimit > 0 && st.total >= hitLimit) return false;
       if (ratePerSec > 0) {
         const now = Date.now();
-        let st = states.get(id);
-        if (!st || now - st.since >= 1000) { st = { since: now, n: 0 }; states.set(id, st); }
+        if (now - st.since >= 1000) { st.since = now; st.n = 0; }
         if (st.n >= ratePerSec) return false;
         st.n++;
       }
+      st.total++;
       const budget = { left: limits.maxBytes };
       const out = [];
       if (self !== undefined && self !== globalThis) {

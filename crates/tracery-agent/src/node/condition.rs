@@ -28,11 +28,11 @@ pub const MAX_CAPTURE_BYTES: u32 = 32 * 1024;
 /// Stack frames kept (`Error.stackTraceLimit` during the capture).
 pub const MAX_FRAMES: u32 = 32;
 
-/// The JavaScript that installs the capture on the binding, given `util.types.isProxy`:
-/// evaluated once per process with the command-line API (for `require`).
+/// The JavaScript that installs the capture on the binding, given `util.types` (native
+/// type checks): evaluated once per process with the command-line API (for `require`).
 pub fn install_expression(caps: Caps) -> String {
     format!(
-        "({})({BINDING}, require('util').types.isProxy, {{ maxString: {}, maxElements: {}, \
+        "({})({BINDING}, require('util').types, {{ maxString: {}, maxElements: {}, \
          maxDepth: {}, maxBytes: {MAX_CAPTURE_BYTES}, maxFrames: {MAX_FRAMES} }})",
         include_str!("capture.js").trim_end(),
         caps.max_string,
@@ -41,12 +41,15 @@ pub fn install_expression(caps: Caps) -> String {
     )
 }
 
-/// The breakpoint condition for breakpoint `id` reading `names` (by index) and `this`.
+/// The breakpoint condition for site `id` reading `names` (by index) and `this`. V8
+/// applies `when`, `rate_per_sec` and `hit_limit` (0: none) before reading anything; the
+/// agent still counts hits across processes.
 pub fn breakpoint_condition(
     id: u64,
     names: &[ScopeName],
     when: Option<&Expr>,
     rate_per_sec: u32,
+    hit_limit: u64,
 ) -> Result<String, NodeError> {
     let thunks: Vec<String> = names
         .iter()
@@ -59,7 +62,7 @@ pub fn breakpoint_condition(
     };
     Ok(format!(
         "(typeof {BINDING}===\"function\"&&{BINDING}.tracery!==undefined)?\
-         {BINDING}.tracery.capture({id},this,[{}],{when},{rate_per_sec}):false",
+         {BINDING}.tracery.capture({id},this,[{}],{when},{rate_per_sec},{hit_limit}):false",
         thunks.join(",")
     ))
 }

@@ -26,6 +26,8 @@ use crate::{
     manager::{BreakpointSpec, BreakpointStatus, Ended},
 };
 
+mod new_processes;
+
 /// How long detaching waits for the inspector's port to close after `inspector.close()`.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
@@ -46,6 +48,8 @@ struct SiteInfo {
 
 struct NodeBreakpoint {
     spec: BreakpointSpec,
+    /// `spec.when`, parsed.
+    when: Option<tracery_model::condition::Expr>,
     /// pid → its V8 breakpoints, with their site keys.
     pids: BTreeMap<u32, Vec<(u64, V8Breakpoint)>>,
     hits: u64,
@@ -65,6 +69,9 @@ pub struct NodeRuntime {
     next_site: u64,
     hits_tx: mpsc::Sender<(u32, String)>,
     hits_rx: mpsc::Receiver<(u32, String)>,
+    /// Processes that started after a breakpoint that selects them was set, until Node
+    /// in them is ready to be armed.
+    pending: Vec<new_processes::Pending>,
 }
 
 impl NodeRuntime {
@@ -88,6 +95,7 @@ impl NodeRuntime {
             next_site: 1,
             hits_tx,
             hits_rx,
+            pending: Vec::new(),
         })
     }
 
@@ -144,6 +152,7 @@ impl NodeRuntime {
         self.remove(spec.id);
         let mut bp = NodeBreakpoint {
             spec,
+            when: when.clone(),
             pids: BTreeMap::new(),
             hits: 0,
             over_limit: 0,
@@ -217,7 +226,13 @@ impl NodeRuntime {
             check_capture_paths(&spec.capture_paths, &spec.location, &names)?;
             let key = self.next_site;
             self.next_site += 1;
-            let cond = condition::breakpoint_condition(key, &names, when, spec.rate_per_sec)?;
+            let cond = condition::breakpoint_condition(
+                key,
+                &names,
+                when,
+                spec.rate_per_sec,
+                spec.hit_limit,
+            )?;
             match self
                 .rt
                 .block_on(breakpoints::set(session, pid, &site, cond))
@@ -381,6 +396,7 @@ impl NodeRuntime {
     /// Takes the hits that arrived, ends breakpoints at their hit limit or expiry, and
     /// forgets processes that exited.
     pub fn tick(&mut self) -> Vec<Snapshot> {
+        self.arm_pending();
         let mut out = Vec::new();
         while let Ok((pid, payload)) = self.hits_rx.try_recv() {
             let hit: values::Hit = match serde_json::from_str(&payload) {

@@ -29,6 +29,10 @@ const EXPORT_BATCH: usize = 512;
 /// How long one export call may take before its items count as dropped: short, so a
 /// collector that hangs does not let the queue fill behind it.
 pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The exporter's own deadline, a backstop past [`EXPORT_TIMEOUT`]: with the same value,
+/// its error ("export failed") and our timeout race, and a hung collector's drops would
+/// be counted under either reason by chance.
+const EXPORTER_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Why exported data was lost, as `status` lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -171,14 +175,14 @@ impl Exporter {
         let spans = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint)
-            .with_timeout(EXPORT_TIMEOUT)
+            .with_timeout(EXPORTER_TIMEOUT)
             .with_retry_policy(RetryPolicy::disabled())
             .build()
             .map_err(build_error)?;
         let logs = opentelemetry_otlp::LogExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint)
-            .with_timeout(EXPORT_TIMEOUT)
+            .with_timeout(EXPORTER_TIMEOUT)
             .with_retry_policy(RetryPolicy::disabled())
             .build()
             .map_err(build_error)?;
@@ -265,3 +269,6 @@ async fn run(mut task: otlp::Task, mut rx: mpsc::Receiver<Item>, inner: std::syn
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

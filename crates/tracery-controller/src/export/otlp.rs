@@ -504,6 +504,67 @@ mod tests {
             .map(|kv| &kv.value)
     }
 
+    /// A snapshot of a process in a pod: its resource carries the `k8s.*` attributes
+    /// beside the process and host ones; outside a cluster, none.
+    #[tokio::test]
+    async fn a_snapshot_from_a_pod_has_the_kubernetes_resource_attributes() {
+        use opentelemetry_otlp::WithExportConfig;
+        // Never connected to: building a tonic exporter only prepares a lazy channel.
+        let endpoint = "http://127.0.0.1:9";
+        let spans = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()
+            .unwrap();
+        let logs = opentelemetry_otlp::LogExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        let mut task = Task::new(spans, logs, Store::open(&url).await.unwrap());
+        let mut s = snapshot();
+        s.pid = 4242;
+        s.pod = Some(v1::PodRef {
+            namespace: "shop".into(),
+            pod: "orders-7d9f8-abcde".into(),
+            container: "orders".into(),
+            node: "node-a".into(),
+        });
+        let item = SnapshotItem {
+            snapshot: s,
+            host: "node-a".into(),
+            exe: Some("/app/orders".into()),
+            local: false,
+        };
+        let resource = task.resource_of(&item).await.resource();
+        let get = |key: &str| {
+            resource
+                .get(&opentelemetry::Key::from(key.to_owned()))
+                .map(|v| v.to_string())
+        };
+        assert_eq!(get("k8s.namespace.name").as_deref(), Some("shop"));
+        assert_eq!(get("k8s.pod.name").as_deref(), Some("orders-7d9f8-abcde"));
+        assert_eq!(get("k8s.container.name").as_deref(), Some("orders"));
+        assert_eq!(get("k8s.node.name").as_deref(), Some("node-a"));
+        assert_eq!(get("host.name").as_deref(), Some("node-a"));
+        assert_eq!(get("process.pid").as_deref(), Some("4242"));
+        assert_eq!(get("process.executable.name").as_deref(), Some("orders"));
+        // No breakpoint 3 in the store: the executable names the service.
+        assert_eq!(get("service.name").as_deref(), Some("orders"));
+
+        let mut outside = item;
+        outside.snapshot.pod = None;
+        let resource = task.resource_of(&outside).await.resource();
+        assert!(
+            resource
+                .iter()
+                .all(|(k, _)| !k.as_str().starts_with("k8s.")),
+            "{resource:?}"
+        );
+    }
+
     #[test]
     fn a_snapshot_span_is_a_remote_child_of_the_hit_with_its_reads_below_it() {
         let mut s = snapshot();

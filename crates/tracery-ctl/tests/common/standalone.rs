@@ -36,6 +36,8 @@ pub struct Standalone {
     pub store: String,
     /// More `standalone` arguments (`--database NAME=URL`, limits).
     extra: Vec<String>,
+    /// Environment variables of the process (e.g. `OTEL_EXPORTER_OTLP_HEADERS`).
+    env: Vec<(String, String)>,
     /// Its stderr (the logs), appended across restarts.
     pub log: PathBuf,
 }
@@ -51,6 +53,23 @@ impl Standalone {
     pub fn start_with(services: &[(&str, &Path)], store: Option<String>, extra: &[&str]) -> Self {
         let mut s = Self::create(services, store);
         s.extra = extra.iter().map(|a| a.to_string()).collect();
+        s.spawn();
+        s
+    }
+
+    /// Like [`Standalone::start_with`], with these environment variables set.
+    pub fn start_with_env(
+        services: &[(&str, &Path)],
+        store: Option<String>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut s = Self::create(services, store);
+        s.extra = extra.iter().map(|a| a.to_string()).collect();
+        s.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         s.spawn();
         s
     }
@@ -112,6 +131,7 @@ impl Standalone {
             config,
             store,
             extra: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -121,6 +141,7 @@ impl Standalone {
             .arg(&self.config)
             .args(["--store", &self.store, "--listen", &self.listen])
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(
                 std::fs::OpenOptions::new()

@@ -9,6 +9,10 @@ pub const JOBS: &str = "jobs";
 
 /// The job JSON stored under `job:<order id>`. `parent` is this request's trace context:
 /// the job becomes a child span of it.
+///
+/// Not inlined: the demo freezes a request here, after its job's Redis connection is
+/// open and before the job is sent (`demo_orders::fulfilment::job_json`).
+#[inline(never)]
 pub fn job_json(order_id: i64, order: &NewOrder, parent: Option<&TraceParent>) -> String {
     let mut job = serde_json::json!({
         "order": order_id,
@@ -37,7 +41,13 @@ pub async fn enqueue(
     order: &NewOrder,
     parent: Option<&TraceParent>,
 ) -> redis::RedisResult<()> {
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    // No response timeout (redis-rs waits 500 ms by default): while the request is frozen
+    // its job waits in the kernel's hold, and a client that gave up would close the
+    // connection, losing the job at the resume. The request's other calls wait too.
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
     // SET and LPUSH in one write: the job's context goes out with its id.
     redis::pipe()
         .set(format!("job:{order_id}"), job_json(order_id, order, parent))

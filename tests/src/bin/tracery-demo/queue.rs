@@ -7,7 +7,7 @@ use super::*;
 use crate::freeze::drain_log;
 
 /// The list orders pushes jobs on (see `tests/demo/orders/src/fulfilment.rs`).
-const JOBS: &str = "jobs";
+pub(crate) const JOBS: &str = "jobs";
 
 /// Where the demo breaks in the worker: the function that fulfils a job it has read.
 const WORKER_AT: &str = "main.fulfil";
@@ -141,7 +141,7 @@ impl Demo<'_> {
     }
 
     /// `redis-cli` against the demo's Redis; its output, trimmed.
-    fn redis_cli(&self, args: &[&str]) -> Result<String, String> {
+    pub(crate) fn redis_cli(&self, args: &[&str]) -> Result<String, String> {
         let (host, port) = self.redis.rsplit_once(':').unwrap_or((self.redis, "6379"));
         let out = Command::new("redis-cli")
             .args(["-h", host, "-p", port])
