@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "tracery/v1/snapshot.proto",
     "tracery/v1/breakpoint.proto",
     "tracery/v1/trace.proto",
+    "tracery/v1/causal.proto",
     "tracery/v1/agent.proto",
     "tracery/v1/audit.proto",
     "tracery/v1/tracery.proto",

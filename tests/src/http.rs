@@ -133,6 +133,13 @@ impl Connection {
         }
     }
 
+    /// This end of the connection.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.stream
+            .local_addr()
+            .expect("a connected socket has a local address")
+    }
+
     /// Sends `bytes` with one `write`.
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream

@@ -10,7 +10,9 @@
 //! - `db_capture`: the time from a hit of a freezing breakpoint with a PostgreSQL and a
 //!   Redis capture to its snapshot stored with their rows;
 //! - `arm`: time to arm the demo's orders executable in a 1st, 2nd and 3rd process, and the
-//!   agent's RSS after each.
+//!   agent's RSS after each;
+//! - `ui`: the web view's trace page with 2,000 events, rendered in headless chromium
+//!   (an ignored test of tracery-ctl's `web_ui`; the page's work, so a debug build).
 
 use std::{path::Path, process::Command};
 
@@ -19,7 +21,7 @@ use anyhow::{bail, Result};
 use crate::{host, services, setup};
 
 /// The benches, run in this order.
-const BENCHES: [&str; 7] = [
+const BENCHES: &[&str] = &[
     "capture",
     "control_plane",
     "freeze",
@@ -27,6 +29,8 @@ const BENCHES: [&str; 7] = [
     "arm",
     "otlp",
     "node",
+    "python",
+    "ui",
 ];
 
 /// Runs the named benchmarks (all when none is named); stops at the first that fails.
@@ -40,11 +44,28 @@ pub fn run(workspace: &Path, names: &[String]) -> Result<()> {
         );
     }
     setup::run(setup::Mode::Install { quiet: true })?;
-    for bench in BENCHES {
+    for &bench in BENCHES {
         if !names.is_empty() && !names.iter().any(|n| n == bench) {
             continue;
         }
         println!("==== bench {bench}");
+        if bench == "ui" {
+            // Chromium does the work measured: the page is the same in a debug build.
+            crate::run_checked(Command::new(crate::cargo()).current_dir(workspace).args([
+                "test",
+                "-p",
+                "tracery-ctl",
+                "--test",
+                "web_ui",
+                "--",
+                "--ignored",
+                "--exact",
+                "bench_trace_page_with_2000_events",
+                "--nocapture",
+            ]))?;
+            println!();
+            continue;
+        }
         let mut cmd = Command::new(crate::cargo());
         cmd.current_dir(workspace)
             .args(["bench", "-p", "tracery-agent", "--bench", bench]);

@@ -50,8 +50,9 @@ enum Task {
     /// uprobe, sustained hit rate, hit-to-watch latency, idle CPU and RSS of the agent, and
     /// the latency of other requests while one is frozen, the time from a hit to its
     /// database rows stored, and the time and memory to arm one executable in several
-    /// processes. Name benches to run only those (`capture`, `control_plane`, `freeze`,
-    /// `db_capture`, `arm`).
+    /// processes, and the web view's trace page with 2,000 events in headless chromium.
+    /// Name benches to run only those (`capture`, `control_plane`, `freeze`, `db_capture`,
+    /// `arm`, `otlp`, `node`, `ui`).
     Bench { names: Vec<String> },
     /// Fuzz the parsers of untrusted input (ELF/DWARF, `--when`, trace headers, held
     /// messages, gRPC messages) with libFuzzer on stable Rust, and print execs/s, corpus size

@@ -33,6 +33,11 @@ const APT_PACKAGES: &[&str] = &[
     // `python3 -m venv` for kubernetes-validate: Debian 12's python refuses `pip install`
     // outside a virtual environment (PEP 668).
     "python3-venv",
+    // The web view's tests and `bench ui` drive Debian's headless chromium.
+    "chromium",
+    // Python breakpoint tests and `bench python` run their fixture under Debian's
+    // /usr/bin/python3.11 (the CPython version Tracery has offsets for).
+    "python3.11",
 ];
 
 /// Debian's Node.js package (18.x on Debian 12).

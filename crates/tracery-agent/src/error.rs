@@ -99,6 +99,9 @@ pub enum AgentError {
     /// A Node.js breakpoint (`.js`/`.ts` location) failed.
     #[error(transparent)]
     Node(#[from] crate::node::NodeError),
+    /// A Python breakpoint (`.py` location, or a function in a python process) failed.
+    #[error(transparent)]
+    Python(#[from] crate::python::PythonError),
 }
 
 /// A kernel feature the capture path needs and this kernel lacks.

@@ -13,6 +13,7 @@ pub mod hold;
 #[doc(hidden)]
 pub mod keeper;
 mod kernel_btf;
+pub mod messages;
 pub mod suspend;
 mod syscall_hooks;
 pub mod tracking;
@@ -44,6 +45,8 @@ pub enum FreezeEvent {
     Held(HeldMessage),
     /// A trace's held messages here were let go.
     HoldReleased(HoldRelease),
+    /// Sends and receives of traced requests seen here.
+    Messages(tracery_model::message::MessageBatch),
 }
 
 /// Why `trace eval` could not answer.

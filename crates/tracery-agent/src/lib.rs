@@ -19,6 +19,7 @@ pub mod node;
 pub mod pods;
 pub mod privilege;
 pub mod process;
+pub mod python;
 mod sys;
 
 pub use capture::executables::Executables;

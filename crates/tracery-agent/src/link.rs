@@ -601,6 +601,7 @@ fn freeze_message(e: FreezeEvent) -> agent_message::Message {
         FreezeEvent::Released(released) => agent_message::Message::TraceReleased(released.into()),
         FreezeEvent::Held(message) => agent_message::Message::MessageHeld(message.into()),
         FreezeEvent::HoldReleased(release) => agent_message::Message::HoldReleased(release.into()),
+        FreezeEvent::Messages(batch) => agent_message::Message::Messages(batch.into()),
     }
 }
 

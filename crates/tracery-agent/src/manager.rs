@@ -6,6 +6,7 @@
 
 mod cluster;
 mod node;
+mod python;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -137,6 +138,8 @@ pub struct Manager {
     /// Breakpoints in Node.js processes (`.js`/`.ts` locations), through the inspector;
     /// started at the first one.
     node: Option<crate::node::NodeRuntime>,
+    /// Breakpoints in CPython processes, through hardware watchpoints; started at the first.
+    python: Option<crate::python::PythonRuntime>,
 }
 
 impl Manager {
@@ -154,6 +157,7 @@ impl Manager {
             pods: None,
             pod_refs: HashMap::new(),
             node: None,
+            python: None,
         })
     }
 
@@ -183,6 +187,9 @@ impl Manager {
     pub fn add(&mut self, spec: BreakpointSpec) -> Result<BreakpointStatus, AgentError> {
         if crate::node::is_node_location(&spec.location) {
             return self.add_node(spec);
+        }
+        if self.is_python(&spec) {
+            return self.add_python(spec);
         }
         let id = spec.id;
         let when = parse_when(spec.when.as_deref())?;
@@ -238,6 +245,9 @@ impl Manager {
     /// Removes a breakpoint and detaches its probes. Returns false if it did not exist.
     pub fn remove(&mut self, id: u64) -> Result<bool, AgentError> {
         if self.node.as_mut().is_some_and(|n| n.remove(id)) {
+            return Ok(true);
+        }
+        if self.python.as_mut().is_some_and(|p| p.remove(id)) {
             return Ok(true);
         }
         let Some(mut bp) = self.breakpoints.remove(&id) else {
@@ -348,6 +358,11 @@ impl Manager {
             self.tag_pods(&mut hits);
             delivered.extend(hits);
         }
+        if let Some(python) = &mut self.python {
+            let mut hits = python.tick();
+            self.tag_pods(&mut hits);
+            delivered.extend(hits);
+        }
         let trapped = self.session.take_trapped();
         let timeouts: HashMap<u64, Duration> = self
             .breakpoints
@@ -402,6 +417,7 @@ impl Manager {
                     Err(err) => bp.errors.push((e.pid, chain(&err))),
                 }
             }
+            self.node_exec(&e);
         }
         let now = SystemTime::now();
         let mut released_pids = Vec::new();
@@ -514,19 +530,34 @@ impl Manager {
         events
     }
 
+    /// Takes the sends and receives of traced requests seen since the last call.
+    pub fn take_messages(&mut self) -> tracery_model::message::MessageBatch {
+        self.session.table().tracker().take_messages()
+    }
+
+    /// Message events the kernel wrote, and lost to a full ring, since start.
+    pub fn message_counters(&mut self) -> (u64, u64) {
+        self.session.table().tracker().message_counters()
+    }
+
     /// State of every breakpoint.
     pub fn status(&self) -> Vec<BreakpointStatus> {
         let node = self.node.iter().flat_map(|n| n.status());
+        let python = self.python.iter().flat_map(|p| p.status());
         self.breakpoints
             .keys()
             .filter_map(|id| self.status_of(*id))
             .chain(node)
+            .chain(python)
             .collect()
     }
 
     /// State of one breakpoint.
     pub fn status_of(&self, id: u64) -> Option<BreakpointStatus> {
         let Some(bp) = self.breakpoints.get(&id) else {
+            if let Some(s) = self.python.as_ref().and_then(|p| p.status_of(id)) {
+                return Some(s);
+            }
             return self.node.as_ref()?.status_of(id);
         };
         let live: u64 = bp

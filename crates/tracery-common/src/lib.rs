@@ -7,7 +7,9 @@
 
 pub mod exec;
 pub mod hold;
+pub mod message;
 pub mod plan;
+pub mod python;
 pub mod record;
 pub mod regs;
 pub mod trace;
@@ -131,4 +133,14 @@ pub mod names {
     pub const HOLD_STATS: &str = "HOLD_STATS";
     /// Ring buffer of [`crate::hold::HoldEvent`]s.
     pub const HOLD_EVENTS: &str = "HOLD_EVENTS";
+    /// Ring buffer of [`crate::message::MessageEvent`]s.
+    pub const MESSAGE_EVENTS: &str = "MESSAGE_EVENTS";
+    /// Array map: [`crate::message::offset`] -> byte offset into `struct sock`.
+    pub const MESSAGE_OFFSETS: &str = "MESSAGE_OFFSETS";
+    /// Array map: [`crate::message::stat`] -> counter.
+    pub const MESSAGE_STATS: &str = "MESSAGE_STATS";
+    /// The `sock/sock_send_length` tracepoint program.
+    pub const SOCK_SEND: &str = "tracery_sock_send";
+    /// The `sock/sock_recv_length` tracepoint program.
+    pub const SOCK_RECV: &str = "tracery_sock_recv";
 }

@@ -178,6 +178,7 @@ async fn handle(
             registry.traces().holds.released(agent_id, &trace);
             Ok(())
         }
+        Some(Up::Messages(batch)) => store_messages(registry, agent_id, batch).await,
         Some(Up::TraceReleased(release)) => {
             let release = checked_release(release)?;
             let node = registry.node_of(agent_id);
@@ -232,6 +233,60 @@ fn checked_release(mut release: v1::Release) -> Result<v1::Release, Status> {
 }
 
 /// Stores a hit once (by agent, breakpoint and sequence) and tells watchers about it.
+/// Stores a batch of message events (sends and receives of traced requests).
+async fn store_messages(
+    registry: &Registry,
+    agent_id: &str,
+    batch: v1::MessageEvents,
+) -> Result<(), Status> {
+    let events = batch
+        .events
+        .iter()
+        .map(tracery_model::message::MessageEvent::try_from)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    if batch.lost_total > 0 {
+        tracing::warn!(agent = %agent_id, lost = batch.lost_total, "the agent's kernel lost message events (ring full): some happens-before edges are missing");
+    }
+    let node = registry.node_of(agent_id);
+    let texts: Vec<(String, String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.trace_id.to_string(),
+                e.local.to_string(),
+                e.remote.to_string(),
+            )
+        })
+        .collect();
+    let rows: Vec<tracery_store::NewMessage<'_>> = events
+        .iter()
+        .zip(&texts)
+        .map(|(e, (trace, local, remote))| tracery_store::NewMessage {
+            agent_id,
+            node: &node,
+            trace_id: trace,
+            kind: e.kind.as_str(),
+            local_addr: local,
+            remote_addr: remote,
+            seq: e.seq,
+            bytes: e.bytes,
+            pid: e.pid,
+            tid: e.tid,
+            task: e.task,
+            process_name: &e.process_name,
+            time: e.time,
+            held: e.held,
+        })
+        .collect();
+    registry
+        .store
+        .insert_messages(&rows)
+        .await
+        .map_err(store_status)?;
+    Ok(())
+}
+
 async fn store_hit(registry: &Registry, agent_id: &str, hit: v1::Hit) -> Result<(), Status> {
     let mut snapshot = hit
         .snapshot

@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod breakpoints;
 mod captures;
+mod causal;
 mod error;
 mod expiry;
 mod export;
@@ -22,6 +23,7 @@ pub mod tls;
 mod trace_api;
 mod tracery_api;
 mod traces;
+mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,6 +37,7 @@ pub use auth::{Access, StandaloneToken, TokenError, TOKEN_FILE};
 pub use error::ControllerError;
 pub use kubernetes::KubernetesApi;
 pub use options::{default_store_url, ControllerOptions, Defaults};
+pub use web::{bind_ui, ui_url, UiError, DEFAULT_UI};
 
 use registry::Registry;
 
@@ -43,6 +46,17 @@ use registry::Registry;
 /// snapshot watches, and closes the store.
 pub async fn serve(
     listener: TcpListener,
+    opts: ControllerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ControllerError> {
+    serve_with_ui(listener, None, opts, shutdown).await
+}
+
+/// Like [`serve`], and also serves the web view and its JSON API (`/api/v1/`) on `ui`
+/// when given, with the same authentication as the gRPC API.
+pub async fn serve_with_ui(
+    listener: TcpListener,
+    ui: Option<TcpListener>,
     opts: ControllerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ControllerError> {
@@ -80,6 +94,7 @@ pub async fn serve(
         ),
         None => None,
     };
+    let web = ui.map(|ui| tokio::spawn(web::serve(ui, registry.clone())));
     let tls = registry.opts.tls_dir.is_some();
     tracing::info!(%addr, store = store.url(), tls, access = ?registry.opts.access, "controller listening");
 
@@ -99,6 +114,9 @@ pub async fn serve(
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), signal)
         .await;
     expiry.abort();
+    if let Some(web) = web {
+        web.abort();
+    }
     registry.end_all_sessions();
     store.close().await;
     served.map_err(|source| ControllerError::Serve { addr, source })

@@ -66,6 +66,14 @@ struct Cli {
         hide_env_values = true
     )]
     otlp_endpoint: Option<String>,
+    /// Serve the web view (pages and /api/v1/, same token or Kubernetes authentication as
+    /// the API) on this address, e.g. 127.0.0.1:7778. Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    ui: Option<String>,
+    /// Accept a non-loopback --ui address: the web view is plain HTTP, so tokens cross
+    /// the network readable (prefer kubectl port-forward to a loopback --ui).
+    #[arg(long)]
+    ui_plaintext: bool,
 }
 
 fn main() -> ExitCode {
@@ -147,7 +155,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cli.listen
             )
         })?;
-    tracery_controller::serve(listener, opts, shutdown_signal()).await?;
+    let ui = tracery_controller::bind_ui(cli.ui.as_deref(), None, cli.ui_plaintext).await?;
+    if let Some(l) = &ui {
+        // A token of our own goes in the address; Kubernetes tokens are the user's.
+        let secret = match &opts.access {
+            Access::Token(t) => std::fs::read_to_string(t.path()).ok(),
+            _ => None,
+        };
+        if let Some(url) = tracery_controller::ui_url(l, secret.as_deref().map(str::trim)) {
+            eprintln!("tracery web view: {url}");
+        }
+    }
+    tracery_controller::serve_with_ui(listener, ui, opts, shutdown_signal()).await?;
     Ok(())
 }
 

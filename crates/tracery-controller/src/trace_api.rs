@@ -61,6 +61,10 @@ fn trace_message(registry: &Registry, f: Frozen) -> v1::Trace {
         trace_id: f.trace_id,
         last_release: None,
         snapshots: vec![],
+        events: vec![],
+        edges: vec![],
+        critical_path: vec![],
+        services: vec![],
     }
 }
 
@@ -86,13 +90,20 @@ pub(crate) async fn get(registry: &Registry, text: &str) -> Result<v1::Trace, St
     let mut trace = trace_message(registry, frozen);
     trace.snapshots = snapshots(registry, &trace_id).await?;
     trace.last_release = last_release;
+    let graph =
+        crate::causal::GraphFields::from(crate::causal::for_trace(registry, &trace_id).await?);
+    trace.events = graph.events;
+    trace.edges = graph.edges;
+    trace.critical_path = graph.critical_path;
+    trace.services = graph.services;
     if trace.threads.is_empty()
         && trace.messages.is_empty()
         && trace.last_release.is_none()
         && trace.snapshots.is_empty()
+        && trace.events.is_empty()
     {
         return Err(Status::not_found(format!(
-            "trace {trace_id} was never frozen and has no snapshots; \
+            "trace {trace_id} was never frozen and has no snapshots or messages; \
              `tracery-ctl trace list` shows the frozen traces"
         )));
     }

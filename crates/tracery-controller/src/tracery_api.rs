@@ -306,6 +306,18 @@ impl Tracery for TraceryApi {
         let list = audit::list(&self.registry, request.into_inner()).await?;
         Ok(Response::new(list))
     }
+
+    async fn query(
+        &self,
+        request: Request<v1::QueryRequest>,
+    ) -> Result<Response<v1::QueryResponse>, Status> {
+        // The views hold every namespace's snapshots: a cluster-wide `list`, as the audit log.
+        self.reader(&request, Verb::List).await?;
+        let r = request.into_inner();
+        Ok(Response::new(
+            crate::causal::query(&self.registry, &r.sql, r.limit).await?,
+        ))
+    }
 }
 
 impl TraceryApi {

@@ -41,6 +41,8 @@ enum Command {
     /// The audit log: who set, deleted, froze, resumed or evaluated what.
     #[command(subcommand)]
     Audit(commands::audit::Command),
+    /// A read-only SQL query over the store's views: snapshots, variables, messages, traces.
+    Query(commands::query::Args),
     /// Development certificates for TLS between agents, controller and tracery-ctl.
     #[command(subcommand)]
     Certs(commands::certs::Command),
@@ -111,6 +113,10 @@ fn main() -> ExitCode {
         Command::Audit(c) => block_on(async {
             let (controller, _) = args.resolve().await?;
             commands::audit::run(&controller, c).await
+        }),
+        Command::Query(a) => block_on(async {
+            let (controller, _) = args.resolve().await?;
+            commands::query::run(&controller, a).await
         }),
         Command::Certs(c) => commands::certs::run(c),
         Command::Status { output } => block_on(async {

@@ -343,6 +343,7 @@ fn redirect(
     }
     h.held_bytes += u64::from(size);
     h.messages += 1;
+    crate::messages::note_held(pid_tgid);
     if h.fd < 0 {
         h.fd = fd;
     }

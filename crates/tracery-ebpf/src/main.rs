@@ -15,7 +15,9 @@
 mod capture;
 mod exec;
 mod hold;
+mod messages;
 mod outbound_trace;
+mod python;
 mod served;
 mod tasks;
 mod trace;
@@ -97,6 +99,18 @@ pub fn tracery_sys_exit(ctx: RawTracePointContext) -> u32 {
     trace::raw_sys_exit(&ctx)
 }
 
+/// Message events, sends: attach to `sock/sock_send_length` while tracking is on.
+#[tracepoint]
+pub fn tracery_sock_send(ctx: TracePointContext) -> u32 {
+    messages::on_send(&ctx)
+}
+
+/// Message events, receives: attach to `sock/sock_recv_length` while tracking is on.
+#[tracepoint]
+pub fn tracery_sock_recv(ctx: TracePointContext) -> u32 {
+    messages::on_recv(&ctx)
+}
+
 /// Go goroutine creation: attach to each `ret` of `runtime.newproc1`.
 #[uprobe]
 pub fn tracery_go_newproc_return(ctx: ProbeContext) -> u32 {
@@ -137,6 +151,12 @@ pub fn tracery_hold_sockops(ctx: SockOpsContext) -> u32 {
 #[sk_msg]
 pub fn tracery_hold_msg(ctx: SkMsgContext) -> u32 {
     hold::verdict(&ctx)
+}
+
+/// CPython breakpoint: attach to a hardware watchpoint on one bytecode word.
+#[aya_ebpf::macros::perf_event]
+pub fn tracery_py_watch(ctx: aya_ebpf::programs::PerfEventContext) -> u32 {
+    python::try_watch(&ctx).unwrap_or(1)
 }
 
 #[cfg(not(test))]

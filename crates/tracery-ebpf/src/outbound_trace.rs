@@ -8,14 +8,15 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    helpers::generated::{bpf_loop, bpf_msg_pull_data, bpf_probe_read_kernel},
+    helpers::generated::{bpf_loop, bpf_msg_pull_data, bpf_probe_read_kernel, bpf_probe_read_user},
     macros::map,
     maps::PerCpuArray,
     programs::SkMsgContext,
 };
 use tracery_common::{
     hold::HOLD_SCAN,
-    trace::TraceContext,
+    regs::pt,
+    trace::{nr, TraceContext},
     trace_header::{feed_byte, is_method_prefix, ConnState, Fed, NoFilters, TRACE_WINDOW},
 };
 
@@ -67,6 +68,54 @@ pub fn message_trace(ctx: &SkMsgContext, size: u32) -> [u8; 16] {
         return [0; 16];
     }
     window_trace(win, u64::from(n)).trace_id
+}
+
+/// The trace context a send of `len` bytes carries in its own header (an HTTP/1.x request
+/// or a Redis command), read from the sender's buffer at the end of its send system call
+/// (user registers `regs`); `None` when it carries none. Only the first buffer of a
+/// vectored send is looked at.
+#[inline(always)]
+pub fn user_message_trace(regs: u64, len: u32) -> Option<TraceContext> {
+    let id = crate::trace::reg(regs, pt::ORIG_RAX as usize);
+    let arg1 = crate::trace::reg(regs, pt::RSI as usize);
+    let (buf, n) = match id {
+        nr::WRITE | nr::SENDTO => (arg1, crate::trace::reg(regs, pt::RDX as usize)),
+        // An iovec array; for sendmsg, `struct msghdr`'s msg_iov at 16.
+        nr::WRITEV | nr::SENDMSG => {
+            let iov = if id == nr::WRITEV {
+                arg1
+            } else {
+                crate::trace::user_u64(arg1 + 16)
+            };
+            (crate::trace::user_u64(iov), crate::trace::user_u64(iov + 8))
+        }
+        _ => return None,
+    };
+    let n = n.min(u64::from(len)).min(u64::from(HOLD_SCAN));
+    if n < 16 {
+        return None;
+    }
+    let mut p = [0u8; 4];
+    // SAFETY: fault-safe 4-byte read of the sender's buffer.
+    if unsafe { bpf_probe_read_user(p.as_mut_ptr().cast(), 4, buf as *const c_void) } != 0 {
+        return None;
+    }
+    // Only messages that start like a request line or a RESP command are worth a look.
+    if !is_method_prefix(p) && p[0] != b'*' {
+        return None;
+    }
+    let win = OUT_WINDOW.get_ptr_mut(0)?;
+    let n = (n as u32) & (TRACE_WINDOW as u32 * 2 - 1);
+    if n as usize > TRACE_WINDOW {
+        return None;
+    }
+    // SAFETY: copies `n <= TRACE_WINDOW` bytes of user memory into this CPU's window,
+    // with a fault-safe helper.
+    if unsafe { bpf_probe_read_user(win.cast(), n, buf as *const c_void) } != 0 {
+        return None;
+    }
+    let t = window_trace(win, u64::from(n));
+    (!t.trace_id.iter().all(|b| *b == 0)).then_some(t)
 }
 
 /// State handed to the `bpf_loop` callback (it lives on the caller's stack).

@@ -73,7 +73,7 @@ impl HeaderFilters for FilterMap {
 }
 
 #[inline(always)]
-fn reg(regs: u64, index: usize) -> u64 {
+pub fn reg(regs: u64, index: usize) -> u64 {
     let mut v = 0u64;
     // SAFETY: `regs` is the kernel's `pt_regs` of the current task (raw tracepoint
     // argument); the read is fault-safe and bounded to 8 bytes.
@@ -88,7 +88,7 @@ fn reg(regs: u64, index: usize) -> u64 {
 }
 
 #[inline(always)]
-fn user_u64(addr: u64) -> u64 {
+pub fn user_u64(addr: u64) -> u64 {
     let mut v = 0u64;
     // SAFETY: fault-safe read of 8 bytes of user memory.
     unsafe { bpf_probe_read_user((&mut v as *mut u64).cast(), 8, addr as *const c_void) };
@@ -204,6 +204,17 @@ const MAX_IOVECS: u64 = 8;
 /// receive that was already blocked when tracking began is parsed too.
 #[inline(always)]
 pub fn sys_exit(proc_: &TrackedProc, pid_tgid: u64, regs: u64, id: u64, ret: i64) -> u32 {
+    let r = parse_exit(proc_, pid_tgid, regs, id, ret);
+    if matches!(id, nr::READ | nr::RECVFROM | nr::READV | nr::RECVMSG) {
+        // After the parse: a request's own header names its trace.
+        crate::messages::recv_exit(proc_, pid_tgid, regs);
+    }
+    r
+}
+
+/// The receive path of [`sys_exit`]: parses received bytes, follows connections.
+#[inline(always)]
+fn parse_exit(proc_: &TrackedProc, pid_tgid: u64, regs: u64, id: u64, ret: i64) -> u32 {
     let tgid = (pid_tgid >> 32) as u32;
     let flags = proc_.flags;
     if matches!(
@@ -463,6 +474,7 @@ fn publish(sc: &Scan, st: &mut ConnState) {
     // SAFETY: reads the monotonic clock; no arguments.
     st.pending.ktime_ns = unsafe { bpf_ktime_get_ns() };
     let _ = THREAD_TRACE.insert(sc.pid_tgid, st.pending, 0);
+    crate::messages::note_published(sc.pid_tgid, &st.pending);
     if sc.g != 0 {
         let key = GoKey {
             tgid: (sc.pid_tgid >> 32) as u32,

@@ -16,6 +16,7 @@ pub mod condition;
 pub mod database;
 pub mod error;
 pub mod freeze;
+pub mod message;
 pub mod redact;
 pub mod render;
 pub mod snapshot;

@@ -8,6 +8,7 @@
 mod c;
 mod go;
 mod javascript;
+mod python;
 mod rust;
 
 use crate::value::{Value, VarKind, Variable};
@@ -28,6 +29,8 @@ pub enum SourceLanguage {
     Go,
     /// JavaScript (Node.js, through the inspector; no DWARF).
     JavaScript,
+    /// Python (CPython, read from the interpreter's frames; no DWARF).
+    Python,
 }
 
 impl SourceLanguage {
@@ -47,7 +50,7 @@ impl SourceLanguage {
         }
     }
 
-    /// The language's name in JSON output: `c`, `cpp`, `rust`, `go` or `javascript`.
+    /// The language's name in JSON output: `c`, `cpp`, `rust`, `go`, `javascript` or `python`.
     pub fn as_str(self) -> &'static str {
         match self {
             SourceLanguage::C => "c",
@@ -55,6 +58,7 @@ impl SourceLanguage {
             SourceLanguage::Rust => "rust",
             SourceLanguage::Go => "go",
             SourceLanguage::JavaScript => "javascript",
+            SourceLanguage::Python => "python",
         }
     }
 
@@ -66,6 +70,7 @@ impl SourceLanguage {
             SourceLanguage::Rust => &rust::Rust,
             SourceLanguage::Go => &go::Go,
             SourceLanguage::JavaScript => &javascript::JavaScript,
+            SourceLanguage::Python => &python::Python,
         }
     }
 }

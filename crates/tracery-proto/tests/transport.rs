@@ -152,6 +152,13 @@ impl Tracery for OneBreakpoint {
     ) -> Result<Response<v1::ListAuditResponse>, Status> {
         Err(Status::unimplemented("test"))
     }
+
+    async fn query(
+        &self,
+        _: Request<v1::QueryRequest>,
+    ) -> Result<Response<v1::QueryResponse>, Status> {
+        Err(Status::unimplemented("test"))
+    }
 }
 
 #[tokio::test]

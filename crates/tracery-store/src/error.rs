@@ -75,4 +75,10 @@ pub enum StoreError {
 
     #[error("{field} {value} cannot be stored: it does not fit a signed 64-bit integer")]
     OutOfRange { field: &'static str, value: String },
+
+    #[error("queries are read-only; the database refused a write: {reason}")]
+    ReadOnly { reason: String },
+
+    #[error("the query failed: {reason}")]
+    BadQuery { reason: String },
 }

@@ -14,15 +14,19 @@ mod audit;
 mod breakpoint;
 mod drops;
 mod error;
+mod message;
 mod migrations;
 mod open;
+mod query;
 mod snapshot;
 mod time;
 
 pub use audit::{AuditRecord, NewAuditEntry};
 pub use breakpoint::{BreakpointId, BreakpointRecord};
 pub use error::StoreError;
+pub use message::{EventRef, MessageRecord, NewMessage};
 pub use open::StoreKind;
+pub use query::{QueryResult, QUERY_TIMEOUT};
 pub use snapshot::{Inserted, NewSnapshot, SnapshotId, SnapshotRecord, SnapshotSummary};
 
 use sqlx::{PgPool, SqlitePool};

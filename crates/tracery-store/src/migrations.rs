@@ -27,6 +27,11 @@ pub(crate) const SQLITE: &[Embedded] = &[
         description: "audit",
         sql: include_str!("../migrations/sqlite/0002_audit.sql"),
     },
+    Embedded {
+        version: 3,
+        description: "messages",
+        sql: include_str!("../migrations/sqlite/0003_messages.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -39,6 +44,11 @@ pub(crate) const POSTGRES: &[Embedded] = &[
         version: 2,
         description: "audit",
         sql: include_str!("../migrations/postgres/0002_audit.sql"),
+    },
+    Embedded {
+        version: 3,
+        description: "messages",
+        sql: include_str!("../migrations/postgres/0003_messages.sql"),
     },
 ];
 

@@ -9,7 +9,8 @@ use crate::{
 };
 
 /// The eBPF object built by `build.rs` with Debian's rustc (see docs/ebpf-toolchain.md).
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracery.bpf.o"));
+pub(crate) static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracery.bpf.o"));
 
 /// Checks, before loading, the kernel features the capture path needs, so an older or
 /// locked-down kernel gets one clear message instead of a verifier log.

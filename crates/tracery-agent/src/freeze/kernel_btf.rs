@@ -19,6 +19,28 @@ pub fn task_fsbase_offset() -> Result<u64, String> {
     Ok(thread_off + fsbase_off)
 }
 
+/// Byte offsets the message-event programs read sockets with, indexed by
+/// `tracery_common::message::offset` (`KNOWN` excluded). The error says which is missing.
+pub fn message_offsets() -> Result<[u64; 8], String> {
+    let btf = Btf::from_file(VMLINUX_BTF).map_err(|e| format!("reading {VMLINUX_BTF}: {e}"))?;
+    let common = struct_named(&btf, "sock_common")?;
+    let tcp = struct_named(&btf, "tcp_sock")?;
+    // `struct sock` begins with its `sock_common`, and a `tcp_sock` with its `sock`: the
+    // `sock *` the tracepoints give is a `tcp_sock *` and a `sock_common *` alike.
+    let sk = |name| member(&btf, &common, name).map(|(o, _)| o);
+    let tp = |name| member(&btf, &tcp, name).map(|(o, _)| o);
+    Ok([
+        sk("skc_daddr")?,
+        sk("skc_rcv_saddr")?,
+        sk("skc_dport")?,
+        sk("skc_num")?,
+        sk("skc_v6_daddr")?,
+        sk("skc_v6_rcv_saddr")?,
+        tp("write_seq")?,
+        tp("copied_seq")?,
+    ])
+}
+
 fn struct_named(btf: &Btf, name: &str) -> Result<btf_rs::Struct, String> {
     btf.resolve_types_by_name(name)
         .map_err(|e| format!("no {name} in the kernel's BTF: {e}"))?

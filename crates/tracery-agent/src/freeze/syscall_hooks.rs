@@ -33,6 +33,9 @@ enum Link {
 /// The attached hooks, and which kind this kernel takes.
 pub struct SyscallHooks {
     links: Vec<Link>,
+    /// The message-event tracepoints (`sock/sock_{send,recv}_length`), attached with the
+    /// hooks when the kernel has them.
+    sock_links: Vec<Link>,
     /// The per-syscall tracepoints are not used here (chosen, or they failed once).
     raw_only: bool,
 }
@@ -55,14 +58,39 @@ impl Default for SyscallHooks {
         };
         Self {
             links: Vec::new(),
+            sock_links: Vec::new(),
             raw_only,
         }
     }
 }
 
 impl SyscallHooks {
-    /// Attaches the hooks unless they are attached already.
+    /// Attaches the hooks unless they are attached already, and the message-event
+    /// tracepoints (without them the node reports no message events, with a warning).
     pub fn attach(&mut self, ebpf: &mut Ebpf) -> Result<(), AgentError> {
+        self.attach_syscalls(ebpf)?;
+        if self.sock_links.is_empty() {
+            for (program, tracepoint) in [
+                (names::SOCK_SEND, "sock_send_length"),
+                (names::SOCK_RECV, "sock_recv_length"),
+            ] {
+                match attach_tracepoint(ebpf, program, "sock", tracepoint) {
+                    Ok(link) => self.sock_links.push(Link::PerSyscall(program, link)),
+                    Err(e) => {
+                        tracing::warn!(
+                            "no message events from this node (no happens-before edges in \
+                             trace views): {}",
+                            tracery_model::error::chain(&e)
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn attach_syscalls(&mut self, ebpf: &mut Ebpf) -> Result<(), AgentError> {
         if !self.links.is_empty() {
             return Ok(());
         }
@@ -103,7 +131,8 @@ impl SyscallHooks {
                     .map(|s| (names::SYSCALL_EXIT, "exit", *s)),
             );
         for (program, side, syscall) in hooks {
-            let link = attach_tracepoint(ebpf, program, &format!("sys_{side}_{syscall}"))?;
+            let link =
+                attach_tracepoint(ebpf, program, "syscalls", &format!("sys_{side}_{syscall}"))?;
             self.links.push(Link::PerSyscall(program, link));
         }
         Ok(())
@@ -111,7 +140,8 @@ impl SyscallHooks {
 
     /// Detaches every hook: system calls on the node stop paying them.
     pub fn detach(&mut self, ebpf: &mut Ebpf) {
-        for link in self.links.drain(..) {
+        let sock = std::mem::take(&mut self.sock_links);
+        for link in self.links.drain(..).chain(sock) {
             match link {
                 Link::PerSyscall(name, link) => {
                     if let Some(Ok(p)) = ebpf.program_mut(name).map(<&mut TracePoint>::try_from) {
@@ -139,6 +169,7 @@ fn program_error(program: &'static str) -> impl Fn(aya::programs::ProgramError) 
 fn attach_tracepoint(
     ebpf: &mut Ebpf,
     name: &'static str,
+    category: &str,
     tracepoint: &str,
 ) -> Result<TracePointLinkId, AgentError> {
     let prog: &mut TracePoint = ebpf
@@ -150,7 +181,7 @@ fn attach_tracepoint(
     if prog.fd().is_err() {
         prog.load().map_err(program_error(name))?;
     }
-    prog.attach("syscalls", tracepoint)
+    prog.attach(category, tracepoint)
         .map_err(program_error(name))
 }
 

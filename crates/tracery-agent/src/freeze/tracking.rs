@@ -82,6 +82,8 @@ pub struct Tracker {
     /// Whether that offset was read from the kernel's BTF; if not, tokio tasks are
     /// followed by the poll uprobe.
     fsbase_known: bool,
+    /// Sends and receives of traced requests in tracked processes.
+    messages: super::messages::MessageTap,
 }
 
 impl Tracker {
@@ -113,6 +115,7 @@ impl Tracker {
             syscalls: Default::default(),
             task_fsbase,
             fsbase_known: false,
+            messages: super::messages::MessageTap::new(ebpf)?,
         };
         // At start, while the heap is nearly empty: parsing the BTF allocates ~24 MiB for
         // a moment, which goes back to the kernel whole here. Later, between the DWARF
@@ -234,6 +237,16 @@ impl Tracker {
         }
         self.tracked.insert(pid, Tracked { users: 1, go_links });
         Ok(())
+    }
+
+    /// The message events of traced requests since the last call.
+    pub fn take_messages(&mut self) -> tracery_model::message::MessageBatch {
+        self.messages.read()
+    }
+
+    /// Message events written and lost (ring full) since start.
+    pub fn message_counters(&self) -> (u64, u64) {
+        self.messages.counters()
     }
 
     /// Takes one more use of `pid` if it is tracked. Returns true if so.

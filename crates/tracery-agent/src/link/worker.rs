@@ -213,6 +213,10 @@ fn run(
             // A gone link is noticed through the command channel.
             let _ = freeze_events.send(event);
         }
+        let messages = m.take_messages();
+        if !messages.events.is_empty() {
+            let _ = freeze_events.send(FreezeEvent::Messages(messages));
+        }
     }
 }
 

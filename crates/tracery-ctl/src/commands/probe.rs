@@ -23,19 +23,19 @@ use crate::{output, OutputFormat};
 pub struct Args {
     /// Process to probe.
     #[arg(long)]
-    pid: u32,
+    pub(crate) pid: u32,
     /// Where: FILE:LINE (file matched by path suffix) or a function name.
     #[arg(long, value_name = "LOCATION")]
-    at: String,
+    pub(crate) at: String,
     /// Stop after this many hits.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
-    count: u64,
+    pub(crate) count: u64,
     /// Stop after this many seconds even without hits.
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
-    timeout: f64,
+    pub(crate) timeout: f64,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    output: OutputFormat,
+    pub(crate) output: OutputFormat,
     /// Most bytes captured per string.
     #[arg(long, default_value_t = CaptureLimits::default().max_string)]
     max_string: u16,
@@ -45,7 +45,7 @@ pub struct Args {
     /// Keep only hits where this holds, e.g. `order.qty > 10 && status == "pending"`.
     /// Integer comparisons joined by `&&` are checked in the kernel; the rest per hit.
     #[arg(long, value_name = "EXPR")]
-    when: Option<String>,
+    pub(crate) when: Option<String>,
 }
 
 /// Runs `probe`.
@@ -61,6 +61,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         max_elements: args.max_elements,
         ..CaptureLimits::default()
     };
+    if super::probe_python::applies(args.pid, &args.at) {
+        return super::probe_python::run(&args, limits);
+    }
     let mut bp = tracery_agent::prepare(args.pid, &args.at, &limits)?;
     // Per site: what the kernel checks, and whether user space checks anything more.
     let compiled = compile_when(when.as_ref(), &mut bp)?;

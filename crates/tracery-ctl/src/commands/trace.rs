@@ -1,6 +1,7 @@
 //! `tracery-ctl trace list|view|resume|eval`: frozen requests, where they are held (their
 //! threads and their outbound messages), and letting them go.
 
+mod causal;
 mod held;
 
 use std::time::SystemTime;
@@ -200,7 +201,7 @@ fn release_json(r: &v1::HeldRelease) -> Json {
 
 /// A trace as one JSON object (`trace list|view --output json`).
 pub fn trace_json(t: &v1::Trace) -> Json {
-    json!({
+    let mut o = json!({
         "trace_id": t.trace_id,
         "frozen": !t.threads.is_empty() || !t.messages.is_empty(),
         "threads": t.threads.iter().map(thread_json).collect::<Vec<_>>(),
@@ -216,7 +217,11 @@ pub fn trace_json(t: &v1::Trace) -> Json {
                 "pid": s.pid, "tid": s.tid,
             })
         }).collect::<Vec<_>>(),
-    })
+    });
+    for (key, value) in causal::graph_json(t) {
+        o[key] = value;
+    }
+    o
 }
 
 fn node_text(h: &v1::HeldThread) -> String {
@@ -402,6 +407,7 @@ fn view_text(trace: &v1::Trace) -> String {
         }
         out.push_str(&format!("snapshots\n{t}\n"));
     }
+    out.push_str(&causal::graph_text(trace));
     out
 }
 

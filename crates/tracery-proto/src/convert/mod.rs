@@ -5,6 +5,7 @@
 
 mod database;
 mod freeze;
+mod message;
 mod snapshot;
 mod value;
 mod wire;

@@ -15,6 +15,7 @@ impl From<SourceLanguage> for v1::Language {
             SourceLanguage::Rust => v1::Language::Rust,
             SourceLanguage::Go => v1::Language::Go,
             SourceLanguage::JavaScript => v1::Language::Javascript,
+            SourceLanguage::Python => v1::Language::Python,
         }
     }
 }
@@ -29,6 +30,7 @@ impl TryFrom<v1::Language> for SourceLanguage {
             v1::Language::Rust => Ok(SourceLanguage::Rust),
             v1::Language::Go => Ok(SourceLanguage::Go),
             v1::Language::Javascript => Ok(SourceLanguage::JavaScript),
+            v1::Language::Python => Ok(SourceLanguage::Python),
             v1::Language::Unspecified => Err(ConvertError::missing("Snapshot.language")),
         }
     }

@@ -77,6 +77,7 @@ impl Demo<'_> {
             "    T is frozen, {:.1} s after it was sent",
             started.elapsed().as_secs_f64()
         );
+        self.web_view(frozen_trace);
 
         step("what is held where, and T's pending work: its held messages, decoded");
         self.show(&["trace", "list"])?;
@@ -227,6 +228,8 @@ impl Demo<'_> {
         }
         println!("    the same");
 
+        self.queue_freeze_part(services)?;
+
         step("what Tracery is doing");
         self.show(&["status"])?;
         self.show(&["breakpoint", "list"])?;
@@ -265,6 +268,23 @@ impl Demo<'_> {
             rows.len()
         );
         Ok(())
+    }
+
+    /// Prints the frozen trace's page in the web view (with the token); on a terminal,
+    /// waits for Enter so it can be looked at while T is frozen.
+    fn web_view(&self, trace: &str) {
+        let token =
+            fs::read_to_string(self.work.join(NODE_A.name).join("token")).unwrap_or_default();
+        println!(
+            "    web view of T: http://{}:{UI_PORT}/traces/{trace}?token={}",
+            NODE_A.ip,
+            token.trim()
+        );
+        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            println!("    (open it now; press Enter to go on: T is released at its 60 s deadline anyway)");
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+        }
     }
 
     /// Waits until `trace list` shows `trace` frozen with its snapshot stored (hits and

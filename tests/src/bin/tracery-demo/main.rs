@@ -5,7 +5,9 @@
 //! name and source line and prints the snapshot of one request; then freezes a request at
 //! the same line, shows where it is held and that nothing of it got past orders (not even
 //! its fulfilment job into Redis), prints its snapshot and resumes it; the worker's
-//! breakpoint, scoped to that request's trace, fires for its job only.
+//! breakpoint, scoped to that request's trace, fires for its job only. Last, a second
+//! request is frozen in orders after it has paid, as it enqueues its job: the kernel holds
+//! its Redis commands (`LLEN jobs` 0) until the resume, then exactly one job arrives.
 //!
 //! Usage: tracery-demo --bin-dir DIR --database URL --check-database URL
 //! (DIR holds tracery-ctl, tracery-agent and demo-orders, as cargo built them; `--database`
@@ -15,6 +17,7 @@
 
 mod freeze;
 mod queue;
+mod queue_freeze;
 
 use std::{
     fs,
@@ -42,6 +45,9 @@ const STRICT_HOLD_CHECK: bool = true;
 /// Where node-a's standalone agent serves the controller (for tracery-ctl on the host and
 /// for node-b's agent).
 const CONTROLLER_PORT: u16 = 7777;
+
+/// Where node-a's standalone agent serves the web view.
+const UI_PORT: u16 = 7778;
 
 /// The demo's own Redis, on the host's side of node-a's veth.
 const DEMO_REDIS_PORT: u16 = 6380;
@@ -241,6 +247,11 @@ fn with_work_dir(args: &Args, ctl: &Path, work: &Path) -> Result<(), String> {
             &shop,
             "--database",
             &cache,
+            // The web view, on node-a's veth address so the host's browser reaches it;
+            // plain HTTP on a link that only this machine has.
+            "--ui",
+            &format!("{}:{UI_PORT}", NODE_A.ip),
+            "--ui-plaintext",
         ],
     )?;
     println!(

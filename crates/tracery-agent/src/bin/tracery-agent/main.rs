@@ -64,6 +64,15 @@ enum Command {
         /// can pose as an agent, and the API token crosses the network readable.
         #[arg(long, conflicts_with = "tls_dir")]
         insecure: bool,
+        /// Serve the web view (pages and /api/v1/) on this address, or `off`. Default
+        /// 127.0.0.1:7778 (skipped with a warning when taken); the tokened address is
+        /// printed at start.
+        #[arg(long, value_name = "ADDR|off")]
+        ui: Option<String>,
+        /// Accept a non-loopback --ui address: the web view is plain HTTP, so its token
+        /// crosses the network readable (prefer ssh -L to a loopback --ui).
+        #[arg(long)]
+        ui_plaintext: bool,
         /// A database `--capture` queries may read, as NAME=URL (postgres://, redis://,
         /// mongodb://); repeatable. Overrides [databases.NAME] of the config. Prefer
         /// `url_env` in the config for a URL with a password.
@@ -207,6 +216,8 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 agent_tls_dir,
                 insecure,
                 otlp_endpoint,
+                ui,
+                ui_plaintext,
                 ..
             } => {
                 let agent_tls = agent_tls_dir
@@ -226,6 +237,8 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     services,
                     data_dir: common.data_dir.clone(),
                     otlp_endpoint: otlp_endpoint.clone(),
+                    ui: ui.clone(),
+                    ui_plaintext: *ui_plaintext,
                 })
                 .await
             }

@@ -27,6 +27,10 @@ pub struct Options {
     pub databases: crate::databases::DatabaseOptions,
     /// `--otlp-endpoint`: where snapshots are exported as spans and logs.
     pub otlp_endpoint: Option<String>,
+    /// `--ui ADDR|off`: the web view; `None` is the default address.
+    pub ui: Option<String>,
+    /// `--ui-plaintext`: a non-loopback `--ui` is accepted.
+    pub ui_plaintext: bool,
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
@@ -64,12 +68,24 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     } else {
         local
     };
+    let ui = tracery_controller::bind_ui(
+        opts.ui.as_deref(),
+        Some(tracery_controller::DEFAULT_UI),
+        opts.ui_plaintext,
+    )
+    .await?;
+    // The token itself, for the web view's address (the file is this user's, 0600).
+    let secret = std::fs::read_to_string(&token_path).unwrap_or_default();
+    let ui_url = ui
+        .as_ref()
+        .and_then(|l| tracery_controller::ui_url(l, Some(secret.trim())));
     let store_url = opts
         .store
         .unwrap_or_else(tracery_controller::default_store_url);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let controller = tokio::spawn(tracery_controller::serve(
+    let controller = tokio::spawn(tracery_controller::serve_with_ui(
         listener,
+        ui,
         ControllerOptions {
             store_url,
             services: opts.services.names().map(str::to_string).collect(),
@@ -93,6 +109,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
          as this user reads it); try `tracery-ctl status`",
         token_path.display()
     );
+    if let Some(url) = ui_url {
+        eprintln!("tracery web view: {url}");
+    }
     let scheme = if opts.agent_tls.is_some() {
         "https"
     } else {

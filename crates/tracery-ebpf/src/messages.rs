@@ -1,0 +1,302 @@
+//! Message events: every send and receive of a traced request on a TCP connection of a
+//! tracked process, for the controller's happens-before edges (see
+//! `tracery_common::message`).
+//!
+//! The `sock/sock_{send,recv}_length` tracepoints run for every socket message on the node
+//! while tracking is on; the first check (is the process tracked?) is one map lookup.
+//! A send is reported at once; a receive is kept until its system call's exit, after the
+//! receive path has parsed it, because a request's own header names its trace only then.
+//!
+//! Which trace a message belongs to:
+//! - a send: the context the message itself carries (an HTTP request's header, a Redis
+//!   job's), else the sender's (thread, goroutine or tokio task);
+//! - a receive: the context of the request whose headers it completed, else the trace the
+//!   connection last carried (a client reading the response to the request it sent: Go's
+//!   `readLoop` goroutine serves no request of its own), else the receiver's.
+//!
+//! No loops here; reads are fixed-size and fault-safe.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::generated::{bpf_ktime_get_ns, bpf_probe_read_kernel},
+    macros::map,
+    maps::{Array, LruHashMap, RingBuf},
+    programs::TracePointContext,
+};
+use tracery_common::{
+    message::{
+        offset, stat, MessageEvent, RecvPending, MESSAGE_RING_BYTES, MSG_HELD, MSG_OWN_CONTEXT,
+        MSG_RECV, MSG_SEND, MSG_SEQ,
+    },
+    regs::pt,
+    trace::{TraceContext, TrackedProc, MAX_CONNS},
+};
+
+use crate::{served::current_trace, trace};
+
+#[map(name = "MESSAGE_EVENTS")]
+static MESSAGE_EVENTS: RingBuf = RingBuf::with_byte_size(MESSAGE_RING_BYTES, 0);
+
+#[map(name = "MESSAGE_OFFSETS")]
+static MESSAGE_OFFSETS: Array<u64> = Array::with_max_entries(offset::COUNT, 0);
+
+#[map(name = "MESSAGE_STATS")]
+static MESSAGE_STATS: Array<u64> = Array::with_max_entries(stat::COUNT, 0);
+
+/// Most threads between a receive and its system call's exit at once.
+const MAX_PENDING: u32 = 4096;
+
+/// A receive waiting for its system call's exit (keyed by pid_tgid).
+#[map(name = "RECV_PENDING")]
+static RECV_PENDING: LruHashMap<u64, RecvPending> = LruHashMap::with_max_entries(MAX_PENDING, 0);
+
+/// The trace a connection (`struct sock *`) last carried, either way.
+#[map(name = "SOCK_TRACE")]
+static SOCK_TRACE: LruHashMap<u64, TraceContext> = LruHashMap::with_max_entries(MAX_CONNS, 0);
+
+/// Threads whose current send the hold verdict redirected (-> 1), until the send's
+/// tracepoint reads it.
+#[map(name = "SEND_HELD")]
+static SEND_HELD: LruHashMap<u64, u32> = LruHashMap::with_max_entries(MAX_PENDING, 0);
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const IPPROTO_TCP: u16 = 6;
+/// `MSG_PEEK`: the bytes stay in the socket; the real receive comes later.
+const MSG_PEEK: i32 = 2;
+
+/// The hold verdict redirected the current thread's message.
+#[inline(always)]
+pub fn note_held(pid_tgid: u64) {
+    let _ = SEND_HELD.insert(pid_tgid, 1, 0);
+}
+
+#[inline(always)]
+fn off(i: u32) -> u64 {
+    MESSAGE_OFFSETS.get(i).copied().unwrap_or(0)
+}
+
+#[inline(always)]
+fn bump(i: u32) {
+    if let Some(c) = MESSAGE_STATS.get_ptr_mut(i) {
+        // SAFETY: a map value pointer; atomic because programs run on every CPU.
+        unsafe {
+            core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::SeqCst }>(
+                c, 1,
+            )
+        };
+    }
+}
+
+#[inline(always)]
+fn kread<T: Default>(addr: u64) -> T {
+    let mut v = T::default();
+    // SAFETY: fault-safe read of `size_of::<T>()` bytes of kernel memory into `v`.
+    unsafe {
+        bpf_probe_read_kernel(
+            (&mut v as *mut T).cast(),
+            core::mem::size_of::<T>() as u32,
+            addr as *const c_void,
+        )
+    };
+    v
+}
+
+#[inline(always)]
+fn is_zero(t: &[u8; 16]) -> bool {
+    t.iter().all(|b| *b == 0)
+}
+
+/// The tracepoint record's socket, family and length, for a TCP message of a tracked
+/// process with bytes in it.
+#[inline(always)]
+fn record(ctx: &TracePointContext) -> Option<(u64, TrackedProc, u64, u16, u32)> {
+    let (pid_tgid, p) = trace::current_tracked()?;
+    // SAFETY: a `sock/sock_{send,recv}_length` record: `void *sk` at 8, `__u16 family` at
+    // 16, `__u16 protocol` at 18, `int ret` at 20, `int flags` at 24.
+    let (sk, family, proto, ret, flags) = unsafe {
+        (
+            ctx.read_at::<u64>(8).ok()?,
+            ctx.read_at::<u16>(16).ok()?,
+            ctx.read_at::<u16>(18).ok()?,
+            ctx.read_at::<i32>(20).ok()?,
+            ctx.read_at::<i32>(24).ok()?,
+        )
+    };
+    if proto != IPPROTO_TCP
+        || ret <= 0
+        || flags & MSG_PEEK != 0
+        || (family != AF_INET && family != AF_INET6)
+        || sk == 0
+        || off(offset::KNOWN) == 0
+    {
+        return None;
+    }
+    Some((pid_tgid, p, sk, family, ret as u32))
+}
+
+/// The connection's addresses and the sequence number of the message's first byte.
+#[inline(always)]
+fn fill(ev: &mut MessageEvent, sk: u64, family: u16, len: u32, seq_field: u32) {
+    // Every field is set here or by the caller: the event may be a ring entry.
+    ev._pad = 0;
+    ev.family = family;
+    ev.len = len;
+    ev.local_ip = [0; 4];
+    ev.remote_ip = [0; 4];
+    ev.local_port = kread::<u16>(sk + off(offset::NUM));
+    ev.remote_port = u16::from_be(kread::<u16>(sk + off(offset::DPORT)));
+    if family == AF_INET {
+        ev.local_ip[0] = kread::<u32>(sk + off(offset::SADDR));
+        ev.remote_ip[0] = kread::<u32>(sk + off(offset::DADDR));
+    } else {
+        ev.local_ip = kread::<[u32; 4]>(sk + off(offset::V6_SADDR));
+        ev.remote_ip = kread::<[u32; 4]>(sk + off(offset::V6_DADDR));
+    }
+    let next = kread::<u32>(sk + off(seq_field));
+    ev.seq = next.wrapping_sub(len);
+    ev.flags |= MSG_SEQ;
+    // SAFETY: reads the monotonic clock; no arguments.
+    ev.ktime_ns = unsafe { bpf_ktime_get_ns() };
+}
+
+/// A ring entry for one event, or `None` (counted lost) when the ring is full.
+#[inline(always)]
+fn reserve() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<MessageEvent>> {
+    let entry = MESSAGE_EVENTS.reserve::<MessageEvent>(0);
+    if entry.is_none() {
+        bump(stat::LOST);
+    }
+    entry
+}
+
+/// `sock/sock_send_length`: a send of a tracked process.
+pub fn on_send(ctx: &TracePointContext) -> u32 {
+    let Some((pid_tgid, p, sk, family, len)) = record(ctx) else {
+        return 0;
+    };
+    let regs = trace::current_user_regs();
+    if regs == 0 {
+        return 0;
+    }
+    let held = SEND_HELD.get_ptr(pid_tgid).is_some();
+    if held {
+        let _ = SEND_HELD.remove(pid_tgid);
+    }
+    let mut flags = 0;
+    let trace = match crate::outbound_trace::user_message_trace(regs, len) {
+        Some(own) => {
+            flags |= MSG_OWN_CONTEXT;
+            own
+        }
+        None => {
+            let key = trace::request_key(&p, pid_tgid, trace::reg(regs, pt::R14 as usize));
+            match current_trace(pid_tgid, key) {
+                Some(t) if !is_zero(&t.trace_id) => t,
+                _ => return 0,
+            }
+        }
+    };
+    let _ = SOCK_TRACE.insert(sk, trace, 0);
+    let task = trace::request_key(&p, pid_tgid, trace::reg(regs, pt::R14 as usize)).unwrap_or(0);
+    let Some(mut entry) = reserve() else {
+        return 0;
+    };
+    // SAFETY: the reserved entry, written in place (the event would not fit the stack
+    // beside the header scan's state); every field is set below.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    ev.kind = MSG_SEND;
+    ev.flags = flags;
+    ev.pid_tgid = pid_tgid;
+    ev.task = task;
+    ev.trace_id = trace.trace_id;
+    ev.span_id = trace.span_id;
+    fill(ev, sk, family, len, offset::WRITE_SEQ);
+    if held {
+        // Held bytes leave the socket only when the keeper writes them back: their
+        // sequence numbers are not known yet.
+        ev.flags = (ev.flags & !MSG_SEQ) | MSG_HELD;
+    }
+    entry.submit(0);
+    bump(stat::EMITTED);
+    0
+}
+
+/// `sock/sock_recv_length`: a receive of a tracked process, kept for its system call's
+/// exit.
+pub fn on_recv(ctx: &TracePointContext) -> u32 {
+    let Some((pid_tgid, _, sk, family, len)) = record(ctx) else {
+        return 0;
+    };
+    let mut pending = RecvPending {
+        sk,
+        event: MessageEvent {
+            kind: MSG_RECV,
+            pid_tgid,
+            ..MessageEvent::default()
+        },
+        ..RecvPending::default()
+    };
+    fill(&mut pending.event, sk, family, len, offset::COPIED_SEQ);
+    let _ = RECV_PENDING.insert(pid_tgid, pending, 0);
+    0
+}
+
+/// The receive path ended a request's headers (or found a job's context) in the current
+/// receive: the connection now carries that trace.
+#[inline(always)]
+pub fn note_published(pid_tgid: u64, t: &TraceContext) {
+    if let Some(p) = RECV_PENDING.get_ptr_mut(pid_tgid) {
+        // SAFETY: a map value pointer, valid for this program run.
+        unsafe {
+            (*p).published = 1;
+            (*p).trace = *t;
+        }
+    }
+}
+
+/// The exit of a receive system call of tracked process `p`: reports the kept receive if
+/// it belongs to a traced request.
+#[inline(always)]
+pub fn recv_exit(p: &TrackedProc, pid_tgid: u64, regs: u64) {
+    let Some(pending) = RECV_PENDING.get_ptr(pid_tgid) else {
+        return;
+    };
+    // SAFETY: a map value pointer, valid for this program run (until the remove below,
+    // which comes last); read in place, not copied to the stack.
+    let pending = unsafe { &*pending };
+    let key = trace::request_key(p, pid_tgid, trace::reg(regs, pt::R14 as usize));
+    let sk = pending.sk;
+    let own = pending.published != 0;
+    let trace = if own {
+        if is_zero(&pending.trace.trace_id) {
+            let _ = SOCK_TRACE.remove(sk);
+            let _ = RECV_PENDING.remove(pid_tgid);
+            return;
+        }
+        let _ = SOCK_TRACE.insert(sk, pending.trace, 0);
+        pending.trace
+    } else if let Some(t) = SOCK_TRACE.get_ptr(sk) {
+        // SAFETY: a map value pointer, valid for this program run.
+        unsafe { *t }
+    } else {
+        current_trace(pid_tgid, key).unwrap_or_default()
+    };
+    if !is_zero(&trace.trace_id) {
+        if let Some(mut entry) = reserve() {
+            // SAFETY: the reserved entry, written in place from the kept receive.
+            let ev = unsafe { &mut *entry.as_mut_ptr() };
+            *ev = pending.event;
+            if own {
+                ev.flags |= MSG_OWN_CONTEXT;
+            }
+            ev.trace_id = trace.trace_id;
+            ev.span_id = trace.span_id;
+            ev.task = key.unwrap_or(0);
+            entry.submit(0);
+            bump(stat::EMITTED);
+        }
+    }
+    let _ = RECV_PENDING.remove(pid_tgid);
+}
