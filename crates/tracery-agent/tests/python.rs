@@ -22,6 +22,13 @@ fn orders_py() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/python/orders.py")
 }
 
+/// One test at a time: the detach test counts this process's perf-event descriptors, which
+/// the other tests' watchpoints would change under it.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn start(python: &str) -> (FixtureProcess, String) {
     assert!(
         std::path::Path::new(python).exists(),
@@ -95,6 +102,7 @@ fn line_of(needle: &str) -> u32 {
 
 #[test]
 fn line_breakpoint_shows_exact_values_and_the_python_stack() {
+    let _serial = serial();
     let (svc, addr) = start(PYTHON);
     let mut m = Manager::start().unwrap();
     let line = line_of("total = subtotal - discount");
@@ -217,6 +225,7 @@ fn line_breakpoint_shows_exact_values_and_the_python_stack() {
 
 #[test]
 fn function_breakpoint_and_when_condition() {
+    let _serial = serial();
     let (svc, addr) = start(PYTHON);
     let mut m = Manager::start().unwrap();
     let mut sp = spec(2, svc.pid(), "__main__.price_order");
@@ -239,6 +248,7 @@ fn function_breakpoint_and_when_condition() {
 
 #[test]
 fn errors_name_the_problem() {
+    let _serial = serial();
     let (svc, _addr) = start(PYTHON);
     let mut m = Manager::start().unwrap();
     let blank = line_of("class Order:") - 1;
@@ -275,6 +285,7 @@ fn errors_name_the_problem() {
 
 #[test]
 fn python_without_offsets_is_refused_with_the_supported_versions() {
+    let _serial = serial();
     let other = "/root/.pyenv/versions/3.12.1/bin/python3.12";
     if !std::path::Path::new(other).exists() {
         println!("SKIPPED: no CPython other than 3.11 on this machine ({other} is missing)");
@@ -310,6 +321,25 @@ fn perf_fds() -> usize {
         .count()
 }
 
+/// The process's thread count once it has not changed for 300 ms.
+fn settled_threads(pid: u32) -> usize {
+    let count = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut last = count();
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = count();
+        if now == last || std::time::Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
 fn spin_ns(addr: &str) -> u64 {
     let mut v: Vec<u64> = (0..5)
         .map(|_| get(addr, "/spin?n=200000").parse().unwrap())
@@ -320,17 +350,17 @@ fn spin_ns(addr: &str) -> u64 {
 
 #[test]
 fn detach_closes_every_watchpoint_and_the_loop_runs_at_full_speed() {
+    let _serial = serial();
     let (svc, addr) = start(PYTHON);
     let before = perf_fds();
     let baseline = spin_ns(&addr);
     let mut m = Manager::start().unwrap();
     let with_manager = perf_fds();
     let line = line_of("total = subtotal - discount");
+    // The server's request threads of the spins above may still be ending.
+    let threads = settled_threads(svc.pid());
     m.add(spec(7, svc.pid(), &format!("python/orders.py:{line}")))
         .unwrap();
-    let threads = std::fs::read_dir(format!("/proc/{}/task", svc.pid()))
-        .unwrap()
-        .count();
     assert_eq!(
         m.python().unwrap().watchpoints(7, svc.pid()),
         threads,

@@ -244,6 +244,21 @@ pub(crate) fn quote(text: &str, truncated: bool) -> String {
     s
 }
 
+/// A string in single quotes with `\\`, `'` and newlines escaped, as Python's `repr` and
+/// Node's `util.inspect` write it; `...` after a cut one.
+pub(crate) fn single_quoted(text: &str, truncated: bool) -> Doc {
+    let mut s = format!(
+        "'{}'",
+        text.replace('\\', "\\\\")
+            .replace('\'', "\\'")
+            .replace('\n', "\\n")
+    );
+    if truncated {
+        s.push_str("...");
+    }
+    Doc::leaf(s)
+}
+
 /// Values every language shows alike: scalars, strings, and values that are not there.
 pub(crate) fn leaf(v: &Value) -> Option<Doc> {
     let text = match v {

@@ -54,10 +54,13 @@ impl Store {
                     .execute(&mut conn)
                     .await
                     .map_err(|source| self.query_error("open a read-only connection", source))?;
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-                    .persistent(false)
-                    .fetch_all(&mut conn)
-                    .await;
+                let rows = first_rows(
+                    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                        .persistent(false)
+                        .fetch(&mut conn),
+                    limit,
+                )
+                .await;
                 let _ = conn.close().await;
                 let rows = rows.map_err(refused)?;
                 Ok(collect(&rows, limit, sqlite_cell))
@@ -78,10 +81,13 @@ impl Store {
                     sqlx::raw_sql(sqlx::AssertSqlSafe(setup))
                         .execute(&mut conn)
                         .await?;
-                    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-                        .persistent(false)
-                        .fetch_all(&mut conn)
-                        .await
+                    first_rows(
+                        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                            .persistent(false)
+                            .fetch(&mut conn),
+                        limit,
+                    )
+                    .await
                 }
                 .await;
                 let _ = sqlx::raw_sql("ROLLBACK").execute(&mut conn).await;
@@ -91,6 +97,23 @@ impl Store {
             }
         }
     }
+}
+
+/// At most `limit + 1` rows of `rows` (one more than shown tells that the result was cut):
+/// the rest are never fetched, so a huge result costs no memory.
+async fn first_rows<R>(
+    mut rows: futures_util::stream::BoxStream<'_, Result<R, sqlx::Error>>,
+    limit: usize,
+) -> Result<Vec<R>, sqlx::Error> {
+    use futures_util::TryStreamExt;
+    let mut out = Vec::new();
+    while out.len() <= limit {
+        match rows.try_next().await? {
+            Some(row) => out.push(row),
+            None => break,
+        }
+    }
+    Ok(out)
 }
 
 /// A failed query as the user should hear it: a write is refused as such.

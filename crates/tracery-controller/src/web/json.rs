@@ -109,6 +109,14 @@ pub(super) fn snapshot(s: &v1::Snapshot) -> Json {
         Ok(model) => {
             let mut j = model.to_json();
             j["id"] = json!(s.id);
+            // Each value also as its language writes it on one line (the trace page's
+            // variables pane), beside the structured one.
+            let lang = model.language.language();
+            if let Some(vars) = j["variables"].as_array_mut() {
+                for (v, var) in vars.iter_mut().zip(&model.variables) {
+                    v["text"] = json!(lang.render(&var.value).flat());
+                }
+            }
             j
         }
         Err(e) => json!({"id": s.id, "error": format!("cannot read this snapshot: {e}")}),

@@ -3,6 +3,7 @@
 // Not `expect`: the test files that use every helper would leave it unfulfilled.
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
+pub mod browser;
 pub mod standalone;
 
 use std::{

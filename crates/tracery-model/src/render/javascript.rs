@@ -1,7 +1,7 @@
 //! JavaScript as Node's `util.inspect` writes it, shortened: `{ id: 9, tags: [ 'a' ] }`,
 //! `Map(2) { 'apple' => 3 }`, `[Function: handler]`, `undefined`.
 
-use super::{items, leaf, Doc, Language, TypeForm};
+use super::{items, leaf, single_quoted, Doc, Language, TypeForm};
 use crate::value::Value;
 
 /// JavaScript rendering.
@@ -24,16 +24,7 @@ impl Language for JavaScript {
 
     fn render(&self, value: &Value) -> Doc {
         if let Value::Str { text, truncated } = value {
-            let mut s = format!(
-                "'{}'",
-                text.replace('\\', "\\\\")
-                    .replace('\'', "\\'")
-                    .replace('\n', "\\n")
-            );
-            if *truncated {
-                s.push_str("...");
-            }
-            return Doc::leaf(s);
+            return single_quoted(text, *truncated);
         }
         if let Some(leaf) = leaf(value) {
             return leaf;

@@ -1,7 +1,7 @@
 //! Python as `repr` writes it: `{'id': 9, 'tags': ['a']}`, `(1, 2)`, `None`, `True`,
 //! `Order(id=9, total=1.5)` for an instance (its class name and `__dict__`).
 
-use super::{items, leaf, Doc, Language, TypeForm};
+use super::{items, leaf, single_quoted, Doc, Language, TypeForm};
 use crate::value::Value;
 
 /// Python rendering.
@@ -24,18 +24,7 @@ impl Language for Python {
 
     fn render(&self, value: &Value) -> Doc {
         match value {
-            Value::Str { text, truncated } => {
-                let mut s = format!(
-                    "'{}'",
-                    text.replace('\\', "\\\\")
-                        .replace('\'', "\\'")
-                        .replace('\n', "\\n")
-                );
-                if *truncated {
-                    s.push_str("...");
-                }
-                return Doc::leaf(s);
-            }
+            Value::Str { text, truncated } => return single_quoted(text, *truncated),
             Value::Bool(b) => return Doc::leaf(if *b { "True" } else { "False" }),
             Value::Null | Value::Unit => return Doc::leaf("None"),
             _ => {}

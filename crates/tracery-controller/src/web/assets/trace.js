@@ -155,8 +155,7 @@ document.addEventListener("DOMContentLoaded", () => {
     return snapshots.get(sid);
   }
 
-  function short(v) {
-    const s = JSON.stringify(v);
+  function clip(s) {
     return s && s.length > 80 ? s.slice(0, 77) + "…" : s;
   }
 
@@ -176,7 +175,7 @@ document.addEventListener("DOMContentLoaded", () => {
       const list = el("ul", { class: "vars" });
       for (const v of (s && s.variables) || []) {
         list.append(el("li", {}, el("span", { class: "name", text: v.name }), " = ",
-          el("span", { class: "value", text: short(v.value) })));
+          el("span", { class: "value", text: clip(v.text ?? JSON.stringify(v.value)) })));
       }
       out.push(el("h4", {}, `${lane} · `, el("a", { href: `/snapshots/${e.snapshot_id}`, text: `#${e.snapshot_id}` })), list);
     }
