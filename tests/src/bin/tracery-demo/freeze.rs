@@ -179,8 +179,16 @@ impl Demo<'_> {
         self.show(&["snapshot", "view", snapshot])?;
         self.check_frozen_cut(snapshot, frozen_trace)?;
 
-        step("resuming T");
-        self.show(&["trace", "resume", frozen_trace])?;
+        if self.wait_for_browser()
+            && self
+                .wait_frozen(frozen_trace, Duration::from_secs(1))
+                .is_err()
+        {
+            step("T's deadline passed while you looked: the agents let it go by themselves");
+        } else {
+            step("resuming T");
+            self.show(&["trace", "resume", frozen_trace])?;
+        }
         let resumed = Instant::now();
         let reply = request
             .join()
@@ -270,8 +278,8 @@ impl Demo<'_> {
         Ok(())
     }
 
-    /// Prints the frozen trace's page in the web view (with the token); on a terminal,
-    /// waits for Enter so it can be looked at while T is frozen.
+    /// Prints the frozen trace's page in the web view (with the token), to open while the
+    /// demo shows T frozen.
     fn web_view(&self, trace: &str) {
         let token =
             fs::read_to_string(self.work.join(NODE_A.name).join("token")).unwrap_or_default();
@@ -280,11 +288,23 @@ impl Demo<'_> {
             NODE_A.ip,
             token.trim()
         );
-        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-            println!("    (open it now; press Enter to go on: T is released at its 60 s deadline anyway)");
+    }
+
+    /// On a terminal, waits for Enter before T is resumed, so its page can be looked at
+    /// while it is frozen. Comes after the checks of the frozen state, so a long look
+    /// (past T's deadline, when the agents let it go by themselves) cannot fail them.
+    /// True when it waited.
+    fn wait_for_browser(&self) -> bool {
+        let waits = std::io::IsTerminal::is_terminal(&std::io::stdin());
+        if waits {
+            println!(
+                "\n    T is still frozen: look at its page in the web view (address above), \
+                 then press Enter to resume it (its deadline lets it go anyway)"
+            );
             let mut line = String::new();
             let _ = std::io::stdin().read_line(&mut line);
         }
+        waits
     }
 
     /// Waits until `trace list` shows `trace` frozen with its snapshot stored (hits and
