@@ -10,6 +10,20 @@ impl Manager {
         &mut self,
         spec: BreakpointSpec,
     ) -> Result<BreakpointStatus, AgentError> {
+        let (pids, fail_fast) = self.runtime_targets(&spec)?;
+        let node = match &mut self.node {
+            Some(n) => n,
+            None => self.node.insert(crate::node::NodeRuntime::start()?),
+        };
+        Ok(node.add(spec, pids, fail_fast)?)
+    }
+
+    /// The processes a runtime (Node, Python) breakpoint is armed in now, after removing the
+    /// breakpoint it replaces; and whether one failure fails it (a single PID target).
+    pub(super) fn runtime_targets(
+        &mut self,
+        spec: &BreakpointSpec,
+    ) -> Result<(Vec<u32>, bool), AgentError> {
         let pids = match &spec.target {
             Target::Pid(pid) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => {
                 return Err(AgentError::NoSuchProcess { pid: *pid });
@@ -19,12 +33,7 @@ impl Manager {
             Target::Pods(selector) => self.find_pods(spec.id, selector)?,
         };
         self.remove(spec.id)?;
-        let fail_fast = matches!(spec.target, Target::Pid(_));
-        let node = match &mut self.node {
-            Some(n) => n,
-            None => self.node.insert(crate::node::NodeRuntime::start()?),
-        };
-        Ok(node.add(spec, pids, fail_fast)?)
+        Ok((pids, matches!(spec.target, Target::Pid(_))))
     }
 
     /// The Node breakpoints, when one was ever added (for tests and diagnostics).

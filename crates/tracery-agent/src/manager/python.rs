@@ -18,16 +18,7 @@ impl Manager {
         &mut self,
         spec: BreakpointSpec,
     ) -> Result<BreakpointStatus, AgentError> {
-        let pids = match &spec.target {
-            Target::Pid(pid) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => {
-                return Err(AgentError::NoSuchProcess { pid: *pid });
-            }
-            Target::Pid(pid) => vec![*pid],
-            Target::Matching(m) => m.find(),
-            Target::Pods(selector) => self.find_pods(spec.id, selector)?,
-        };
-        self.remove(spec.id)?;
-        let fail_fast = matches!(spec.target, Target::Pid(_));
+        let (pids, fail_fast) = self.runtime_targets(&spec)?;
         let python = match &mut self.python {
             Some(p) => p,
             None => self.python.insert(crate::python::PythonRuntime::start()?),
