@@ -1,7 +1,8 @@
 //! OTLP export cost benchmark (run by `cargo xtask bench otlp`, as root).
 //!
 //! The control-plane bench's hit → `snapshot watch` latency, measured three ways in one
-//! run, each with a fresh `tracery-agent standalone`:
+//! run, each with a fresh `tracery-agent standalone`, in interleaved rounds (the order
+//! rotates each round, and samples are pooled per mode), so the VM's drift hits all three:
 //!
 //! 1. no exporter;
 //! 2. `--otlp-endpoint` at a closed port (a collector that is down);
@@ -22,8 +23,10 @@ use tracery_proto::v1::{
 use tracery_tests::{fixture, otlp_receiver, FixtureProcess};
 
 const VARIANT: &str = "c-O0";
-/// Per mode: enough for a p90 to be steady; the fixture hits level3 50 times a second.
-const SAMPLES: usize = 400;
+/// Per mode and round; pooled over the rounds, enough for a p90 to be steady.
+const SAMPLES: usize = 150;
+/// Rounds of the three modes.
+const ROUNDS: usize = 3;
 const WINDOW: Duration = Duration::from_secs(40);
 const RATE_PER_SECOND: u32 = 100;
 /// The closed port may cost at most this much more than no exporter.
@@ -55,13 +58,36 @@ async fn main() {
 
     println!(
         "== hit to `snapshot watch` latency with and without OTLP export (C fixture {VARIANT} \
-         serve, breakpoint on level3, {SAMPLES} hits at {RATE_PER_SECOND}/s per mode)"
+         serve, breakpoint on level3, {ROUNDS} rounds of {SAMPLES} hits at {RATE_PER_SECOND}/s \
+         per mode)"
     );
-    let none = measure(dir.path(), "none", &exe, None).await;
     let closed_endpoint = otlp_receiver::closed_endpoint();
-    let closed = measure(dir.path(), "closed", &exe, Some(&closed_endpoint)).await;
     let receiver = otlp_receiver::OtlpReceiver::start();
-    let live = measure(dir.path(), "live", &exe, Some(&receiver.endpoint())).await;
+    let live_endpoint = receiver.endpoint();
+    let modes: [(&str, Option<&str>); 3] = [
+        ("none", None),
+        ("closed", Some(&closed_endpoint)),
+        ("live", Some(&live_endpoint)),
+    ];
+    let mut pooled: [Vec<f64>; 3] = Default::default();
+    for round in 0..ROUNDS {
+        for k in 0..modes.len() {
+            let i = (k + round) % modes.len();
+            let (mode, endpoint) = modes[i];
+            let name = format!("{mode}-{round}");
+            pooled[i].extend(measure(dir.path(), &name, &exe, endpoint).await);
+        }
+    }
+    let [none, closed, live] = pooled.map(figures);
+    for (mode, f) in ["none", "closed", "live"]
+        .iter()
+        .zip([&none, &closed, &live])
+    {
+        println!(
+            "{mode:>6} pooled: {} samples: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms",
+            f.samples, f.p50, f.p90, f.p99
+        );
+    }
     println!(
         "live receiver got {} log record(s) and {} span(s) in {} call(s)",
         receiver.logs().len(),
@@ -88,14 +114,25 @@ async fn main() {
     );
 }
 
+/// Sorts the samples and takes their percentiles.
+fn figures(mut ms: Vec<f64>) -> Figures {
+    ms.sort_by(f64::total_cmp);
+    Figures {
+        p50: percentile(&ms, 0.50),
+        p90: percentile(&ms, 0.90),
+        p99: percentile(&ms, 0.99),
+        samples: ms.len(),
+    }
+}
+
 /// Starts a standalone (exporting to `endpoint`, if any), runs the fixture under a
-/// breakpoint and returns the latency figures.
+/// breakpoint, prints the round's figures and returns its latencies in milliseconds.
 async fn measure(
     root: &std::path::Path,
     mode: &str,
     exe: &std::path::Path,
     endpoint: Option<&str>,
-) -> Figures {
+) -> Vec<f64> {
     let dir = root.join(mode);
     std::fs::create_dir_all(&dir).expect("mode directory");
     let extra: Vec<&str> = endpoint
@@ -149,13 +186,7 @@ async fn measure(
     }
     drop(process);
     assert!(!ms.is_empty(), "{mode}: no snapshot within {WINDOW:?}");
-    ms.sort_by(f64::total_cmp);
-    let f = Figures {
-        p50: percentile(&ms, 0.50),
-        p90: percentile(&ms, 0.90),
-        p99: percentile(&ms, 0.99),
-        samples: ms.len(),
-    };
+    let f = figures(ms.clone());
     // Let the last exports finish (or fail) before reading the counters.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let status = client
@@ -184,8 +215,8 @@ async fn measure(
         }
     };
     println!(
-        "{mode:>6}: {} samples: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms  ({export})",
+        "{mode:>8}: {} samples: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms  ({export})",
         f.samples, f.p50, f.p90, f.p99
     );
-    f
+    ms
 }

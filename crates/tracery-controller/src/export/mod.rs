@@ -33,6 +33,9 @@ pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
 /// its error ("export failed") and our timeout race, and a hung collector's drops would
 /// be counted under either reason by chance.
 const EXPORTER_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long the task gathers items after the first of a burst before exporting them: a
+/// call per hit made even a closed-port exporter cost the capture path CPU on every hit.
+const EXPORT_LINGER: Duration = Duration::from_millis(200);
 
 /// Why exported data was lost, as `status` lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -241,6 +244,15 @@ impl Exporter {
 async fn run(mut task: otlp::Task, mut rx: mpsc::Receiver<Item>, inner: std::sync::Weak<Inner>) {
     let mut batch = Vec::with_capacity(EXPORT_BATCH);
     while rx.recv_many(&mut batch, EXPORT_BATCH).await > 0 {
+        let linger_end = tokio::time::Instant::now() + EXPORT_LINGER;
+        while batch.len() < EXPORT_BATCH {
+            let room = EXPORT_BATCH - batch.len();
+            match tokio::time::timeout_at(linger_end, rx.recv_many(&mut batch, room)).await {
+                // Closed: export what is here; the outer receive then ends the task.
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
         let items = std::mem::take(&mut batch);
         let outcomes = task.export(items).await;
         let Some(inner) = inner.upgrade() else { return };
