@@ -247,7 +247,7 @@ impl Manager {
         if self.node.as_mut().is_some_and(|n| n.remove(id)) {
             return Ok(true);
         }
-        if self.python.as_mut().is_some_and(|p| p.remove(id)) {
+        if self.remove_python(id) {
             return Ok(true);
         }
         let Some(mut bp) = self.breakpoints.remove(&id) else {
@@ -358,11 +358,9 @@ impl Manager {
             self.tag_pods(&mut hits);
             delivered.extend(hits);
         }
-        if let Some(python) = &mut self.python {
-            let mut hits = python.tick();
-            self.tag_pods(&mut hits);
-            delivered.extend(hits);
-        }
+        let mut hits = self.tick_python();
+        self.tag_pods(&mut hits);
+        delivered.extend(hits);
         let trapped = self.session.take_trapped();
         let timeouts: HashMap<u64, Duration> = self
             .breakpoints
@@ -418,6 +416,7 @@ impl Manager {
                 }
             }
             self.node_exec(&e);
+            self.python_exec(&e);
         }
         let now = SystemTime::now();
         let mut released_pids = Vec::new();

@@ -110,6 +110,21 @@ pub struct PySite {
     /// Elements followed per container (at most [`PY_MAX_CHILDREN`]).
     pub max_children: u32,
     pub offsets: PyOffsets,
+    /// Bit set of `ProbeConfig::FLAG_*` (only `FLAG_SCOPED` is used here).
+    pub flags: u32,
+    /// `--header` filters a hit's request must have carried, as for native probes.
+    pub header_bits: u32,
+    /// With `FLAG_SCOPED`: the trace a hit's request must belong to.
+    pub scope_trace: [u8; 16],
+    /// Rate limit as for native probes (`ProbeConfig::set_rate`); 0 for none.
+    pub rate_interval_ns: u64,
+    pub rate_burst_ns: u64,
+    /// Theoretical arrival time of the next admitted hit (kernel-owned).
+    pub rate_tat: u64,
+    /// Fetches dropped because their request was not in the trace scope.
+    pub out_of_scope: u64,
+    /// Fetches dropped by the rate limit.
+    pub rate_limited: u64,
 }
 
 /// One copied object.
@@ -151,6 +166,9 @@ pub struct PyHit {
     pub time_ns: u64,
     pub pid: u32,
     pub tid: u32,
+    /// The request the thread serves (all zero when unknown or untraced).
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
     pub n_frames: u32,
     pub n_objects: u32,
     /// Local slots of the frame (`co_nlocalsplus`), captured or not.

@@ -265,51 +265,20 @@ fn emit<const D: usize, const S: usize>(
 }
 
 #[inline(always)]
-fn words(b: &[u8; 16]) -> (u64, u64) {
-    let mut lo = [0u8; 8];
-    let mut hi = [0u8; 8];
-    lo.copy_from_slice(&b[..8]);
-    hi.copy_from_slice(&b[8..]);
-    (u64::from_ne_bytes(lo), u64::from_ne_bytes(hi))
-}
-
-#[inline(always)]
 fn is_zero16(b: &[u8; 16]) -> bool {
-    words(b) == (0, 0)
+    crate::scope::words(b) == (0, 0)
 }
 
 /// True when the hit's request is in the probe's trace scope (`--trace-id`, `--header`).
 #[inline(always)]
 fn in_scope(cfg: &ProbeConfig, trace: Option<&tracery_common::trace::TraceContext>) -> bool {
-    let Some(t) = trace else {
-        return false;
-    };
-    if cfg.flags & ProbeConfig::FLAG_SCOPED != 0 && words(&t.trace_id) != words(&cfg.scope_trace) {
-        return false;
-    }
-    t.header_bits & cfg.header_bits == cfg.header_bits
+    let scoped = cfg.flags & ProbeConfig::FLAG_SCOPED != 0;
+    crate::scope::in_scope(scoped, &cfg.scope_trace, cfg.header_bits, trace)
 }
 
-/// The rate limit as a generic cell rate algorithm: admit a hit unless the schedule is more
-/// than the burst tolerance ahead of now.
+/// The probe's rate limit (see [`crate::scope::rate_allows`]).
 fn rate_allows(cfg: &ProbeConfig, state: &mut ProbeState) -> bool {
-    if cfg.rate_interval_ns == 0 {
-        return true;
-    }
-    // SAFETY: reads the monotonic clock; no arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let tat = if state.rate_tat < now {
-        now
-    } else {
-        state.rate_tat
-    };
-    if tat - now > cfg.rate_burst_ns {
-        return false;
-    }
-    // Racy across CPUs by design: two CPUs may both admit a hit against the same slot, so
-    // the limit can be exceeded by the CPU count at most; it is never unbounded.
-    state.rate_tat = tat + cfg.rate_interval_ns;
-    true
+    crate::scope::rate_allows(cfg.rate_interval_ns, cfg.rate_burst_ns, &mut state.rate_tat)
 }
 
 #[inline(always)]

@@ -18,6 +18,7 @@ mod hold;
 mod messages;
 mod outbound_trace;
 mod python;
+mod scope;
 mod served;
 mod tasks;
 mod trace;

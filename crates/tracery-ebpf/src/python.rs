@@ -19,10 +19,18 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, RingBuf},
     programs::PerfEventContext,
 };
-use tracery_common::python::{
-    type_flags, PyHit, PyObjCopy, PySite, PySiteKey, PY_MAX_CHILDREN, PY_MAX_FRAMES, PY_MAX_LOCALS,
-    PY_MAX_OBJECTS, PY_MAX_SITES, PY_NAME_BYTES, PY_NO_PARENT, PY_OBJ_BYTES, PY_RING_BYTES,
-    PY_SLOT_DICT,
+use tracery_common::{
+    python::{
+        type_flags, PyHit, PyObjCopy, PySite, PySiteKey, PY_MAX_CHILDREN, PY_MAX_FRAMES,
+        PY_MAX_LOCALS, PY_MAX_OBJECTS, PY_MAX_SITES, PY_NAME_BYTES, PY_NO_PARENT, PY_OBJ_BYTES,
+        PY_RING_BYTES, PY_SLOT_DICT,
+    },
+    ProbeConfig,
+};
+
+use crate::{
+    scope::{in_scope, rate_allows},
+    served::current_trace,
 };
 
 #[map(name = "PY_SITES")]
@@ -115,6 +123,25 @@ pub fn try_watch(ctx: &PerfEventContext) -> Result<u32, u32> {
         bump(&mut site.spurious);
         return Ok(0);
     }
+    // The request this thread serves, where the tracker keeps it for a thread (a Python
+    // process is tracked as a plain one: no goroutines, no tokio tasks); then the same
+    // scope and rate checks as the native capture.
+    let trace = current_trace(pid_tgid, None);
+    let scoped = site.flags & u32::from(ProbeConfig::FLAG_SCOPED) != 0;
+    if (scoped || site.header_bits != 0)
+        && !in_scope(scoped, &site.scope_trace, site.header_bits, trace.as_ref())
+    {
+        bump(&mut site.out_of_scope);
+        return Ok(0);
+    }
+    if !rate_allows(
+        site.rate_interval_ns,
+        site.rate_burst_ns,
+        &mut site.rate_tat,
+    ) {
+        bump(&mut site.rate_limited);
+        return Ok(0);
+    }
     let claimed = bump(&mut site.claimed);
     if site.hit_limit != 0 && claimed >= site.hit_limit {
         return Ok(0);
@@ -132,6 +159,12 @@ pub fn try_watch(ctx: &PerfEventContext) -> Result<u32, u32> {
     s.hit.tid = pid_tgid as u32;
     s.hit.n_objects = 0;
     s.hit.objects_dropped = 0;
+    s.hit.trace_id = [0; 16];
+    s.hit.span_id = [0; 8];
+    if let Some(t) = &trace {
+        s.hit.trace_id = t.trace_id;
+        s.hit.span_id = t.span_id;
+    }
 
     copy_frames(s, frame);
     copy_locals(s, frame, code);

@@ -231,6 +231,12 @@ impl ProbeTable {
         self.tracker.untrack(&mut self.ebpf, pid);
     }
 
+    /// The loaded eBPF object, for programs loaded on demand into it (Python watchpoints)
+    /// so they share its maps.
+    pub(crate) fn ebpf(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
     /// Header filters and trappable threads.
     pub fn tracker(&mut self) -> &mut Tracker {
         &mut self.tracker

@@ -63,9 +63,11 @@ pub enum PythonError {
     NoFunction { pid: u32, function: String },
     /// More sites than a thread's debug registers hold.
     #[error(
-        "{location} needs {wanted} watchpoints in each thread of PID {pid}, and a thread has \
-         {free} free (x86 has 4 debug registers per thread): remove another Python breakpoint \
-         of this process or choose a line with fewer code paths"
+        "{location} needs {wanted} hardware watchpoint{} in each thread of PID {pid}, and \
+         {free} are free: a thread has 4 debug registers (x86-64), so the Python breakpoints \
+         of one process watch at most 4 sites together; remove another Python breakpoint of \
+         this process or choose a line with fewer code paths",
+        if *wanted == 1 { "" } else { "s" }
     )]
     TooManySites {
         pid: u32,

@@ -17,7 +17,11 @@
 //!   object's own frame and copies the stack and the locals breadth first;
 //! - [`decode`] turns the copied objects into values; [`runtime`] owns it all.
 //!
-//! Thread attribution (`--trace-id`, `--header`) and asyncio tasks are not covered.
+//! The program runs in the agent's one eBPF object, so it finds the request a thread serves
+//! where the trace tracker keeps it (one request per thread, as in threaded servers):
+//! `--trace-id` and `--header` filter in the kernel, and snapshots carry the trace id.
+//! asyncio tasks are not attributed (many requests share one thread); `--freeze` is
+//! refused (a Python thread stopped at a hit holds the GIL, stopping the whole process).
 
 pub mod code;
 pub mod decode;
@@ -25,11 +29,12 @@ mod error;
 pub mod interpreter;
 pub mod locate;
 pub mod memory;
+mod new_processes;
 mod runtime;
 
 pub use error::PythonError;
 pub use interpreter::Interpreter;
-pub use runtime::{PythonRuntime, DEBUG_REGISTERS};
+pub use runtime::{KernelCounters, PythonRuntime, DEBUG_REGISTERS};
 
 /// True when `location` is a `file.py:LINE`, which only CPython runs.
 pub fn is_python_location(location: &str) -> bool {

@@ -1,5 +1,9 @@
 //! The Python breakpoints of one agent: their watchpoints (one per site and thread, inherited
 //! by threads started later), the kernel's records, and snapshots.
+//!
+//! The watchpoint program runs in the agent's one eBPF object (the [`ProbeTable`]'s), so it
+//! reads the trace tracker's per-thread map: trace scope, header filters and the trace id of
+//! each hit work as for native breakpoints, and each armed process is tracked as one.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -11,13 +15,15 @@ use aya::{
     programs::{
         perf_event::{
             BreakpointConfig, PerfBreakpointLength, PerfBreakpointType, PerfEventConfig,
-            PerfEventLinkId, PerfEventScope, SamplePolicy,
+            PerfEventLink, PerfEventScope, SamplePolicy,
         },
         PerfEvent,
     },
-    Ebpf, EbpfLoader,
 };
-use tracery_common::python::{names, PyHit, PySite, PySiteKey, PY_MAX_CHILDREN};
+use tracery_common::{
+    python::{names, PyHit, PySite, PySiteKey, PY_MAX_CHILDREN},
+    ProbeConfig,
+};
 use tracery_model::{condition::Expr, error::chain, Location, SourceLanguage};
 
 use super::{
@@ -29,7 +35,8 @@ use super::{
     PythonError,
 };
 use crate::{
-    capture::snapshot::{Clock, Snapshot},
+    capture::probes::ProbeTable,
+    capture::snapshot::{hex_id, Clock, Snapshot},
     capture::when::when_holds,
     manager::{BreakpointSpec, BreakpointStatus, Ended, Target},
 };
@@ -38,33 +45,37 @@ use crate::{
 pub const DEBUG_REGISTERS: usize = 4;
 
 /// One watched instruction in one process.
-struct Site {
+pub(super) struct Site {
     key: PySiteKey,
     code: CodeInfo,
     line: u32,
     /// One watchpoint per thread that existed at attach; threads they start inherit it.
-    links: Vec<PerfEventLinkId>,
+    /// Owned: dropping one closes its watchpoint.
+    links: Vec<PerfEventLink>,
 }
 
-struct PyBreakpoint {
-    spec: BreakpointSpec,
-    when: Option<Expr>,
-    /// pid -> its sites.
-    pids: BTreeMap<u32, Vec<Site>>,
+pub(super) struct PyBreakpoint {
+    pub(super) spec: BreakpointSpec,
+    pub(super) when: Option<Expr>,
+    /// Tracker bit of `spec.scope.header`, as a mask (0 for none).
+    header_bits: u32,
+    /// pid -> its sites. Each process in it holds one use of its trace tracking.
+    pub(super) pids: BTreeMap<u32, Vec<Site>>,
     hits: u64,
     filtered: u64,
     over_limit: u64,
-    errors: Vec<(u32, String)>,
+    pub(super) errors: Vec<(u32, String)>,
     exited: Vec<u32>,
-    ended: Option<Ended>,
+    pub(super) ended: Option<Ended>,
 }
 
 /// The agent's Python breakpoints (created at the first one: it loads the watchpoint program).
 pub struct PythonRuntime {
-    ebpf: Ebpf,
     sites: BpfHashMap<MapData, PySiteKey, PySite>,
     ring: RingBuf<MapData>,
-    breakpoints: BTreeMap<u64, PyBreakpoint>,
+    pub(super) breakpoints: BTreeMap<u64, PyBreakpoint>,
+    /// Breakpoints waiting for processes that started after them to be ready.
+    pub(super) pending: Vec<super::new_processes::Pending>,
     interpreters: HashMap<u32, Interpreter>,
     codes: HashMap<(u32, u64), Option<CodeInfo>>,
     clock: Clock,
@@ -81,13 +92,10 @@ fn kernel(
 }
 
 impl PythonRuntime {
-    /// Loads the watchpoint program (its own copy of the agent's eBPF object, with the
-    /// native capture's large maps shrunk: only the Python maps are used from it).
-    pub fn start() -> Result<Self, PythonError> {
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(tracery_common::names::HITS, 4096)
-            .load(crate::capture::loader::OBJECT)
-            .map_err(|e| kernel("load the eBPF object", e))?;
+    /// Loads the watchpoint program into `table`'s eBPF object, where it shares the trace
+    /// tracker's maps with the native programs.
+    pub fn start(table: &mut ProbeTable) -> Result<Self, PythonError> {
+        let ebpf = table.ebpf();
         let prog: &mut PerfEvent = ebpf
             .program_mut(names::PY_WATCH)
             .ok_or_else(|| {
@@ -115,10 +123,10 @@ impl PythonRuntime {
         })?)
         .map_err(|e| kernel("open PY_HITS", e))?;
         Ok(Self {
-            ebpf,
             sites,
             ring,
             breakpoints: BTreeMap::new(),
+            pending: Vec::new(),
             interpreters: HashMap::new(),
             codes: HashMap::new(),
             clock: Clock::new(),
@@ -134,6 +142,7 @@ impl PythonRuntime {
     /// failure is returned; otherwise failures are kept per process in the status.
     pub fn add(
         &mut self,
+        table: &mut ProbeTable,
         spec: BreakpointSpec,
         pids: Vec<u32>,
         fail_fast: bool,
@@ -141,14 +150,10 @@ impl PythonRuntime {
         if spec.freeze.is_some() {
             return Err(PythonError::Unsupported {
                 what: "--freeze",
-                hint: "freeze the trace with a breakpoint in a native service it passes through",
-            });
-        }
-        if spec.scope.trace_id.is_some() || spec.scope.header.is_some() {
-            return Err(PythonError::Unsupported {
-                what: "--trace-id and --header",
-                hint: "thread attribution of Python hits is not done yet; use --when on a \
-                       variable of the request",
+                hint: "the native freeze stops the hitting thread at the breakpoint, and a \
+                       Python thread stops there holding the GIL, which would stop every \
+                       request of the process, not only the frozen trace; freeze the trace \
+                       with a breakpoint in a native service it passes through",
             });
         }
         let when = match spec.when.as_deref() {
@@ -162,11 +167,21 @@ impl PythonRuntime {
             }
             None => None,
         };
-        self.remove(spec.id);
+        self.remove(table, spec.id);
+        let header_bits = match &spec.scope.header {
+            Some((name, value)) => {
+                let bit = table.tracker().header_bit(name, value).map_err(|e| {
+                    kernel(format!("register the --header {name}={value} filter"), e)
+                })?;
+                1 << bit
+            }
+            None => 0,
+        };
         let location = PyLocation::parse(&spec.location);
         let mut bp = PyBreakpoint {
             spec,
             when,
+            header_bits,
             pids: BTreeMap::new(),
             hits: 0,
             filtered: 0,
@@ -176,14 +191,14 @@ impl PythonRuntime {
             ended: None,
         };
         for pid in pids {
-            match self.arm_in(&bp.spec, &location, pid) {
+            match self.arm_in(table, &bp, &location, pid) {
                 Ok(sites) => {
                     bp.pids.insert(pid, sites);
                 }
                 Err(e) if fail_fast => {
                     let id = bp.spec.id;
                     self.breakpoints.insert(id, bp);
-                    self.remove(id);
+                    self.remove(table, id);
                     return Err(e);
                 }
                 Err(e) => bp.errors.push((pid, chain(&e))),
@@ -212,12 +227,16 @@ impl PythonRuntime {
             .sum()
     }
 
-    fn arm_in(
+    /// Arms `bp` in `pid`: its sites' watchpoints, and one use of the process's trace
+    /// tracking (which thread serves which request), kept while the process is in `bp.pids`.
+    pub(super) fn arm_in(
         &mut self,
-        spec: &BreakpointSpec,
+        table: &mut ProbeTable,
+        bp: &PyBreakpoint,
         location: &PyLocation,
         pid: u32,
     ) -> Result<Vec<Site>, PythonError> {
+        let spec = &bp.spec;
         let interp = self.interpreter(pid)?;
         let specs = locate::resolve(&interp, location)?;
         let free = DEBUG_REGISTERS.saturating_sub(self.used_in(pid));
@@ -229,14 +248,18 @@ impl PythonRuntime {
                 free,
             });
         }
+        table
+            .track(pid, None, None)
+            .map_err(|e| kernel(format!("follow the requests of PID {pid}"), e))?;
         let mut sites = Vec::new();
         for s in specs {
-            match self.arm_site(spec, &interp, pid, s) {
+            match self.arm_site(table, bp, &interp, pid, s) {
                 Ok(site) => sites.push(site),
                 Err(e) => {
                     for site in sites {
                         self.disarm_site(site);
                     }
+                    table.untrack(pid);
                     return Err(e);
                 }
             }
@@ -246,13 +269,18 @@ impl PythonRuntime {
 
     fn arm_site(
         &mut self,
-        spec: &BreakpointSpec,
+        table: &mut ProbeTable,
+        bp: &PyBreakpoint,
         interp: &Interpreter,
         pid: u32,
         s: PySiteSpec,
     ) -> Result<Site, PythonError> {
+        let spec = &bp.spec;
         let addr = s.code.unit_addr(s.unit);
         let key = PySiteKey { pid, _pad: 0, addr };
+        // The native probe's rate fields, filled the native way.
+        let mut rate = ProbeConfig::EMPTY;
+        rate.set_rate(spec.rate_per_sec);
         let value = PySite {
             breakpoint_id: spec.id,
             code: s.code.addr,
@@ -268,6 +296,18 @@ impl PythonRuntime {
             max_depth: u32::from(spec.limits.max_depth).max(1),
             max_children: u32::from(spec.limits.max_elements).clamp(1, PY_MAX_CHILDREN as u32),
             offsets: interp.kernel_offsets(),
+            flags: if spec.scope.trace_id.is_some() {
+                u32::from(ProbeConfig::FLAG_SCOPED)
+            } else {
+                0
+            },
+            header_bits: bp.header_bits,
+            scope_trace: spec.scope.trace_id.map_or([0; 16], |t| t.0),
+            rate_interval_ns: rate.rate_interval_ns,
+            rate_burst_ns: rate.rate_burst_ns,
+            rate_tat: 0,
+            out_of_scope: 0,
+            rate_limited: 0,
         };
         self.sites
             .insert(key, value, 0)
@@ -278,8 +318,8 @@ impl PythonRuntime {
             line: s.line,
             links: Vec::new(),
         };
-        let prog: &mut PerfEvent = self
-            .ebpf
+        let prog: &mut PerfEvent = table
+            .ebpf()
             .program_mut(names::PY_WATCH)
             .expect("loaded at start")
             .try_into()
@@ -300,7 +340,13 @@ impl PythonRuntime {
                 SamplePolicy::Period(1),
                 true,
             ) {
-                Ok(link) => site.links.push(link),
+                Ok(id) => match prog.take_link(id) {
+                    Ok(link) => site.links.push(link),
+                    Err(e) => {
+                        self.disarm_site(site);
+                        return Err(kernel("keep a watchpoint's link", e));
+                    }
+                },
                 // The thread exited meanwhile.
                 Err(_) if !std::path::Path::new(&format!("/proc/{pid}/task/{tid}")).exists() => {}
                 Err(e) => {
@@ -316,45 +362,52 @@ impl PythonRuntime {
     }
 
     fn disarm_site(&mut self, site: Site) {
-        if let Some(prog) = self.ebpf.program_mut(names::PY_WATCH) {
-            let prog: &mut PerfEvent = prog.try_into().expect("a perf_event program");
-            for link in site.links {
-                if let Err(e) = prog.detach(link) {
-                    tracing::warn!(pid = site.key.pid, "cannot close a Python watchpoint: {e}");
-                }
-            }
-        }
+        // Dropping the links closes the watchpoints.
+        drop(site.links);
         let _ = self.sites.remove(&site.key);
     }
 
     /// Removes a Python breakpoint and its watchpoints. Returns false if it did not exist.
-    pub fn remove(&mut self, id: u64) -> bool {
+    pub fn remove(&mut self, table: &mut ProbeTable, id: u64) -> bool {
+        self.pending.retain(|p| p.breakpoint != id);
         let Some(mut bp) = self.breakpoints.remove(&id) else {
             return false;
         };
-        self.disarm(&mut bp);
+        self.disarm(table, &mut bp);
+        if let Some((name, value)) = &bp.spec.scope.header {
+            table.tracker().release_header(name, value);
+        }
         true
     }
 
-    fn disarm(&mut self, bp: &mut PyBreakpoint) {
-        for (_, sites) in std::mem::take(&mut bp.pids) {
+    fn disarm(&mut self, table: &mut ProbeTable, bp: &mut PyBreakpoint) {
+        for (pid, sites) in std::mem::take(&mut bp.pids) {
             for site in sites {
                 self.disarm_site(site);
             }
+            table.untrack(pid);
         }
     }
 
-    /// Watchpoint traps the kernel dropped for `id` (writes, other frames), per process.
-    pub fn spurious(&self, id: u64) -> u64 {
+    /// The kernel's counters of `id`'s sites, summed: traps dropped as not a fetch by the
+    /// watched frame (writes, other frames), fetches out of the trace scope, fetches over
+    /// the rate limit.
+    pub fn kernel_counters(&self, id: u64) -> KernelCounters {
+        let mut c = KernelCounters::default();
         let Some(bp) = self.breakpoints.get(&id) else {
-            return 0;
+            return c;
         };
-        bp.pids
+        for v in bp
+            .pids
             .values()
             .flatten()
             .filter_map(|s| self.sites.get(&s.key, 0).ok())
-            .map(|v| v.spurious)
-            .sum()
+        {
+            c.spurious += v.spurious;
+            c.out_of_scope += v.out_of_scope;
+            c.rate_limited += v.rate_limited;
+        }
+        c
     }
 
     /// Open watchpoints (perf events) of `id` in `pid`.
@@ -365,6 +418,12 @@ impl PythonRuntime {
             .map_or(0, |s| s.iter().map(|s| s.links.len()).sum())
     }
 
+    /// Drops what is cached of process `pid` (its interpreter, its code objects).
+    pub(super) fn forget_process(&mut self, pid: u32) {
+        self.interpreters.remove(&pid);
+        self.codes.retain(|(p, _), _| *p != pid);
+    }
+
     fn code(&mut self, pid: u32, addr: u64) -> Option<CodeInfo> {
         self.codes
             .entry((pid, addr))
@@ -372,9 +431,9 @@ impl PythonRuntime {
             .clone()
     }
 
-    /// Takes the records that arrived, ends breakpoints at their hit limit or expiry, and
-    /// forgets processes that exited.
-    pub fn tick(&mut self) -> Vec<Snapshot> {
+    /// Takes the records that arrived, ends breakpoints at their hit limit or expiry, arms
+    /// new processes that became ready, and forgets processes that exited.
+    pub fn tick(&mut self, table: &mut ProbeTable) -> Vec<Snapshot> {
         let mut records = Vec::new();
         while let Some(item) = self.ring.next() {
             if item.len() >= std::mem::size_of::<PyHit>() {
@@ -390,7 +449,8 @@ impl PythonRuntime {
                 out.push(s);
             }
         }
-        self.expire();
+        self.expire(table);
+        self.arm_pending(table);
         out
     }
 
@@ -433,15 +493,15 @@ impl PythonRuntime {
             },
             variables,
             stack,
-            trace_id: None,
-            span_id: None,
+            trace_id: hex_id(&hit.trace_id),
+            span_id: hex_id(&hit.span_id),
             language: SourceLanguage::Python,
             databases: Vec::new(),
             pod: None,
         })
     }
 
-    fn expire(&mut self) {
+    fn expire(&mut self, table: &mut ProbeTable) {
         let now = SystemTime::now();
         let mut ending = Vec::new();
         for (id, bp) in &mut self.breakpoints {
@@ -456,6 +516,7 @@ impl PythonRuntime {
                 .collect();
             for pid in gone {
                 bp.pids.remove(&pid);
+                table.untrack(pid);
                 self.interpreters.remove(&pid);
                 self.codes.retain(|(p, _), _| *p != pid);
                 if matches!(bp.spec.target, Target::Pid(_)) {
@@ -469,16 +530,16 @@ impl PythonRuntime {
         }
         for id in ending {
             let mut bp = self.breakpoints.remove(&id).expect("listed above");
-            self.disarm(&mut bp);
+            self.disarm(table, &mut bp);
             self.breakpoints.insert(id, bp);
         }
     }
 
     /// Waits up to `timeout` for records, then takes them (for one-shot callers and tests).
-    pub fn wait(&mut self, timeout: Duration) -> Vec<Snapshot> {
+    pub fn wait(&mut self, table: &mut ProbeTable, timeout: Duration) -> Vec<Snapshot> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            let got = self.tick();
+            let got = self.tick(table);
             if !got.is_empty() || std::time::Instant::now() >= deadline {
                 return got;
             }
@@ -511,12 +572,10 @@ impl PythonRuntime {
     }
 }
 
-impl Drop for PythonRuntime {
-    fn drop(&mut self) {
-        // Closing every watchpoint leaves each process as it was found.
-        let ids: Vec<u64> = self.breakpoints.keys().copied().collect();
-        for id in ids {
-            self.remove(id);
-        }
-    }
+/// Kernel counters of one Python breakpoint (see [`PythonRuntime::kernel_counters`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    pub spurious: u64,
+    pub out_of_scope: u64,
+    pub rate_limited: u64,
 }

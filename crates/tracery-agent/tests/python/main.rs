@@ -11,6 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod arming;
+mod scope;
+
 use tracery_agent::{BreakpointSpec, Manager, Snapshot, Target};
 use tracery_dwarf::CaptureLimits;
 use tracery_model::{SourceLanguage, Value, VarKind};
@@ -366,7 +369,9 @@ fn detach_closes_every_watchpoint_and_the_loop_runs_at_full_speed() {
         threads,
         "one watchpoint per thread"
     );
-    assert_eq!(perf_fds(), with_manager + threads);
+    // The watchpoints, plus the trace tracker's syscall tracepoints (attached while the
+    // process is tracked for trace scope); all of them close at removal (checked below).
+    assert!(perf_fds() >= with_manager + threads);
     let armed = spin_ns(&addr);
     get(&addr, "/order?id=1");
     assert_eq!(collect(&mut m, 1, Duration::ZERO).len(), 1);

@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::Context;
-use tracery_agent::{python::PythonRuntime, BreakpointSpec, Target};
+use tracery_agent::{python::PythonRuntime, BreakpointSpec, ProbeTable, Target};
 use tracery_dwarf::CaptureLimits;
 
 use super::probe::Args;
@@ -24,7 +24,8 @@ pub fn applies(pid: u32, at: &str) -> bool {
 
 /// Runs `probe` on a Python process.
 pub fn run(args: &Args, limits: CaptureLimits) -> anyhow::Result<()> {
-    let mut rt = PythonRuntime::start()?;
+    let mut table = ProbeTable::load()?;
+    let mut rt = PythonRuntime::start(&mut table)?;
     let spec = BreakpointSpec {
         id: 1,
         target: Target::Pid(args.pid),
@@ -38,7 +39,7 @@ pub fn run(args: &Args, limits: CaptureLimits) -> anyhow::Result<()> {
         freeze: None,
         capture_paths: Vec::new(),
     };
-    let status = rt.add(spec, vec![args.pid], true)?;
+    let status = rt.add(&mut table, spec, vec![args.pid], true)?;
     let sites: usize = status.processes.iter().map(|p| p.1).sum();
     eprintln!(
         "attached at {} in Python process {} ({} site{}, {} watchpoint{})",
@@ -61,7 +62,7 @@ pub fn run(args: &Args, limits: CaptureLimits) -> anyhow::Result<()> {
     let mut seen = 0u64;
     let stdout = std::io::stdout();
     while seen < args.count && !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-        for snap in rt.wait(Duration::from_millis(200)) {
+        for snap in rt.wait(&mut table, Duration::from_millis(200)) {
             if seen == args.count {
                 break;
             }
@@ -82,7 +83,7 @@ pub fn run(args: &Args, limits: CaptureLimits) -> anyhow::Result<()> {
         }
     }
     let filtered = rt.status_of(1).map_or(0, |s| s.filtered);
-    rt.remove(1);
+    rt.remove(&mut table, 1);
     eprintln!(
         "detached: {seen} hit{} captured, {filtered} filtered by --when",
         if seen == 1 { "" } else { "s" }
