@@ -7,8 +7,11 @@
 //! the inspector, with no rate limit: every `/order` is captured (each hit serializes the
 //! scope and hands it to the agent). Phase C: the same with the controller's default rate
 //! limit (10/s), which V8 applies before reading anything: most hits only evaluate the
-//! condition. Prints `/ping`'s p50 and p99 in each phase, B/A and C/A ratios, and how many
-//! snapshots were captured. A breakpoint that paused V8 would stop `/ping` with it.
+//! condition (and `spent` answers before any thunk is built). The phases are interleaved,
+//! A B C in each of several rounds, each after its own warm-up, and their samples pooled:
+//! on a shared VM, load comes and goes, and a sequential A-then-B-then-C put whatever
+//! happened meanwhile on one phase only. Prints each round's p50/p99 and ratios, then the
+//! pooled p50, p99, B/A and C/A ratios, and how many snapshots were captured. A breakpoint that paused V8 would stop `/ping` with it.
 //! Target: p50 and p99 ratios ≤ 1.5.
 
 use std::{
@@ -25,9 +28,12 @@ use tracery_agent::{BreakpointSpec, Manager, Target};
 use tracery_dwarf::CaptureLimits;
 use tracery_tests::{http, FixtureProcess};
 
-/// Timed `/ping` requests per phase.
-const SAMPLES: usize = 3000;
-/// Untimed requests before each phase (JIT warm-up).
+/// Interleaved rounds: each runs A, B and C once; the samples are pooled per phase, so
+/// load that comes and goes on a shared VM falls on all three phases alike.
+const ROUNDS: usize = 5;
+/// Timed `/ping` requests per phase and round.
+const SAMPLES: usize = 1200;
+/// Untimed requests after every switch (JIT warm-up, and the arm/disarm settling).
 const WARMUP: usize = 300;
 const TARGET_RATIO: f64 = 1.5;
 /// Phase C's rate limit: the controller's default (`--rate`).
@@ -61,7 +67,8 @@ fn main() {
     cmd.arg(&script);
     let (server, addr) = FixtureProcess::spawn_service_command(cmd);
     println!(
-        "== Node {node} {}: /ping latency while /order is hot",
+        "== Node {node} {}: /ping latency while /order is hot, {ROUNDS} rounds of A B C, \
+         {SAMPLES} timed /ping per phase and round after {WARMUP} untimed",
         version(node)
     );
 
@@ -79,40 +86,78 @@ fn main() {
         freeze: None,
         capture_paths: Vec::new(),
     };
-    let a = phase(&mut m, &addr);
-    m.add(spec(1, 0)).expect("arm the Node breakpoint");
-    let b = phase(&mut m, &addr);
-    assert!(b.snapshots > 0, "the breakpoint never hit during phase B");
-    m.remove(1).unwrap();
-    m.add(spec(2, DEFAULT_RATE))
-        .expect("arm the rate-limited Node breakpoint");
-    let c = phase(&mut m, &addr);
-    assert!(c.snapshots > 0, "the breakpoint never hit during phase C");
-    m.remove(2).unwrap();
-    report("A no breakpoint           ", &a);
-    report("B armed, every hit kept   ", &b);
-    report(&format!("C armed, --rate {DEFAULT_RATE}/s (default)"), &c);
-    for (name, p) in [("B", &b), ("C", &c)] {
+    let mut pooled: [Vec<f64>; 3] = Default::default();
+    let mut totals = [(0u64, 0f64); 3];
+    let mut next_id = 1;
+    for round in 1..=ROUNDS {
+        let mut row = Vec::new();
+        for (k, rate) in [(0, None), (1, Some(0)), (2, Some(DEFAULT_RATE))] {
+            let id = next_id;
+            next_id += 1;
+            if let Some(rate) = rate {
+                m.add(spec(id, rate)).expect("arm the Node breakpoint");
+            }
+            let p = phase(&mut m, &addr);
+            if rate.is_some() {
+                m.remove(id).unwrap();
+                assert!(p.snapshots > 0, "the breakpoint never hit in round {round}");
+            }
+            row.push(summary(&p.ms));
+            totals[k].0 += p.snapshots;
+            totals[k].1 += p.hot_rate / ROUNDS as f64;
+            pooled[k].extend(p.ms);
+        }
         println!(
-            "  {name}/A: p50 {:.3}  p99 {:.3}  (target <= {TARGET_RATIO:.2}); {} snapshots, /order {:.0}/s",
-            p.p50 / a.p50,
-            p.p99 / a.p99,
-            p.snapshots,
-            p.hot_rate
+            "  round {round}: p50/p99 ms  A {:.3}/{:.3}  B {:.3}/{:.3}  C {:.3}/{:.3}   \
+             B/A {:.2}/{:.2}  C/A {:.2}/{:.2}",
+            row[0].0,
+            row[0].1,
+            row[1].0,
+            row[1].1,
+            row[2].0,
+            row[2].1,
+            row[1].0 / row[0].0,
+            row[1].1 / row[0].1,
+            row[2].0 / row[0].0,
+            row[2].1 / row[0].1,
+        );
+    }
+    let names = [
+        "A no breakpoint           ".to_owned(),
+        "B armed, every hit kept   ".to_owned(),
+        format!("C armed, --rate {DEFAULT_RATE}/s (default)"),
+    ];
+    let pooled: Vec<(f64, f64)> = pooled.iter().map(|ms| summary(ms.as_slice())).collect();
+    println!("  pooled over {ROUNDS} rounds:");
+    for (k, name) in names.iter().enumerate() {
+        println!(
+            "  {name} /ping p50 {:7.3} ms  p99 {:7.3} ms; {} snapshots, /order {:.0}/s",
+            pooled[k].0, pooled[k].1, totals[k].0, totals[k].1
+        );
+    }
+    for (name, k) in [("B", 1), ("C", 2)] {
+        println!(
+            "  {name}/A pooled: p50 {:.3}  p99 {:.3}  (target <= {TARGET_RATIO:.2})",
+            pooled[k].0 / pooled[0].0,
+            pooled[k].1 / pooled[0].1,
         );
     }
     drop(server);
 }
 
-struct Phase {
-    p50: f64,
-    p99: f64,
-    snapshots: u64,
-    hot_rate: f64,
+/// p50 and p99 of `ms`.
+fn summary(ms: &[f64]) -> (f64, f64) {
+    let mut v = ms.to_vec();
+    v.sort_by(f64::total_cmp);
+    let pct = |p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
+    (pct(0.50), pct(0.99))
 }
 
-fn report(name: &str, p: &Phase) {
-    println!("  {name} /ping p50 {:7.3} ms  p99 {:7.3} ms", p.p50, p.p99);
+struct Phase {
+    /// `/ping` latencies, in milliseconds, in the order they were timed.
+    ms: Vec<f64>,
+    snapshots: u64,
+    hot_rate: f64,
 }
 
 /// Times `/ping` while a second thread keeps `/order` busy; the Manager ticks meanwhile.
@@ -150,16 +195,13 @@ fn phase(m: &mut Manager, addr: &str) -> Phase {
     while !timer.is_finished() {
         snapshots += m.tick(Duration::from_millis(10)).unwrap().len() as u64;
     }
-    let mut ms = timer.join().unwrap();
+    let ms = timer.join().unwrap();
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     hot.join().unwrap();
     snapshots += m.tick(Duration::from_millis(50)).unwrap().len() as u64;
-    ms.sort_by(f64::total_cmp);
-    let pct = |p: f64| ms[((ms.len() as f64 * p) as usize).min(ms.len() - 1)];
     Phase {
-        p50: pct(0.50),
-        p99: pct(0.99),
+        ms,
         snapshots,
         hot_rate: hot_count.load(Ordering::Relaxed) as f64 / elapsed,
     }

@@ -190,6 +190,16 @@
     return false;
   }
 
-  Object.defineProperty(binding, 'tracery', { value: { capture, states }, configurable: true });
+  // True when site `id` can keep no hit now: its hit limit is reached, or its rate is
+  // used up this second. The condition asks first, so a spent site allocates nothing (not
+  // even the thunks) and reads nothing; it only reads the state `capture` keeps.
+  function spent(id, ratePerSec, hitLimit) {
+    const st = states.get(id);
+    if (st === undefined) return false;
+    if (hitLimit > 0 && st.total >= hitLimit) return true;
+    return ratePerSec > 0 && st.n >= ratePerSec && Date.now() - st.since < 1000;
+  }
+
+  Object.defineProperty(binding, 'tracery', { value: { capture, spent, states }, configurable: true });
   return true;
 })

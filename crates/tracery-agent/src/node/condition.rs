@@ -60,9 +60,15 @@ pub fn breakpoint_condition(
         Some(e) => format!("()=>({})", translate(e)?),
         None => "null".to_owned(),
     };
+    // Without a limit there is nothing to ask `spent`.
+    let spent = if rate_per_sec > 0 || hit_limit > 0 {
+        format!("!{BINDING}.tracery.spent({id},{rate_per_sec},{hit_limit})&&")
+    } else {
+        String::new()
+    };
     Ok(format!(
-        "(typeof {BINDING}===\"function\"&&{BINDING}.tracery!==undefined)?\
-         {BINDING}.tracery.capture({id},this,[{}],{when},{rate_per_sec},{hit_limit}):false",
+        "(typeof {BINDING}===\"function\"&&{BINDING}.tracery!==undefined&&{spent}\
+         {BINDING}.tracery.capture({id},this,[{}],{when},{rate_per_sec},{hit_limit}))===true",
         thunks.join(",")
     ))
 }
