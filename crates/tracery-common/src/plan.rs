@@ -50,6 +50,35 @@ pub enum OpKind {
     /// `out + k * len_scale`, up to `len` bytes and [`MAX_CHAIN`] nodes. Each step is
     /// `_Rb_tree_increment`, with its climbs bounded by [`MAX_TREE_DEPTH`].
     RbTree = 4,
+    /// Pre-order walk of a Rust `BTreeMap`'s nodes (layout: [`btree_node`]): the address
+    /// is the root node, the tree's height is the `u64` at `data[len_slot]` (written by op
+    /// `len_op`), and `offset` holds the node's field offsets ([`btree_node::pack`]), not
+    /// an address offset. Each node's first `len_scale` bytes (its `LeafNode` part) go to
+    /// `out + k * len_scale`, up to `len` bytes and [`MAX_CHAIN`] nodes; a node's children
+    /// follow it. Steps up use `parent`/`parent_idx`, so the walk needs no stack; a height
+    /// over [`MAX_TREE_DEPTH`] is refused.
+    BTree = 5,
+}
+
+/// Node layout of Rust's `alloc::collections::btree::node`: a `LeafNode<K, V>` holds
+/// `parent`, `parent_idx`, `len`, `keys` and `vals` (order chosen by rustc, so offsets come
+/// from DWARF); `InternalNode` is `#[repr(C)] { data: LeafNode, edges: [_; CAPACITY + 1] }`.
+pub mod btree_node {
+    /// Entries per node (`CAPACITY`, `2 * B - 1` with `B = 6`).
+    pub const CAPACITY: u64 = 11;
+
+    /// Packs the offsets of `parent`, `parent_idx`, `len` and an internal node's `edges`
+    /// into a [`super::OpKind::BTree`] op's `offset`.
+    pub const fn pack(parent: u16, parent_idx: u16, len: u16, edges: u16) -> i64 {
+        (parent as u64 | (parent_idx as u64) << 16 | (len as u64) << 32 | (edges as u64) << 48)
+            as i64
+    }
+
+    /// The offsets [`pack`] packed: `(parent, parent_idx, len, edges)`.
+    pub const fn unpack(offset: i64) -> (u64, u64, u64, u64) {
+        let o = offset as u64;
+        (o & 0xffff, (o >> 16) & 0xffff, (o >> 32) & 0xffff, o >> 48)
+    }
 }
 
 /// Node layout of libstdc++'s `_Rb_tree_node_base`: `{ color: u32, parent, left, right }`.

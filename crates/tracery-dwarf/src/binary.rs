@@ -282,6 +282,22 @@ impl Binary {
             .map(|s| ObjAddr(s.address()))
     }
 
+    /// Names of all symbols (data included) starting with `prefix`, such as Go's itabs
+    /// (`go.itab.*errors.errorString,error`). Parses the symbol table on each call.
+    pub(crate) fn symbol_names_with_prefix(&self, prefix: &str) -> Vec<String> {
+        let Ok(file) = object::File::parse(&*self.data) else {
+            return Vec::new();
+        };
+        file.symbols()
+            .filter_map(|s| {
+                s.name()
+                    .ok()
+                    .filter(|n| n.starts_with(prefix))
+                    .map(str::to_string)
+            })
+            .collect()
+    }
+
     /// Addresses of the `ret` instructions of function `name` (by exact symbol name): where
     /// a uprobe reads its result. `None` if there is no such function or its code does not
     /// decode.

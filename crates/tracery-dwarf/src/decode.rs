@@ -5,7 +5,11 @@
 //! value overlapping a hole decodes to the hole's reason: the scratch buffer is reused
 //! between hits, so unwritten bytes are never read as data.
 
+mod btree;
 mod collections;
+mod cpp_std;
+mod go_values;
+mod rust_dyn;
 mod rust_std;
 mod scalar;
 mod text;
@@ -132,8 +136,14 @@ impl Decoder<'_> {
                         .get(fop.reg as usize)
                         .map(|r| r.wrapping_add(fop.offset as u64))
                 } else if fop.base == BaseKind::PtrAt as u8 {
+                    // A BTree op's offset is its node layout, not part of the address.
+                    let offset = if fop.kind == tracery_common::OpKind::BTree as u8 {
+                        0
+                    } else {
+                        fop.offset as u64
+                    };
                     self.slot(fop.base_slot as usize)
-                        .map(|p| p.wrapping_add(fop.offset as u64))
+                        .map(|p| p.wrapping_add(offset))
                 } else {
                     Some((fop.offset as u64).wrapping_add(self.bias))
                 };
@@ -219,8 +229,19 @@ impl Decoder<'_> {
         let Some((sid, t)) = types.strip(ty) else {
             return Value::unavailable("type not loaded");
         };
+        if self.plan.lang == SourceLanguage::Go {
+            if let Some(v) = self.go_value(r, b, off, t, nest) {
+                return v;
+            }
+        }
         match shape_of(types, sid, self.plan.lang) {
-            Shape::Text { ptr, len } => return self.text(r, b, off, ptr, len),
+            Shape::Text { ptr, len } => {
+                let text = self.text(r, b, off, ptr, len);
+                if self.plan.lang == SourceLanguage::Cpp && !matches!(text, Value::Str { .. }) {
+                    return self.cpp_short_string(r, b, off, [ptr, len]).unwrap_or(text);
+                }
+                return text;
+            }
             Shape::Slice { ptr, len, elem } => return self.slice(r, b, off, ptr, len, elem, nest),
             Shape::Ring {
                 ptr,
@@ -238,7 +259,7 @@ impl Decoder<'_> {
                 };
                 return self.ring(r, b, off, at, nest);
             }
-            Shape::GoInterface { eface } => return self.interface(r, b, off, eface),
+            Shape::GoInterface { eface } => return self.interface(r, b, off, eface, nest),
             Shape::HashTable {
                 mask,
                 ctrl,
@@ -254,6 +275,15 @@ impl Decoder<'_> {
                     set,
                 };
                 return self.hash_table(r, b, off, &t.name, at, nest);
+            }
+            Shape::Cpp(cpp) => {
+                if let Some(v) = self.cpp(r, b, off, &t.name, cpp, nest) {
+                    return v;
+                }
+            }
+            Shape::BTree(at) => return self.btree(r, b, off, &t.name, at, nest),
+            Shape::DynTrait { data, vtable } => {
+                return self.dyn_trait(r, b, off, (data, vtable), nest)
             }
             Shape::Other => {}
         }

@@ -10,13 +10,16 @@
 //!   `Fault` (like `bpf_probe_read_user`); `CStr` copies up to `len - 1` bytes plus a NUL
 //!   and reports the length without it (like `bpf_probe_read_user_str`);
 //! - `FLAG_POW2_COUNT`, `FLAG_COUNT_PLUS_ONE` and `FLAG_BACKWARD` adjust dynamic lengths and
-//!   addresses; `Chain` and `RbTree` walk nodes into the op's budget (`walk.rs`).
+//!   addresses; `Chain` and `RbTree` walk nodes into the op's budget (`walk.rs`), `BTree` too
+//!   (`btree_walk.rs`).
 
 use tracery_common::{
     plan::{rb_node, MAX_CHAIN, MAX_TREE_DEPTH},
     BaseKind, FetchOp, HitHeader, OpKind, OpResult, OpStatus, ProbeConfig, DATA_CAP, MAX_COPY,
     MAX_OPS,
 };
+
+mod btree;
 
 /// Memory the ops read: all of `buf` from `addr`, or false (the kernel's fault).
 pub trait Memory {
@@ -139,6 +142,17 @@ pub fn run_op(op: &FetchOp, h: &HitHeader, data: &mut [u8], mem: &impl Memory) -
     }
     if op.kind == OpKind::Chain as u8 || op.kind == OpKind::RbTree as u8 {
         return walk(op, addr, &mut data[out..out + len], mem);
+    }
+    if op.kind == OpKind::BTree as u8 {
+        // `offset` holds the node layout, not an address offset; `len_slot` the height.
+        if !ok(h, op.len_op) {
+            return OpRun::failed(OpStatus::BaseFailed);
+        }
+        let Some(height) = word(data, op.len_slot as usize) else {
+            return OpRun::failed(OpStatus::OutOfBounds);
+        };
+        let root = addr.wrapping_sub(op.offset as u64);
+        return btree::walk(op, root, height, &mut data[out..out + len], mem);
     }
     let done = |len, full_len, cstr_cut| OpRun {
         status: OpStatus::Ok,

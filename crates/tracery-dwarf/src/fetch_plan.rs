@@ -8,6 +8,7 @@
 
 mod builder;
 mod cfa;
+mod go_types;
 pub(crate) mod location;
 
 use std::{collections::HashMap, path::PathBuf};
@@ -16,7 +17,10 @@ use gimli::AttributeValue;
 use tracery_common::{BaseKind, ProbeConfig, STACK_CAP};
 
 use builder::Builder;
-pub(crate) use builder::{Follow, Part, Payload, Region, RegionId, BUCKETS_KEY};
+pub(crate) use builder::{
+    Follow, Part, Payload, Region, RegionId, BUCKETS_KEY, CONTROL_BLOCK, HASH_NODE_VALUE,
+};
+pub(crate) use go_types::{Candidate, GoTypes};
 use location::{compile_expr, Addr, ExprContext, Piece, PieceLoc};
 
 use crate::{
@@ -88,15 +92,6 @@ pub(crate) enum Root {
     Value(Value),
 }
 
-/// Go runtime type names, for the dynamic type of interfaces.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct GoTypes {
-    /// Link-time address of `runtime.types`, the base of `DW_AT_go_runtime_type` offsets.
-    pub base: Option<u64>,
-    /// Offset from `base` to the name of the type described there.
-    pub names: HashMap<u64, String>,
-}
-
 /// A compiled fetch plan for one probe address, and how to decode what it captures.
 #[derive(Clone, Debug)]
 pub struct CapturePlan {
@@ -112,6 +107,9 @@ pub struct CapturePlan {
     pub(crate) regions: Vec<Region>,
     pub(crate) follows: HashMap<(RegionId, u64), Follow>,
     pub(crate) go_types: Option<GoTypes>,
+    /// Rust vtables the plan's trait objects may point at (link-time address: concrete
+    /// type name and type).
+    pub(crate) rust_vtables: HashMap<u64, (String, Option<TypeId>)>,
 }
 
 impl CapturePlan {
@@ -305,13 +303,14 @@ pub(crate) fn compile_plan_in(
     };
 
     let mut b = Builder::new(TypeLoader::new(&units), scope.lang, limits);
+    b.set_go_source(binary, &units, &scope.function);
     let mut vars = Vec::new();
     for var in &scope.vars {
         vars.push(plan_var(&mut b, &units, &scope, var, &ctx, address.0));
     }
     b.run();
 
-    let go_types = b.needs_go_types.then(|| go_types(binary, &units));
+    let go_types = b.take_go_types();
     let mut config = ProbeConfig::EMPTY;
     config.n_ops = b.ops.len() as u8;
     config.ops[..b.ops.len()].copy_from_slice(&b.ops);
@@ -328,6 +327,7 @@ pub(crate) fn compile_plan_in(
         regions: b.regions,
         follows: b.follows,
         go_types,
+        rust_vtables: b.rust_dyn.seen,
     })
 }
 
@@ -458,38 +458,6 @@ fn const_bytes(units: &Units<'_>, unit: usize, v: AttributeValue<Reader>) -> Opt
     })
 }
 
-/// Reads every Go unit's `DW_AT_go_runtime_type` into a name table. Costs one walk of all
-/// Go units, paid only by plans with an interface in scope.
-fn go_types(binary: &Binary, units: &Units<'_>) -> GoTypes {
-    use crate::types::DW_AT_GO_RUNTIME_TYPE;
-    let mut names = HashMap::new();
-    for i in 0..units.len() {
-        let Ok(info) = units.get(i) else { continue };
-        if SourceLanguage::from_dwarf(info.lang) != SourceLanguage::Go {
-            continue;
-        }
-        let mut cursor = info.unit.entries();
-        while let Ok(Some(e)) = cursor.next_dfs() {
-            let Some(off) = e.attr_value(DW_AT_GO_RUNTIME_TYPE).and_then(|v| match v {
-                AttributeValue::Addr(a) => Some(a),
-                other => other.udata_value(),
-            }) else {
-                continue;
-            };
-            if off == 0 {
-                continue;
-            }
-            if let Some(n) = units.name(i, e) {
-                names.entry(off).or_insert(n);
-            }
-        }
-    }
-    GoTypes {
-        base: binary.symbol_address("runtime.types").map(|a| a.0),
-        names,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use tracery_common::{FetchOp, OpKind};
@@ -511,6 +479,7 @@ mod tests {
             regions: Vec::new(),
             follows: HashMap::new(),
             go_types: None,
+            rust_vtables: HashMap::new(),
         }
     }
 

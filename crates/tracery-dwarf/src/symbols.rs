@@ -276,9 +276,20 @@ pub(crate) fn demangle_rust(name: &str) -> Option<String> {
         .map(|d| format!("{d:#}"))
 }
 
-/// A symbol name for people: Rust demangled without hash, anything else as it is.
+/// A symbol name for people: Rust demangled without hash, C++ demangled, anything else as
+/// it is.
 pub(crate) fn demangle(name: &str) -> String {
-    demangle_rust(name).unwrap_or_else(|| name.to_string())
+    demangle_rust(name)
+        .or_else(|| demangle_cpp(name))
+        .unwrap_or_else(|| name.to_string())
+}
+
+/// An Itanium C++ ABI symbol (`_ZN3foo3barEi`) demangled (`foo::bar(int)`); `None` for others.
+pub(crate) fn demangle_cpp(name: &str) -> Option<String> {
+    if !name.starts_with("_Z") {
+        return None;
+    }
+    cpp_demangle::Symbol::new(name).ok()?.demangle().ok()
 }
 
 /// One probeable function, for listings.
@@ -406,6 +417,11 @@ mod tests {
             "orders::process_order"
         );
         assert_eq!(demangle("process_order"), "process_order");
+        assert_eq!(
+            demangle("_ZNSt8ios_base4InitC1Ev"),
+            "std::ios_base::Init::Init()"
+        );
+        assert_eq!(demangle("_Z7inspectR6Values"), "inspect(Values&)");
         assert_eq!(demangle("main.processOrder"), "main.processOrder");
     }
 }

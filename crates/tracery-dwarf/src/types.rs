@@ -8,12 +8,16 @@
 
 use std::collections::HashMap;
 
+mod cpp_shape;
 mod load;
 mod names;
+mod rust_btree;
 mod shape;
 
+pub(crate) use cpp_shape::{template_base, variant_alternatives, CppShape};
 pub(crate) use load::{TypeLoader, DW_AT_GO_RUNTIME_TYPE};
-pub(crate) use shape::{go_map_layout, shape_of, Shape};
+pub(crate) use rust_btree::{btree_node, BTreeAt, BTreeNode};
+pub(crate) use shape::{dyn_trait, go_map_layout, shape_of, Shape};
 
 /// A type, identified by the `.debug_info` offset of its DIE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -132,9 +132,15 @@ fn c_enums_bitfields_unions_lists_and_globals() {
 fn go_interfaces_show_their_dynamic_type() {
     for program in ["goiface-noopt", "goiface"] {
         let c = capture(program, "goiface/main.go", &CaptureLimits::default());
-        exact(c.var("any"), json!({"type": "*main.Rect"}));
-        exact(c.var("s"), json!({"type": "*main.Rect"}));
-        exact(c.var("err"), json!({"type": "*errors.errorString"}));
+        // The dynamic type and, read through the data word, its value.
+        let rect =
+            json!({"type": "*main.Rect", "value": {"address": "0x?", "target": {"W": 2, "H": 3}}});
+        exact(c.var("any"), rect.clone());
+        exact(c.var("s"), rect);
+        exact(
+            c.var("err"),
+            json!({"type": "*errors.errorString", "value": {"address": "0x?", "target": {"s": "boom"}}}),
+        );
         assert_eq!(c.var("nilErr").value, Value::Null, "{program}");
         assert_eq!(c.var("err").type_name, "error");
         exact(c.var("arr"), json!([7, 8, 9]));

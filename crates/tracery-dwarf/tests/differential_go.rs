@@ -118,3 +118,79 @@ fn go_maps_match_percent_v() {
 fn go_maps_match_percent_v_without_optimizations() {
     check("gomaps-noopt");
 }
+
+/// `%v` of the non-map values of tests/programs/govalues, from Tracery's value tree:
+/// an interface shows its value; an error its text (`errorString.s`, `wrapError.msg`);
+/// times, durations and channels their leaf text. Channels: the program prints
+/// `len cap state`, normalized from Tracery's `chan T (len L, cap C, state)`.
+fn go_v_value(v: &Value) -> String {
+    match v {
+        Value::Interface {
+            value: Some(inner), ..
+        } => go_v_value(inner),
+        Value::Pointer {
+            target: Some(t), ..
+        } => match t.as_ref() {
+            Value::Struct { name, fields } if name == "errors.errorString" => go_v(&fields[0].1),
+            Value::Struct { name, fields } if name == "fmt.wrapError" => go_v(&fields[0].1),
+            other => format!("&{}", go_v_value(other)),
+        },
+        Value::Struct { fields, .. } => {
+            let parts: Vec<String> = fields.iter().map(|(_, f)| go_v_value(f)).collect();
+            format!("{{{}}}", parts.join(" "))
+        }
+        Value::Enum { variant, .. } if variant.starts_with("chan ") => {
+            let inner = variant
+                .split_once('(')
+                .map_or("", |(_, r)| r.trim_end_matches(')'));
+            inner
+                .replace("len ", "")
+                .replace("cap ", "")
+                .replace(',', "")
+        }
+        Value::Enum { variant, .. } => variant.clone(),
+        other => go_v(other),
+    }
+}
+
+#[test]
+fn go_values_match_percent_v() {
+    for variant in ["govalues", "govalues-noopt"] {
+        let path = programs::build(variant);
+        let binary = Binary::open(&path).unwrap();
+        let here = programs::here("govalues/main.go");
+        let site = resolve(&binary, &format!("main.go:{here}"))
+            .unwrap()
+            .remove(0);
+        let limits = CaptureLimits {
+            max_elements: 32,
+            ..CaptureLimits::default()
+        };
+        let plan = compile_plan(&binary, site.address, &limits).unwrap();
+        let out = std::env::temp_dir().join(format!("tracery-{variant}-{}", std::process::id()));
+        let out_arg = out.to_str().unwrap().to_string();
+        let run = Run {
+            program: Program::Path(&path),
+            args: &[&out_arg],
+            start_line: true,
+        };
+        let hit = capture_with(&run, &binary, plan.address(), |bias| plan.relocate(bias));
+        let vars = decode(&binary, &plan, &hit.header, &hit.data);
+        let printed = std::fs::read_to_string(&out).unwrap();
+        let _ = std::fs::remove_file(&out);
+        for name in ["held", "err", "wrapped", "at", "wait", "jobs", "done"] {
+            let want = printed
+                .lines()
+                .find(|l| l.starts_with(&format!("{name}=")))
+                .unwrap();
+            let v = vars.iter().find(|v| v.name == name).unwrap();
+            // Optimized code may drop a value by this line; DWARF then says so, and only
+            // the optimized build may show it. `-N -l` must show everything.
+            if variant == "govalues" && v.value == Value::OptimizedOut {
+                continue;
+            }
+            let ours = format!("{name}={}", go_v_value(&v.value));
+            assert_eq!(ours, want, "{variant}: {:#?}", v.value);
+        }
+    }
+}

@@ -31,6 +31,7 @@ use tracery_dwarf::{
 /// The printed lines of the program, and the rendered lines of the capture.
 fn run(
     variant: &str,
+    line: u32,
 ) -> (
     BTreeSet<String>,
     BTreeSet<String>,
@@ -38,12 +39,9 @@ fn run(
 ) {
     let path = programs::build(variant);
     let binary = Binary::open(&path).unwrap();
-    let site = resolve(
-        &binary,
-        &format!("collections.rs:{}", programs::here("collections.rs")),
-    )
-    .unwrap()
-    .remove(0);
+    let site = resolve(&binary, &format!("collections.rs:{line}"))
+        .unwrap()
+        .remove(0);
     let limits = limits();
     let plan = compile_plan(&binary, site.address, &limits).unwrap();
     let out = std::env::temp_dir().join(format!(
@@ -58,9 +56,12 @@ fn run(
     };
     let hit = capture_with(&run, &binary, plan.address(), |bias| plan.relocate(bias));
     let vars = decode(&binary, &plan, &hit.header, &hit.data);
+    // Only the lines of the variables this stop captures.
+    let names: BTreeSet<&str> = vars.iter().map(|v| v.name.as_str()).collect();
     let printed: BTreeSet<String> = std::fs::read_to_string(&out)
         .unwrap()
         .lines()
+        .filter(|l| names.contains(l.split(['=', '[', '.']).next().unwrap_or("")))
         .map(|l| l.replace(", .. }", " }"))
         .collect();
     let _ = std::fs::remove_file(&out);
@@ -71,7 +72,7 @@ fn run(
         if let Some(c) = value.as_collection() {
             let len = c.total.unwrap_or(c.items.len() as u64);
             ours.insert(format!("{}.len={len}", v.name));
-            if v.name == "big" {
+            if v.name == "big" || v.name == "deep" {
                 continue;
             }
             for e in c.items {
@@ -79,10 +80,25 @@ fn run(
             }
         } else {
             let value = without_state(value);
-            ours.insert(format!("{}={}", v.name, rust.render(&value).flat()));
+            let line = format!("{}={}", v.name, rust.render(&value).flat());
+            ours.insert(without_dyn(&line));
         }
     }
     (printed, ours, vars)
+}
+
+/// `line` without the `dyn collections::Circle ` Tracery writes before a trait object's
+/// value: `{:?}` of a `Box<dyn Shape>` is the concrete value's.
+fn without_dyn(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find("dyn ") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 4..];
+        rest = after.find(' ').map_or("", |j| &after[j + 1..]);
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `{:?}` of `&T` is `{:?}` of `T`.
@@ -187,8 +203,50 @@ fn limits() -> CaptureLimits {
     }
 }
 
+/// The 1-based line of the `// @ordered` marker in the fixture: the second stop.
+fn ordered_line() -> u32 {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/collections.rs");
+    let text = std::fs::read_to_string(path).unwrap();
+    let i = text
+        .lines()
+        .position(|l| l.contains("// @ordered"))
+        .unwrap();
+    i as u32 + 1
+}
+
+/// Every line the program printed for the captured variables, and nothing else.
+fn compare(
+    variant: &str,
+    printed: &BTreeSet<String>,
+    ours: &BTreeSet<String>,
+    vars: &[tracery_dwarf::Variable],
+) {
+    let missing: Vec<_> = printed.difference(ours).collect();
+    let extra: Vec<_> = ours.difference(printed).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{variant}: printed by the program but not by Tracery: {missing:#?}\n\
+         rendered by Tracery but not printed: {extra:#?}\nvalues: {vars:#?}"
+    );
+}
+
+/// The second stop: `BTreeMap`/`BTreeSet` (one and two levels, and one the cap cuts),
+/// `Duration`, `SystemTime`, `Option<Box<dyn Shape>>` and `&dyn Shape` (two types
+/// implement `Shape`: the value is copied as long as the vtable's size word says).
+fn check_ordered(variant: &str) {
+    let (printed, ours, vars) = run(variant, ordered_line());
+    assert!(printed.contains("deep.len=1000"), "{variant}: {printed:?}");
+    assert!(
+        printed.iter().any(|l| l.starts_with("ordered=")),
+        "{variant}: {printed:?}"
+    );
+    compare(variant, &printed, &ours, &vars);
+    check_deep(variant, &vars);
+}
+
 fn check(variant: &str) {
-    let (printed, ours, vars) = run(variant);
+    let (printed, ours, vars) = run(variant, programs::here("collections.rs"));
     check_state(variant, &vars);
     let missing: Vec<_> = printed.difference(&ours).collect();
     let extra: Vec<_> = ours.difference(&printed).collect();
@@ -225,4 +283,39 @@ fn std_values_match_debug_output_in_a_debug_build() {
 #[test]
 fn std_values_match_debug_output_in_a_release_build() {
     check("collections-release");
+}
+
+#[test]
+fn ordered_maps_times_and_trait_objects_match_debug_output_in_a_debug_build() {
+    check_ordered("collections-debug");
+}
+
+#[test]
+fn ordered_maps_times_and_trait_objects_match_debug_output_in_a_release_build() {
+    check_ordered("collections-release");
+}
+
+/// The 1,000-entry `BTreeMap` (three levels of nodes): the walk's byte budget cuts it, so
+/// it shows a prefix in key order, `(i, i + 1)` from 0, and says it holds 1,000.
+fn check_deep(variant: &str, vars: &[tracery_dwarf::Variable]) {
+    let deep = vars.iter().find(|v| v.name == "deep").unwrap();
+    let c = deref(&deep.value)
+        .as_collection()
+        .unwrap_or_else(|| panic!("{variant}: deep is not a map: {:?}", deep.value));
+    assert_eq!(c.total, Some(1000), "{variant}: {:?}", deep.value);
+    let cap = CaptureLimits::default().max_elements as usize;
+    // More than one node holds: the walk went down to the first leaf and on past it.
+    assert!(
+        c.items.len() > 11 && c.items.len() <= cap,
+        "{variant}: {} entries shown",
+        c.items.len()
+    );
+    let rust = SourceLanguage::Rust.language();
+    for (i, e) in c.items.iter().enumerate() {
+        assert_eq!(
+            entry_line(rust, "deep", e, false),
+            format!("deep[{i}]={}", i + 1),
+            "{variant}: entry {i} out of order"
+        );
+    }
 }

@@ -408,6 +408,17 @@ fn run_op(cfg: &ProbeConfig, s: &mut Scratch, i: usize) -> (OpStatus, usize) {
     if op.kind == OpKind::Chain as u8 || op.kind == OpKind::RbTree as u8 {
         return crate::walk::walk(op, out, len, addr);
     }
+    if op.kind == OpKind::BTree as u8 {
+        // `offset` holds the node layout, not an address offset; `len_slot` the height.
+        if !ok(s, op.len_op as usize) {
+            return (OpStatus::BaseFailed, 0);
+        }
+        let Some(height) = read_u64(s, op.len_slot as usize) else {
+            return (OpStatus::OutOfBounds, 0);
+        };
+        let root = addr.wrapping_sub(op.offset as u64);
+        return crate::btree_walk::walk(op, out, len, root, height);
+    }
     let dst = s.buf.as_mut_ptr().wrapping_add(out);
     if op.kind == OpKind::Value as u8 {
         if out > DATA_CAP - 8 {

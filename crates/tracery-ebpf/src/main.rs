@@ -12,6 +12,7 @@
     reason = "core_intrinsics, for the atomic add above"
 )]
 
+mod btree_walk;
 mod capture;
 mod exec;
 mod hold;

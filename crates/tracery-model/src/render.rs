@@ -6,6 +6,7 @@
 //! shared and lives here.
 
 mod c;
+mod cpp;
 mod go;
 mod javascript;
 mod python;

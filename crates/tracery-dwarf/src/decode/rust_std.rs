@@ -67,10 +67,38 @@ pub(super) fn sugar(name: &str, mut fields: Vec<(String, Value)>) -> Value {
             name: bare.to_string(),
             fields,
         },
+        // `Duration { secs, nanos: Nanoseconds(u32) }`: the newtype shows as its number.
+        "Nanoseconds" if name.starts_with("core::num::") && fields.len() == 1 => fields.remove(0).1,
+        "SystemTime" if name == "std::time::SystemTime" => system_time(name, fields),
         "RefCell" => ref_cell(bare, fields),
         "Mutex" | "RwLock" if name.starts_with("std::sync::") => lock(bare, fields),
         "Arc" | "Rc" if name.starts_with("alloc::") => counted(bare, fields),
         _ => plain(fields),
+    }
+}
+
+/// `SystemTime(sys::SystemTime { t: Timespec { tv_sec, tv_nsec } })` as `{:?}` shows it:
+/// `SystemTime { tv_sec, tv_nsec }` (Unix).
+fn system_time(name: &str, fields: Vec<(String, Value)>) -> Value {
+    let timespec = match fields.as_slice() {
+        [(_, Value::Struct { fields: sys, .. })] => match field(sys, "t") {
+            Some(Value::Struct { fields: t, .. }) => field(t, "tv_sec").zip(field(t, "tv_nsec")),
+            _ => None,
+        },
+        _ => None,
+    };
+    match timespec {
+        Some((sec, nsec)) => Value::Struct {
+            name: name.to_string(),
+            fields: vec![
+                ("tv_sec".into(), sec.clone()),
+                ("tv_nsec".into(), nsec.clone()),
+            ],
+        },
+        None => Value::Struct {
+            name: name.to_string(),
+            fields,
+        },
     }
 }
 

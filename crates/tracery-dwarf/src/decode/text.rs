@@ -1,4 +1,4 @@
-//! Strings, slices and Go interfaces: values whose contents were followed into a payload.
+//! Strings and slices: values whose contents were followed into a payload.
 
 use tracery_common::OpStatus;
 
@@ -159,31 +159,6 @@ impl Decoder<'_> {
         Value::Array {
             items,
             total: (got < n).then_some(n),
-        }
-    }
-
-    pub(super) fn interface(&self, r: RegionId, b: &Bytes, off: u64, eface: bool) -> Value {
-        let word = match b.word(off) {
-            Ok(w) => w,
-            Err(hole) => return hole,
-        };
-        if word == 0 {
-            return Value::Null;
-        }
-        let type_ptr = if eface {
-            Ok(word)
-        } else {
-            // iface: the first word is an itab; its `_type` is at offset 8.
-            self.payload(r, off).and_then(|(_, itab)| itab.word(8))
-        };
-        let name = type_ptr.ok().and_then(|p| {
-            let go = self.plan.go_types.as_ref()?;
-            let off = p.wrapping_sub(self.bias).wrapping_sub(go.base?);
-            go.names.get(&off).cloned()
-        });
-        Value::Interface {
-            type_name: name.unwrap_or_else(|| "unknown".into()),
-            value: None,
         }
     }
 }

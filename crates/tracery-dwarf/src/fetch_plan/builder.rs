@@ -10,11 +10,16 @@ use std::collections::{HashMap, VecDeque};
 
 use tracery_common::{BaseKind, FetchOp, OpKind, DATA_CAP, MAX_COPY, MAX_OPS};
 
+mod btree;
 mod collections;
+mod cpp_walks;
 mod follow;
+mod go_values;
+mod rust_dyn;
 
 use collections::HashTableAt;
 pub(crate) use collections::BUCKETS_KEY;
+pub(crate) use cpp_walks::{CONTROL_BLOCK, HASH_NODE_VALUE};
 
 use super::{
     location::{Addr, Piece, PieceLoc},
@@ -100,6 +105,11 @@ pub(crate) struct Builder<'u, 'a> {
     has_pointers: HashMap<TypeId, bool>,
     /// A Go interface was seen: the decoder needs runtime type names.
     pub needs_go_types: bool,
+    /// The Go type index, read on the first interface ([`go_values`]).
+    go: Option<crate::fetch_plan::GoTypes>,
+    go_source: Option<go_values::GoSource<'u, 'a>>,
+    /// Rust trait objects: the binary's vtables and those the plan may meet.
+    pub rust_dyn: rust_dyn::RustDyn,
 }
 
 impl<'u, 'a> Builder<'u, 'a> {
@@ -115,6 +125,9 @@ impl<'u, 'a> Builder<'u, 'a> {
             queue: VecDeque::new(),
             has_pointers: HashMap::new(),
             needs_go_types: false,
+            go: None,
+            go_source: None,
+            rust_dyn: Default::default(),
         }
     }
 
@@ -361,6 +374,9 @@ impl<'u, 'a> Builder<'u, 'a> {
         };
         let kind = t.kind.clone();
         let go_bucket = self.lang == SourceLanguage::Go && t.name.starts_with("bucket<");
+        if self.lang == SourceLanguage::Go && self.scan_go(r, off, sid, depth) {
+            return;
+        }
         match shape_of(self.table(), sid, self.lang) {
             Shape::Text { ptr, len } => {
                 let cap = self.limits.max_string as u64;
@@ -395,10 +411,9 @@ impl<'u, 'a> Builder<'u, 'a> {
                 return;
             }
             Shape::GoInterface { eface } => {
-                self.needs_go_types = true;
-                if !eface {
-                    self.follow_fixed(r, off, None, ITAB_BYTES as u64, depth);
-                }
+                // The static interface's name (`error`) is the alias's, not `runtime.iface`.
+                let iface = self.table().name_of(ty).to_string();
+                self.follow_go_interface(r, off, eface, &iface, depth);
                 return;
             }
             Shape::HashTable {
@@ -410,6 +425,20 @@ impl<'u, 'a> Builder<'u, 'a> {
                     elem,
                 };
                 self.follow_hash_table(r, t, depth);
+                return;
+            }
+            Shape::Cpp(cpp) => {
+                if self.follow_cpp(r, off, cpp, depth, nest) {
+                    return;
+                }
+            }
+            Shape::DynTrait { data, vtable } => {
+                let name = self.table().name_of(sid).to_string();
+                self.follow_dyn(r, off, &name, (data, vtable), depth);
+                return;
+            }
+            Shape::BTree(at) => {
+                self.follow_btree(r, off, at, depth);
                 return;
             }
             Shape::Other => {}

@@ -42,9 +42,20 @@ impl<'u, 'a> TypeLoader<'u, 'a> {
         }
     }
 
+    /// The DWARF units types are read from.
+    pub fn units(&self) -> &'u Units<'a> {
+        self.units
+    }
+
     /// The types loaded so far.
     pub fn table(&self) -> &TypeTable {
         &self.table
+    }
+
+    /// Adds a type DWARF does not describe (a container's node, built from its element
+    /// type); `id` must not be a DIE offset.
+    pub fn define(&mut self, id: TypeId, t: Type) {
+        self.table.insert(id, t);
     }
 
     /// Hands the table over to the plan.

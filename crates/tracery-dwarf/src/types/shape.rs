@@ -39,6 +39,16 @@ pub(crate) enum Shape {
         elem: TypeId,
     },
 
+    /// A libstdc++ container or wrapper (C++ units only).
+    Cpp(super::cpp_shape::CppShape),
+
+    /// A Rust trait object (`&dyn T`, `Box<dyn T>`): offsets of the data pointer and of
+    /// the vtable pointer, which names the concrete type.
+    DynTrait { data: u64, vtable: u64 },
+
+    /// A Rust `BTreeMap` or `BTreeSet`: root node, height and length, node type.
+    BTree(super::BTreeAt),
+
     /// Nothing special: decode by the DWARF kind.
     Other,
 }
@@ -51,6 +61,10 @@ pub(crate) fn shape_of(table: &TypeTable, id: TypeId, lang: SourceLanguage) -> S
     let TypeKind::Aggregate(agg) = &t.kind else {
         return Shape::Other;
     };
+    // libstdc++ types are classes as often as structs.
+    if lang == SourceLanguage::Cpp {
+        return super::cpp_shape::shape(table, &t.name, agg);
+    }
     if agg.kind != AggregateKind::Struct || agg.variants.is_some() {
         return Shape::Other;
     }
@@ -112,6 +126,17 @@ fn is_os_str_pointer(name: &str) -> bool {
 }
 
 fn rust_shape(table: &TypeTable, name: &str, agg: &Aggregate) -> Shape {
+    // &dyn T, Box<dyn T>: `{ pointer, vtable }`.
+    if name.starts_with('&') || name.starts_with("*") || short(name) == "Box" {
+        if let (Some(p), Some(v)) = (member(agg, "pointer"), member(agg, "vtable")) {
+            if dyn_trait(name).is_some() && is_pointer(table, p.ty).is_some() {
+                return Shape::DynTrait {
+                    data: p.offset,
+                    vtable: v.offset,
+                };
+            }
+        }
+    }
     // &str, &[T], Box<str>, Box<[T]>: fat pointers.
     if let (Some(p), Some(l)) = (member(agg, "data_ptr"), member(agg, "length")) {
         let Some(target) = is_pointer(table, p.ty) else {
@@ -166,6 +191,10 @@ fn rust_shape(table: &TypeTable, name: &str, agg: &Aggregate) -> Shape {
             None => Shape::Other,
         },
         "VecDeque" => ring_layout(table, agg).unwrap_or(Shape::Other),
+        "BTreeMap" | "BTreeSet" => {
+            super::rust_btree::btree_shape(table, agg, short(name) == "BTreeSet")
+                .unwrap_or(Shape::Other)
+        }
         "Vec" => match vec_layout(table, agg) {
             Some((ptr, len, Some(elem))) => Shape::Slice { ptr, len, elem },
             _ => Shape::Other,
@@ -351,4 +380,21 @@ pub(crate) fn go_map_layout(table: &TypeTable, header: TypeId) -> Option<GoMapLa
         bucket,
         bucket_size: table.size_of(bucket).unwrap_or(0),
     })
+}
+
+/// The trait of a trait-object type name: `collections::Shape` of `&dyn collections::Shape`
+/// or `Box<dyn collections::Shape + core::marker::Send, alloc::alloc::Global>`.
+pub(crate) fn dyn_trait(name: &str) -> Option<&str> {
+    let rest = &name[name.find("dyn ")? + 4..];
+    let mut depth = 0i32;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '<' | '(' | '[' => depth += 1,
+            '>' | ')' | ']' if depth == 0 => return Some(rest[..i].trim_end()),
+            '>' | ')' | ']' => depth -= 1,
+            ',' | '+' if depth == 0 => return Some(rest[..i].trim_end()),
+            _ => {}
+        }
+    }
+    Some(rest.trim_end())
 }

@@ -45,6 +45,11 @@ pub fn build(name: &str) -> PathBuf {
             .arg(&tmp)
             .arg(src.join("shapes.c"))
             .status(),
+        "containers-O0" | "containers-O2" => Command::new("g++")
+            .args(["-std=c++17", "-g", &format!("-{}", &name[11..]), "-o"])
+            .arg(&tmp)
+            .arg(src.join("containers.cpp"))
+            .status(),
         "collections-debug" | "collections-release" => {
             let mut c = Command::new("rustc");
             c.args(["--edition", "2021", "-g", "-o"]).arg(&tmp);
@@ -53,7 +58,7 @@ pub fn build(name: &str) -> PathBuf {
             }
             c.arg(src.join("collections.rs")).status()
         }
-        "goiface" | "goiface-noopt" | "gomaps" | "gomaps-noopt" => {
+        "goiface" | "goiface-noopt" | "gomaps" | "gomaps-noopt" | "govalues" | "govalues-noopt" => {
             let dir = name.trim_end_matches("-noopt");
             let mut c = Command::new("go");
             c.current_dir(src.join(dir))

@@ -60,6 +60,11 @@ impl Language for C {
         if let Some(leaf) = leaf(value) {
             return leaf;
         }
+        if self.cpp {
+            if let Some(doc) = super::cpp::printer(self, value) {
+                return doc;
+            }
+        }
         match value {
             Value::Struct { fields, .. } => Doc::Group {
                 open: "{".into(),

@@ -86,6 +86,12 @@ impl Language for Rust {
             };
         }
         match value {
+            Value::Struct { name, fields } if name == "core::time::Duration" => {
+                match duration(fields) {
+                    Some(text) => Doc::leaf(text),
+                    None => self.fields("Duration".into(), fields),
+                }
+            }
             Value::Struct { name, fields } => {
                 // Tuples are named `(i32, bool)`: no prefix.
                 let prefix = if name.starts_with('(') {
@@ -127,6 +133,66 @@ impl Language for Rust {
             Value::Unit => Doc::leaf("()"),
             // Scalars and missing values: `leaf` above returned them.
             _ => Doc::leaf(""),
+        }
+    }
+}
+
+/// `{:?}` of a `Duration { secs, nanos }`: `1.5s`, `1.25ms`, `7µs`, `0ns` (core's
+/// `fmt_decimal` without a precision: the fraction's trailing zeros are dropped).
+fn duration(fields: &[(String, Value)]) -> Option<String> {
+    let num = |n: &str| match fields.iter().find(|(k, _)| k == n)?.1 {
+        Value::UInt(x) => u64::try_from(x).ok(),
+        Value::Int(x) => u64::try_from(x).ok(),
+        _ => None,
+    };
+    let (secs, nanos) = (num("secs")?, num("nanos")?);
+    if nanos >= 1_000_000_000 {
+        return None;
+    }
+    let (int, mut frac, mut div, unit) = if secs > 0 {
+        (secs, nanos, 100_000_000, "s")
+    } else if nanos >= 1_000_000 {
+        (nanos / 1_000_000, nanos % 1_000_000, 100_000, "ms")
+    } else if nanos >= 1_000 {
+        (nanos / 1_000, nanos % 1_000, 100, "\u{b5}s")
+    } else {
+        (nanos, 0, 1, "ns")
+    };
+    let mut text = int.to_string();
+    if frac > 0 {
+        text.push('.');
+    }
+    while frac > 0 && div > 0 {
+        text.push(char::from(b'0' + (frac / div) as u8));
+        frac %= div;
+        div /= 10;
+    }
+    text.push_str(unit);
+    Some(text)
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_debug() {
+        let d = |secs: u64, nanos: u64| {
+            duration(&[
+                ("secs".into(), Value::UInt(secs.into())),
+                ("nanos".into(), Value::UInt(nanos.into())),
+            ])
+        };
+        for (secs, nanos) in [
+            (1, 500_000_000),
+            (0, 1_250_000),
+            (0, 7_000),
+            (0, 0),
+            (3, 1),
+            (0, 999),
+        ] {
+            let want = format!("{:?}", std::time::Duration::new(secs, nanos as u32));
+            assert_eq!(d(secs, nanos).as_deref(), Some(want.as_str()));
         }
     }
 }
