@@ -69,10 +69,19 @@ pub struct TraceContext {
     pub header_bits: u32,
     /// A [`TraceSource`] as `u8`.
     pub source: u8,
-    pub _pad: [u8; 3],
+    /// [`ORIGIN_REQUEST`] or [`ORIGIN_JOB`]: what carried the context to its reader.
+    pub origin: u8,
+    pub _pad: [u8; 2],
     /// `bpf_ktime_get_ns` when the request's headers ended.
     pub ktime_ns: u64,
 }
+
+/// `TraceContext::origin`: an inbound request (HTTP/1.x headers). Its reader serves it
+/// until the next request on the connection.
+pub const ORIGIN_REQUEST: u8 = 0;
+/// `TraceContext::origin`: a Redis reply (a job's stored context). Its reader serves it
+/// until it asks for the next job (see `trace_header::resp::is_job_fetch`).
+pub const ORIGIN_JOB: u8 = 1;
 
 /// Key of a goroutine's trace: the process and its `g` pointer.
 #[repr(C)]

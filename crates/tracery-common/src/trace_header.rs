@@ -133,7 +133,8 @@ impl ConnState {
             span_id: [0; 8],
             header_bits: 0,
             source: 0,
-            _pad: [0; 3],
+            origin: 0,
+            _pad: [0; 2],
             ktime_ns: 0,
         },
     };

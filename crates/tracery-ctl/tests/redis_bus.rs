@@ -10,6 +10,8 @@
 //! - a C producer's `LPUSH` of T's job, held while T is frozen (`redis-cli LLEN` 0), then
 //!   exactly one job after resume, both when the sending thread serves T and when only the
 //!   job's own `traceparent` says so; another trace's jobs flow meanwhile;
+//! - a job without a context taken after T's job is not T's: a worker's trace ends at its
+//!   next `BRPOP`;
 //! - a Go producer (`redisjob -produce`) that stores the seed example's `uber-trace-id`
 //!   carrier under `job:<id>` and pushes the id: the C consumer's snapshot has the job's
 //!   trace and span; and the same producer's `SET` and `LPUSH`, from a goroutine serving
@@ -215,6 +217,50 @@ fn go_worker_context_split_across_reads() {
 }
 
 /// The C producer, in a cgroup of its own (holds watch cgroups).
+/// A job's trace ends when its worker asks for the next job: a job whose element carries
+/// no context, taken after T's, is not captured as T's (issue 14; before, the worker kept
+/// serving T until another context arrived).
+fn a_job_s_trace_ends_at_the_next_fetch(lang: Lang) {
+    tracery_tests::require_root();
+    let t = Standalone::start(&[], None);
+    let list = unique("jobs");
+    let mut w = worker(lang, &list, 4096);
+    let pid = w.pid().to_string();
+    let (t1, s1) = ids();
+    let every = t.set(&["--pid", &pid, "--at", process_job(lang)]);
+
+    let id = unique("id").replace(':', "-");
+    push_uber_job(&list, &id, &t1, &s1);
+    assert_eq!(w.wait_for_line("job ", JOB_TIMEOUT), id);
+    let plain = r#"{"id": 3, "note": "no trace context"}"#;
+    redis(&["LPUSH", &list, plain]);
+    assert_eq!(w.wait_for_line("job ", JOB_TIMEOUT), plain);
+
+    let snaps = t.snapshots(&every, 2);
+    assert_eq!(snaps.len(), 2, "{snaps:#?}");
+    let with_t1: Vec<_> = snaps.iter().filter(|s| s["trace_id"] == t1).collect();
+    assert_eq!(
+        with_t1.len(),
+        1,
+        "only T's own job is T's; the context-free job after it must not be: {snaps:#?}"
+    );
+    let other = snaps.iter().find(|s| s["trace_id"] != t1).unwrap();
+    assert!(
+        other["trace_id"].is_null(),
+        "the context-free job serves no trace: {other:#}"
+    );
+}
+
+#[test]
+fn c_worker_s_trace_ends_at_its_next_brpop() {
+    a_job_s_trace_ends_at_the_next_fetch(Lang::C);
+}
+
+#[test]
+fn go_worker_s_trace_ends_at_its_next_brpop() {
+    a_job_s_trace_ends_at_the_next_fetch(Lang::Go);
+}
+
 fn producer() -> (FixtureProcess, String, TestCgroup) {
     let (p, addr) =
         FixtureProcess::spawn_service(&fixture("c-redis-job"), &["produce", &redis_addr()]);

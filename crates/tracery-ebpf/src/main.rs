@@ -16,6 +16,7 @@ mod btree_walk;
 mod capture;
 mod exec;
 mod hold;
+mod job_end;
 mod messages;
 mod outbound_trace;
 mod python;

@@ -194,7 +194,13 @@ pub fn on_send(ctx: &TracePointContext) -> u32 {
             let key = trace::request_key(&p, pid_tgid, trace::reg(regs, pt::R14 as usize));
             match current_trace(pid_tgid, key) {
                 Some(t) if !is_zero(&t.trace_id) => t,
-                _ => return 0,
+                _ => {
+                    // The connection's next replies answer a send outside any trace (a
+                    // worker's next fetch after its job ended): they are not the last
+                    // trace's.
+                    let _ = SOCK_TRACE.remove(sk);
+                    return 0;
+                }
             }
         }
     };

@@ -142,6 +142,7 @@ pub fn sys_enter(regs: u64, id: u64) -> u32 {
     if GO_FREEZE_ARMED.get(0).is_some_and(|armed| *armed != 0) {
         go_syscall_boundary(regs, id);
     }
+    crate::job_end::on_send_enter(regs, id);
     note_send(regs, id);
     0
 }

@@ -11,6 +11,8 @@
 //! validated the same way. Loop-free per byte; state lives in [`ConnState`], so a context
 //! split across reads is found.
 
+use crate::trace::ORIGIN_JOB;
+
 use super::{
     fnv_step, id_byte, lower, names, phase, start_value, store_ids, ConnState, Fed, FNV_OFFSET,
     RESP_SCAN_MAX,
@@ -73,6 +75,41 @@ pub(super) fn enter(st: &mut ConnState) {
     st.resp_cut = 0;
     st.resp_b3 = b3::NONE;
     st.pending = ConnState::NEW.pending;
+    st.pending.origin = ORIGIN_JOB;
+}
+
+/// Bytes of an outbound message that [`is_job_fetch`] looks at.
+pub const JOB_FETCH_PEEK: usize = 32;
+
+/// Whether a command array starting with `head` asks Redis for the next job: a blocking
+/// pop (`BLPOP`, `BRPOP`, `BLMOVE`, `BRPOPLPUSH`, `BLMPOP`, `BZPOPMIN`, `BZPOPMAX`,
+/// `BZMPOP`) or a stream read (`XREAD`, `XREADGROUP`). A worker sending one has finished
+/// the job it was serving. Fixed offsets and bounded loops only (it runs in the kernel).
+#[inline(always)]
+pub fn is_job_fetch(head: &[u8; JOB_FETCH_PEEK]) -> bool {
+    // `*<count>\r\n$<len>\r\n<NAME>`: a count of up to 4 digits, a length of up to 2.
+    if head[0] != b'*' {
+        return false;
+    }
+    let mut i = 1;
+    while i < 5 && head[i].is_ascii_digit() {
+        i += 1;
+    }
+    if i == 1 || head[i] != b'\r' || head[i + 1] != b'\n' || head[i + 2] != b'$' {
+        return false;
+    }
+    let start = i + 3;
+    let mut j = start;
+    while j < start + 2 && head[j].is_ascii_digit() {
+        j += 1;
+    }
+    if j == start || head[j] != b'\r' || head[j + 1] != b'\n' {
+        return false;
+    }
+    let n = j + 2;
+    let up = |k: usize| head[n + k].to_ascii_uppercase();
+    (up(0) == b'B' && matches!(up(1), b'L' | b'R' | b'Z'))
+        || (up(0) == b'X' && up(1) == b'R' && up(2) == b'E' && up(3) == b'A' && up(4) == b'D')
 }
 
 /// A new read on a Redis stream: the scan bound starts over; after a cut read, the bytes

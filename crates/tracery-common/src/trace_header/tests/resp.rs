@@ -297,3 +297,75 @@ fn outbound_commands_carry_their_job_context() {
     assert_none(&outbound(command(&["LPUSH", "jobs", "42"]).as_bytes()));
     assert_none(&outbound(command(&["GET", "job:42"]).as_bytes()));
 }
+
+/// The first bytes of `c`, as the kernel peeks at a send.
+fn head(c: &str) -> [u8; crate::trace_header::resp::JOB_FETCH_PEEK] {
+    let mut h = [0u8; crate::trace_header::resp::JOB_FETCH_PEEK];
+    let n = c.len().min(h.len());
+    h[..n].copy_from_slice(&c.as_bytes()[..n]);
+    h
+}
+
+#[test]
+fn a_context_read_from_redis_is_a_job_and_a_request_header_is_not() {
+    let jobs = received(&[bulk(&uber_job()).as_bytes()]);
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].origin, crate::trace::ORIGIN_JOB);
+    let request = one(&[&format!("traceparent: 00-{TRACE}-{SPAN}-01")]);
+    assert_eq!(request.origin, crate::trace::ORIGIN_REQUEST);
+}
+
+#[test]
+fn asking_for_the_next_job_is_a_job_fetch() {
+    for args in [
+        &["BRPOP", "jobs", "0"][..],
+        &["brpop", "jobs", "5"],
+        &["BLPOP", "a", "b", "0"],
+        &["BLMOVE", "src", "dst", "LEFT", "RIGHT", "0"],
+        &["BRPOPLPUSH", "src", "dst", "0"],
+        &["BZPOPMIN", "z", "0"],
+        &["XREAD", "BLOCK", "0", "STREAMS", "s", "$"],
+        &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"],
+    ] {
+        assert!(
+            crate::trace_header::resp::is_job_fetch(&head(&command(args))),
+            "{args:?}"
+        );
+    }
+    // 12 arguments: a two-digit count.
+    let many: Vec<&str> = ["BLPOP"].into_iter().chain(["k"; 11]).collect();
+    assert!(crate::trace_header::resp::is_job_fetch(&head(&command(
+        &many
+    ))));
+}
+
+#[test]
+fn other_commands_and_other_bytes_are_not_job_fetches() {
+    for args in [
+        &["GET", "job:42"][..],
+        &["SET", "job:42", "{}"],
+        &["LPUSH", "jobs", "42"],
+        &["BITCOUNT", "k"],
+        &["BGSAVE"],
+        &["XADD", "s", "*", "f", "v"],
+        &["XRANGE", "s", "-", "+"],
+    ] {
+        assert!(
+            !crate::trace_header::resp::is_job_fetch(&head(&command(args))),
+            "{args:?}"
+        );
+    }
+    for bytes in [
+        "GET / HTTP/1.1\r\n\r\n",
+        "*\r\n$5\r\nBRPOP\r\n",
+        "*2\r\nBRPOP\r\n",
+        "*2\r\n$\r\nBRPOP\r\n",
+        "*123456\r\n$5\r\nBRPOP\r\n",
+        "",
+    ] {
+        assert!(
+            !crate::trace_header::resp::is_job_fetch(&head(bytes)),
+            "{bytes:?}"
+        );
+    }
+}
