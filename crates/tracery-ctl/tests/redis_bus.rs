@@ -249,6 +249,34 @@ fn a_job_s_trace_ends_at_the_next_fetch(lang: Lang) {
         other["trace_id"].is_null(),
         "the context-free job serves no trace: {other:#}"
     );
+
+    // T's timeline: the worker read T's context, then hit; its next BRPOP and the reply
+    // that brought the plain job are not T's. Agents report every few milliseconds; the
+    // plain job's events are older than its snapshot, so they are in by now if reported.
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = t.ctl_ok(&["trace", "view", &t1, "--output", "json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let mut mine: Vec<&Value> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["process"]
+                .as_str()
+                .is_some_and(|p| p.ends_with(&format!("/{pid}")))
+        })
+        .collect();
+    mine.sort_by_key(|e| e["lamport"].as_u64().unwrap());
+    let kinds: Vec<&str> = mine.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds.last(),
+        Some(&"hit"),
+        "the worker's last event on T's timeline is its hit, nothing of the next fetch: {v:#}"
+    );
+    assert!(
+        kinds.contains(&"recv"),
+        "the reply carrying T's context is on T's timeline: {v:#}"
+    );
 }
 
 #[test]
