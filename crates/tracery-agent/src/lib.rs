@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod error;
 pub mod exec_watch;
 pub mod freeze;
+mod late_arming;
 pub mod link;
 pub mod manager;
 pub mod node;

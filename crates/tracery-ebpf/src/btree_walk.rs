@@ -19,6 +19,8 @@ use tracery_common::{
     FetchOp, OpStatus, DATA_CAP, MAX_COPY,
 };
 
+use crate::walk::read_word;
+
 /// One walk's state, in a per-CPU map for the reason `walk.rs` gives.
 #[repr(C)]
 pub struct BTreeWalk {
@@ -91,14 +93,6 @@ pub fn walk(op: &FetchOp, out: usize, len: usize, root: u64, height: u64) -> (Op
         return (OpStatus::Fault, 0);
     }
     (OpStatus::Ok, (w.wrote as usize).min(len))
-}
-
-#[inline(always)]
-fn read_word(addr: u64) -> Option<u64> {
-    let mut v = 0u64;
-    // SAFETY: reads 8 bytes of user memory into a local with the fault-safe helper.
-    let r = unsafe { bpf_probe_read_user((&mut v as *mut u64).cast(), 8, addr as *const c_void) };
-    (r == 0).then_some(v)
 }
 
 #[inline(always)]

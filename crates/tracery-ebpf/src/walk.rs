@@ -96,8 +96,9 @@ pub fn walk(op: &FetchOp, out: usize, len: usize, addr: u64) -> (OpStatus, usize
     (OpStatus::Ok, (w.wrote as usize).min(len))
 }
 
+/// The 8 bytes of user memory at `addr`, if readable.
 #[inline(always)]
-fn read_word(addr: u64) -> Option<u64> {
+pub fn read_word(addr: u64) -> Option<u64> {
     let mut v = 0u64;
     // SAFETY: reads 8 bytes of user memory into a local with the fault-safe helper.
     let r = unsafe { bpf_probe_read_user((&mut v as *mut u64).cast(), 8, addr as *const c_void) };

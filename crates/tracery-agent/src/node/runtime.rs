@@ -71,7 +71,7 @@ pub struct NodeRuntime {
     hits_rx: mpsc::Receiver<(u32, String)>,
     /// Processes that started after a breakpoint that selects them was set, until Node
     /// in them is ready to be armed.
-    pending: Vec<new_processes::Pending>,
+    pending: crate::late_arming::LateArming,
 }
 
 impl NodeRuntime {
@@ -95,7 +95,7 @@ impl NodeRuntime {
             next_site: 1,
             hits_tx,
             hits_rx,
-            pending: Vec::new(),
+            pending: Default::default(),
         })
     }
 

@@ -75,7 +75,7 @@ pub struct PythonRuntime {
     ring: RingBuf<MapData>,
     pub(super) breakpoints: BTreeMap<u64, PyBreakpoint>,
     /// Breakpoints waiting for processes that started after them to be ready.
-    pub(super) pending: Vec<super::new_processes::Pending>,
+    pub(super) pending: crate::late_arming::LateArming,
     interpreters: HashMap<u32, Interpreter>,
     codes: HashMap<(u32, u64), Option<CodeInfo>>,
     clock: Clock,
@@ -126,7 +126,7 @@ impl PythonRuntime {
             sites,
             ring,
             breakpoints: BTreeMap::new(),
-            pending: Vec::new(),
+            pending: Default::default(),
             interpreters: HashMap::new(),
             codes: HashMap::new(),
             clock: Clock::new(),
@@ -369,7 +369,7 @@ impl PythonRuntime {
 
     /// Removes a Python breakpoint and its watchpoints. Returns false if it did not exist.
     pub fn remove(&mut self, table: &mut ProbeTable, id: u64) -> bool {
-        self.pending.retain(|p| p.breakpoint != id);
+        self.pending.forget_breakpoint(id);
         let Some(mut bp) = self.breakpoints.remove(&id) else {
             return false;
         };
