@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: speed and memory figures, as root (see the bench sources for what
 //! each measures). Benchmarks build in release mode: debug figures would mislead.
 //!
-//! Four benches of `tracery-agent`, each printing its own figures:
+//! The benches of `tracery-agent`, each printing its own figures:
 //! - `capture`: capture cost against a bare uprobe, and the sustained hit rate;
 //! - `control_plane`: a standalone agent's idle CPU and RSS, and the latency from a hit to
 //!   `snapshot watch` output (p50/p90/p99/max);
@@ -11,6 +11,8 @@
 //!   Redis capture to its snapshot stored with their rows;
 //! - `arm`: time to arm the demo's orders executable in a 1st, 2nd and 3rd process, and the
 //!   agent's RSS after each;
+//! - `walks`: the per-hit cost of a `HashMap`/`BTreeMap` walk in the kernel at two element
+//!   caps, for maps of 1,000 and 100,000 entries;
 //! - `ui`: the web view's trace page with 2,000 events, rendered in headless chromium
 //!   (an ignored test of tracery-ctl's `web_ui`; the page's work, so a debug build).
 
@@ -27,6 +29,7 @@ const BENCHES: &[&str] = &[
     "freeze",
     "db_capture",
     "arm",
+    "walks",
     "otlp",
     "node",
     "python",

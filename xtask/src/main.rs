@@ -49,10 +49,11 @@ enum Task {
     /// Speed and memory figures (as root): capture and false-condition cost against a bare
     /// uprobe, sustained hit rate, hit-to-watch latency, idle CPU and RSS of the agent, and
     /// the latency of other requests while one is frozen, the time from a hit to its
-    /// database rows stored, and the time and memory to arm one executable in several
-    /// processes, and the web view's trace page with 2,000 events in headless chromium.
-    /// Name benches to run only those (`capture`, `control_plane`, `freeze`, `db_capture`,
-    /// `arm`, `otlp`, `node`, `ui`).
+    /// database rows stored, the time and memory to arm one executable in several
+    /// processes, the per-hit cost of map walks at two caps, OTLP export's cost, Node and
+    /// Python breakpoints' cost, and the web view's trace page with 2,000 events in
+    /// headless chromium. Name benches to run only those (`capture`, `control_plane`,
+    /// `freeze`, `db_capture`, `arm`, `walks`, `otlp`, `node`, `python`, `ui`).
     Bench { names: Vec<String> },
     /// Fuzz the parsers of untrusted input (ELF/DWARF, `--when`, trace headers, held
     /// messages, gRPC messages) with libFuzzer on stable Rust, and print execs/s, corpus size
