@@ -79,7 +79,8 @@ document.addEventListener("DOMContentLoaded", () => {
       `<line id="now" class="now" x1="0" y1="0" x2="0" y2="${h}"/>`, "</svg>");
     box.innerHTML = parts.join("");
     $("#timeline-note").textContent =
-      `${order.length} events · ${lanes.length} lanes · ${(data.edges || []).length} send→receive arrows` +
+      `${count(order.length, "event")} · ${count(lanes.length, "lane")} · ` +
+      `${count((data.edges || []).length, "send→receive arrow")}` +
       (data.source === "controller" ? " · hits and held messages (no message events reported)" : "");
     const slider = $("#step");
     slider.max = String(order.length - 1);
@@ -251,3 +252,8 @@ document.addEventListener("DOMContentLoaded", () => {
 
   load().catch((err) => { $("#timeline").replaceChildren(el("p", { class: "error", text: err.message })); });
 });
+
+// "1 lane", "3 lanes".
+function count(n, noun) {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
