@@ -38,6 +38,7 @@ use crate::{
     capture::probes::ProbeTable,
     capture::snapshot::{hex_id, Clock, Snapshot},
     capture::when::when_holds,
+    late_arming::is_alive,
     manager::{BreakpointSpec, BreakpointStatus, Ended, Target},
 };
 
@@ -503,31 +504,40 @@ impl PythonRuntime {
 
     fn expire(&mut self, table: &mut ProbeTable) {
         let now = SystemTime::now();
-        let mut ending = Vec::new();
+        let mut gone = Vec::new();
         for (id, bp) in &mut self.breakpoints {
             if bp.ended.is_none() && bp.spec.expires_at.is_some_and(|t| now >= t) {
                 bp.ended = Some(Ended::Expired);
             }
-            let gone: Vec<u32> = bp
-                .pids
-                .keys()
-                .copied()
-                .filter(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
-                .collect();
-            for pid in gone {
-                bp.pids.remove(&pid);
-                table.untrack(pid);
-                self.interpreters.remove(&pid);
-                self.codes.retain(|(p, _), _| *p != pid);
-                if matches!(bp.spec.target, Target::Pid(_)) {
-                    bp.exited.push(pid);
-                    bp.ended.get_or_insert(Ended::TargetExited);
-                }
-            }
-            if bp.ended.is_some() && !bp.pids.is_empty() {
-                ending.push(*id);
-            }
+            gone.extend(
+                bp.pids
+                    .keys()
+                    .filter(|pid| !is_alive(**pid))
+                    .map(|pid| (*id, *pid)),
+            );
         }
+        for (id, pid) in gone {
+            let Some(bp) = self.breakpoints.get_mut(&id) else {
+                continue;
+            };
+            let sites = bp.pids.remove(&pid).unwrap_or_default();
+            if matches!(bp.spec.target, Target::Pid(_)) {
+                bp.exited.push(pid);
+                bp.ended.get_or_insert(Ended::TargetExited);
+            }
+            // The kernel's site entries go too: a dead process's would hold their slots.
+            for site in sites {
+                self.disarm_site(site);
+            }
+            table.untrack(pid);
+            self.forget_process(pid);
+        }
+        let ending: Vec<u64> = self
+            .breakpoints
+            .iter()
+            .filter(|(_, bp)| bp.ended.is_some() && !bp.pids.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
         for id in ending {
             let mut bp = self.breakpoints.remove(&id).expect("listed above");
             self.disarm(table, &mut bp);
