@@ -282,17 +282,19 @@ impl Binary {
             .map(|s| ObjAddr(s.address()))
     }
 
-    /// Names of all symbols (data included) starting with `prefix`, such as Go's itabs
-    /// (`go.itab.*errors.errorString,error`). Parses the symbol table on each call.
-    pub(crate) fn symbol_names_with_prefix(&self, prefix: &str) -> Vec<String> {
+    /// Names of all symbols (data included) after whichever of `prefixes` they start with,
+    /// such as Go's itabs (`go.itab.*errors.errorString,error`). Parses the symbol table
+    /// once per call.
+    pub(crate) fn symbol_names_after(&self, prefixes: &[&str]) -> Vec<String> {
         let Ok(file) = object::File::parse(&*self.data) else {
             return Vec::new();
         };
         file.symbols()
             .filter_map(|s| {
-                s.name()
-                    .ok()
-                    .filter(|n| n.starts_with(prefix))
+                let name = s.name().ok()?;
+                prefixes
+                    .iter()
+                    .find_map(|p| name.strip_prefix(p))
                     .map(str::to_string)
             })
             .collect()

@@ -84,11 +84,9 @@ impl GoTypes {
             }
         }
         // Go 1.19 names itabs `go.itab.T,I`; Go 1.20 and later `go:itab.T,I`.
-        for prefix in ["go.itab.", "go:itab."] {
-            for name in binary.symbol_names_with_prefix(prefix) {
-                if let Some((t, i)) = name[prefix.len()..].rsplit_once(',') {
-                    g.itabs.push((t.to_string(), i.to_string()));
-                }
+        for name in binary.symbol_names_after(&["go.itab.", "go:itab."]) {
+            if let Some((t, i)) = name.rsplit_once(',') {
+                g.itabs.push((t.to_string(), i.to_string()));
             }
         }
         g
