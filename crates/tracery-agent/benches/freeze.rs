@@ -42,9 +42,18 @@ use tracery_tests::{
     held::{TestCgroup, PG_TCP},
 };
 
+mod cpu;
+
 /// Rounds of A to E; each phase runs `PER_ROUND` requests per round. Many short rounds:
 /// these VMs drift by several per cent over seconds, and interleaving cancels the drift.
-const ROUNDS: usize = 20;
+/// `TRACERY_BENCH_ROUNDS` sets fewer for a quick look (under a profiler, say).
+fn rounds() -> usize {
+    std::env::var("TRACERY_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|r| *r > 0)
+        .unwrap_or(20)
+}
 const PER_ROUND: usize = 100;
 const CLIENTS: usize = 4;
 /// Unmeasured requests before each measured phase.
@@ -75,13 +84,18 @@ fn main() {
 
     let mut m = Manager::start().expect("loading eBPF (root?)");
     let _stats = program_stats::enable().expect("turning on bpf_stats");
-    let mut costs = PhaseCosts::default();
+    let mut costs = PhaseCosts::new(vec![
+        ("gateway".into(), gateway),
+        ("orders".into(), orders_pid),
+        ("payments".into(), services.payments.process.pid()),
+    ]);
     let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
     let (mut d, mut e) = (Vec::new(), Vec::new());
     let mut answers = Vec::new();
+    let rounds = rounds();
     // Interleaved rounds: these VMs drift, and a phase measured minutes after another
     // would compare the machine's moods, not the phases.
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         warm_up(&gw);
         let g = gw.clone();
         a.extend(costs.measure('A', &mut m, move || run_load(&g, PER_ROUND)));
@@ -149,10 +163,10 @@ fn main() {
         v.sort_by(f64::total_cmp);
     }
 
-    let n = ROUNDS * PER_ROUND;
+    let n = rounds * PER_ROUND;
     println!(
         "freeze: latency of requests gateway -> orders -> payments ({CLIENTS} clients), \
-         {ROUNDS} interleaved rounds of {PER_ROUND} per phase ({n} each)"
+         {rounds} interleaved rounds of {PER_ROUND} per phase ({n} each)"
     );
     for (name, v) in [
         ("A no breakpoint      ", &a),
@@ -189,7 +203,7 @@ fn main() {
         pct(&c, 50) / pct(&b, 50),
         pct(&c, 99) / pct(&b, 99)
     );
-    costs.print(PER_ROUND * ROUNDS);
+    costs.print(PER_ROUND * rounds);
     unwatched.print();
     for (status, body) in &answers {
         assert_eq!(
@@ -380,14 +394,26 @@ fn checkout(gateway: &str, trace: Option<&str>, customer: &str) -> (u16, String)
     (status, body)
 }
 
-/// What each eBPF program cost per phase, summed over the rounds (`bpf_stats`).
-#[derive(Default)]
+/// What each eBPF program cost per phase, summed over the rounds (`bpf_stats`), with the
+/// CPU time of the node and of each service, and the signals the freeze tracer relayed.
 struct PhaseCosts {
     /// Phase letter -> program name -> (calls, run time).
     by_phase: std::collections::BTreeMap<char, std::collections::BTreeMap<String, ProgramStats>>,
+    cpu: cpu::CpuLedger,
+    /// Phase letter -> signals passed on to seized threads (each one stopped its thread
+    /// until the tracer saw it).
+    relayed: std::collections::BTreeMap<char, u64>,
 }
 
 impl PhaseCosts {
+    fn new(processes: Vec<(String, u32)>) -> Self {
+        Self {
+            by_phase: Default::default(),
+            cpu: cpu::CpuLedger::new(processes),
+            relayed: Default::default(),
+        }
+    }
+
     /// Runs `load` as [`with_ticks`] does and adds what each program ran meanwhile.
     fn measure<T: Send + 'static>(
         &mut self,
@@ -396,7 +422,11 @@ impl PhaseCosts {
         load: impl FnOnce() -> T + Send + 'static,
     ) -> T {
         let before = m.program_stats();
+        let signals = m.tracer_stats().reinjected;
+        let cpu = self.cpu.sample();
         let out = with_ticks(m, load);
+        self.cpu.charge(phase, &cpu);
+        *self.relayed.entry(phase).or_default() += m.tracer_stats().reinjected - signals;
         let after = m.program_stats();
         let phase = self.by_phase.entry(phase).or_default();
         for a in after {
@@ -438,6 +468,14 @@ impl PhaseCosts {
                 if line.is_empty() { "none ran" } else { &line }
             );
         }
+        self.cpu.print(requests);
+        let relayed = self
+            .relayed
+            .iter()
+            .map(|(phase, n)| format!("{phase} {:.2}", *n as f64 / requests as f64))
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!("  signals relayed by the freeze tracer per request: {relayed}");
     }
 }
 

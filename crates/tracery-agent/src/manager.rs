@@ -465,6 +465,12 @@ impl Manager {
         self.freezer.frozen()
     }
 
+    /// What the ptrace tracer of `--freeze` breakpoints has done: seized threads, and
+    /// signals it passed on (each one a stop of a seized thread).
+    pub fn tracer_stats(&self) -> crate::freeze::suspend::TracerStats {
+        self.freezer.tracer_stats()
+    }
+
     /// Lets every frozen thread of `trace` on this node go. Resuming a trace that is not
     /// frozen does nothing and says when it was last released, if it was.
     pub fn resume(&mut self, trace: TraceId) -> ResumeOutcome {

@@ -113,6 +113,13 @@ fn is_zero(t: &[u8; 16]) -> bool {
 #[inline(always)]
 fn record(ctx: &TracePointContext) -> Option<(u64, TrackedProc, u64, u16, u32)> {
     let (pid_tgid, p) = trace::current_tracked()?;
+    let (sk, family, len) = tcp_message(ctx)?;
+    Some((pid_tgid, p, sk, family, len))
+}
+
+/// The record's socket, family and length, for a TCP message with bytes in it.
+#[inline(always)]
+fn tcp_message(ctx: &TracePointContext) -> Option<(u64, u16, u32)> {
     // SAFETY: a `sock/sock_{send,recv}_length` record: `void *sk` at 8, `__u16 family` at
     // 16, `__u16 protocol` at 18, `int ret` at 20, `int flags` at 24.
     let (sk, family, proto, ret, flags) = unsafe {
@@ -133,7 +140,7 @@ fn record(ctx: &TracePointContext) -> Option<(u64, TrackedProc, u64, u16, u32)> 
     {
         return None;
     }
-    Some((pid_tgid, p, sk, family, ret as u32))
+    Some((sk, family, ret as u32))
 }
 
 /// The connection's addresses and the sequence number of the message's first byte.
@@ -171,9 +178,17 @@ fn reserve() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<MessageEvent>> {
     entry
 }
 
-/// `sock/sock_send_length`: a send of a tracked process.
+/// `sock/sock_send_length`: a send of a tracked process. It also ends the send for the
+/// hold (its sender's context is cleared here, inside the call, so the sends' exits need
+/// no hook of their own).
 pub fn on_send(ctx: &TracePointContext) -> u32 {
-    let Some((pid_tgid, p, sk, family, len)) = record(ctx) else {
+    let Some((pid_tgid, p)) = trace::current_tracked() else {
+        return 0;
+    };
+    if crate::hold::armed() {
+        crate::hold::clear_send_ctx(pid_tgid);
+    }
+    let Some((sk, family, len)) = tcp_message(ctx) else {
         return 0;
     };
     let regs = trace::current_user_regs();
@@ -232,6 +247,7 @@ pub fn on_send(ctx: &TracePointContext) -> u32 {
 /// `sock/sock_recv_length`: a receive of a tracked process, kept for its system call's
 /// exit.
 pub fn on_recv(ctx: &TracePointContext) -> u32 {
+    trace::go_receive_boundary();
     let Some((pid_tgid, _, sk, family, len)) = record(ctx) else {
         return 0;
     };

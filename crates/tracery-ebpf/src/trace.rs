@@ -486,6 +486,21 @@ fn publish(sc: &Scan, st: &mut ConnState) {
     }
 }
 
+/// A receive, inside its system call (`sock/sock_recv_length`, which stands in for the
+/// receives' entry hooks): a frozen goroutine is stopped here as at a send's entry. The
+/// signal is delivered when the call returns either way, and Go's sockets never block in
+/// the kernel, so the goroutine stops at the same point.
+#[inline(always)]
+pub fn go_receive_boundary() {
+    if !GO_FREEZE_ARMED.get(0).is_some_and(|armed| *armed != 0) {
+        return;
+    }
+    let regs = current_user_regs();
+    if regs != 0 {
+        go_syscall_boundary(regs, reg(regs, pt::ORIG_RAX as usize));
+    }
+}
+
 /// A goroutine frozen at a breakpoint is stopped at its next system call, where Go
 /// considers it outside Go code (`_Gsyscall`): the runtime hands its P to another thread
 /// and the garbage collector does not wait for it. The trap signal is delivered when the

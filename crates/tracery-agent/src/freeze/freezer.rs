@@ -13,7 +13,7 @@ use crate::{
     capture::session::TrappedHit,
     capture::snapshot::Snapshot,
     error::AgentError,
-    freeze::suspend::{SuspendError, Tracer, TracerOptions, UserRegs},
+    freeze::suspend::{SuspendError, Tracer, TracerOptions, TracerStats, UserRegs},
     freeze::tracking::Tracker,
     freeze::{
         FreezeEvent, FrozenThread, ReleaseReason, Released, ResumeOutcome, Suspension, TraceId,
@@ -340,6 +340,11 @@ impl Freezer {
 
     pub(crate) fn frozen(&self) -> Vec<FrozenThread> {
         self.frozen.iter().map(|f| f.thread.clone()).collect()
+    }
+
+    /// The tracer's counters; all zero before the first `--freeze` breakpoint.
+    pub(crate) fn tracer_stats(&self) -> TracerStats {
+        self.tracer.as_ref().map(Tracer::stats).unwrap_or_default()
     }
 
     /// True when `trace` has a frozen thread here.

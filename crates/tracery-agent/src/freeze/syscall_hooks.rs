@@ -3,7 +3,9 @@
 //!
 //! They go on the `syscalls/sys_{enter,exit}_*` tracepoints of the few system calls the
 //! tracker acts on: every other system call on the node (futex, epoll_wait, mmap, ...)
-//! runs no program. A kernel without those tracepoints (no `CONFIG_FTRACE_SYSCALLS`) or
+//! runs no program. Receives' entries and sends' exits are left out when the
+//! `sock/sock_{recv,send}_length` tracepoints are attached: those run only for socket
+//! messages and see the same moments from inside the call. A kernel without those tracepoints (no `CONFIG_FTRACE_SYSCALLS`) or
 //! without `bpf_task_pt_regs` gets the raw `sys_enter`/`sys_exit` tracepoints instead,
 //! which run for every system call, with a warning saying so.
 //!
@@ -20,7 +22,10 @@ use aya::{
 };
 use tracery_common::{
     names,
-    trace::{WATCHED_SYSCALLS_ENTER, WATCHED_SYSCALLS_EXIT},
+    trace::{
+        SOCK_RECV_COVERS_ENTER, SOCK_SEND_COVERS_EXIT, WATCHED_SYSCALLS_ENTER,
+        WATCHED_SYSCALLS_EXIT,
+    },
 };
 
 use crate::error::AgentError;
@@ -67,8 +72,8 @@ impl Default for SyscallHooks {
 impl SyscallHooks {
     /// Attaches the hooks unless they are attached already, and the message-event
     /// tracepoints (without them the node reports no message events, with a warning).
+    /// Those go first: what they see inside socket calls needs no syscall hook.
     pub fn attach(&mut self, ebpf: &mut Ebpf) -> Result<(), AgentError> {
-        self.attach_syscalls(ebpf)?;
         if self.sock_links.is_empty() {
             for (program, tracepoint) in [
                 (names::SOCK_SEND, "sock_send_length"),
@@ -87,7 +92,14 @@ impl SyscallHooks {
                 }
             }
         }
-        Ok(())
+        self.attach_syscalls(ebpf)
+    }
+
+    /// True when the `sock` tracepoint run by `program` is attached.
+    fn sock_attached(&self, program: &str) -> bool {
+        self.sock_links
+            .iter()
+            .any(|l| matches!(l, Link::PerSyscall(name, _) if *name == program))
     }
 
     fn attach_syscalls(&mut self, ebpf: &mut Ebpf) -> Result<(), AgentError> {
@@ -122,12 +134,16 @@ impl SyscallHooks {
     }
 
     fn attach_per_syscall(&mut self, ebpf: &mut Ebpf) -> Result<(), AgentError> {
+        let recv = self.sock_attached(names::SOCK_RECV);
+        let send = self.sock_attached(names::SOCK_SEND);
         let hooks = WATCHED_SYSCALLS_ENTER
             .iter()
+            .filter(|s| !(recv && SOCK_RECV_COVERS_ENTER.contains(s)))
             .map(|s| (names::SYSCALL_ENTER, "enter", *s))
             .chain(
                 WATCHED_SYSCALLS_EXIT
                     .iter()
+                    .filter(|s| !(send && SOCK_SEND_COVERS_EXIT.contains(s)))
                     .map(|s| (names::SYSCALL_EXIT, "exit", *s)),
             );
         for (program, side, syscall) in hooks {
