@@ -321,6 +321,9 @@ fn with_ticks<T: Send + 'static>(m: &mut Manager, load: impl FnOnce() -> T + Sen
     thread::spawn(move || tx.send(load()).unwrap());
     loop {
         m.tick(Duration::from_millis(10)).unwrap();
+        // As the agent's link does after every tick: message events are read, not left to
+        // fill the ring (a full ring drops them without the cost of reading them).
+        let _ = m.take_messages();
         if let Ok(v) = rx.try_recv() {
             return v;
         }

@@ -287,6 +287,76 @@ fn a_go_goroutine_stops_at_its_next_system_call_and_the_gc_keeps_running_for_30_
     );
 }
 
+/// A frozen goroutine whose next socket call is a receive stops there, inside the
+/// receive (the `sock_recv_length` tracepoint stands in for the receives' entry hooks):
+/// the gateway's handler, frozen before it reads its body, never calls orders.
+#[test]
+fn a_go_goroutine_whose_next_call_is_a_receive_stops_at_the_receive() {
+    tracery_tests::require_root();
+    // Stands in for orders: the gateway would connect here right after reading its body.
+    let orders = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    orders.set_nonblocking(true).unwrap();
+    let orders_url = format!("http://{}", orders.local_addr().unwrap());
+    let (gateway, addr) = FixtureProcess::spawn_service(
+        &tracery_tests::fixture("demo-gateway"),
+        &["-listen", "127.0.0.1:0", "-orders", &orders_url],
+    );
+    let pid = gateway.pid();
+    let mut m = Manager::start().unwrap();
+    let (file, line) = tracery_tests::marker_line("demo_gateway_access");
+    m.add(BreakpointSpec {
+        location: format!("{}:{line}", file.display()),
+        ..freeze_spec(pid, Duration::from_secs(60))
+    })
+    .unwrap();
+    // The headers now, the body once the request is frozen: the handler's next socket
+    // call is the read of its body.
+    let body = r#"{"customer":"c","item":"book","qty":1,"unit_cents":100}"#;
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST /checkout HTTP/1.1\r\nHost: test\r\ntraceparent: 00-{TRACE}-b7ad6b7169203331-01\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let f = wait_frozen(&mut m);
+    s.write_all(body.as_bytes()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut f = f;
+    while f.suspension != Suspension::Stopped && Instant::now() < deadline {
+        m.tick(Duration::from_millis(20)).unwrap();
+        f = m.frozen().into_iter().next().expect("still frozen");
+    }
+    assert_eq!(f.suspension, Suspension::Stopped, "{f:?}");
+    assert_eq!(stopped_threads(pid), 1, "one thread of the gateway stopped");
+    thread::sleep(Duration::from_millis(500));
+    assert!(
+        orders.accept().is_err(),
+        "the frozen handler went on to call orders: it did not stop at its receive"
+    );
+
+    assert!(matches!(
+        m.resume(f.trace_id),
+        ResumeOutcome::Resumed { .. }
+    ));
+    // Resumed, it reads its body and calls orders.
+    orders.set_nonblocking(false).unwrap();
+    let (mut call, _) = orders.accept().expect("the resumed handler calls orders");
+    call.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut got = vec![0u8; 4096];
+    let n = call.read(&mut got).unwrap();
+    let got = String::from_utf8_lossy(&got[..n]);
+    assert!(got.starts_with("POST /orders"), "{got}");
+    assert_eq!(
+        stopped_threads(pid),
+        0,
+        "nothing stays stopped after resume"
+    );
+}
+
 /// Threads of `pid` stopped by their tracer.
 fn stopped_threads(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task"))

@@ -60,6 +60,10 @@ static SOCK_TRACE: LruHashMap<u64, TraceContext> = LruHashMap::with_max_entries(
 #[map(name = "SEND_HELD")]
 static SEND_HELD: LruHashMap<u64, u32> = LruHashMap::with_max_entries(MAX_PENDING, 0);
 
+/// Nobody waits on the ring: the agent reads it at its tick. A wakeup per event would
+/// cost a self-interrupt (a VM exit on these machines) on every traced message.
+const NO_WAKEUP: u64 = aya_ebpf::bindings::BPF_RB_NO_WAKEUP as u64;
+
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 const IPPROTO_TCP: u16 = 6;
@@ -106,15 +110,6 @@ fn kread<T: Default>(addr: u64) -> T {
 #[inline(always)]
 fn is_zero(t: &[u8; 16]) -> bool {
     t.iter().all(|b| *b == 0)
-}
-
-/// The tracepoint record's socket, family and length, for a TCP message of a tracked
-/// process with bytes in it.
-#[inline(always)]
-fn record(ctx: &TracePointContext) -> Option<(u64, TrackedProc, u64, u16, u32)> {
-    let (pid_tgid, p) = trace::current_tracked()?;
-    let (sk, family, len) = tcp_message(ctx)?;
-    Some((pid_tgid, p, sk, family, len))
 }
 
 /// The record's socket, family and length, for a TCP message with bytes in it.
@@ -239,7 +234,7 @@ pub fn on_send(ctx: &TracePointContext) -> u32 {
         // sequence numbers are not known yet.
         ev.flags = (ev.flags & !MSG_SEQ) | MSG_HELD;
     }
-    entry.submit(0);
+    entry.submit(NO_WAKEUP);
     bump(stat::EMITTED);
     0
 }
@@ -247,8 +242,12 @@ pub fn on_send(ctx: &TracePointContext) -> u32 {
 /// `sock/sock_recv_length`: a receive of a tracked process, kept for its system call's
 /// exit.
 pub fn on_recv(ctx: &TracePointContext) -> u32 {
-    trace::go_receive_boundary();
-    let Some((pid_tgid, _, sk, family, len)) = record(ctx) else {
+    // Every socket receive on the node comes here: one lookup settles untracked processes.
+    let Some((pid_tgid, p)) = trace::current_tracked() else {
+        return 0;
+    };
+    trace::go_receive_boundary(&p, pid_tgid);
+    let Some((sk, family, len)) = tcp_message(ctx) else {
         return 0;
     };
     let mut pending = RecvPending {
@@ -316,7 +315,7 @@ pub fn recv_exit(p: &TrackedProc, pid_tgid: u64, regs: u64) {
             ev.trace_id = trace.trace_id;
             ev.span_id = trace.span_id;
             ev.task = key.unwrap_or(0);
-            entry.submit(0);
+            entry.submit(NO_WAKEUP);
             bump(stat::EMITTED);
         }
     }

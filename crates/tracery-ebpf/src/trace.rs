@@ -491,13 +491,13 @@ fn publish(sc: &Scan, st: &mut ConnState) {
 /// signal is delivered when the call returns either way, and Go's sockets never block in
 /// the kernel, so the goroutine stops at the same point.
 #[inline(always)]
-pub fn go_receive_boundary() {
-    if !GO_FREEZE_ARMED.get(0).is_some_and(|armed| *armed != 0) {
+pub fn go_receive_boundary(p: &TrackedProc, pid_tgid: u64) {
+    if p.flags & TRACK_GO == 0 || !GO_FREEZE_ARMED.get(0).is_some_and(|armed| *armed != 0) {
         return;
     }
     let regs = current_user_regs();
     if regs != 0 {
-        go_syscall_boundary(regs, reg(regs, pt::ORIG_RAX as usize));
+        go_boundary_of(p, pid_tgid, regs, reg(regs, pt::ORIG_RAX as usize));
     }
 }
 
@@ -511,7 +511,21 @@ pub fn go_receive_boundary() {
 /// would block every goroutine that logs (measured: all requests of the gateway stalled).
 #[inline(always)]
 fn go_syscall_boundary(regs: u64, id: u64) {
-    if !matches!(
+    if !is_socket_io(id) {
+        return;
+    }
+    // SAFETY: reads the current task's ids; no arguments.
+    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
+    let Some(p) = tracked((pid_tgid >> 32) as u32) else {
+        return;
+    };
+    go_boundary_of(&p, pid_tgid, regs, id);
+}
+
+/// The system calls a frozen goroutine may stop at.
+#[inline(always)]
+fn is_socket_io(id: u64) -> bool {
+    matches!(
         id,
         nr::READ
             | nr::WRITE
@@ -521,17 +535,16 @@ fn go_syscall_boundary(regs: u64, id: u64) {
             | nr::RECVFROM
             | nr::SENDMSG
             | nr::RECVMSG
-    ) {
+    )
+}
+
+/// [`go_syscall_boundary`] for the current thread of tracked process `p`.
+#[inline(always)]
+fn go_boundary_of(p: &TrackedProc, pid_tgid: u64, regs: u64, id: u64) {
+    if !is_socket_io(id) {
         return;
     }
-    // SAFETY: reads the current task's ids; no arguments.
-    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
     let tgid = (pid_tgid >> 32) as u32;
-    let Some(p) = TRACE_PIDS.get_ptr(tgid) else {
-        return;
-    };
-    // SAFETY: a map value pointer, valid for this program run.
-    let p = unsafe { *p };
     if p.flags & TRACK_GO == 0 || p.g_status == 0 {
         return;
     }

@@ -10,6 +10,9 @@ pub struct CpuSample {
     node_busy: Duration,
     own: Duration,
     processes: Vec<Duration>,
+    /// This process's live threads by name (the agent's are long-lived; the clients'
+    /// come and go, and show only in `own`).
+    own_threads: BTreeMap<String, Duration>,
 }
 
 /// Adds up, per phase, the CPU time spent while the phase ran.
@@ -36,6 +39,7 @@ impl CpuLedger {
                 .iter()
                 .map(|(_, pid)| process_cpu(*pid))
                 .collect(),
+            own_threads: threads_by_name(std::process::id()),
         }
     }
 
@@ -46,7 +50,12 @@ impl CpuLedger {
             node_busy: Duration::ZERO,
             own: Duration::ZERO,
             processes: vec![Duration::ZERO; self.processes.len()],
+            own_threads: BTreeMap::new(),
         });
+        for (name, t) in &now.own_threads {
+            let spent = t.saturating_sub(before.own_threads.get(name).copied().unwrap_or_default());
+            *sum.own_threads.entry(name.clone()).or_default() += spent;
+        }
         sum.node_busy += now.node_busy.saturating_sub(before.node_busy);
         sum.own += now.own.saturating_sub(before.own);
         for (s, (n, b)) in sum
@@ -74,8 +83,16 @@ impl CpuLedger {
                 .map(|d| format!("{:.0}", per(*d)))
                 .collect::<Vec<_>>()
                 .join(", ");
+            let mut threads: Vec<_> = s.own_threads.iter().collect();
+            threads.sort_by(|a, b| b.1.cmp(a.1));
+            let threads = threads
+                .iter()
+                .take(3)
+                .map(|(name, d)| format!("{name} {:.0}", per(**d)))
+                .collect::<Vec<_>>()
+                .join(", ");
             println!(
-                "    {phase}: {:.0}, {:.0}, {procs}",
+                "    {phase}: {:.0}, {:.0}, {procs}  (busiest bench threads: {threads})",
                 per(s.node_busy),
                 per(s.own)
             );
@@ -110,6 +127,28 @@ fn own_cpu() -> Duration {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Time on CPU of each live thread of `pid`, summed by thread name.
+fn threads_by_name(pid: u32) -> BTreeMap<String, Duration> {
+    let mut out = BTreeMap::new();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let path = t.path();
+        let (Ok(name), Ok(stat)) = (
+            fs::read_to_string(path.join("comm")),
+            fs::read_to_string(path.join("schedstat")),
+        ) else {
+            continue;
+        };
+        let Some(ns) = stat.split_whitespace().next().and_then(|v| v.parse().ok()) else {
+            continue;
+        };
+        *out.entry(name.trim().to_string()).or_default() += Duration::from_nanos(ns);
+    }
+    out
 }
 
 /// Time on CPU of `pid`'s live threads (`schedstat`, nanoseconds).
