@@ -122,8 +122,9 @@ fn node_busy() -> Duration {
 
 /// User and system time of this process, its exited threads included.
 fn own_cpu() -> Duration {
-    // SAFETY: getrusage writes into the zeroed struct it is given.
+    // SAFETY: rusage is plain integers, for which all zeroes is a valid value.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct it is given, which outlives the call.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(u.ru_utime) + tv(u.ru_stime)
