@@ -140,8 +140,3 @@ pub const WATCHED_SYSCALLS_EXIT: &[&str] = &[
 /// frozen goroutine there. Every process on the node pays for each hooked system call, so
 /// each one left out counts.
 pub const SOCK_RECV_COVERS_ENTER: &[&str] = &["read", "readv", "recvfrom", "recvmsg"];
-
-/// Exits of [`WATCHED_SYSCALLS_EXIT`] left unhooked while `sock/sock_send_length` is
-/// attached: the end of a send is seen there. `sendmmsg` stays hooked: it sends several
-/// messages, and the send context must last until the last one.
-pub const SOCK_SEND_COVERS_EXIT: &[&str] = &["write", "writev", "sendto", "sendmsg"];

@@ -173,16 +173,11 @@ fn reserve() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<MessageEvent>> {
     entry
 }
 
-/// `sock/sock_send_length`: a send of a tracked process. It also ends the send for the
-/// hold (its sender's context is cleared here, inside the call, so the sends' exits need
-/// no hook of their own).
+/// `sock/sock_send_length`: a send of a tracked process.
 pub fn on_send(ctx: &TracePointContext) -> u32 {
     let Some((pid_tgid, p)) = trace::current_tracked() else {
         return 0;
     };
-    if crate::hold::armed() {
-        crate::hold::clear_send_ctx(pid_tgid);
-    }
     let Some((sk, family, len)) = tcp_message(ctx) else {
         return 0;
     };

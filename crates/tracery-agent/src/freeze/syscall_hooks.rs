@@ -3,11 +3,14 @@
 //!
 //! They go on the `syscalls/sys_{enter,exit}_*` tracepoints of the few system calls the
 //! tracker acts on: every other system call on the node (futex, epoll_wait, mmap, ...)
-//! runs no program. Receives' entries and sends' exits are left out when the
-//! `sock/sock_{recv,send}_length` tracepoints are attached: those run only for socket
-//! messages and see the same moments from inside the call. A kernel without those tracepoints (no `CONFIG_FTRACE_SYSCALLS`) or
-//! without `bpf_task_pt_regs` gets the raw `sys_enter`/`sys_exit` tracepoints instead,
-//! which run for every system call, with a warning saying so.
+//! runs no program. Receives' entries are left out when the `sock/sock_recv_length`
+//! tracepoint is attached: it runs only for socket receives and sees the same moment from
+//! inside the call. (Sends' exits stay: the hold's send context must end with the call,
+//! and a write that reaches no socket passes no `sock` tracepoint.)
+//!
+//! A kernel without the per-syscall tracepoints (no `CONFIG_FTRACE_SYSCALLS`) or without
+//! `bpf_task_pt_regs` gets the raw `sys_enter`/`sys_exit` tracepoints instead, which run
+//! for every system call, with a warning saying so.
 //!
 //! `TRACERY_SYSCALL_HOOKS=raw` chooses the raw tracepoints from the start: one run per
 //! system call, but cheaper per run than the per-syscall tracepoints' perf path (see
@@ -22,10 +25,7 @@ use aya::{
 };
 use tracery_common::{
     names,
-    trace::{
-        SOCK_RECV_COVERS_ENTER, SOCK_SEND_COVERS_EXIT, WATCHED_SYSCALLS_ENTER,
-        WATCHED_SYSCALLS_EXIT,
-    },
+    trace::{SOCK_RECV_COVERS_ENTER, WATCHED_SYSCALLS_ENTER, WATCHED_SYSCALLS_EXIT},
 };
 
 use crate::error::AgentError;
@@ -72,7 +72,7 @@ impl Default for SyscallHooks {
 impl SyscallHooks {
     /// Attaches the hooks unless they are attached already, and the message-event
     /// tracepoints (without them the node reports no message events, with a warning).
-    /// Those go first: what they see inside socket calls needs no syscall hook.
+    /// Those go first: what they see inside socket receives needs no syscall hook.
     pub fn attach(&mut self, ebpf: &mut Ebpf) -> Result<(), AgentError> {
         if self.sock_links.is_empty() {
             for (program, tracepoint) in [
@@ -135,7 +135,6 @@ impl SyscallHooks {
 
     fn attach_per_syscall(&mut self, ebpf: &mut Ebpf) -> Result<(), AgentError> {
         let recv = self.sock_attached(names::SOCK_RECV);
-        let send = self.sock_attached(names::SOCK_SEND);
         let hooks = WATCHED_SYSCALLS_ENTER
             .iter()
             .filter(|s| !(recv && SOCK_RECV_COVERS_ENTER.contains(s)))
@@ -143,7 +142,6 @@ impl SyscallHooks {
             .chain(
                 WATCHED_SYSCALLS_EXIT
                     .iter()
-                    .filter(|s| !(send && SOCK_SEND_COVERS_EXIT.contains(s)))
                     .map(|s| (names::SYSCALL_EXIT, "exit", *s)),
             );
         for (program, side, syscall) in hooks {
