@@ -70,6 +70,20 @@ fn wait_frozen(m: &mut Manager) -> tracery_agent::freeze::FrozenThread {
     panic!("nothing frozen within 20 s: {:?}", m.status());
 }
 
+/// Ticks until frozen request `f`'s thread is stopped (or 10 s pass, which fails).
+fn wait_stopped(
+    m: &mut Manager,
+    mut f: tracery_agent::freeze::FrozenThread,
+) -> tracery_agent::freeze::FrozenThread {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.suspension != Suspension::Stopped && Instant::now() < deadline {
+        m.tick(Duration::from_millis(20)).unwrap();
+        f = m.frozen().into_iter().next().expect("still frozen");
+    }
+    assert_eq!(f.suspension, Suspension::Stopped, "{f:?}");
+    f
+}
+
 /// The scheduler state of a thread (`t`: stopped by its tracer), or `-` once it exited.
 fn thread_state(pid: u32, tid: u32) -> char {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) else {
@@ -226,13 +240,7 @@ fn a_go_goroutine_stops_at_its_next_system_call_and_the_gc_keeps_running_for_30_
     let f = wait_frozen(&mut m);
     // The snapshot is the breakpoint; the thread stops only once the goroutine is in a
     // system call, where the runtime does not wait for it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut f = f;
-    while f.suspension != Suspension::Stopped && Instant::now() < deadline {
-        m.tick(Duration::from_millis(20)).unwrap();
-        f = m.frozen().into_iter().next().expect("still frozen");
-    }
-    assert_eq!(f.suspension, Suspension::Stopped, "{f:?}");
+    let f = wait_stopped(&mut m, f);
     assert_eq!(
         stopped_threads(pid),
         1,
@@ -323,13 +331,7 @@ fn a_go_goroutine_whose_next_call_is_a_receive_stops_at_the_receive() {
     .unwrap();
     let f = wait_frozen(&mut m);
     s.write_all(body.as_bytes()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut f = f;
-    while f.suspension != Suspension::Stopped && Instant::now() < deadline {
-        m.tick(Duration::from_millis(20)).unwrap();
-        f = m.frozen().into_iter().next().expect("still frozen");
-    }
-    assert_eq!(f.suspension, Suspension::Stopped, "{f:?}");
+    let f = wait_stopped(&mut m, f);
     assert_eq!(stopped_threads(pid), 1, "one thread of the gateway stopped");
     thread::sleep(Duration::from_millis(500));
     assert!(

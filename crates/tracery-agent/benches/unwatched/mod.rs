@@ -1,0 +1,155 @@
+//! The cost of a system call in a process nobody watches, while a breakpoint that needs
+//! the trace tracker is armed elsewhere on the node (`cargo xtask bench freeze`).
+
+use std::time::Instant;
+
+use tracery_agent::{BreakpointSpec, Manager, ProgramStats};
+
+/// The cost of a system call in a process nobody watches, while a breakpoint that needs
+/// tracking is armed elsewhere on the node, against the same with nothing armed.
+pub struct UnwatchedCost {
+    armed_ns: f64,
+    idle_ns: f64,
+    /// The same for a 1-byte write to /dev/null: a system call the tracker hooks.
+    io_armed_ns: f64,
+    io_idle_ns: f64,
+    /// The same for a 1-byte read of /dev/zero: hooked at its exit only.
+    read_armed_ns: f64,
+    read_idle_ns: f64,
+    /// Runs of the syscall programs while nothing was armed (0: detached).
+    idle_runs: u64,
+    programs: Vec<ProgramStats>,
+    calls: u64,
+}
+
+const SYSCALLS: u64 = 1_000_000;
+
+/// Times `getppid` (a system call glibc does not cache) in this, unwatched, process.
+fn time_syscalls() -> f64 {
+    time_calls(|| {
+        std::hint::black_box(std::os::unix::process::parent_id());
+    })
+}
+
+/// Times a 1-byte `write` to /dev/null in this, unwatched, process.
+fn time_io_syscalls() -> f64 {
+    use std::io::Write;
+    let mut null = std::fs::File::options()
+        .write(true)
+        .open("/dev/null")
+        .expect("opening /dev/null");
+    time_calls(|| {
+        null.write_all(b"x").expect("writing /dev/null");
+    })
+}
+
+/// Times a 1-byte `read` of /dev/zero in this, unwatched, process.
+fn time_read_syscalls() -> f64 {
+    use std::io::Read;
+    let mut zero = std::fs::File::open("/dev/zero").expect("opening /dev/zero");
+    let mut b = [0u8; 1];
+    time_calls(|| {
+        zero.read_exact(&mut b).expect("reading /dev/zero");
+    })
+}
+
+fn time_calls(mut call: impl FnMut()) -> f64 {
+    // Best of three: the figure of interest is the fixed cost, not the VM's hiccups.
+    (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..SYSCALLS {
+                call();
+            }
+            t.elapsed().as_nanos() as f64 / SYSCALLS as f64
+        })
+        .fold(f64::MAX, f64::min)
+}
+
+/// Measures with `armed` (a breakpoint that needs tracking, in another process) armed,
+/// then with nothing armed once `wait_untracked` returns.
+pub fn syscall_cost(
+    m: &mut Manager,
+    armed: BreakpointSpec,
+    wait_untracked: impl Fn(&mut Manager),
+) -> UnwatchedCost {
+    let id = armed.id;
+    m.add(armed).expect("arming the breakpoint");
+    let before = m.program_stats();
+    let armed_ns = time_syscalls();
+    let after = m.program_stats();
+    let io_armed_ns = time_io_syscalls();
+    let read_armed_ns = time_read_syscalls();
+    m.remove(id).expect("removing the breakpoint");
+    wait_untracked(m);
+    let idle_before = m.program_stats();
+    let idle_ns = time_syscalls();
+    let io_idle_ns = time_io_syscalls();
+    let read_idle_ns = time_read_syscalls();
+    let idle_runs: u64 = m
+        .program_stats()
+        .iter()
+        .filter(|p| p.name.starts_with("tracery_sys"))
+        .filter_map(|a| {
+            Some(
+                a.since(idle_before.iter().find(|b| b.name == a.name)?)
+                    .run_count,
+            )
+        })
+        .sum();
+    let programs = after
+        .iter()
+        .filter_map(|a| Some(a.since(before.iter().find(|b| b.name == a.name)?)))
+        .filter(|p| p.name.starts_with("tracery_sys"))
+        .collect();
+    UnwatchedCost {
+        armed_ns,
+        idle_ns,
+        io_armed_ns,
+        io_idle_ns,
+        read_armed_ns,
+        read_idle_ns,
+        idle_runs,
+        programs,
+        calls: 3 * SYSCALLS,
+    }
+}
+
+impl UnwatchedCost {
+    pub fn print(&self) {
+        println!(
+            "  a system call in an unwatched process: {:.0} ns with a breakpoint armed in \
+             orders, {:.0} ns with nothing armed (+{:.0} ns)",
+            self.armed_ns,
+            self.idle_ns,
+            self.armed_ns - self.idle_ns
+        );
+        println!(
+            "  a 1-byte write to /dev/null there (a hooked system call): {:.0} ns armed, \
+             {:.0} ns with nothing armed (+{:.0} ns)",
+            self.io_armed_ns,
+            self.io_idle_ns,
+            self.io_armed_ns - self.io_idle_ns
+        );
+        println!(
+            "  a 1-byte read of /dev/zero there (hooked at its exit only): {:.0} ns armed, \
+             {:.0} ns with nothing armed (+{:.0} ns)",
+            self.read_armed_ns,
+            self.read_idle_ns,
+            self.read_armed_ns - self.read_idle_ns
+        );
+        println!(
+            "    with nothing armed the syscall programs ran {} times",
+            self.idle_runs
+        );
+        for p in &self.programs {
+            println!(
+                "    {}: {} runs for {} calls, {:.0} ns per run",
+                p.name,
+                p.run_count,
+                self.calls,
+                p.ns_per_call()
+            );
+        }
+    }
+}
