@@ -19,6 +19,9 @@ use tracery_common::ProbeConfig;
 use tracery_dwarf::CaptureLimits;
 use tracery_tests::FixtureProcess;
 
+mod drained;
+use drained::Drained;
+
 const CALLS: &str = "300000";
 /// Rounds of (no probe, empty uprobe, capture, capture without stack), interleaved.
 const RUNS: usize = 9;
@@ -130,7 +133,7 @@ fn measure_cost(variant: &str) -> Cost {
             Box::new(table)
         }));
         capture.push(timed_run(variant, |pid| {
-            let (drainer, n) = Drainer::start(pid, limits, None);
+            let (drainer, n) = arm_bench8(pid, limits, None);
             vars = n;
             Box::new(drainer)
         }));
@@ -139,10 +142,10 @@ fn measure_cost(variant: &str) -> Cost {
                 stack_bytes: 0,
                 ..limits
             };
-            Box::new(Drainer::start(pid, no_stack, None).0)
+            Box::new(arm_bench8(pid, no_stack, None).0)
         }));
         false_condition.push(timed_run(variant, |pid| {
-            Box::new(Drainer::start(pid, limits, Some("a < 0")).0)
+            Box::new(arm_bench8(pid, limits, Some("a < 0")).0)
         }));
     }
     let ratios = (0..RUNS)
@@ -163,60 +166,25 @@ fn measure_cost(variant: &str) -> Cost {
     }
 }
 
-/// Keeps a session's ring buffer drained until dropped.
-struct Drainer {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drainer {
-    /// Arms the 8-variable capture at `bench8` in `pid` on a thread that drains raw records
-    /// (so the ring buffer never fills: a full ring makes hits cheaper and the figure
-    /// wrong). Returns once armed, with the number of variables in the plan.
-    fn start(pid: u32, limits: CaptureLimits, when: Option<&'static str>) -> (Self, usize) {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let s = stop.clone();
-        let (armed_tx, armed_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let mut bp = tracery_agent::prepare(pid, "bench8", &limits).expect("resolve bench8");
-            if let Some(w) = when {
-                let expr = tracery_dwarf::condition::parse(w).expect("condition");
-                for (_, plan) in &mut bp.sites {
-                    let split = tracery_dwarf::condition::compile(&expr, plan).expect("compile");
-                    assert!(
-                        split.rest.is_none(),
-                        "{w} must be checked in the kernel alone"
-                    );
-                    split.apply(&mut plan.config);
-                }
+/// Arms the 8-variable capture at `bench8` in `pid`, its ring kept drained; returns once
+/// armed, with the number of variables in the plan.
+fn arm_bench8(pid: u32, limits: CaptureLimits, when: Option<&'static str>) -> (Drained, usize) {
+    Drained::arm(move || {
+        let mut bp = tracery_agent::prepare(pid, "bench8", &limits).expect("resolve bench8");
+        if let Some(w) = when {
+            let expr = tracery_dwarf::condition::parse(w).expect("condition");
+            for (_, plan) in &mut bp.sites {
+                let split = tracery_dwarf::condition::compile(&expr, plan).expect("compile");
+                assert!(
+                    split.rest.is_none(),
+                    "{w} must be checked in the kernel alone"
+                );
+                split.apply(&mut plan.config);
             }
-            let mut session = Session::start().expect("load eBPF");
-            session
-                .arm(&bp, &ArmOptions::default())
-                .expect("attach capture");
-            armed_tx.send(bp.sites[0].1.variables().count()).unwrap();
-            while !s.load(std::sync::atomic::Ordering::Relaxed) {
-                session.drain_raw(Duration::from_millis(50)).expect("drain");
-            }
-        });
-        let vars = armed_rx.recv().expect("capture armed");
-        (
-            Self {
-                stop,
-                thread: Some(thread),
-            },
-            vars,
-        )
-    }
-}
-
-impl Drop for Drainer {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
-    }
+        let vars = bp.sites[0].1.variables().count();
+        (bp, vars)
+    })
 }
 
 fn sustained_rate(variant: &str) {

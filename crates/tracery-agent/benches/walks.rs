@@ -14,12 +14,13 @@ use std::{
     time::Duration,
 };
 
-use tracery_agent::{
-    capture::probes::exe_attach_path, ArmOptions, AttachTarget, ProbeTable, ProgramKind, Session,
-};
+use tracery_agent::{capture::probes::exe_attach_path, AttachTarget, ProbeTable, ProgramKind};
 use tracery_common::ProbeConfig;
 use tracery_dwarf::CaptureLimits;
 use tracery_tests::FixtureProcess;
+
+mod drained;
+use drained::Drained;
 
 const CALLS: &str = "200000";
 /// Interleaved rounds per case.
@@ -129,7 +130,13 @@ fn measure(program: &Path, kind: &str, entries: u64, cap: u16) -> Case {
             Box::new(table)
         }));
         capture.push(timed(program, kind, entries, |pid| {
-            let (drained, plan) = Drained::arm(pid, &function, limits);
+            let function = function.clone();
+            let (drained, plan) = Drained::arm(move || {
+                let bp = tracery_agent::prepare(pid, &function, &limits).expect("resolve");
+                let config = &bp.sites[0].1.config;
+                let plan = (config.n_ops, config.data_size);
+                (bp, plan)
+            });
             (ops, data) = plan;
             Box::new(drained)
         }));
@@ -144,52 +151,5 @@ fn measure(program: &Path, kind: &str, entries: u64, cap: u16) -> Case {
         empty: median(per_hit(&empty)),
         capture: median(per_hit(&capture)),
         ratio: median(ratios),
-    }
-}
-
-/// A capture session whose ring buffer a thread keeps drained (a full ring makes hits
-/// cheaper and the figure wrong), until dropped.
-struct Drained {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drained {
-    /// Arms the capture at `function` in `pid` on a thread that drains raw records; returns
-    /// once armed, with the plan's op count and data bytes.
-    fn arm(pid: u32, function: &str, limits: CaptureLimits) -> (Self, (u8, u16)) {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let s = stop.clone();
-        let function = function.to_owned();
-        let (armed_tx, armed_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let bp = tracery_agent::prepare(pid, &function, &limits).expect("resolve");
-            let mut session = Session::start().expect("load eBPF");
-            session
-                .arm(&bp, &ArmOptions::default())
-                .expect("attach capture");
-            let config = &bp.sites[0].1.config;
-            armed_tx.send((config.n_ops, config.data_size)).unwrap();
-            while !s.load(std::sync::atomic::Ordering::Relaxed) {
-                session.drain_raw(Duration::from_millis(50)).expect("drain");
-            }
-        });
-        let plan = armed_rx.recv().expect("capture armed");
-        (
-            Self {
-                stop,
-                thread: Some(thread),
-            },
-            plan,
-        )
-    }
-}
-
-impl Drop for Drained {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
