@@ -80,11 +80,6 @@ impl LateArming {
     }
 }
 
-/// True while process `pid` exists.
-pub fn is_alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

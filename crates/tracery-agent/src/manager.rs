@@ -373,7 +373,7 @@ impl Manager {
         }
         self.freezer.poll_go(self.session.tracker());
         let released = self.freezer.expire(self.session.tracker(), |pid| {
-            std::path::Path::new(&format!("/proc/{pid}")).exists()
+            crate::process::pid_exists(pid)
         });
         if let Some(h) = self.session.table().holder_if_started() {
             h.poll();

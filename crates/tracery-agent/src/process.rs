@@ -138,6 +138,12 @@ fn parse_maps_line(line: &str) -> Option<Mapping> {
     })
 }
 
+/// True while a process numbered `pid` exists (any process: the number may have been
+/// reused; [`TargetProcess::is_alive`] tells the same process).
+pub fn pid_exists(pid: u32) -> bool {
+    proc_dir(pid).exists()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

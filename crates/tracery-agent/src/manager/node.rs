@@ -25,7 +25,7 @@ impl Manager {
         spec: &BreakpointSpec,
     ) -> Result<(Vec<u32>, bool), AgentError> {
         let pids = match &spec.target {
-            Target::Pid(pid) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => {
+            Target::Pid(pid) if !crate::process::pid_exists(*pid) => {
                 return Err(AgentError::NoSuchProcess { pid: *pid });
             }
             Target::Pid(pid) => vec![*pid],

@@ -187,7 +187,7 @@ impl NodeRuntime {
         file: &str,
         line: u32,
     ) -> Result<Vec<(u64, V8Breakpoint)>, NodeError> {
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if !crate::process::pid_exists(pid) {
             return Err(NodeError::Io {
                 action: "finding the Node process",
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
@@ -435,7 +435,7 @@ impl NodeRuntime {
                 .pids
                 .keys()
                 .copied()
-                .filter(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+                .filter(|pid| !crate::process::pid_exists(*pid))
                 .collect();
             for pid in gone {
                 if let Some(v8s) = bp.pids.remove(&pid) {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use tracery_model::error::chain;
 
 use super::{locate::PyLocation, PythonRuntime};
-use crate::{capture::probes::ProbeTable, late_arming::is_alive, manager::Target};
+use crate::{capture::probes::ProbeTable, manager::Target, process::pid_exists};
 
 impl PythonRuntime {
     /// A process that just executed a new image: the Python breakpoints whose target
@@ -35,7 +35,7 @@ impl PythonRuntime {
             let Some(mut bp) = self.breakpoints.remove(&w.breakpoint) else {
                 continue;
             };
-            if is_alive(w.pid) && bp.ended.is_none() && !bp.pids.contains_key(&w.pid) {
+            if pid_exists(w.pid) && bp.ended.is_none() && !bp.pids.contains_key(&w.pid) {
                 let location = PyLocation::parse(&bp.spec.location);
                 let (id, pid) = (w.breakpoint, w.pid);
                 // Fails until the interpreter has run the module of the location.

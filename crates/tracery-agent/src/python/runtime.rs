@@ -38,7 +38,6 @@ use crate::{
     capture::probes::ProbeTable,
     capture::snapshot::{hex_id, Clock, Snapshot},
     capture::when::when_holds,
-    late_arming::is_alive,
     manager::{BreakpointSpec, BreakpointStatus, Ended, Target},
 };
 
@@ -512,7 +511,7 @@ impl PythonRuntime {
             gone.extend(
                 bp.pids
                     .keys()
-                    .filter(|pid| !is_alive(**pid))
+                    .filter(|pid| !crate::process::pid_exists(**pid))
                     .map(|pid| (*id, *pid)),
             );
         }

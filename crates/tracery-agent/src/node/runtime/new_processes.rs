@@ -9,7 +9,7 @@ use std::time::Instant;
 use tracery_model::error::chain;
 
 use super::{breakpoints, NodeRuntime};
-use crate::{late_arming::is_alive, manager::Target};
+use crate::{manager::Target, process::pid_exists};
 
 impl NodeRuntime {
     /// A process that just executed a new image: the Node breakpoints whose target
@@ -29,7 +29,7 @@ impl NodeRuntime {
             let Some(bp) = self.breakpoints.get(&w.breakpoint) else {
                 continue;
             };
-            if !is_alive(w.pid) || bp.ended.is_some() || bp.pids.contains_key(&w.pid) {
+            if !pid_exists(w.pid) || bp.ended.is_some() || bp.pids.contains_key(&w.pid) {
                 continue;
             }
             // `arm_in` opens the inspector only once Node handles SIGUSR1 (before, the
