@@ -73,8 +73,7 @@ fn a_three_service_trace_has_each_send_joined_to_its_receive_in_causal_order() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let (gw, orders, pay) = (gw.to_string(), orders.to_string(), pay.to_string());
     let v = loop {
-        let out = t.ctl_ok(&["trace", "view", &trace, "--output", "json"]);
-        let v: Value = serde_json::from_str(&out).unwrap();
+        let v = t.trace_view_json(&trace, deadline);
         let complete = [
             (&gw, &orders),
             (&orders, &pay),

@@ -12,7 +12,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{browser::*, standalone::Standalone, *};
-use serde_json::Value;
 use tracery_tests::{
     demo::DemoServices,
     held::{checkout, fresh_trace, orders_bin, PG_TCP},
@@ -44,8 +43,7 @@ fn the_trace_page_draws_three_lanes_and_causal_arrows() {
     // Wait until the controller has joined both hops' requests and replies.
     let deadline = Instant::now() + Duration::from_secs(30);
     let view = loop {
-        let out = t.ctl_ok(&["trace", "view", &trace, "--output", "json"]);
-        let v: Value = serde_json::from_str(&out).unwrap();
+        let v = t.trace_view_json(&trace, deadline);
         let lanes: std::collections::BTreeSet<&str> = v["events"]
             .as_array()
             .unwrap()

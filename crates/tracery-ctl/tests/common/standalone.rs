@@ -201,6 +201,23 @@ impl Standalone {
             .expect("run tracery-ctl")
     }
 
+    /// `trace view TRACE --output json`, retried until `deadline` while the controller
+    /// knows nothing of the trace yet (its first report may still be on the way).
+    pub fn trace_view_json(&self, trace: &str, deadline: Instant) -> Value {
+        loop {
+            let out = self.ctl(&["trace", "view", trace, "--output", "json"]);
+            if out.status.success() {
+                return serde_json::from_slice(&out.stdout).expect("trace view's JSON");
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("has no snapshots or messages") && Instant::now() < deadline,
+                "trace view {trace} failed: {err}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Like [`Standalone::ctl`], asserting success; returns stdout.
     pub fn ctl_ok(&self, args: &[&str]) -> String {
         let out = self.ctl(args);
