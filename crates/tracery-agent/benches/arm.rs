@@ -80,7 +80,7 @@ fn main() {
             let target = AttachTarget {
                 path: exe_attach_path(pid),
                 offset: site.file_offset.0,
-                pid,
+                pid: Some(pid),
             };
             let slot = session
                 .table()

@@ -125,7 +125,7 @@ fn measure_cost(variant: &str) -> Cost {
                     AttachTarget {
                         path: exe_attach_path(pid),
                         offset: site.file_offset.0,
-                        pid,
+                        pid: Some(pid),
                     },
                     &ProbeConfig::EMPTY,
                 )

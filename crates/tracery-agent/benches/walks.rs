@@ -122,7 +122,7 @@ fn measure(program: &Path, kind: &str, entries: u64, cap: u16) -> Case {
                     AttachTarget {
                         path: exe_attach_path(pid),
                         offset: bp.sites[0].0.file_offset.0,
-                        pid,
+                        pid: Some(pid),
                     },
                     &ProbeConfig::EMPTY,
                 )

@@ -264,6 +264,18 @@ impl NodeCgroup {
         &self.path
     }
 
+    /// The subtree as the kernel names it, for a filter in the kernel: its id (the
+    /// directory's inode) and its depth below the root. `None` when no cgroup v2 mount
+    /// shows it. The depth counts from the agent's cgroup root, so the agent must run in
+    /// the host's cgroup namespace, as it does standalone.
+    pub fn kernel_id(&self) -> Option<(u64, u32)> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = cgroup2_dir(&self.path)?;
+        let id = fs::metadata(dir).ok()?.ino();
+        let level = self.path.split('/').filter(|c| !c.is_empty()).count();
+        Some((id, u32::try_from(level).ok()?))
+    }
+
     /// True when process `pid` runs in this subtree (false once it has exited).
     pub fn contains_pid(&self, pid: u32) -> bool {
         fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|text| self.contains_in(&text))
@@ -355,6 +367,20 @@ fn unescape_mountinfo(field: &str) -> String {
 }
 
 impl Matcher {
+    /// The executable file this matcher names, with the node cgroup it is limited to: its
+    /// probes can be bound to the file, for every process that runs it. `None` for
+    /// matchers by name or command line, which any executable may satisfy.
+    pub fn file(&self) -> Option<(&Path, Option<&NodeCgroup>)> {
+        match self {
+            Matcher::Exe(path) => Some((path, None)),
+            Matcher::InCgroup { cgroup, inner } => match inner.as_ref() {
+                Matcher::Exe(path) => Some((path, Some(cgroup))),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// True when process `pid` belongs to this service (false once it has exited).
     pub fn matches_pid(&self, pid: u32) -> bool {
         let dir = Path::new("/proc").join(pid.to_string());

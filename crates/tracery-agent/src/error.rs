@@ -23,6 +23,20 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot read executable {path}; check the path given to --exe or the service's `exe`")]
+    ExecutableFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("in {path}")]
+    InFile {
+        path: PathBuf,
+        #[source]
+        source: Box<AgentError>,
+    },
+    #[error("node cgroup {cgroup} is not found under any cgroup v2 mount; was it removed?")]
+    NodeCgroupGone { cgroup: String },
     #[error("cannot load the eBPF programs into the kernel")]
     Load(#[source] Box<aya::EbpfError>),
     #[error("the kernel rejected eBPF program {program}")]
@@ -39,9 +53,10 @@ pub enum AgentError {
         #[source]
         source: Option<Box<aya::maps::MapError>>,
     },
-    #[error("cannot attach a uprobe at {path}+{offset:#x} in PID {pid}")]
+    #[error("cannot attach a uprobe at {path}+{offset:#x} in {}", scope_name(*pid))]
     Attach {
-        pid: u32,
+        /// The one process; `None` for every process of the file.
+        pid: Option<u32>,
         path: PathBuf,
         offset: u64,
         #[source]
@@ -196,5 +211,13 @@ impl HoldError {
             }
             .into()
         }
+    }
+}
+
+/// "PID 42", or what a probe shared by every process of its file covers.
+fn scope_name(pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("PID {pid}"),
+        None => "every process of the file".to_owned(),
     }
 }

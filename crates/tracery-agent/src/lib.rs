@@ -27,9 +27,11 @@ pub use capture::executables::Executables;
 pub use capture::probes::{AttachTarget, ProbeTable, ProgramKind, SlotId};
 pub use capture::program_stats::ProgramStats;
 pub use capture::ring::{HitReader, RawHit};
-pub use capture::session::{prepare, ArmOptions, PreparedBreakpoint, Session};
+pub use capture::session::{
+    prepare, ArmOptions, CgroupFilter, PreparedBreakpoint, PreparedFile, Session,
+};
 pub use capture::snapshot::{Clock, Location, Snapshot, StackFrame};
-pub use discovery::{DiscoveryError, Matcher, Services};
+pub use discovery::{DiscoveryError, Matcher, NodeCgroup, Services};
 pub use error::{AgentError, FeatureError, HoldError};
 pub use exec_watch::{Exec, ExecWatcher};
 pub use link::{LinkError, LinkOptions};

@@ -4,6 +4,7 @@
 //! The control plane (or standalone mode) adds and removes [`BreakpointSpec`]s and calls
 //! [`Manager::tick`] in a loop; everything kernel-side is owned here.
 
+mod arming;
 mod cluster;
 mod node;
 mod python;
@@ -16,11 +17,12 @@ use std::{
 use tracery_dwarf::{condition::Expr, CaptureLimits};
 use tracery_model::error::chain;
 
+use arming::{arm_in, disarm_all, InProcess, SharedFile};
+
 use crate::{
-    capture::probes::SlotId,
-    capture::session::{ArmOptions, Session},
+    capture::session::Session,
     capture::snapshot::Snapshot,
-    capture::when::{compile_when, parse_when, when_holds},
+    capture::when::{parse_when, when_holds},
     discovery::Matcher,
     error::AgentError,
     exec_watch::ExecWatcher,
@@ -86,6 +88,9 @@ pub struct BreakpointStatus {
     pub id: u64,
     /// Processes it is armed in, with their probe sites.
     pub processes: Vec<(u32, usize)>,
+    /// Probe sites bound to executable files for every process that runs them, now and
+    /// later (`--exe` and services by `exe`); 0 when armed process by process.
+    pub file_sites: usize,
     /// Snapshots delivered so far.
     pub hits: u64,
     /// Hits user space dropped because `when` was false (not lost: they did not match).
@@ -110,8 +115,10 @@ struct Armed {
     go_freeze: bool,
     /// `spec.when`, parsed once.
     when: Option<Expr>,
-    /// pid -> slots of its probe sites.
-    pids: BTreeMap<u32, Vec<SlotId>>,
+    /// The processes it is armed in.
+    pids: BTreeMap<u32, InProcess>,
+    /// Probe sites bound to executable files, for all their processes.
+    shared: Vec<SharedFile>,
     hits: u64,
     filtered: u64,
     kernel_drops: u64,
@@ -208,6 +215,7 @@ impl Manager {
             go_freeze: false,
             when,
             pids: BTreeMap::new(),
+            shared: Vec::new(),
             hits: 0,
             filtered: 0,
             kernel_drops: 0,
@@ -217,6 +225,19 @@ impl Manager {
             ended: None,
         };
         self.remove(id)?;
+        // Bound to the file first: a process that starts from now on is caught from its
+        // first instruction. A file not there yet is bound when its first process starts.
+        if let Some((path, cgroup)) = arming::target_file(&armed.spec.target) {
+            let (path, cgroup) = (path.to_path_buf(), cgroup.cloned());
+            if path.exists() {
+                if let Err(e) =
+                    arming::arm_file(&mut self.session, &mut armed, &path, cgroup.as_ref())
+                {
+                    self.release_scope(&armed);
+                    return Err(e);
+                }
+            }
+        }
         for pid in pids {
             let result = arm_in(
                 &mut self.session,
@@ -226,8 +247,8 @@ impl Manager {
                 pid,
             );
             match (result, &armed.spec.target) {
-                (Ok(slots), _) => {
-                    armed.pids.insert(pid, slots);
+                (Ok(p), _) => {
+                    armed.pids.insert(pid, p);
                 }
                 // A PID target that cannot be armed is the caller's error to see at once.
                 (Err(e), Target::Pid(_)) => {
@@ -408,9 +429,14 @@ impl Manager {
                     bp,
                     e.pid,
                 ) {
-                    Ok(slots) => {
+                    Ok(p) => {
                         tracing::info!(id = bp.spec.id, pid = e.pid, "armed on new process");
-                        bp.pids.insert(e.pid, slots);
+                        bp.pids.insert(e.pid, p);
+                    }
+                    // Its file's shared sites caught it already; only following its
+                    // requests failed, because it is gone.
+                    Err(_) if !bp.shared.is_empty() && !crate::process::pid_exists(e.pid) => {
+                        tracing::debug!(id = bp.spec.id, pid = e.pid, "exited before followed");
                     }
                     Err(err) => bp.errors.push((e.pid, chain(&err))),
                 }
@@ -427,15 +453,13 @@ impl Manager {
             let gone: Vec<u32> = bp
                 .pids
                 .iter()
-                .filter(|(_, slots)| !slots.iter().any(|s| self.session.target_alive(*s)))
+                .filter(|(_, p)| !p.process.is_alive())
                 .map(|(pid, _)| *pid)
                 .collect();
             released_pids.extend(gone.iter().copied());
             for pid in gone {
-                let slots = bp.pids.remove(&pid).unwrap_or_default();
-                for slot in slots {
-                    bp.kernel_drops += self.session.counters(slot).map_or(0, |c| c.dropped);
-                    self.session.disarm(slot)?;
+                if let Some(p) = bp.pids.remove(&pid) {
+                    arming::disarm_in(&mut self.session, bp, p)?;
                 }
                 if matches!(bp.spec.target, Target::Pid(_)) {
                     bp.exited.push(pid);
@@ -444,7 +468,7 @@ impl Manager {
                     }
                 }
             }
-            if bp.ended.is_some() && !bp.pids.is_empty() {
+            if bp.ended.is_some() && !(bp.pids.is_empty() && bp.shared.is_empty()) {
                 released_pids.extend(bp.pids.keys().copied());
                 disarm_all(&mut self.session, bp)?;
             }
@@ -568,13 +592,15 @@ impl Manager {
         let live: u64 = bp
             .pids
             .values()
-            .flatten()
+            .flat_map(|p| &p.slots)
+            .chain(bp.shared.iter().flat_map(|s| &s.slots))
             .filter_map(|s| self.session.counters(*s).ok())
             .map(|c| c.dropped)
             .sum();
         Some(BreakpointStatus {
             id,
-            processes: bp.pids.iter().map(|(p, s)| (*p, s.len())).collect(),
+            processes: bp.pids.iter().map(|(pid, p)| (*pid, p.sites)).collect(),
+            file_sites: bp.shared.iter().map(|s| s.slots.len()).sum(),
             hits: bp.hits,
             filtered: bp.filtered,
             kernel_drops: bp.kernel_drops + live,
@@ -584,77 +610,6 @@ impl Manager {
             ended: bp.ended.clone(),
         })
     }
-}
-
-/// Arms `bp` in `pid`. For a `--freeze` breakpoint the process's threads are seized
-/// first, so the first hit can already stop; if that fails the breakpoint still captures
-/// and the reason is kept with its errors.
-fn arm_in(
-    session: &mut Session,
-    freezer: &mut Freezer,
-    hold_watched: &mut BTreeMap<u32, HoldWatch>,
-    bp: &mut Armed,
-    pid: u32,
-) -> Result<Vec<SlotId>, AgentError> {
-    let spec = &bp.spec;
-    let mut prepared = session.prepare(pid, &spec.location, &spec.limits)?;
-    let go = prepared
-        .sites
-        .first()
-        .is_some_and(|(_, p)| p.language() == tracery_dwarf::SourceLanguage::Go);
-    if spec.freeze.is_some() {
-        if go {
-            bp.go_freeze = true;
-            session.tracker().set_go_freeze_armed(true);
-        }
-        match freezer.seize(pid, prepared.executable.binary(), session.tracker()) {
-            Ok(()) => {}
-            // By design, not a failure: the request is frozen by holding its messages, and
-            // each frozen request says so.
-            Err(crate::freeze::freezer::FreezeError::Unstoppable { reason }) => {
-                tracing::info!(pid, "{reason}");
-            }
-            Err(e) => bp.errors.push((
-                pid,
-                format!("hits will not stop their thread: {}", chain(&e)),
-            )),
-        }
-        if let std::collections::btree_map::Entry::Vacant(slot) = hold_watched.entry(pid) {
-            match session.table().hold_watch(pid) {
-                Ok(dir) => {
-                    if let Ok(h) = session.table().holder() {
-                        h.freeze_armed(true);
-                    }
-                    slot.insert(HoldWatch {
-                        dir,
-                        tracking: false,
-                    });
-                }
-                Err(e) => bp.errors.push((pid, chain(&e))),
-            }
-        }
-    }
-    for (_, plan) in &prepared.sites {
-        check_capture_scope(&spec.capture_paths, &spec.location, plan)?;
-    }
-    let compiled = compile_when(bp.when.as_ref(), &mut prepared)?;
-    let slots = session.arm(
-        &prepared,
-        &ArmOptions {
-            breakpoint_id: spec.id,
-            hit_limit: compiled.kernel_hit_limit(spec.hit_limit),
-            rate_per_sec: spec.rate_per_sec,
-            scope_trace: spec.scope.trace_id.map(|t| t.0),
-            header_bits: bp.header_bits,
-            freeze: spec.freeze.map(|f| f.timeout),
-        },
-    )?;
-    // A frozen request outlives its breakpoint (one hit by default): keep following which
-    // request the process's threads and tasks serve until the hold is over.
-    if let Some(w) = hold_watched.get_mut(&pid).filter(|w| !w.tracking) {
-        w.tracking = session.table().retain_tracking(pid);
-    }
-    Ok(slots)
 }
 
 /// Fails when a `--capture` placeholder's root variable is not captured at a site.
@@ -696,16 +651,6 @@ struct HoldWatch {
 fn freeze_trace(bp: &Armed, s: &Snapshot) -> Option<TraceId> {
     bp.spec.freeze?;
     TraceId::parse(s.trace_id.as_deref()?).ok()
-}
-
-fn disarm_all(session: &mut Session, bp: &mut Armed) -> Result<(), AgentError> {
-    for (_, slots) in std::mem::take(&mut bp.pids) {
-        for slot in slots {
-            bp.kernel_drops += session.counters(slot).map_or(0, |c| c.dropped);
-            session.disarm(slot)?;
-        }
-    }
-    Ok(())
 }
 
 impl Drop for Manager {

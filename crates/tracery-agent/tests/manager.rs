@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use tracery_agent::{BreakpointSpec, Ended, Manager, Matcher, Snapshot, Target};
+use tracery_agent::{BreakpointSpec, Ended, Manager, Matcher, NodeCgroup, Snapshot, Target};
 use tracery_dwarf::CaptureLimits;
 use tracery_tests::FixtureProcess;
 
@@ -166,4 +166,152 @@ fn when_filters_hits_in_user_space_and_counts_them() {
         })
         .unwrap_err();
     assert!(err.to_string().contains("malformed --when"), "{err}");
+}
+
+/// Runs `variant` in its `once` mode (one `process_order` call, exit 20 ms later) to the
+/// end; returns its PID and how long it lived.
+fn run_once(variant: &str) -> (u32, Duration) {
+    let start = Instant::now();
+    let mut child = std::process::Command::new(tracery_tests::fixture(variant))
+        .arg("once")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    assert!(child.wait().unwrap().success(), "{variant} once failed");
+    (pid, start.elapsed())
+}
+
+/// Ticks for `period`, keeping the snapshots from `pid`. (Other tests run processes of
+/// the same fixture meanwhile, and the breakpoints catch them too.)
+fn gather(m: &mut Manager, pid: u32, period: Duration) -> Vec<Snapshot> {
+    let until = Instant::now() + period;
+    let mut got = Vec::new();
+    while Instant::now() < until {
+        got.extend(
+            m.tick(Duration::from_millis(20))
+                .unwrap()
+                .into_iter()
+                .filter(|s| s.pid == pid),
+        );
+    }
+    got
+}
+
+#[test]
+fn a_process_that_lives_20_ms_is_caught_on_its_first_run() {
+    tracery_tests::require_root();
+    let mut m = Manager::start().unwrap();
+    // Built (and its DWARF read) before timing anything.
+    tracery_tests::fixture("c-O2");
+    let mut bp = spec(3, exe_target("c-O0"));
+    bp.location = "process_order".into();
+    let st = m.add(bp).unwrap();
+    assert!(st.processes.is_empty(), "no process runs yet: {st:?}");
+    let (file, line) = tracery_tests::marker_line("c_once_placed");
+    let mut bp = spec(4, exe_target("c-O0"));
+    bp.location = format!("{}:{line}", file.file_name().unwrap().to_string_lossy());
+    m.add(bp).unwrap();
+
+    let mut lives = Vec::new();
+    for run in 1..=20 {
+        let (pid, lived) = run_once("c-O0");
+        lives.push(lived);
+        // The process is gone before the agent reads its hits: everything in a snapshot
+        // was taken at the hit, and its stack is read with the bias the hit carried.
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < 2 && Instant::now() < deadline {
+            got.extend(gather(&mut m, pid, Duration::from_millis(50)));
+        }
+        got.extend(gather(&mut m, pid, Duration::from_millis(200)));
+        let (orders, placed): (Vec<_>, Vec<_>) =
+            got.into_iter().partition(|s| s.breakpoint_id == 3);
+        assert_eq!(
+            orders.len(),
+            1,
+            "run {run}: one process_order hit: {orders:#?}"
+        );
+        assert_eq!(
+            placed.len(),
+            1,
+            "run {run}: one hit of the line: {placed:#?}"
+        );
+        let var = |s: &Snapshot, name: &str| {
+            s.variables
+                .iter()
+                .find(|v| v.name == name)
+                .unwrap_or_else(|| panic!("run {run}: no {name} in {:#?}", s.variables))
+                .value
+                .clone()
+        };
+        // Read from the static's link-time address plus this process's bias.
+        assert_eq!(
+            var(&placed[0], "placed"),
+            tracery_model::Value::Int(1),
+            "run {run}"
+        );
+        let s = &orders[0];
+        assert_eq!(s.location.function, "process_order");
+        assert_eq!(var(s, "id"), tracery_model::Value::Int(42), "run {run}");
+        assert_eq!(var(s, "qty"), tracery_model::Value::UInt(3), "run {run}");
+        let callers: Vec<&str> = s.stack.iter().map(|f| f.function.as_str()).collect();
+        assert_eq!(
+            callers.get(..3),
+            Some(&["process_order", "once", "main"][..]),
+            "run {run}: {:#?}",
+            s.stack
+        );
+        assert!(
+            s.stack[..3].iter().all(|f| f.line.is_some()),
+            "run {run}: every frame has its line: {:#?}",
+            s.stack
+        );
+    }
+    // Another executable with the same function is not this breakpoint's.
+    let (other, _) = run_once("c-O2");
+    let stray = gather(&mut m, other, Duration::from_secs(1));
+    assert!(stray.is_empty(), "c-O2 is not targeted: {stray:#?}");
+    let st = m.status_of(3).unwrap();
+    assert!(st.errors.is_empty(), "{st:?}");
+    lives.sort();
+    eprintln!(
+        "20 processes caught; each lived {:?} to {:?} (median {:?})",
+        lives[0], lives[19], lives[10]
+    );
+}
+
+#[test]
+fn a_file_probe_of_one_node_catches_only_that_nodes_processes() {
+    tracery_tests::require_root();
+    let nodes = tracery_tests::node::Nodes::create().unwrap();
+    let mut m = Manager::start().unwrap();
+    let path = std::fs::canonicalize(tracery_tests::fixture("c-O0")).unwrap();
+    // As an agent started with `--cgroup` scopes `--exe`: the probe is bound to the file,
+    // which node b's processes run too.
+    let target = Target::Matching(Matcher::InCgroup {
+        cgroup: NodeCgroup::open(nodes.a.cgroup_dir()).unwrap(),
+        inner: Box::new(Matcher::Exe(path.clone())),
+    });
+    let mut bp = spec(5, target);
+    bp.location = "process_order".into();
+    m.add(bp).unwrap();
+    for (node, want) in [(&nodes.a, 1), (&nodes.b, 0), (&nodes.a, 1)] {
+        let mut child = node
+            .command(&path)
+            .unwrap()
+            .arg("once")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(child.wait().unwrap().success());
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(if want == 1 { 10 } else { 1 });
+        while got.len() < want && Instant::now() < deadline {
+            got.extend(gather(&mut m, pid, Duration::from_millis(50)));
+        }
+        got.extend(gather(&mut m, pid, Duration::from_millis(300)));
+        assert_eq!(got.len(), want, "{}: {got:#?}", node.spec.name);
+    }
 }

@@ -231,6 +231,15 @@ pub struct ProbeConfig {
     /// With [`Self::FLAG_FREEZE`]: how long the hit's trace stays frozen (its messages held)
     /// unless resumed earlier.
     pub freeze_ns: u64,
+    /// With [`Self::FLAG_SHARED`]: the site's link-time address. The hit's instruction
+    /// pointer minus it is the process's load bias, added to absolute addresses.
+    pub link_address: u64,
+    /// With [`Self::FLAG_IN_CGROUP`]: the cgroup v2 id (its directory's inode) a hitting
+    /// task must be in, at [`Self::cgroup_level`] or below.
+    pub cgroup_id: u64,
+    /// Depth of [`Self::cgroup_id`] below the cgroup v2 root (the root is level 0).
+    pub cgroup_level: u32,
+    pub _pad: u32,
     /// With [`Self::FLAG_SCOPED`]: the trace a hit's request must belong to.
     pub scope_trace: [u8; 16],
     pub conds: [Condition; MAX_CONDS],
@@ -264,6 +273,11 @@ impl ProbeConfig {
     pub const FLAG_SCOPED: u8 = 4;
     /// Stop the hitting thread (SIGCONT trap) when the agent has seized it.
     pub const FLAG_FREEZE: u8 = 8;
+    /// One probe for every process of the executable (attached to its inode): absolute
+    /// addresses are relocated per hit, from the instruction pointer and `link_address`.
+    pub const FLAG_SHARED: u8 = 16;
+    /// Only tasks in cgroup `cgroup_id` or below it count (a node's processes).
+    pub const FLAG_IN_CGROUP: u8 = 32;
 
     /// A config with no ops and no limits.
     pub const EMPTY: Self = Self {
@@ -281,6 +295,10 @@ impl ProbeConfig {
         rate_interval_ns: 0,
         rate_burst_ns: 0,
         freeze_ns: 0,
+        link_address: 0,
+        cgroup_id: 0,
+        cgroup_level: 0,
+        _pad: 0,
         scope_trace: [0; 16],
         conds: [Condition::EMPTY; MAX_CONDS],
         ops: [FetchOp::EMPTY; MAX_OPS],
@@ -325,4 +343,4 @@ mod pod {
 // The kernel's per-CPU value cap is 32 KiB; keep configs small enough to copy cheaply.
 const _: () = assert!(core::mem::size_of::<FetchOp>() == 24);
 const _: () = assert!(core::mem::size_of::<Condition>() == 16);
-const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 80 + 16 * MAX_CONDS + 24 * MAX_OPS);
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 104 + 16 * MAX_CONDS + 24 * MAX_OPS);

@@ -145,10 +145,11 @@ impl ArmOutcome {
                 } else {
                     &node
                 };
-                errors
-                    .entry(e)
-                    .or_default()
-                    .push(format!("node {node} pid {}", r.pid));
+                // Pid 0: the agent's answer for the target as a whole (its file).
+                errors.entry(e).or_default().push(match r.pid {
+                    0 => format!("node {node}"),
+                    pid => format!("node {node} pid {pid}"),
+                });
             }
         }
         let text = errors

@@ -8,7 +8,7 @@ use core::{ffi::c_void, intrinsics::AtomicOrdering};
 use aya_ebpf::bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use aya_ebpf::{
     helpers::generated::{
-        bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_loop,
+        bpf_get_attach_cookie, bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_loop,
         bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str,
         bpf_send_signal_thread,
     },
@@ -76,6 +76,14 @@ pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
     // SAFETY: the helper only reads the attach cookie of the running program.
     let slot = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
     let cfg = PROBES.get(slot).ok_or(1u32)?;
+    // A probe shared by every process of a file fires in other nodes' processes too.
+    if cfg.flags & ProbeConfig::FLAG_IN_CGROUP != 0 {
+        // SAFETY: reads the current task's cgroup ancestry; no pointers.
+        let at = unsafe { bpf_get_current_ancestor_cgroup_id(cfg.cgroup_level as i32) };
+        if at != cfg.cgroup_id {
+            return Ok(0);
+        }
+    }
     let state = PROBE_STATE.get_ptr_mut(slot).ok_or(1u32)?;
     // SAFETY: `state` is a valid map value pointer for this slot.
     let state = unsafe { &mut *state };
@@ -94,6 +102,13 @@ pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
         // SAFETY: a uprobe's context is the user `pt_regs`, NUM_REGS aligned words long.
         s.header.regs[i] = unsafe { core::ptr::read_volatile(regs.add(i)) };
     }
+    // The uprobe reports the probed instruction's address, so this is where the process
+    // mapped the file. Per-process probes were relocated by user space.
+    let bias = if cfg.flags & ProbeConfig::FLAG_SHARED != 0 {
+        s.header.regs[pt::RIP as usize].wrapping_sub(cfg.link_address)
+    } else {
+        0
+    };
 
     // SAFETY: reads the current task's ids; no arguments.
     let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
@@ -119,7 +134,7 @@ pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
     let cond_ops = (cfg.cond_ops as usize).min(n_ops);
 
     // Conditions first: a false condition must cost little and emit nothing.
-    run_ops(cfg, s, 0, cond_ops);
+    run_ops(cfg, s, bias, 0, cond_ops);
     if !conditions_hold(cfg, s) {
         bump(&mut state.cond_false);
         return Ok(0);
@@ -132,7 +147,7 @@ pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
     if cfg.hit_limit != 0 && seq >= cfg.hit_limit {
         return Ok(0);
     }
-    run_ops(cfg, s, cond_ops, n_ops);
+    run_ops(cfg, s, bias, cond_ops, n_ops);
 
     let data_len = ((cfg.data_size as usize + 7) & !7).min(DATA_CAP);
     let rsp = s.header.regs[pt::RSP as usize];
@@ -307,18 +322,21 @@ fn ok(s: &Scratch, i: usize) -> bool {
 struct OpsLoop {
     cfg: *const ProbeConfig,
     s: *mut Scratch,
+    /// Added to absolute addresses (see `ProbeConfig::FLAG_SHARED`).
+    bias: u64,
     from: u64,
 }
 
 /// Runs ops `from..to`. `bpf_loop` (Linux >= 5.17) makes the verifier check the body once
 /// instead of once per iteration; an unrolled 64-iteration loop exhausts its budget.
-fn run_ops(cfg: &ProbeConfig, s: &mut Scratch, from: usize, to: usize) {
+fn run_ops(cfg: &ProbeConfig, s: &mut Scratch, bias: u64, from: usize, to: usize) {
     if to <= from {
         return;
     }
     let mut state = OpsLoop {
         cfg,
         s,
+        bias,
         from: from as u64,
     };
     // SAFETY: the callback only reads `state` for the duration of the call.
@@ -335,19 +353,19 @@ fn run_ops(cfg: &ProbeConfig, s: &mut Scratch, from: usize, to: usize) {
 extern "C" fn op_step(index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: `ctx` is the `OpsLoop` that `run_ops` passed, alive for this call; its
     // pointers are the probe's config and this CPU's scratch map values.
-    let (cfg, s, i) = unsafe {
+    let (cfg, s, bias, i) = unsafe {
         let st = &*(ctx as *const OpsLoop);
-        (&*st.cfg, &mut *st.s, (st.from + index) as usize)
+        (&*st.cfg, &mut *st.s, st.bias, (st.from + index) as usize)
     };
     if i >= MAX_OPS {
         return 1;
     }
-    let (status, len) = run_op(cfg, s, i);
+    let (status, len) = run_op(cfg, s, bias, i);
     set(s, i, status, len);
     0
 }
 
-fn run_op(cfg: &ProbeConfig, s: &mut Scratch, i: usize) -> (OpStatus, usize) {
+fn run_op(cfg: &ProbeConfig, s: &mut Scratch, bias: u64, i: usize) -> (OpStatus, usize) {
     let Some(op) = cfg.ops.get(i) else {
         return (OpStatus::OutOfBounds, 0);
     };
@@ -393,7 +411,7 @@ fn run_op(cfg: &ProbeConfig, s: &mut Scratch, i: usize) -> (OpStatus, usize) {
         }
         p.wrapping_add(op.offset as u64)
     } else {
-        op.offset as u64
+        (op.offset as u64).wrapping_add(bias)
     };
 
     // Re-clamp with masks the verifier can follow through the helper's size argument.

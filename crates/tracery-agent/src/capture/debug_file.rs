@@ -7,19 +7,26 @@ use std::path::{Path, PathBuf};
 
 use tracery_dwarf::{BinaryError, Executable};
 
-use crate::process::TargetProcess;
+/// The filesystem an executable is seen in: a process's (`/proc/PID/root`, where it is
+/// named by the path the process sees) or the agent's own (`/`).
+#[derive(Clone, Copy, Debug)]
+pub struct SeenIn<'a> {
+    pub root: &'a Path,
+    /// The executable's path inside `root`.
+    pub exe: &'a Path,
+}
 
-/// Opens `target`'s executable at `path` (its `/proc/PID/exe`) with its DWARF: in the
-/// file, else in a separate debug file of the process's filesystem.
+/// Opens the executable at `path` (a process's `/proc/PID/exe`, or a file) with its DWARF:
+/// in the file, else in a separate debug file of the filesystem it is seen in.
 pub fn open(
-    target: &TargetProcess,
+    seen: SeenIn<'_>,
     path: &Path,
     build_id: Option<&[u8]>,
 ) -> Result<Executable, BinaryError> {
     match Executable::open(path) {
-        Err(BinaryError::NoDwarf { .. }) => match find(target, build_id) {
+        Err(BinaryError::NoDwarf { .. }) => match find(seen, build_id) {
             Some(file) => {
-                tracing::debug!(pid = target.pid(), debug_file = %file.display(), "separate debug file");
+                tracing::debug!(exe = %seen.exe.display(), debug_file = %file.display(), "separate debug file");
                 tracery_dwarf::Binary::open_with_debug_file(path, Some(&file)).map(Executable::from)
             }
             None => Executable::open(path),
@@ -28,14 +35,12 @@ pub fn open(
     }
 }
 
-/// The debug file of `target`'s executable inside the process's root: by build id under
+/// The debug file of an executable inside the root it is seen in: by build id under
 /// `/usr/lib/debug/.build-id`, else `NAME.debug` beside the executable, in its `.debug/`,
 /// or under `/usr/lib/debug` (the names `objcopy --add-gnu-debuglink` is given by
 /// convention). A file found by name must carry the same build id, when there is one.
-pub fn find(target: &TargetProcess, build_id: Option<&[u8]>) -> Option<PathBuf> {
-    let root = Path::new("/proc")
-        .join(target.pid().to_string())
-        .join("root");
+pub fn find(seen: SeenIn<'_>, build_id: Option<&[u8]>) -> Option<PathBuf> {
+    let root = seen.root;
     let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
     let mut candidates = Vec::new();
     if let Some(id) = build_id.filter(|id| id.len() > 1) {
@@ -46,7 +51,7 @@ pub fn find(target: &TargetProcess, build_id: Option<&[u8]>) -> Option<PathBuf> 
                 .join(format!("{}.debug", &hex[2..])),
         ));
     }
-    let exe = target.exe();
+    let exe = seen.exe;
     if let (Some(dir), Some(name)) = (exe.parent(), exe.file_name()) {
         let name = format!("{}.debug", name.to_string_lossy());
         candidates.push(inside(&dir.join(&name)));
@@ -70,6 +75,7 @@ mod tests {
     use std::process::Command;
 
     use super::*;
+    use crate::process::TargetProcess;
 
     fn objcopy(args: &[&str]) {
         let status = Command::new("objcopy").args(args).status().unwrap();
@@ -99,7 +105,12 @@ mod tests {
             Err(BinaryError::NoDwarf { .. })
         ));
         let build_id = tracery_dwarf::build_id(&path).unwrap();
-        let opened = open(&target, &path, build_id.as_deref()).unwrap();
+        let root = Path::new("/proc").join(p.pid().to_string()).join("root");
+        let seen = SeenIn {
+            root: &root,
+            exe: target.exe(),
+        };
+        let opened = open(seen, &path, build_id.as_deref()).unwrap();
         let want = Path::new("/proc")
             .join(p.pid().to_string())
             .join("root")
@@ -108,6 +119,6 @@ mod tests {
         assert!(!opened.resolve("level3").unwrap().is_empty());
         // A file of another build under the right name is not taken.
         std::fs::copy(tracery_tests::fixture("c-O2"), &debug).unwrap();
-        assert_eq!(find(&target, build_id.as_deref()), None);
+        assert_eq!(find(seen, build_id.as_deref()), None);
     }
 }

@@ -14,12 +14,13 @@
 use std::{
     fs,
     os::unix::fs::MetadataExt,
+    path::Path,
     sync::{Arc, Weak},
 };
 
 use tracery_dwarf::Executable;
 
-use crate::{error::AgentError, process::TargetProcess};
+use crate::{capture::debug_file::SeenIn, error::AgentError, process::TargetProcess};
 
 /// Executables the cache keeps alive with no armed site using them.
 pub const CACHE_CAP: usize = 8;
@@ -76,11 +77,42 @@ impl Executables {
     /// The executable `target` runs: the one already loaded for that file or build, else
     /// loaded now (mapped; nothing is indexed until first used).
     pub fn get(&mut self, target: &TargetProcess) -> Result<Arc<Executable>, AgentError> {
-        let path = target.exe_path();
-        let meta = fs::metadata(&path).map_err(|source| AgentError::Executable {
-            pid: target.pid(),
-            path: path.clone(),
-            source,
+        let root = Path::new("/proc")
+            .join(target.pid().to_string())
+            .join("root");
+        let seen = SeenIn {
+            root: &root,
+            exe: target.exe(),
+        };
+        self.get_at(&target.exe_path(), seen, Some(target.pid()))
+    }
+
+    /// The executable at `path` in the agent's own filesystem, whether or not a process
+    /// runs it: for probes armed on a file before its processes start.
+    pub fn get_file(&mut self, path: &Path) -> Result<Arc<Executable>, AgentError> {
+        let seen = SeenIn {
+            root: Path::new("/"),
+            exe: path,
+        };
+        self.get_at(path, seen, None)
+    }
+
+    fn get_at(
+        &mut self,
+        path: &Path,
+        seen: SeenIn<'_>,
+        pid: Option<u32>,
+    ) -> Result<Arc<Executable>, AgentError> {
+        let meta = fs::metadata(path).map_err(|source| match pid {
+            Some(pid) => AgentError::Executable {
+                pid,
+                path: path.to_path_buf(),
+                source,
+            },
+            None => AgentError::ExecutableFile {
+                path: path.to_path_buf(),
+                source,
+            },
         })?;
         let file = FileKey::of(&meta);
         self.clock += 1;
@@ -90,7 +122,7 @@ impl Executables {
         if let Some(exe) = self.find(|e| e.files.contains(&file)) {
             return Ok(exe);
         }
-        let build_id = tracery_dwarf::build_id(&path)?;
+        let build_id = tracery_dwarf::build_id(path)?;
         if let Some(id) = &build_id {
             if let Some(exe) = self.find(|e| e.build_id.as_ref() == Some(id)) {
                 // Found through another file: this one is a copy of the same build.
@@ -101,7 +133,7 @@ impl Executables {
                 return Ok(exe);
             }
         }
-        let exe = Arc::new(super::debug_file::open(target, &path, build_id.as_deref())?);
+        let exe = Arc::new(super::debug_file::open(seen, path, build_id.as_deref())?);
         self.loads += 1;
         self.entries.push(Entry {
             files: vec![file],

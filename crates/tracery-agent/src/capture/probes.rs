@@ -42,15 +42,18 @@ pub enum ProgramKind {
     Empty,
 }
 
-/// Where to attach: a file (as the kernel will resolve it), an offset in it, and one process.
+/// Where to attach: a file (as the kernel will resolve it), an offset in it, and one
+/// process or all of them.
 #[derive(Clone, Debug)]
 pub struct AttachTarget {
     /// Path the kernel opens to find the inode, e.g. `/proc/PID/exe`.
     pub path: PathBuf,
     /// File offset of the instruction.
     pub offset: u64,
-    /// Only this process fires the probe.
-    pub pid: u32,
+    /// Only this process fires the probe; `None`: every process that runs the file, now
+    /// and later (uprobes bind to the inode), so a process is caught from its first
+    /// instruction.
+    pub pid: Option<u32>,
 }
 
 struct Armed {
@@ -164,14 +167,19 @@ impl ProbeTable {
         self.states
             .set(slot, ProbeState::default(), 0)
             .map_err(|e| map_err(names::PROBE_STATE, e))?;
-        let pid = NonZeroU32::new(target.pid).ok_or(AgentError::NoSuchProcess { pid: 0 })?;
+        let scope = match target.pid {
+            Some(pid) => UProbeScope::OneProcess(
+                NonZeroU32::new(pid).ok_or(AgentError::NoSuchProcess { pid: 0 })?,
+            ),
+            None => UProbeScope::AllProcesses,
+        };
         let prog = self.program(program)?;
         let point = UProbeAttachPoint {
             location: UProbeAttachLocation::AbsoluteOffset(target.offset),
             cookie: Some(u64::from(slot)),
         };
         let link = prog
-            .attach(point, &target.path, UProbeScope::OneProcess(pid))
+            .attach(point, &target.path, scope)
             .map_err(|e| AgentError::Attach {
                 pid: target.pid,
                 path: target.path.clone(),

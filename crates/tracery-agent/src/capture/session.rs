@@ -57,6 +57,22 @@ fn prepare_in(
 ) -> Result<PreparedBreakpoint, AgentError> {
     let bias = target.load_bias(executable.binary())?;
     let stack_top = target.main_stack_top();
+    let sites = plan_sites(&executable, location, limits)?;
+    Ok(PreparedBreakpoint {
+        target,
+        executable,
+        bias,
+        stack_top,
+        sites,
+    })
+}
+
+/// Every site `location` maps to in `executable`, each with its plan.
+fn plan_sites(
+    executable: &Executable,
+    location: &str,
+    limits: &CaptureLimits,
+) -> Result<Vec<(ProbeSite, CapturePlan)>, AgentError> {
     let sites = executable.resolve(location)?;
     let mut planned = Vec::with_capacity(sites.len());
     for site in sites {
@@ -68,13 +84,35 @@ fn prepare_in(
             })?;
         planned.push((site, plan));
     }
-    Ok(PreparedBreakpoint {
-        target,
-        executable,
-        bias,
-        stack_top,
-        sites: planned,
-    })
+    Ok(planned)
+}
+
+/// True when the sites are in Go code.
+fn is_go(sites: &[(ProbeSite, CapturePlan)]) -> bool {
+    sites
+        .first()
+        .is_some_and(|(_, plan)| plan.language() == SourceLanguage::Go)
+}
+
+/// The kernel config of one site, relocated by `bias`, with `opts` applied.
+fn site_config(plan: &CapturePlan, bias: LoadBias, opts: &ArmOptions, go: bool) -> ProbeConfig {
+    let mut config = plan.relocate(bias);
+    config.breakpoint_id = opts.breakpoint_id;
+    config.hit_limit = opts.hit_limit;
+    config.set_rate(opts.rate_per_sec);
+    config.header_bits = opts.header_bits;
+    if let Some(t) = opts.scope_trace {
+        config.scope_trace = t;
+        config.flags |= ProbeConfig::FLAG_SCOPED;
+    }
+    if go {
+        config.flags |= ProbeConfig::FLAG_GO;
+    }
+    if let Some(timeout) = opts.freeze {
+        config.flags |= ProbeConfig::FLAG_FREEZE;
+        config.freeze_ns = timeout.as_nanos().min(u128::from(u64::MAX)) as u64;
+    }
+    config
 }
 
 /// Limits the kernel enforces for one breakpoint.
@@ -106,12 +144,41 @@ pub struct TrappedHit {
     pub go_g: Option<u64>,
 }
 
+/// A prepared breakpoint in an executable file, for every process that runs it.
+pub struct PreparedFile {
+    /// The file, as the agent sees it; its inode is what the probes bind to.
+    pub path: std::path::PathBuf,
+    pub executable: Arc<Executable>,
+    /// Every address the location maps to, each with its plan.
+    pub sites: Vec<(ProbeSite, CapturePlan)>,
+}
+
+/// A cgroup v2 subtree, as the kernel names it: hits outside it do not count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CgroupFilter {
+    /// The cgroup's id (its directory's inode).
+    pub id: u64,
+    /// Its depth below the root (the root is 0).
+    pub level: u32,
+}
+
 struct ArmedSite {
     site: ProbeSite,
     plan: CapturePlan,
     executable: Arc<Executable>,
-    bias: LoadBias,
-    target: TargetProcess,
+    /// The one process of the site with its load bias; `None` for a shared site, whose
+    /// hits carry their bias in their instruction pointer.
+    process: Option<(TargetProcess, LoadBias)>,
+}
+
+impl ArmedSite {
+    /// The load bias of the process that made `hit`.
+    fn bias(&self, hit: &RawHit) -> LoadBias {
+        match &self.process {
+            Some((_, bias)) => *bias,
+            None => LoadBias(hit.header.regs[pt::RIP as usize].wrapping_sub(self.plan.address().0)),
+        }
+    }
 }
 
 /// The kernel side of capturing: armed sites and the hits they produce.
@@ -183,10 +250,7 @@ impl Session {
         opts: &ArmOptions,
     ) -> Result<Vec<SlotId>, AgentError> {
         let mut slots = Vec::new();
-        let go = bp
-            .sites
-            .first()
-            .is_some_and(|(_, plan)| plan.language() == SourceLanguage::Go);
+        let go = is_go(&bp.sites);
         let go_proc = go.then(|| go_process(&bp.executable, bp.target.exe_path()));
         let tokio_proc = if go {
             None
@@ -194,27 +258,12 @@ impl Session {
             tokio_process(&bp.executable, bp.target.exe_path())
         };
         for (site, plan) in &bp.sites {
-            let mut config = plan.relocate(bp.bias);
-            config.breakpoint_id = opts.breakpoint_id;
-            config.hit_limit = opts.hit_limit;
-            config.set_rate(opts.rate_per_sec);
+            let mut config = site_config(plan, bp.bias, opts, go);
             config.stack_top = bp.stack_top.unwrap_or(0);
-            config.header_bits = opts.header_bits;
-            if let Some(t) = opts.scope_trace {
-                config.scope_trace = t;
-                config.flags |= ProbeConfig::FLAG_SCOPED;
-            }
-            if go {
-                config.flags |= ProbeConfig::FLAG_GO;
-            }
-            if let Some(timeout) = opts.freeze {
-                config.flags |= ProbeConfig::FLAG_FREEZE;
-                config.freeze_ns = timeout.as_nanos().min(u128::from(u64::MAX)) as u64;
-            }
             let target = AttachTarget {
                 path: bp.target.exe_path(),
                 offset: site.file_offset.0,
-                pid: bp.target.pid(),
+                pid: Some(bp.target.pid()),
             };
             let armed = self
                 .table
@@ -224,37 +273,123 @@ impl Session {
                         .arm(ProgramKind::Capture, target, &config)
                         .inspect_err(|_| self.table.untrack(bp.target.pid()))
                 });
-            match armed {
-                Ok(slot) => {
-                    self.retired.remove(&slot);
-                    self.armed.insert(
-                        slot,
-                        Arc::new(ArmedSite {
-                            site: site.clone(),
-                            plan: plan.clone(),
-                            executable: bp.executable.clone(),
-                            bias: bp.bias,
-                            target: bp.target.clone(),
-                        }),
-                    );
-                    slots.push(slot);
+            let site = ArmedSite {
+                site: site.clone(),
+                plan: plan.clone(),
+                executable: bp.executable.clone(),
+                process: Some((bp.target.clone(), bp.bias)),
+            };
+            if let Err(e) = self.record(armed, site, &mut slots) {
+                for s in slots {
+                    let _ = self.disarm(s);
                 }
-                Err(e) => {
-                    for s in slots {
-                        let _ = self.disarm(s);
-                    }
-                    return Err(e);
-                }
+                return Err(e);
             }
         }
         Ok(slots)
+    }
+
+    /// Resolves `location` in the executable file at `path` and compiles a plan for each
+    /// site, with no process needed: for [`Session::arm_shared`].
+    pub fn prepare_file(
+        &mut self,
+        path: &std::path::Path,
+        location: &str,
+        limits: &CaptureLimits,
+    ) -> Result<PreparedFile, AgentError> {
+        let executable = self.executables.get_file(path)?;
+        let sites = plan_sites(&executable, location, limits);
+        sys::trim_heap();
+        Ok(PreparedFile {
+            path: path.to_path_buf(),
+            executable,
+            sites: sites?,
+        })
+    }
+
+    /// Attaches every site of `file` once for every process that runs it, now and later:
+    /// the kernel relocates each hit from its instruction pointer, so a process is caught
+    /// from its first instruction, with no work per process. With `cgroup`, only tasks in
+    /// that cgroup subtree count. On failure, detaches what it attached.
+    pub fn arm_shared(
+        &mut self,
+        file: &PreparedFile,
+        opts: &ArmOptions,
+        cgroup: Option<CgroupFilter>,
+    ) -> Result<Vec<SlotId>, AgentError> {
+        let mut slots = Vec::new();
+        let go = is_go(&file.sites);
+        for (site, plan) in &file.sites {
+            let mut config = site_config(plan, LoadBias(0), opts, go);
+            config.flags |= ProbeConfig::FLAG_SHARED;
+            config.link_address = plan.address().0;
+            if let Some(c) = cgroup {
+                config.flags |= ProbeConfig::FLAG_IN_CGROUP;
+                config.cgroup_id = c.id;
+                config.cgroup_level = c.level;
+            }
+            let target = AttachTarget {
+                path: file.path.clone(),
+                offset: site.file_offset.0,
+                pid: None,
+            };
+            let armed = self.table.arm(ProgramKind::Capture, target, &config);
+            let site = ArmedSite {
+                site: site.clone(),
+                plan: plan.clone(),
+                executable: file.executable.clone(),
+                process: None,
+            };
+            if let Err(e) = self.record(armed, site, &mut slots) {
+                for s in slots {
+                    let _ = self.disarm(s);
+                }
+                return Err(e);
+            }
+        }
+        Ok(slots)
+    }
+
+    /// Follows which request each thread (or goroutine, or tokio task) of `bp`'s process
+    /// serves, with no probe site of its own: its hits come from shared sites. Undo with
+    /// [`Session::unfollow`].
+    pub fn follow(&mut self, bp: &PreparedBreakpoint) -> Result<(), AgentError> {
+        let go = is_go(&bp.sites);
+        let go_proc = go.then(|| go_process(&bp.executable, bp.target.exe_path()));
+        let tokio_proc = if go {
+            None
+        } else {
+            tokio_process(&bp.executable, bp.target.exe_path())
+        };
+        self.table
+            .track(bp.target.pid(), go_proc.as_ref(), tokio_proc.as_ref())
+    }
+
+    /// Drops the use of `pid`'s tracking that [`Session::follow`] took.
+    pub fn unfollow(&mut self, pid: u32) {
+        self.table.untrack(pid);
+    }
+
+    fn record(
+        &mut self,
+        armed: Result<SlotId, AgentError>,
+        site: ArmedSite,
+        slots: &mut Vec<SlotId>,
+    ) -> Result<(), AgentError> {
+        let slot = armed?;
+        self.retired.remove(&slot);
+        self.armed.insert(slot, Arc::new(site));
+        slots.push(slot);
+        Ok(())
     }
 
     /// Detaches one site.
     pub fn disarm(&mut self, slot: SlotId) -> Result<(), AgentError> {
         self.table.disarm(slot)?;
         if let Some(a) = self.armed.remove(&slot) {
-            self.table.untrack(a.target.pid());
+            if let Some((target, _)) = &a.process {
+                self.table.untrack(target.pid());
+            }
             self.retired.insert(slot, a);
         }
         Ok(())
@@ -299,19 +434,17 @@ impl Session {
             .armed
             .values()
             .chain(self.retired.values())
-            .find(|a| a.target.pid() == pid && a.target.is_alive());
-        if let Some(a) = armed {
-            return Ok((a.executable.clone(), a.bias));
+            .find_map(|a| {
+                let (target, bias) = a.process.as_ref()?;
+                (target.pid() == pid && target.is_alive()).then(|| (a.executable.clone(), *bias))
+            });
+        if let Some(found) = armed {
+            return Ok(found);
         }
         let target = TargetProcess::open(pid)?;
         let executable = self.executables.get(&target)?;
         let bias = target.load_bias(executable.binary())?;
         Ok((executable, bias))
-    }
-
-    /// True when the process behind `slot` is still the one it was armed in.
-    pub fn target_alive(&self, slot: SlotId) -> bool {
-        self.armed.get(&slot).is_some_and(|a| a.target.is_alive())
     }
 
     /// Waits up to `timeout` for records and discards them undecoded; returns how many.
@@ -406,7 +539,8 @@ fn decode_hit(a: &ArmedSite, hit: &RawHit, clock: &Clock) -> Snapshot {
         stack = hit.stack.len(),
         "decoding hit"
     );
-    let pc = a.bias.to_proc(a.site.address);
+    let bias = a.bias(hit);
+    let pc = bias.to_proc(a.site.address);
     let mut regs = h.regs;
     // The trap leaves the instruction pointer past the breakpoint; unwinding starts at it.
     regs[pt::RIP as usize] = pc.0;
@@ -416,16 +550,10 @@ fn decode_hit(a: &ArmedSite, hit: &RawHit, clock: &Clock) -> Snapshot {
     // `--when` already ran, on the raw values, in the kernel.
     tracery_model::redact::active().variables(&mut variables);
     let stack = exe
-        .stack(
-            a.bias,
-            &regs,
-            regs[pt::RSP as usize],
-            &hit.stack,
-            MAX_FRAMES,
-        )
+        .stack(bias, &regs, regs[pt::RSP as usize], &hit.stack, MAX_FRAMES)
         .into_iter()
         .map(|f| StackFrame {
-            address: a.bias.to_proc(f.address).0,
+            address: bias.to_proc(f.address).0,
             function: f.function,
             file: f.file,
             line: f.line,

@@ -6,9 +6,10 @@
 
 use tracery_dwarf::{
     condition::{self, ConditionError, Expr, KernelSplit},
-    Variable,
+    CapturePlan, ProbeSite, Variable,
 };
 
+#[cfg(doc)]
 use crate::capture::session::PreparedBreakpoint;
 
 /// What a `--when` left to the kernel and to user space at each site of a breakpoint.
@@ -40,16 +41,17 @@ pub fn parse_when(text: Option<&str>) -> Result<Option<Expr>, ConditionError> {
     text.map(condition::parse).transpose()
 }
 
-/// Installs the kernel's share of `when` into every site of `bp`, before it is armed.
+/// Installs the kernel's share of `when` into every site (of a [`PreparedBreakpoint`] or
+/// a [`crate::capture::session::PreparedFile`]), before they are armed.
 ///
 /// Fails when the condition names a variable or field that a site does not have.
 pub fn compile_when(
     when: Option<&Expr>,
-    bp: &mut PreparedBreakpoint,
+    sites: &mut [(ProbeSite, CapturePlan)],
 ) -> Result<CompiledWhen, ConditionError> {
     let mut compiled = CompiledWhen::default();
     if let Some(expr) = when {
-        for (_, plan) in &mut bp.sites {
+        for (_, plan) in sites {
             let split = condition::compile(expr, plan)?;
             split.apply(&mut plan.config);
             compiled.splits.push(split);

@@ -396,7 +396,7 @@ fn attach_uprobe(
         UProbeScope::OneProcess(pid),
     )
     .map_err(|e| AgentError::Attach {
-        pid: pid.get(),
+        pid: Some(pid.get()),
         path: path.to_path_buf(),
         offset,
         source: Box::new(e),

@@ -4,19 +4,26 @@ use tracery_proto::v1::{self, arm_result};
 
 use crate::manager::BreakpointStatus;
 
-/// One `ArmResult` per process armed or failed; pid 0 with no probes when no process
-/// matches yet (the breakpoint is kept and armed when one starts).
+/// One `ArmResult` per process armed or failed. Pid 0 stands for the executable file:
+/// with probes, they are bound to it for every process that runs it, now and later; with
+/// none, no process matches yet (the breakpoint is kept and armed when one starts).
 pub fn arm_results(st: &BreakpointStatus) -> Vec<v1::ArmResult> {
-    let mut out: Vec<v1::ArmResult> = st
-        .processes
-        .iter()
-        .map(|(pid, probes)| v1::ArmResult {
+    let file = (st.file_sites > 0).then(|| v1::ArmResult {
+        breakpoint_id: st.id,
+        pid: 0,
+        result: Some(arm_result::Result::Probes(
+            u32::try_from(st.file_sites).unwrap_or(u32::MAX),
+        )),
+    });
+    let mut out: Vec<v1::ArmResult> = file
+        .into_iter()
+        .chain(st.processes.iter().map(|(pid, probes)| v1::ArmResult {
             breakpoint_id: st.id,
             pid: *pid,
             result: Some(arm_result::Result::Probes(
                 u32::try_from(*probes).unwrap_or(u32::MAX),
             )),
-        })
+        }))
         .collect();
     out.extend(
         st.errors
@@ -50,6 +57,7 @@ mod tests {
     fn a_breakpoint_waiting_for_its_process_reports_zero_probes() {
         let st = BreakpointStatus {
             id: 4,
+            file_sites: 0,
             processes: vec![],
             hits: 0,
             filtered: 0,
@@ -64,8 +72,19 @@ mod tests {
         assert_eq!(r[0].pid, 77);
         let r = arm_results(&BreakpointStatus {
             errors: vec![],
-            ..st
+            ..st.clone()
         });
         assert_eq!(r[0].result, Some(arm_result::Result::Probes(0)));
+        // Bound to the file: armed, though no process runs it yet.
+        let r = arm_results(&BreakpointStatus {
+            errors: vec![],
+            file_sites: 2,
+            ..st
+        });
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            (r[0].pid, &r[0].result),
+            (0, &Some(arm_result::Result::Probes(2)))
+        );
     }
 }

@@ -170,6 +170,7 @@ mod tests {
         let h = health(
             &[BreakpointStatus {
                 id: 3,
+                file_sites: 0,
                 processes: vec![(std::process::id(), 2)],
                 hits: 0,
                 filtered: 0,

@@ -39,9 +39,9 @@ impl Manager {
                     bp,
                     pid,
                 ) {
-                    Ok(slots) => {
+                    Ok(p) => {
                         tracing::info!(id = bp.spec.id, pid, "armed in a pod that now matches");
-                        bp.pids.insert(pid, slots);
+                        bp.pids.insert(pid, p);
                     }
                     Err(err) => bp.errors.push((pid, chain(&err))),
                 }

@@ -333,6 +333,7 @@ fn set_text(bp: &v1::Breakpoint, set: &v1::SetBreakpointResponse) -> String {
             .or_default();
         match &result.result {
             Some(v1::arm_result::Result::Probes(0)) => node.waiting = true,
+            Some(v1::arm_result::Result::Probes(n)) if result.pid == 0 => node.file_sites = *n,
             Some(v1::arm_result::Result::Probes(n)) => node.armed.push((result.pid, *n)),
             Some(v1::arm_result::Result::Error(e)) => node.failed.push((result.pid, e.clone())),
             None => {}
@@ -340,11 +341,23 @@ fn set_text(bp: &v1::Breakpoint, set: &v1::SetBreakpointResponse) -> String {
     }
     for ((node, agent), arms) in &nodes {
         let name = if node.is_empty() { agent } else { node };
-        if !arms.armed.is_empty() {
+        let sites = |n: u32| format!("{n} site{}", if n == 1 { "" } else { "s" });
+        if arms.file_sites > 0 {
+            let _ = writeln!(
+                out,
+                "  armed on node {name} in the executable file ({}): every process that runs it \
+                 is caught from its first instruction, including ones that start later",
+                sites(arms.file_sites)
+            );
+            if !arms.armed.is_empty() {
+                let pids: Vec<String> = arms.armed.iter().map(|(pid, _)| pid.to_string()).collect();
+                let _ = writeln!(out, "    running there now: pid {}", pids.join(", pid "));
+            }
+        } else if !arms.armed.is_empty() {
             let procs: Vec<String> = arms
                 .armed
                 .iter()
-                .map(|(pid, n)| format!("pid {pid} ({n} site{})", if *n == 1 { "" } else { "s" }))
+                .map(|(pid, n)| format!("pid {pid} ({})", sites(*n)))
                 .collect();
             let _ = writeln!(out, "  armed on node {name}: {}", procs.join(", "));
         } else if arms.waiting && arms.failed.is_empty() {
@@ -401,6 +414,8 @@ fn target_text(j: &serde_json::Value, sep: &str) -> String {
 struct NodeArms {
     /// (pid, probe sites) armed.
     armed: Vec<(u32, u32)>,
+    /// Probe sites bound to the executable file, for all its processes.
+    file_sites: u32,
     /// (pid, why) that failed.
     failed: Vec<(u32, String)>,
     /// The agent has no process of the target yet.

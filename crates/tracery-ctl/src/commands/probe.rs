@@ -66,7 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut bp = tracery_agent::prepare(args.pid, &args.at, &limits)?;
     // Per site: what the kernel checks, and whether user space checks anything more.
-    let compiled = compile_when(when.as_ref(), &mut bp)?;
+    let compiled = compile_when(when.as_ref(), &mut bp.sites)?;
     let mut session = Session::start()?;
     let opts = ArmOptions {
         breakpoint_id: 0,

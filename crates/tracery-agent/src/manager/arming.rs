@@ -1,0 +1,253 @@
+//! Arming one breakpoint: once in an executable file for every process that runs it
+//! (shared sites), or in one process with sites of its own; and undoing both.
+//!
+//! A breakpoint whose target names an executable file (`--exe`, a service's `exe`) binds
+//! its probes to the file's inode, before any process runs it: the kernel relocates each
+//! hit from its instruction pointer, so a process is caught from its first instruction,
+//! however briefly it lives. What stays per process is what needs one: following which
+//! request its threads serve, and seizing its threads for `--freeze`. Targets chosen by
+//! name, command line, pod or PID are armed process by process, as they are found.
+
+use std::{os::unix::fs::MetadataExt, path::Path};
+
+use crate::{
+    capture::probes::SlotId,
+    capture::session::{ArmOptions, CgroupFilter, PreparedBreakpoint, Session},
+    capture::when::compile_when,
+    discovery::NodeCgroup,
+    error::AgentError,
+    freeze::freezer::Freezer,
+    process::TargetProcess,
+};
+
+use super::{Armed, HoldWatch, Target};
+
+/// A breakpoint in one process.
+pub(super) struct InProcess {
+    pub process: TargetProcess,
+    /// The process's own probe sites; empty when shared sites cover its file.
+    pub slots: Vec<SlotId>,
+    /// Probe sites that serve it, its own or shared: what status shows.
+    pub sites: usize,
+    /// It holds a use of the process's request tracking ([`Session::follow`]).
+    pub followed: bool,
+}
+
+/// Probe sites shared by every process of one executable file.
+pub(super) struct SharedFile {
+    /// The file's device and inode: what the probes are bound to.
+    pub file: (u64, u64),
+    pub slots: Vec<SlotId>,
+}
+
+/// The executable file `target` names, with the node cgroup it is limited to.
+pub(super) fn target_file(target: &Target) -> Option<(&Path, Option<&NodeCgroup>)> {
+    match target {
+        Target::Matching(m) => m.file(),
+        Target::Pid(_) | Target::Pods(_) => None,
+    }
+}
+
+/// Device and inode of the file at `path` (following symlinks, as `/proc/PID/exe`).
+fn file_key(path: &Path) -> Option<(u64, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
+/// The options the kernel enforces for `bp`, with the kernel's hit limit.
+fn options(bp: &Armed, kernel_hit_limit: u64) -> ArmOptions {
+    let spec = &bp.spec;
+    ArmOptions {
+        breakpoint_id: spec.id,
+        hit_limit: kernel_hit_limit,
+        rate_per_sec: spec.rate_per_sec,
+        scope_trace: spec.scope.trace_id.map(|t| t.0),
+        header_bits: bp.header_bits,
+        freeze: spec.freeze.map(|f| f.timeout),
+    }
+}
+
+/// Binds `bp`'s probes to the executable file at `path` for all its processes, unless they
+/// are bound to that file already. Returns the number of sites.
+pub(super) fn arm_file(
+    session: &mut Session,
+    bp: &mut Armed,
+    path: &Path,
+    cgroup: Option<&NodeCgroup>,
+) -> Result<usize, AgentError> {
+    let key = file_key(path).ok_or_else(|| AgentError::ExecutableFile {
+        path: path.to_path_buf(),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    })?;
+    if let Some(shared) = bp.shared.iter().find(|s| s.file == key) {
+        return Ok(shared.slots.len());
+    }
+    let filter = match cgroup {
+        Some(c) => {
+            let (id, level) = c.kernel_id().ok_or_else(|| AgentError::NodeCgroupGone {
+                cgroup: c.path().to_owned(),
+            })?;
+            Some(CgroupFilter { id, level })
+        }
+        None => None,
+    };
+    let in_file = |e: AgentError| AgentError::InFile {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    };
+    let spec = &bp.spec;
+    let mut prepared = session
+        .prepare_file(path, &spec.location, &spec.limits)
+        .map_err(in_file)?;
+    for (_, plan) in &prepared.sites {
+        super::check_capture_scope(&spec.capture_paths, &spec.location, plan).map_err(in_file)?;
+    }
+    let compiled =
+        compile_when(bp.when.as_ref(), &mut prepared.sites).map_err(|e| in_file(e.into()))?;
+    let opts = options(bp, compiled.kernel_hit_limit(spec.hit_limit));
+    let slots = session.arm_shared(&prepared, &opts, filter)?;
+    tracing::info!(
+        id = spec.id,
+        file = %path.display(),
+        sites = slots.len(),
+        "armed for every process of the file"
+    );
+    let n = slots.len();
+    bp.shared.push(SharedFile { file: key, slots });
+    Ok(n)
+}
+
+/// Arms `bp` in `pid`. When the breakpoint's target names a file, the process's file gets
+/// shared sites (if it has none yet) and the process only has its requests followed;
+/// otherwise it gets sites of its own. For a `--freeze` breakpoint the process's threads
+/// are seized first, so the first hit can already stop; if that fails the breakpoint
+/// still captures and the reason is kept with its errors.
+pub(super) fn arm_in(
+    session: &mut Session,
+    freezer: &mut Freezer,
+    hold_watched: &mut std::collections::BTreeMap<u32, HoldWatch>,
+    bp: &mut Armed,
+    pid: u32,
+) -> Result<InProcess, AgentError> {
+    let spec = &bp.spec;
+    let mut prepared = session.prepare(pid, &spec.location, &spec.limits)?;
+    if spec.freeze.is_some() {
+        seize_for_freeze(session, freezer, hold_watched, bp, &prepared, pid);
+    }
+    let cgroup = target_file(&bp.spec.target).and_then(|(_, c)| c.cloned());
+    let arm = if target_file(&bp.spec.target).is_some() {
+        // Through /proc/PID/exe: the process's own file, even if the path now names a
+        // newer build.
+        let path = prepared.target.exe_path();
+        arm_file(session, bp, &path, cgroup.as_ref()).and_then(|sites| {
+            session.follow(&prepared)?;
+            Ok(InProcess {
+                process: prepared.target.clone(),
+                slots: Vec::new(),
+                sites,
+                followed: true,
+            })
+        })
+    } else {
+        let spec = &bp.spec;
+        for (_, plan) in &prepared.sites {
+            super::check_capture_scope(&spec.capture_paths, &spec.location, plan)?;
+        }
+        let compiled = compile_when(bp.when.as_ref(), &mut prepared.sites)?;
+        let opts = options(bp, compiled.kernel_hit_limit(spec.hit_limit));
+        session.arm(&prepared, &opts).map(|slots| InProcess {
+            process: prepared.target.clone(),
+            sites: slots.len(),
+            slots,
+            followed: false,
+        })
+    }?;
+    // A frozen request outlives its breakpoint (one hit by default): keep following which
+    // request the process's threads and tasks serve until the hold is over.
+    if let Some(w) = hold_watched.get_mut(&pid).filter(|w| !w.tracking) {
+        w.tracking = session.table().retain_tracking(pid);
+    }
+    Ok(arm)
+}
+
+/// Seizes `pid`'s threads and watches its cgroup's messages, for a `--freeze` breakpoint.
+/// Failures go to the breakpoint's errors: it still captures.
+fn seize_for_freeze(
+    session: &mut Session,
+    freezer: &mut Freezer,
+    hold_watched: &mut std::collections::BTreeMap<u32, HoldWatch>,
+    bp: &mut Armed,
+    prepared: &PreparedBreakpoint,
+    pid: u32,
+) {
+    let go = prepared
+        .sites
+        .first()
+        .is_some_and(|(_, p)| p.language() == tracery_dwarf::SourceLanguage::Go);
+    if go {
+        bp.go_freeze = true;
+        session.tracker().set_go_freeze_armed(true);
+    }
+    match freezer.seize(pid, prepared.executable.binary(), session.tracker()) {
+        Ok(()) => {}
+        // By design, not a failure: the request is frozen by holding its messages, and
+        // each frozen request says so.
+        Err(crate::freeze::freezer::FreezeError::Unstoppable { reason }) => {
+            tracing::info!(pid, "{reason}");
+        }
+        Err(e) => bp.errors.push((
+            pid,
+            format!(
+                "hits will not stop their thread: {}",
+                tracery_model::error::chain(&e)
+            ),
+        )),
+    }
+    if let std::collections::btree_map::Entry::Vacant(slot) = hold_watched.entry(pid) {
+        match session.table().hold_watch(pid) {
+            Ok(dir) => {
+                if let Ok(h) = session.table().holder() {
+                    h.freeze_armed(true);
+                }
+                slot.insert(HoldWatch {
+                    dir,
+                    tracking: false,
+                });
+            }
+            Err(e) => bp.errors.push((pid, tracery_model::error::chain(&e))),
+        }
+    }
+}
+
+/// Undoes `bp` in one process: detaches its own sites, then drops its request tracking
+/// (detaching tracking programs takes longer; the process stops trapping first).
+/// Counts the kernel's drops of those sites into the breakpoint.
+pub(super) fn disarm_in(
+    session: &mut Session,
+    bp: &mut Armed,
+    p: InProcess,
+) -> Result<(), AgentError> {
+    for slot in p.slots {
+        bp.kernel_drops += session.counters(slot).map_or(0, |c| c.dropped);
+        session.disarm(slot)?;
+    }
+    if p.followed {
+        session.unfollow(p.process.pid());
+    }
+    Ok(())
+}
+
+/// Undoes `bp` everywhere: its shared sites first, so no process traps any more while
+/// the slower part, dropping each process's request tracking, runs.
+pub(super) fn disarm_all(session: &mut Session, bp: &mut Armed) -> Result<(), AgentError> {
+    for shared in std::mem::take(&mut bp.shared) {
+        for slot in shared.slots {
+            bp.kernel_drops += session.counters(slot).map_or(0, |c| c.dropped);
+            session.disarm(slot)?;
+        }
+    }
+    for (_, p) in std::mem::take(&mut bp.pids) {
+        disarm_in(session, bp, p)?;
+    }
+    Ok(())
+}
