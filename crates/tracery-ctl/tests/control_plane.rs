@@ -426,3 +426,52 @@ fn postgres_store_same_flow_and_restart() {
         "stored snapshots survive a restart"
     );
 }
+
+/// Issue 18: after `breakpoint set --exe` returns, a process that lives 20 ms and calls the
+/// probed function once yields exactly one snapshot, in 20 runs of 20 (each run a new
+/// process, started a little apart as a cron job or a CLI would be); a process of another
+/// executable with the same function yields none.
+#[test]
+fn an_exe_breakpoint_catches_each_run_of_a_20_ms_process() {
+    tracery_tests::require_root();
+    let (t, exe) = start(None);
+    let other = Copy::of("c-O2");
+    let path = exe.path().to_str().unwrap().to_owned();
+    let id = t.set(&["--exe", &path, "--at", "process_order", "--hits", "100"]);
+    let run = |path: &std::path::Path| {
+        let start = std::time::Instant::now();
+        let mut child = std::process::Command::new(path)
+            .arg("once")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(child.wait().unwrap().success());
+        (pid, start.elapsed())
+    };
+    let mut pids = Vec::new();
+    for _ in 0..20 {
+        let (pid, lived) = run(exe.path());
+        assert!(lived < Duration::from_millis(200), "lived {lived:?}");
+        pids.push(pid);
+        // Within the default rate limit (10/s), as runs of a job would be.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (stray, _) = run(other.path());
+    let snaps = t.snapshots(&id, 20);
+    // Anything late would have arrived with the 20th.
+    std::thread::sleep(Duration::from_millis(500));
+    let snaps = t.snapshots(&id, snaps.len());
+    for pid in &pids {
+        let n = snaps.iter().filter(|s| s["pid"] == json!(pid)).count();
+        assert_eq!(n, 1, "pid {pid}: {n} snapshots");
+    }
+    assert!(
+        !snaps.iter().any(|s| s["pid"] == json!(stray)),
+        "another executable's process was caught"
+    );
+    assert_eq!(snaps.len(), 20);
+    let one = &snaps[0];
+    assert_eq!(one["location"]["function"], "process_order", "{one:#}");
+    assert_eq!(var(one, "id"), &json!(42), "{one:#}");
+}
