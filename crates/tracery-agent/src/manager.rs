@@ -74,6 +74,9 @@ pub struct Manager {
     node: Option<crate::node::NodeRuntime>,
     /// Breakpoints in CPython processes, through hardware watchpoints; started at the first.
     python: Option<crate::python::PythonRuntime>,
+    /// New processes already caught by their file's shared sites, whose requests are
+    /// followed once they have lived [`arming::FOLLOW_AFTER`].
+    to_follow: Vec<arming::ToFollow>,
 }
 
 impl Manager {
@@ -92,6 +95,7 @@ impl Manager {
             pod_refs: HashMap::new(),
             node: None,
             python: None,
+            to_follow: Vec::new(),
         })
     }
 
@@ -342,35 +346,11 @@ impl Manager {
         for e in self.execs.poll(Duration::ZERO)? {
             // A new image, perhaps of a reused PID: its pod is found again at its first hit.
             self.pod_refs.remove(&e.pid);
-            for bp in self.breakpoints.values_mut() {
-                if bp.ended.is_some()
-                    || bp.pids.contains_key(&e.pid)
-                    || !cluster::selects_exec(&bp.spec.target, self.pods.as_ref(), &e)
-                {
-                    continue;
-                }
-                match arm_in(
-                    &mut self.session,
-                    &mut self.freezer,
-                    &mut self.hold_watched,
-                    bp,
-                    e.pid,
-                ) {
-                    Ok(p) => {
-                        tracing::info!(id = bp.spec.id, pid = e.pid, "armed on new process");
-                        bp.pids.insert(e.pid, p);
-                    }
-                    // Its file's shared sites caught it already; only following its
-                    // requests failed, because it is gone.
-                    Err(_) if !bp.shared.is_empty() && !crate::process::pid_exists(e.pid) => {
-                        tracing::debug!(id = bp.spec.id, pid = e.pid, "exited before followed");
-                    }
-                    Err(err) => bp.errors.push((e.pid, chain(&err))),
-                }
-            }
+            self.arm_new_process(&e);
             self.node_exec(&e);
             self.python_exec(&e);
         }
+        self.follow_due();
         let now = SystemTime::now();
         let mut released_pids = Vec::new();
         for bp in self.breakpoints.values_mut() {

@@ -59,8 +59,14 @@ fn arms_processes_that_start_later_and_follows_restarts() {
     let second = FixtureProcess::spawn("c-O0", &["serve"]);
     let s = snapshot_from(&mut m, second.pid());
     assert_eq!(s.pid, second.pid());
-    // The dead process was forgotten; only the new one is armed.
-    let st = m.status_of(1).unwrap();
+    // The dead process was forgotten; only the new one is armed. Caught by the file's
+    // probe from its start, it is listed once it has lived long enough to be followed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut st = m.status_of(1).unwrap();
+    while st.processes != vec![(second.pid(), 1)] && Instant::now() < deadline {
+        m.tick(Duration::from_millis(50)).unwrap();
+        st = m.status_of(1).unwrap();
+    }
     assert_eq!(st.processes, vec![(second.pid(), 1)], "{st:?}");
     assert!(st.hits >= 2);
     assert!(m.remove(1).unwrap());

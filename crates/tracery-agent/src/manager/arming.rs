@@ -8,7 +8,13 @@
 //! request its threads serve, and seizing its threads for `--freeze`. Targets chosen by
 //! name, command line, pod or PID are armed process by process, as they are found.
 
-use std::{os::unix::fs::MetadataExt, path::Path};
+use std::{
+    os::unix::fs::MetadataExt,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use tracery_model::error::chain;
 
 use crate::{
     capture::probes::SlotId,
@@ -16,11 +22,109 @@ use crate::{
     capture::when::compile_when,
     discovery::NodeCgroup,
     error::AgentError,
+    exec_watch::Exec,
     freeze::freezer::Freezer,
     process::TargetProcess,
 };
 
-use super::{Armed, HoldWatch, Target};
+use super::{cluster, Armed, HoldWatch, Manager, Target};
+
+/// How long a new process already caught by shared sites lives before its requests are
+/// followed, for a breakpoint that is neither scoped nor freezing (those follow at once).
+/// Following attaches the system-call hooks when nothing else is followed, and dropping
+/// the last follower detaches them, which takes about 1.4 s here: a job that starts a
+/// process every few hundred milliseconds would stall the agent on that churn. A process
+/// that lives this long is worth it; its hits until then carry no trace id.
+pub(super) const FOLLOW_AFTER: Duration = Duration::from_secs(1);
+
+/// A new process to follow for a breakpoint once it has lived [`FOLLOW_AFTER`].
+pub(super) struct ToFollow {
+    breakpoint: u64,
+    exec: Exec,
+    due: Instant,
+}
+
+impl Manager {
+    /// Arms the breakpoints that target a process that just executed. Where its file's
+    /// shared sites caught it already, it is only followed, later (see [`FOLLOW_AFTER`]).
+    pub(super) fn arm_new_process(&mut self, e: &Exec) {
+        let file = file_key(&Path::new("/proc").join(e.pid.to_string()).join("exe"));
+        let mut now = Vec::new();
+        for bp in self.breakpoints.values() {
+            if bp.ended.is_some()
+                || bp.pids.contains_key(&e.pid)
+                || !cluster::selects_exec(&bp.spec.target, self.pods.as_ref(), e)
+            {
+                continue;
+            }
+            // A scoped or freezing breakpoint needs the process's requests from the start.
+            let needs_requests = bp.spec.scope.trace_id.is_some()
+                || bp.spec.scope.header.is_some()
+                || bp.spec.freeze.is_some();
+            if !needs_requests && file.is_some_and(|f| bp.shared.iter().any(|s| s.file == f)) {
+                self.to_follow.push(ToFollow {
+                    breakpoint: bp.spec.id,
+                    exec: e.clone(),
+                    due: Instant::now() + FOLLOW_AFTER,
+                });
+            } else {
+                now.push(bp.spec.id);
+            }
+        }
+        for id in now {
+            self.arm_one(id, e.pid);
+        }
+    }
+
+    /// Follows the new processes whose time has come, if they still run what they ran.
+    pub(super) fn follow_due(&mut self) {
+        if self.to_follow.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let (due, later) = std::mem::take(&mut self.to_follow)
+            .into_iter()
+            .partition(|f| f.due <= now);
+        self.to_follow = later;
+        for f in due {
+            let Some(bp) = self.breakpoints.get(&f.breakpoint) else {
+                continue;
+            };
+            // Exited, or its PID was reused for something else: nothing to follow.
+            if bp.ended.is_some()
+                || bp.pids.contains_key(&f.exec.pid)
+                || !cluster::selects_exec(&bp.spec.target, self.pods.as_ref(), &f.exec)
+            {
+                continue;
+            }
+            self.arm_one(f.breakpoint, f.exec.pid);
+        }
+    }
+
+    fn arm_one(&mut self, id: u64, pid: u32) {
+        let Some(bp) = self.breakpoints.get_mut(&id) else {
+            return;
+        };
+        match arm_in(
+            &mut self.session,
+            &mut self.freezer,
+            &mut self.hold_watched,
+            bp,
+            pid,
+        ) {
+            Ok(p) => {
+                tracing::info!(id, pid, "armed on new process");
+                bp.pids.insert(pid, p);
+            }
+            // Its file's shared sites caught it; only following its requests failed,
+            // because it is gone.
+            Err(_) if !bp.shared.is_empty() && !crate::process::pid_exists(pid) => {
+                tracing::debug!(id, pid, "exited before followed");
+            }
+            Err(err) => bp.errors.push((pid, chain(&err))),
+        }
+    }
+}
 
 /// A breakpoint in one process.
 pub(super) struct InProcess {
