@@ -14,7 +14,9 @@ mod names;
 mod rust_btree;
 mod shape;
 
-pub(crate) use cpp_shape::{template_base, variant_alternatives, CppShape};
+pub(crate) use cpp_shape::{
+    deque_per_node, template_base, variant_alternatives, CppShape, DequeAt,
+};
 pub(crate) use load::{TypeLoader, DW_AT_GO_RUNTIME_TYPE};
 pub(crate) use rust_btree::{btree_node, BTreeAt, BTreeNode};
 pub(crate) use shape::{dyn_trait, go_map_layout, shape_of, Shape};
@@ -194,6 +196,18 @@ impl TypeTable {
             TypeKind::Alias { target: None } | TypeKind::Void => Some(0),
             _ => None,
         })
+    }
+
+    /// Offset of member `name` of aggregate `ty`, through aliases.
+    pub fn member_offset(&self, ty: TypeId, name: &str) -> Option<u64> {
+        match &self.strip(ty)?.1.kind {
+            TypeKind::Aggregate(agg) => agg
+                .members
+                .iter()
+                .find(|m| m.name == name)
+                .map(|m| m.offset),
+            _ => None,
+        }
     }
 
     /// Display name of a type ("?" when it was not loaded).

@@ -13,7 +13,7 @@ use tracery_common::plan::rb_node;
 use super::{scalar::unsigned, Bytes, Decoder};
 use crate::{
     fetch_plan::{Payload, RegionId, CONTROL_BLOCK, HASH_NODE_VALUE},
-    types::{template_base, variant_alternatives, CppShape, TypeId},
+    types::{deque_per_node, template_base, variant_alternatives, CppShape, DequeAt, TypeId},
     value::Value,
 };
 
@@ -59,6 +59,7 @@ impl Decoder<'_> {
                 end,
                 elem,
             } => self.vector(r, b, off, [start, finish, end], elem, nest),
+            CppShape::Deque(at) => self.deque(r, b, off, at, nest),
             CppShape::Tree { header, count, val } => {
                 let at = NodesAt {
                     key: off + header,
@@ -191,6 +192,100 @@ impl Decoder<'_> {
             Err(why) => why,
         };
         printer(header, vec![(ITEMS.into(), shown)])
+    }
+
+    /// A deque: its length from the iterators as gdb's printer computes it, and its
+    /// elements in order from the first node's copy and the later nodes' copies
+    /// (`fetch_plan::builder::cpp_walks`), up to `max_elements` or the first node not
+    /// captured; the value then carries the full length.
+    fn deque(&self, r: RegionId, b: &Bytes, off: u64, at: DequeAt, nest: usize) -> Value {
+        let word = |it: u64, w: u64| b.word(off + it + w);
+        let words = [
+            word(at.start, at.cur),
+            word(at.start, at.last),
+            word(at.start, at.node),
+            word(at.finish, at.cur),
+            word(at.finish, at.first),
+            word(at.finish, at.node),
+        ];
+        let mut w = [0u64; 6];
+        for (x, got) in w.iter_mut().zip(words) {
+            match got {
+                Ok(v) => *x = v,
+                Err(hole) => return hole,
+            }
+        }
+        let [s_cur, s_last, s_node, f_cur, f_first, f_node] = w;
+        let size = self.plan.types.size_of(at.elem).unwrap_or(0).max(1);
+        let per_node = deque_per_node(size);
+        let later = f_node.wrapping_sub(s_node) / 8;
+        if f_node < s_node
+            || (f_node - s_node) % 8 != 0
+            || s_last < s_cur
+            || f_cur < f_first
+            || (later == 0 && f_cur < s_cur)
+        {
+            return Value::unavailable(format!(
+                "inconsistent deque: {s_cur:#x} {s_last:#x} {s_node:#x} {f_cur:#x} {f_first:#x} {f_node:#x}"
+            ));
+        }
+        // Elements in node k (0: the first, from `_M_start._M_cur`), as gdb's printer walks.
+        let in_node = |k: u64| match k {
+            0 if later == 0 => (f_cur - s_cur) / size,
+            0 => (s_last - s_cur) / size,
+            k if k == later => (f_cur - f_first) / size,
+            _ => per_node,
+        };
+        let n = match later {
+            0 => in_node(0),
+            // Saturating: a deque changing under the hit may hold any words.
+            l => in_node(0)
+                .saturating_add((l - 1).saturating_mul(per_node))
+                .saturating_add(in_node(l)),
+        };
+        let plural = if n == 1 { "" } else { "s" };
+        let header = format!("std::deque with {n} element{plural}");
+        if n == 0 {
+            return printer(header, items(Vec::new(), None));
+        }
+        let max = u64::from(self.plan.limits.max_elements).max(1).min(n);
+        let mut xs = Vec::new();
+        // Takes node k's captured elements; false when its copy was cut short.
+        let at_node = |xs: &mut Vec<Value>, pr: RegionId, bytes: &Bytes, k: u64| {
+            let got = (bytes.buf.len() as u64 / size).min(in_node(k));
+            for i in 0..got.min(max - xs.len() as u64) {
+                xs.push(self.value(pr, bytes, i * size, at.elem, nest + 1));
+            }
+            got == in_node(k)
+        };
+        let whole = match self.payload(r, off + at.start + at.cur) {
+            Ok((pr, bytes)) => at_node(&mut xs, pr, &bytes, 0),
+            Err(why) => return printer(header, vec![(ITEMS.into(), why)]),
+        };
+        if whole && (xs.len() as u64) < max {
+            // Nodes not captured (cap, budget, fault) end the list; `total` says so.
+            if let Ok((pr, _)) = self.payload(r, off + at.start + at.node) {
+                for k in 1..=later {
+                    let Ok((nr, bytes)) = self.payload(pr, (k - 1) * 8) else {
+                        break;
+                    };
+                    if !at_node(&mut xs, nr, &bytes, k) || xs.len() as u64 >= max {
+                        break;
+                    }
+                }
+            }
+        }
+        let shown = xs.len() as u64;
+        printer(
+            header,
+            vec![(
+                ITEMS.into(),
+                Value::Array {
+                    items: xs,
+                    total: (shown < n).then_some(n),
+                },
+            )],
+        )
     }
 
     /// A tree's or hash table's entries from the nodes its walk copied: `std::map with 3

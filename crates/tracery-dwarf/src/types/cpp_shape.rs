@@ -22,6 +22,8 @@ pub(crate) enum CppShape {
         end: u64,
         elem: TypeId,
     },
+    /// `std::deque<T>`: where its `_M_start` and `_M_finish` iterators and their words are.
+    Deque(DequeAt),
     /// `std::map`, `std::set` and multi forms: offsets of the tree's `_M_header` node and
     /// `_M_node_count`; nodes hold a `val` (`std::pair<const K, V>` for maps) at
     /// [`tracery_common::plan::rb_node::VALUE`].
@@ -54,6 +56,32 @@ pub(crate) enum CppShape {
     },
     /// `__gnu_cxx::__aligned_membuf<T>` / `__aligned_buffer<T>`: raw storage of one `T`.
     Storage { ty: TypeId },
+}
+
+/// Offsets in a `std::deque<T>`: of its `_M_start` and `_M_finish` iterators, and of
+/// `_M_cur`, `_M_first`, `_M_last` and `_M_node` inside an iterator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DequeAt {
+    pub start: u64,
+    pub finish: u64,
+    pub cur: u64,
+    pub first: u64,
+    pub last: u64,
+    pub node: u64,
+    pub elem: TypeId,
+}
+
+/// Bytes of one deque node: libstdc++'s `__deque_buf_size` makes a node 512 bytes of
+/// elements, or one element when that is larger.
+pub(crate) const DEQUE_NODE_BYTES: u64 = 512;
+
+/// Elements per node of a deque of `size`-byte elements (`__deque_buf_size`).
+pub(crate) fn deque_per_node(size: u64) -> u64 {
+    if size < DEQUE_NODE_BYTES {
+        DEQUE_NODE_BYTES / size.max(1)
+    } else {
+        1
+    }
 }
 
 /// The shape of a C++ struct, class or union named `name`.
@@ -90,6 +118,22 @@ fn cpp_shape(table: &TypeTable, name: &str, agg: &Aggregate) -> Option<CppShape>
                 end,
                 elem,
             })
+        }
+        "deque" | "__cxx1998::deque" => {
+            let (start, it_ty) = find(table, agg, "_M_start", 0)?;
+            let (finish, _) = find(table, agg, "_M_finish", 0)?;
+            let it = aggregate(table, it_ty)?;
+            let (cur, cur_ty) = find(table, it, "_M_cur", 0)?;
+            let elem = pointer_target(table, cur_ty)?;
+            Some(CppShape::Deque(DequeAt {
+                start,
+                finish,
+                cur,
+                first: find(table, it, "_M_first", 0)?.0,
+                last: find(table, it, "_M_last", 0)?.0,
+                node: find(table, it, "_M_node", 0)?.0,
+                elem,
+            }))
         }
         "map" | "multimap" | "set" | "multiset" => {
             let (t_off, t_ty) = find(table, agg, "_M_t", 0)?;

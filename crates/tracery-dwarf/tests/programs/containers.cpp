@@ -1,8 +1,11 @@
 // C++ standard-library values for the differential test against gdb's libstdc++ printers
 // (tests/differential_cpp.rs). `inspect` is the probed function: the test stops at the
-// marked line and compares Tracery's values with what gdb prints there.
+// marked line and compares Tracery's values with what gdb prints there. `inspect_queues`
+// holds the deques at its own marked line, in a plan of their own so that they do not
+// take the data budget of `inspect`'s values.
 #include <array>
 #include <cstdio>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -44,10 +47,23 @@ struct Values {
     std::map<int, int> big;
 };
 
+struct Queues {
+    std::deque<int> queue;
+    std::deque<std::string> lines;
+    std::deque<int> empty_queue;
+    std::deque<long> long_queue;
+};
+
 // noinline and a volatile sink: the breakpoint line is in this frame at -O2 as at -O0.
 __attribute__((noinline)) int inspect(Values &v) {
     static volatile int sink;
     sink = static_cast<int>(v.numbers.size()); // @here
+    return sink;
+}
+
+__attribute__((noinline)) int inspect_queues(Queues &q) {
+    static volatile int sink;
+    sink = static_cast<int>(q.queue.size()); // @queues
     return sink;
 }
 
@@ -89,9 +105,22 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 1000; i++) {
         v.big[i] = i * i;
     }
+    Queues q;
+    // push_front starts a node of its own: the first node holds one element.
+    q.queue = {1, 2, 3, 4, 5};
+    q.queue.push_front(0);
+    q.lines = {"first", "a line longer than the small string buffer", "third"};
+    q.lines.push_front("zeroth");
+    // 300 longs over 5 nodes of 64, starting mid-node: more than any capture cap.
+    for (long i = 0; i < 290; i++) {
+        q.long_queue.push_back(i);
+    }
+    for (long i = 1; i <= 10; i++) {
+        q.long_queue.push_front(-i);
+    }
     std::string local = "local";
     std::vector<int> local_vec = {10, 20};
-    int r = inspect(v);
+    int r = inspect(v) + inspect_queues(q);
     std::printf("%d %s %zu\n", r, local.c_str(), local_vec.size());
     return 0;
 }

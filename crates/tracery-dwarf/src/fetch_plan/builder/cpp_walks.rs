@@ -1,13 +1,15 @@
 //! Following libstdc++ containers at the hit: a vector's buffer from its start pointer, a
 //! tree in order with the kernel's `RbTree` walk, a hash table along its node list with a
 //! `Chain` walk, and a shared pointer's control block. Each is one op, capped by
-//! [`super::CaptureLimits::max_elements`] and [`MAX_COPY`].
+//! [`super::CaptureLimits::max_elements`] and [`MAX_COPY`]. A deque is a few plain copies:
+//! its first node's elements, its node pointers, then one copy per later node.
 
 use tracery_common::{plan::rb_node, FetchOp, OpKind, DATA_CAP, MAX_COPY};
 
 use super::{Builder, Follow, Part, Payload, RegionId};
 use crate::types::{
-    variant_alternatives, Aggregate, AggregateKind, CppShape, Member, Type, TypeId, TypeKind,
+    deque_per_node, variant_alternatives, Aggregate, AggregateKind, CppShape, DequeAt, Member,
+    Type, TypeId, TypeKind,
 };
 
 /// Bytes of a control block read for its counts: vtable pointer, `_M_use_count`,
@@ -16,6 +18,10 @@ pub(crate) const CONTROL_BLOCK: u64 = 16;
 
 /// Offset of the value in an `std::unordered_*` node, after its `_M_nxt` link.
 pub(crate) const HASH_NODE_VALUE: u64 = 8;
+
+/// Most deque nodes after the first one read per hit: each costs an op, and
+/// `max_elements` usually needs one or two.
+const MAX_DEQUE_NODES: u64 = 8;
 
 /// Synthetic type ids for node types (never DIE offsets, which stay far below 2^48).
 const TREE_NODE: u64 = 1 << 62;
@@ -34,6 +40,7 @@ impl Builder<'_, '_> {
     ) -> bool {
         match shape {
             CppShape::Vector { start, elem, .. } => self.follow_vector(r, off + start, elem, depth),
+            CppShape::Deque(at) => self.follow_deque(r, off, at, depth),
             CppShape::Tree { header, val, .. } => self.follow_tree(r, off + header, val, depth),
             CppShape::Hash { first, val, .. } => self.follow_chain(r, off + first, val, depth),
             CppShape::Shared { ptr, ptr_ty, pi } => {
@@ -107,6 +114,69 @@ impl Builder<'_, '_> {
         }
     }
 
+    /// A deque's first `max_elements` elements. The kernel cannot subtract the iterators'
+    /// `_M_node` words, so the node count is fixed: a copy from `_M_start._M_cur` (the rest
+    /// of the first node), a copy of the node pointers after `_M_start._M_node`, and one
+    /// copy through each of those, up to [`MAX_DEQUE_NODES`]. The decoder keeps only the
+    /// elements before `_M_finish._M_cur`. Element regions are one hop from the deque, as a
+    /// vector's buffer is; the node pointers region is keyed at `_M_start._M_node`.
+    fn follow_deque(&mut self, r: RegionId, off: u64, at: DequeAt, depth: u8) {
+        let cur = off + at.start + at.cur;
+        let Some(size) = self.elem_size(r, cur, at.elem) else {
+            return;
+        };
+        let Some(from) = self.pointer_source(r, cur, depth, true) else {
+            return;
+        };
+        let per_node = deque_per_node(size);
+        let max = u64::from(self.limits.max_elements).max(1);
+        let first = self.walk_cap(size).min(max.min(per_node) * size);
+        if first == 0 {
+            self.follows.insert((r, cur), Follow::Budget);
+            return;
+        }
+        let copy = FetchOp {
+            kind: OpKind::Copy as u8,
+            ..FetchOp::EMPTY
+        };
+        let Some(op) = self.push_follow(r, cur, from, first, copy) else {
+            return;
+        };
+        self.walked(r, cur, op, at.elem, size, first, depth);
+        // The first node may hold a single element: the rest can need this many nodes.
+        let nodes = (max - 1).div_ceil(per_node).min(MAX_DEQUE_NODES);
+        let node = off + at.start + at.node;
+        if nodes == 0 {
+            return;
+        }
+        let Some(from) = self.pointer_source(r, node, depth, true) else {
+            return;
+        };
+        // Slots past `_M_finish._M_node` (or past the map) are never decoded: their
+        // copies at worst fault or read bytes nobody looks at.
+        let next = FetchOp { offset: 8, ..copy };
+        let Some(op) = self.push_follow(r, node, from, nodes * 8, next) else {
+            return;
+        };
+        let ptrs = self.new_region(None, nodes * 8, nodes * 8, op, Payload::Fixed, depth);
+        self.follows.insert((r, node), Follow::Region(ptrs));
+        let mut left = (max - 1) * size;
+        for j in 0..nodes {
+            let want = left.min(per_node * size);
+            let len = self.walk_cap(size).min(want);
+            if len == 0 {
+                self.follows.insert((ptrs, j * 8), Follow::Budget);
+                return;
+            }
+            let slot = self.ops[op].out + (j * 8) as u16;
+            let Some(o) = self.push_follow(ptrs, j * 8, (op, slot), len, copy) else {
+                return;
+            };
+            self.walked(ptrs, j * 8, o, at.elem, size, len, depth);
+            left -= want;
+        }
+    }
+
     /// The tree whose header node is at (r, header): an `RbTree` op from the header's own
     /// address, each node copied whole (links, then the value at `rb_node::VALUE`).
     fn follow_tree(&mut self, r: RegionId, header: u64, val: TypeId, depth: u8) {
@@ -170,6 +240,8 @@ impl Builder<'_, '_> {
         self.walked(r, first, op, node_ty, node, cap, depth);
     }
 
+    /// The region of nodes (or elements) of `node` bytes that op `op` copies for the
+    /// pointer at (r, key).
     #[allow(clippy::too_many_arguments)] // reason: the walk's op, its node layout and budget
     fn walked(
         &mut self,
