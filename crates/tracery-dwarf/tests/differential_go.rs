@@ -4,9 +4,11 @@
 //! Normalization, documented here as the only liberty taken:
 //! - Go leaves map order unspecified (and randomizes iteration), so each map is compared
 //!   as a set of lines `name[{key %v}]={value %v}` plus `name.len={len}`;
-//! - a map may show fewer entries than it holds only when it says so ("N of M shown": the
-//!   entries of overflow buckets are not read yet), and then exactly that many printed
-//!   entries may be absent; every entry shown must be one the program printed;
+//! - a map may show fewer entries than it holds only when it says so ("N of M shown": a cap
+//!   cut its bucket arrays or overflow chains), and then exactly that many printed entries
+//!   may be absent; every entry shown must be one the program printed; where a test says a
+//!   map is complete, none may be absent;
+//! - the program prints every map; each site compares the maps of its own variables;
 //! - Tracery's values are written in `%v` syntax by [`go_v`]: strings bare, integers in
 //!   decimal, slices as `[a b c]` (Tracery's own Go rendering quotes strings and separates
 //!   items with commas, as Delve does; the values are the same).
@@ -36,21 +38,39 @@ fn go_v(v: &Value) -> String {
     }
 }
 
-fn run(variant: &str) -> (BTreeSet<String>, BTreeSet<String>, Vec<Variable>) {
+/// The 1-based line of gomaps/main.go holding `marker` (`@here`, `@overflow`, `@growing`).
+fn line_of(marker: &str) -> u32 {
+    if marker == "@here" {
+        return programs::here("gomaps/main.go");
+    }
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    );
+    let text = std::fs::read_to_string(dir.join("tests/programs/gomaps/main.go")).unwrap();
+    let found: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains(marker))
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(found.len(), 1, "{marker}: {found:?}");
+    found[0] as u32
+}
+
+/// Stops `variant` at the line marked `marker` and returns the lines the program printed
+/// for the variables there, Tracery's lines for them, and the decoded variables.
+fn run(
+    variant: &str,
+    marker: &str,
+    limits: &CaptureLimits,
+) -> (BTreeSet<String>, BTreeSet<String>, Vec<Variable>) {
     let path = programs::build(variant);
     let binary = Binary::open(&path).unwrap();
-    let here = programs::here("gomaps/main.go");
-    let site = resolve(&binary, &format!("main.go:{here}"))
+    let site = resolve(&binary, &format!("main.go:{}", line_of(marker)))
         .unwrap()
         .remove(0);
-    // 32 elements per collection (four buckets per map): the default 64 reserves eight
-    // buckets per map plus a payload per cell, and the three maps' strings and slices then
-    // no longer fit in one hit's data area (they would show "capture budget exhausted").
-    let limits = CaptureLimits {
-        max_elements: 32,
-        ..CaptureLimits::default()
-    };
-    let plan = compile_plan(&binary, site.address, &limits).unwrap();
+    let plan = compile_plan(&binary, site.address, limits).unwrap();
     let out = std::env::temp_dir().join(format!("tracery-gomaps-{variant}-{}", std::process::id()));
     let out_arg = out.to_str().unwrap().to_string();
     let run = Run {
@@ -60,9 +80,15 @@ fn run(variant: &str) -> (BTreeSet<String>, BTreeSet<String>, Vec<Variable>) {
     };
     let hit = capture_with(&run, &binary, plan.address(), |bias| plan.relocate(bias));
     let vars = decode(&binary, &plan, &hit.header, &hit.data);
+    // The program prints every map; keep those of the variables at this site.
     let printed: BTreeSet<String> = std::fs::read_to_string(&out)
         .unwrap()
         .lines()
+        .filter(|l| {
+            vars.iter().any(|v| {
+                l.starts_with(&format!("{}[", v.name)) || l.starts_with(&format!("{}.", v.name))
+            })
+        })
         .map(str::to_string)
         .collect();
     let _ = std::fs::remove_file(&out);
@@ -88,25 +114,99 @@ fn run(variant: &str) -> (BTreeSet<String>, BTreeSet<String>, Vec<Variable>) {
     (printed, ours, vars)
 }
 
-fn check(variant: &str) {
-    let (printed, ours, vars) = run(variant);
+/// 32 elements per collection (four buckets per map): the default 64 reserves eight
+/// buckets per map plus a payload per cell, and the three maps' strings and slices then no
+/// longer fit in one hit's data area (they would show "capture budget exhausted").
+fn limits_32() -> CaptureLimits {
+    CaptureLimits {
+        max_elements: 32,
+        ..CaptureLimits::default()
+    }
+}
+
+/// Entries of maps that say "N of M shown", summed.
+fn unshown(vars: &[Variable]) -> u64 {
+    vars.iter()
+        .filter_map(|v| v.value.as_collection())
+        .map(|c| c.total.map_or(0, |t| t - c.items.len() as u64))
+        .sum()
+}
+
+/// Tracery's lines match the program's, except that a map saying "N of M shown" may miss
+/// exactly its unshown entries.
+fn check_at(variant: &str, marker: &str, limits: &CaptureLimits) -> Vec<Variable> {
+    let (printed, ours, vars) = run(variant, marker, limits);
     let missing: Vec<_> = printed.difference(&ours).collect();
     let extra: Vec<_> = ours.difference(&printed).collect();
-    // Entries in overflow buckets are not read (yet): a map may show fewer entries than it
-    // holds, but then it must say so ("N of M shown"), and exactly that many may be absent.
-    let mut unshown = 0;
-    for v in &vars {
-        if let Some(c) = v.value.as_collection() {
-            unshown += c.total.map_or(0, |t| t - c.items.len() as u64);
-        }
-    }
     let missing_entries = missing.iter().filter(|l| !l.contains(".len=")).count() as u64;
-    let only_unshown = missing_entries == unshown && missing.iter().all(|l| !l.contains(".len="));
+    let only_unshown =
+        missing_entries == unshown(&vars) && missing.iter().all(|l| !l.contains(".len="));
     assert!(
         (missing.is_empty() || only_unshown) && extra.is_empty(),
-        "{variant}: printed by the program but not by Tracery: {missing:#?}\n\
+        "{variant} {marker}: printed by the program but not by Tracery: {missing:#?}\n\
          rendered by Tracery but not printed: {extra:#?}\nvalues: {vars:#?}"
     );
+    vars
+}
+
+fn check(variant: &str) {
+    check_at(variant, "@here", &limits_32());
+}
+
+/// Every entry of the map `name` is shown: no "N of M shown".
+fn assert_complete(variant: &str, vars: &[Variable], name: &str) {
+    let v = vars.iter().find(|v| v.name == name).unwrap();
+    let c = v.value.as_collection().unwrap();
+    assert_eq!(
+        c.total, None,
+        "{variant}: {name} is partial: {:#?}",
+        v.value
+    );
+}
+
+/// A `map[string][]int` of 13 entries in two buckets, the first with an overflow bucket:
+/// the overflow bucket's entries are read too. Not at the default caps: 64 elements plan
+/// eight buckets per array, and their cells' strings and slices (an op each) use up a
+/// hit's 64 ops before the overflow bucket's cells. 16 elements (two buckets) with 16-byte
+/// strings leave ops and data for all 24 cells.
+#[test]
+fn go_map_overflow_buckets_are_read() {
+    let limits = CaptureLimits {
+        max_elements: 16,
+        max_string: 16,
+        ..CaptureLimits::default()
+    };
+    for variant in ["gomaps", "gomaps-noopt"] {
+        let vars = check_at(variant, "@overflow", &limits);
+        assert_complete(variant, &vars, "over");
+    }
+}
+
+/// A map caught while it doubles from four buckets to eight: the entries of old buckets
+/// not yet evacuated are read, each entry once, at the default caps.
+#[test]
+fn go_map_growing_old_buckets_are_read() {
+    for variant in ["gomaps", "gomaps-noopt"] {
+        let vars = check_at(variant, "@growing", &CaptureLimits::default());
+        assert_complete(variant, &vars, "growing");
+    }
+}
+
+/// Capped to two buckets per array, the growing map says how many of its 27 entries it
+/// shows, and every one it shows is the program's.
+#[test]
+fn go_map_cut_by_caps_says_how_many_it_shows() {
+    let limits = CaptureLimits {
+        max_elements: 16,
+        ..CaptureLimits::default()
+    };
+    for variant in ["gomaps", "gomaps-noopt"] {
+        let vars = check_at(variant, "@growing", &limits);
+        let c = vars[0].value.as_collection().unwrap();
+        assert_eq!(c.total, Some(27), "{variant}: {:#?}", vars[0].value);
+        assert!(c.items.len() < 27, "{variant}");
+        assert!(unshown(&vars) > 0, "{variant}");
+    }
 }
 
 #[test]

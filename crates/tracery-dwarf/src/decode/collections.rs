@@ -7,9 +7,15 @@ use crate::{
     value::Value,
 };
 
-/// Go's smallest tophash of a full cell (`minTopHash`): smaller values mark empty or
-/// evacuated cells.
+/// Go's smallest tophash of a full cell (`minTopHash`): smaller values mark empty cells
+/// (`emptyRest` 0, `emptyOne` 1) or evacuated ones (2 to 4).
 const GO_MIN_TOP_HASH: u8 = 5;
+/// Tophash of an old bucket's cell moved to the new array's first half (`evacuatedX`).
+const GO_EVACUATED_X: u8 = 2;
+/// Tophash of an old bucket's empty cell after evacuation (`evacuatedEmpty`).
+const GO_EVACUATED_EMPTY: u8 = 4;
+/// `hmap.flags` bit of a growth to the same size (`sameSizeGrow`).
+const GO_SAME_SIZE_GROW: u8 = 8;
 /// Cells per Go map bucket (`bucketCnt`).
 const GO_BUCKET_CELLS: u64 = 8;
 
@@ -125,43 +131,118 @@ impl Decoder<'_> {
         };
         let size = layout.bucket_size.max(1);
         let mut entries = Vec::new();
-        for k in 0..bb.buf.len() as u64 / size {
-            for i in 0..GO_BUCKET_CELLS {
-                let at = k * size;
-                let top = bb
-                    .buf
-                    .get((at + cells.tophash + i) as usize)
-                    .copied()
-                    .unwrap_or(0);
-                if top < GO_MIN_TOP_HASH {
-                    continue;
-                }
-                let key = self.value(
-                    br,
-                    &bb,
-                    at + cells.keys + i * cells.key_size,
-                    cells.key,
-                    nest + 1,
-                );
-                let val = self.value(
-                    br,
-                    &bb,
-                    at + cells.values + i * cells.value_size,
-                    cells.value,
-                    nest + 1,
-                );
-                entries.push((key, val));
-            }
+        let main = bb.buf.len() as u64 / size;
+        self.go_buckets(br, &bb, main, &cells, nest, &mut entries);
+        if let Some((or, ob, n)) = self.go_old_buckets(hr, &hb, header, layout.b, size) {
+            self.go_buckets(or, &ob, n, &cells, nest, &mut entries);
         }
-        // Fewer than `count`: the cap cut the bucket array, or entries sit in overflow
-        // buckets or in the old array of a growing map, which are not read.
+        // Fewer than `count`: a cap cut an array or a chain, or the old array of a
+        // same-size growth was read in half; the map says how many it shows.
         let total = (entries.len() as u64) < count;
         Value::map(name, entries, total.then_some(count))
     }
+
+    /// A growing map's old array as captured and how many of its buckets exist: 2^(B-1)
+    /// after a doubling, 2^B after a same-size growth; `None` when not growing (or unread).
+    fn go_old_buckets(
+        &self,
+        hr: RegionId,
+        hb: &Bytes,
+        header: TypeId,
+        b_at: u64,
+        size: u64,
+    ) -> Option<(RegionId, Bytes, u64)> {
+        let types = &self.plan.types;
+        let at = types.member_offset(header, "oldbuckets")?;
+        if hb.word(at).ok()? == 0 {
+            return None;
+        }
+        let byte = |off| hb.read(off, 1).ok().map(|b| b[0]);
+        let b = byte(b_at)?.min(31);
+        let flags = byte(types.member_offset(header, "flags")?)?;
+        let (or, ob) = self.payload(hr, at).ok()?;
+        let doubled = flags & GO_SAME_SIZE_GROW == 0 && b > 0;
+        let n = (1u64 << (b - u8::from(doubled))).min(ob.buf.len() as u64 / size);
+        Some((or, ob, n))
+    }
+
+    /// The full cells of the first `n` buckets of `bb` (region `br`) and of the overflow
+    /// chains walked from them. A bucket evacuated by a growth (its first tophash
+    /// `evacuatedX`, `evacuatedY` or `evacuatedEmpty`) has its entries in the new array.
+    fn go_buckets(
+        &self,
+        br: RegionId,
+        bb: &Bytes,
+        n: u64,
+        cells: &Cells,
+        nest: usize,
+        entries: &mut Vec<(Value, Value)>,
+    ) {
+        let size = cells.size;
+        for k in 0..n {
+            let at = k * size;
+            let first = bb.buf.get((at + cells.tophash) as usize).copied();
+            if first.is_some_and(|t| (GO_EVACUATED_X..=GO_EVACUATED_EMPTY).contains(&t)) {
+                continue;
+            }
+            self.go_cells(br, bb, at, cells, nest, entries);
+            let Some(link) = cells.overflow else {
+                continue;
+            };
+            // Chains are `Chain` ops recorded at the bucket's `overflow` word; a null
+            // link (no overflow) is a failed op and reads as no buckets.
+            let Ok((cr, cb)) = self.payload(br, at + link) else {
+                continue;
+            };
+            for j in 0..cb.buf.len() as u64 / size {
+                self.go_cells(cr, &cb, j * size, cells, nest, entries);
+            }
+        }
+    }
+
+    /// The full cells of the bucket at `at`: tophash at least `minTopHash` (smaller ones
+    /// are `emptyRest`, `emptyOne` or evacuated marks).
+    fn go_cells(
+        &self,
+        br: RegionId,
+        bb: &Bytes,
+        at: u64,
+        cells: &Cells,
+        nest: usize,
+        entries: &mut Vec<(Value, Value)>,
+    ) {
+        for i in 0..GO_BUCKET_CELLS {
+            let top = bb
+                .buf
+                .get((at + cells.tophash + i) as usize)
+                .copied()
+                .unwrap_or(0);
+            if top < GO_MIN_TOP_HASH {
+                continue;
+            }
+            let key = self.value(
+                br,
+                bb,
+                at + cells.keys + i * cells.key_size,
+                cells.key,
+                nest + 1,
+            );
+            let val = self.value(
+                br,
+                bb,
+                at + cells.values + i * cells.value_size,
+                cells.value,
+                nest + 1,
+            );
+            entries.push((key, val));
+        }
+    }
 }
 
-/// Offsets and element types of a Go map bucket's cells.
+/// Offsets and element types of a Go map bucket's cells, its size and `overflow` link.
 struct Cells {
+    size: u64,
+    overflow: Option<u64>,
     tophash: u64,
     keys: u64,
     key: TypeId,
@@ -184,6 +265,8 @@ fn bucket_cells(types: &crate::types::TypeTable, bucket: TypeId) -> Option<Cells
     let (key, key_size) = elem(keys.ty)?;
     let (value, value_size) = elem(values.ty)?;
     Some(Cells {
+        size: types.size_of(bucket)?.max(1),
+        overflow: field("overflow").map(|m| m.offset),
         tophash: field("tophash")?.offset,
         keys: keys.offset,
         key,
@@ -193,6 +276,7 @@ fn bucket_cells(types: &crate::types::TypeTable, bucket: TypeId) -> Option<Cells
         value_size,
     })
 }
+
 
 /// A `(K, V)` tuple value as its two fields (`()` when one is missing).
 fn first_field(entry: Value) -> (Value, Value) {

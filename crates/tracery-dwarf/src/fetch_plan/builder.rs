@@ -17,8 +17,8 @@ mod follow;
 mod go_values;
 mod rust_dyn;
 
-use collections::HashTableAt;
 pub(crate) use collections::BUCKETS_KEY;
+use collections::{GoMapExtras, HashTableAt};
 pub(crate) use cpp_walks::{CONTROL_BLOCK, HASH_NODE_VALUE};
 
 use super::{
@@ -110,6 +110,8 @@ pub(crate) struct Builder<'u, 'a> {
     go_source: Option<go_values::GoSource<'u, 'a>>,
     /// Rust trait objects: the binary's vtables and those the plan may meet.
     pub rust_dyn: rust_dyn::RustDyn,
+    /// Go maps whose overflow and old buckets are planned once everything else is.
+    go_extras: VecDeque<GoMapExtras>,
 }
 
 impl<'u, 'a> Builder<'u, 'a> {
@@ -128,6 +130,7 @@ impl<'u, 'a> Builder<'u, 'a> {
             go: None,
             go_source: None,
             rust_dyn: Default::default(),
+            go_extras: VecDeque::new(),
         }
     }
 
@@ -333,6 +336,18 @@ impl<'u, 'a> Builder<'u, 'a> {
 
     /// Follows pointers breadth first until the queue is empty or the budget is gone.
     pub fn run(&mut self) {
+        loop {
+            self.drain_queue();
+            // A Go map's overflow and old buckets hold entries only when its main array
+            // does not: they take what budget every main array's entries left.
+            let Some(m) = self.go_extras.pop_front() else {
+                break;
+            };
+            self.follow_go_extras(m);
+        }
+    }
+
+    fn drain_queue(&mut self) {
         while let Some(r) = self.queue.pop_front() {
             let region = self.regions[r].clone();
             match region.payload {
@@ -477,8 +492,8 @@ impl<'u, 'a> Builder<'u, 'a> {
                 }
             }
             TypeKind::Aggregate(agg) => {
-                // A Go map bucket's overflow link is not read (see follow_go_buckets); its
-                // cells' strings and slices are worth the ops instead.
+                // A Go map bucket's overflow link is walked by follow_go_extras, after
+                // every main array's cells.
                 for m in &agg.members {
                     if go_bucket && m.name == "overflow" {
                         continue;
