@@ -277,7 +277,6 @@ fn bucket_cells(types: &crate::types::TypeTable, bucket: TypeId) -> Option<Cells
     })
 }
 
-
 /// A `(K, V)` tuple value as its two fields (`()` when one is missing).
 fn first_field(entry: Value) -> (Value, Value) {
     match entry {

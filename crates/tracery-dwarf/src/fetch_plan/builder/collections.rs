@@ -294,4 +294,3 @@ pub(super) struct GoMapExtras {
     /// The header region's depth.
     pub depth: u8,
 }
-
