@@ -4,15 +4,16 @@
 //! differential_go.rs: each map as a set of `name[{key %v}]={value %v}` lines plus
 //! `name.len=N`; each stop compares only the lines of its variables.
 
+#[path = "common/one_hit.rs"]
+mod one_hit;
+
 use std::{
     collections::BTreeSet,
-    io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
-    time::{Duration, Instant},
+    process::Command,
 };
 
-use tracery_agent::{prepare, ArmOptions, Session};
+use one_hit::one_hit;
 use tracery_dwarf::{CaptureLimits, Value};
 
 fn source() -> PathBuf {
@@ -72,37 +73,10 @@ fn capture(
         "go-maps-printed-{}",
         marker.trim_start_matches('@')
     ));
-    let mut child = Command::new(program())
-        .arg(&printed_file)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
-    let bp = prepare(
-        child.id(),
-        &format!("main.go:{}", marker_line(marker)),
-        limits,
-    )
-    .unwrap();
-    let mut session = Session::start().unwrap();
-    session.arm(&bp, &ArmOptions::default()).unwrap();
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let snap = loop {
-        assert!(Instant::now() < deadline, "no hit within 20 s");
-        if let Some(s) = session
-            .poll(Duration::from_millis(50))
-            .unwrap()
-            .into_iter()
-            .next()
-        {
-            break s;
-        }
-    };
+    let mut cmd = Command::new(program());
+    cmd.arg(&printed_file);
+    let location = format!("main.go:{}", marker_line(marker));
+    let (snap, mut child) = one_hit(cmd, &location, limits);
     // The program loops forever: end it.
     let _ = child.kill();
     let _ = child.wait();

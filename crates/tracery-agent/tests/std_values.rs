@@ -14,15 +14,16 @@
 //! trait objects; Tracery writes `dyn Concrete ` before a trait object's value, which is
 //! taken out before the comparison. Each stop compares only the lines of its variables.
 
+#[path = "common/one_hit.rs"]
+mod one_hit;
+
 use std::{
     collections::BTreeSet,
-    io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
-    time::{Duration, Instant},
+    process::Command,
 };
 
-use tracery_agent::{prepare, ArmOptions, Session};
+use one_hit::one_hit;
 use tracery_dwarf::{CaptureLimits, SourceLanguage, Value};
 
 /// The fixture, built once per test process (both tests run it).
@@ -143,40 +144,10 @@ fn capture(
         "std-values-printed-{}",
         marker.trim_start_matches('@')
     ));
-    let mut child = Command::new(&exe)
-        .arg(&printed_file)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
-    let pid = child.id();
-
-    let bp = prepare(
-        pid,
-        &format!("collections.rs:{}", marker_line(marker)),
-        limits,
-    )
-    .unwrap();
-    let mut session = Session::start().unwrap();
-    session.arm(&bp, &ArmOptions::default()).unwrap();
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let snap = loop {
-        assert!(Instant::now() < deadline, "no hit within 20 s");
-        if let Some(s) = session
-            .poll(Duration::from_millis(50))
-            .unwrap()
-            .into_iter()
-            .next()
-        {
-            break s;
-        }
-    };
+    let mut cmd = Command::new(&exe);
+    cmd.arg(&printed_file);
+    let location = format!("collections.rs:{}", marker_line(marker));
+    let (snap, mut child) = one_hit(cmd, &location, limits);
     let _ = child.wait();
 
     // The program prints every value; this stop captures some of them.

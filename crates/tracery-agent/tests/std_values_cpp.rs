@@ -9,15 +9,15 @@
 
 #[path = "../../tracery-dwarf/tests/common/gdb_cpp.rs"]
 mod gdb_cpp;
+#[path = "common/one_hit.rs"]
+mod one_hit;
 
 use std::{
-    io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
-    time::{Duration, Instant},
+    process::Command,
 };
 
-use tracery_agent::{prepare, ArmOptions, Session};
+use one_hit::one_hit;
 use tracery_dwarf::{CaptureLimits, SourceLanguage, Value};
 
 fn source() -> PathBuf {
@@ -63,33 +63,8 @@ fn limits() -> CaptureLimits {
 /// Runs `exe`, stops it at `line` through the real uprobe and fetch plan, and returns the
 /// members of `var` (a reference to a struct) as the kernel captured them.
 fn capture(exe: &Path, line: u32, var: &str, limits: &CaptureLimits) -> Vec<(String, Value)> {
-    let mut child = Command::new(exe)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut ready = String::new();
-    stdout.read_line(&mut ready).unwrap();
-    assert_eq!(ready.trim(), "ready");
-
-    let bp = prepare(child.id(), &format!("containers.cpp:{line}"), limits).unwrap();
-    let mut session = Session::start().unwrap();
-    session.arm(&bp, &ArmOptions::default()).unwrap();
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let snap = loop {
-        assert!(Instant::now() < deadline, "no hit within 20 s");
-        if let Some(s) = session
-            .poll(Duration::from_millis(50))
-            .unwrap()
-            .into_iter()
-            .next()
-        {
-            break s;
-        }
-    };
+    let location = format!("containers.cpp:{line}");
+    let (snap, mut child) = one_hit(Command::new(exe), &location, limits);
     let _ = child.wait();
     let v = snap
         .variables
