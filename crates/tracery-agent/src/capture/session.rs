@@ -87,6 +87,15 @@ fn plan_sites(
     Ok(planned)
 }
 
+/// What the tracker hooks in `bp`'s process: Go's goroutine creation, or tokio's tasks.
+fn runtime_hooks(bp: &PreparedBreakpoint) -> (Option<GoProcess>, Option<TokioProcess>) {
+    if is_go(&bp.sites) {
+        (Some(go_process(&bp.executable, bp.target.exe_path())), None)
+    } else {
+        (None, tokio_process(&bp.executable, bp.target.exe_path()))
+    }
+}
+
 /// True when the sites are in Go code.
 fn is_go(sites: &[(ProbeSite, CapturePlan)]) -> bool {
     sites
@@ -251,12 +260,7 @@ impl Session {
     ) -> Result<Vec<SlotId>, AgentError> {
         let mut slots = Vec::new();
         let go = is_go(&bp.sites);
-        let go_proc = go.then(|| go_process(&bp.executable, bp.target.exe_path()));
-        let tokio_proc = if go {
-            None
-        } else {
-            tokio_process(&bp.executable, bp.target.exe_path())
-        };
+        let (go_proc, tokio_proc) = runtime_hooks(bp);
         for (site, plan) in &bp.sites {
             let mut config = site_config(plan, bp.bias, opts, go);
             config.stack_top = bp.stack_top.unwrap_or(0);
@@ -354,13 +358,7 @@ impl Session {
     /// serves, with no probe site of its own: its hits come from shared sites. Undo with
     /// [`Session::unfollow`].
     pub fn follow(&mut self, bp: &PreparedBreakpoint) -> Result<(), AgentError> {
-        let go = is_go(&bp.sites);
-        let go_proc = go.then(|| go_process(&bp.executable, bp.target.exe_path()));
-        let tokio_proc = if go {
-            None
-        } else {
-            tokio_process(&bp.executable, bp.target.exe_path())
-        };
+        let (go_proc, tokio_proc) = runtime_hooks(bp);
         self.table
             .track(bp.target.pid(), go_proc.as_ref(), tokio_proc.as_ref())
     }

@@ -101,7 +101,8 @@ impl Manager {
         }
     }
 
-    fn arm_one(&mut self, id: u64, pid: u32) {
+    /// Arms breakpoint `id` in `pid` now; a failure goes to its errors.
+    pub(super) fn arm_one(&mut self, id: u64, pid: u32) {
         let Some(bp) = self.breakpoints.get_mut(&id) else {
             return;
         };
@@ -113,7 +114,7 @@ impl Manager {
             pid,
         ) {
             Ok(p) => {
-                tracing::info!(id, pid, "armed on new process");
+                tracing::info!(id, pid, "armed in a process");
                 bp.pids.insert(pid, p);
             }
             // Its file's shared sites caught it; only following its requests failed,

@@ -1,9 +1,7 @@
 //! The Manager in cluster mode: breakpoints on pods chosen by label, kept armed as the
 //! controller's list of this node's pods changes, and snapshots named after their pod.
 
-use tracery_model::error::chain;
-
-use super::{arm_in, BreakpointStatus, Manager, Target};
+use super::{BreakpointStatus, Manager, Target};
 use crate::{
     capture::snapshot::Snapshot,
     error::AgentError,
@@ -18,8 +16,8 @@ impl Manager {
     /// exit with it, and the exit disarms them. Returns the state of each breakpoint that
     /// was armed (or failed to arm) in a new process.
     pub fn set_pods(&mut self, pods: PodDirectory) -> Vec<BreakpointStatus> {
-        let mut changed = Vec::new();
-        for bp in self.breakpoints.values_mut() {
+        let mut to_arm = Vec::new();
+        for bp in self.breakpoints.values() {
             let Target::Pods(selector) = &bp.spec.target else {
                 continue;
             };
@@ -31,21 +29,13 @@ impl Manager {
                 if bp.pids.contains_key(&pid) || bp.errors.iter().any(|(p, _)| *p == pid) {
                     continue;
                 }
-                changed.push(bp.spec.id);
-                match arm_in(
-                    &mut self.session,
-                    &mut self.freezer,
-                    &mut self.hold_watched,
-                    bp,
-                    pid,
-                ) {
-                    Ok(p) => {
-                        tracing::info!(id = bp.spec.id, pid, "armed in a pod that now matches");
-                        bp.pids.insert(pid, p);
-                    }
-                    Err(err) => bp.errors.push((pid, chain(&err))),
-                }
+                to_arm.push((bp.spec.id, pid));
             }
+        }
+        let mut changed = Vec::new();
+        for (id, pid) in to_arm {
+            self.arm_one(id, pid);
+            changed.push(id);
         }
         self.pods = Some(pods);
         changed.dedup();
