@@ -14,6 +14,7 @@ const EXPECTED_MARKERS: &[&str] = &[
     "c_level3",
     "c_tick",
     "c_login",
+    "c_once_placed",
     "rust_entry",
     "rust_after_total",
     "rust_inline",
