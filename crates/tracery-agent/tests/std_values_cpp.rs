@@ -50,16 +50,6 @@ fn program(opt: &str) -> PathBuf {
     out
 }
 
-/// 80-byte strings and 4 elements per container, as differential_cpp's `roomy`: every
-/// value but the 1000-entry map fits the 8 KiB data budget whole.
-fn limits() -> CaptureLimits {
-    CaptureLimits {
-        max_string: 80,
-        max_elements: 4,
-        ..CaptureLimits::default()
-    }
-}
-
 /// Runs `exe`, stops it at `line` through the real uprobe and fetch plan, and returns the
 /// members of `var` (a reference to a struct) as the kernel captured them.
 fn capture(exe: &Path, line: u32, var: &str, limits: &CaptureLimits) -> Vec<(String, Value)> {
@@ -86,7 +76,7 @@ fn capture(exe: &Path, line: u32, var: &str, limits: &CaptureLimits) -> Vec<(Str
 fn check(opt: &str, marker: &str, var: &str, printed: &str) -> Vec<(String, Value)> {
     let exe = program(opt);
     let line = gdb_cpp::marker_line(&source(), marker);
-    let members = capture(&exe, line, var, &limits());
+    let members = capture(&exe, line, var, &gdb_cpp::roomy());
     let (n, bad) = gdb_cpp::compare(&exe, line, var, &members, printed);
     assert!(
         bad.is_empty(),

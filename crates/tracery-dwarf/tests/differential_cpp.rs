@@ -38,17 +38,6 @@ use tracery_dwarf::{
     Value, Variable,
 };
 
-/// 80-byte strings and 4 entries per container: every value of the fixture but the
-/// 1000-entry map then fits the 8 KiB data budget whole (each walk reserves its cap in
-/// nodes, each string its cap in bytes, whatever the hit turns out to hold).
-fn roomy() -> CaptureLimits {
-    CaptureLimits {
-        max_string: 80,
-        max_elements: 4,
-        ..CaptureLimits::default()
-    }
-}
-
 /// `var`'s members as Tracery captured them at `line`.
 fn tracery(path: &Path, line: u32, var: &str, limits: &CaptureLimits) -> Vec<(String, Value)> {
     let binary = Binary::open(path).unwrap();
@@ -92,7 +81,7 @@ fn marker_line(marker: &str) -> u32 {
 fn tight() -> CaptureLimits {
     CaptureLimits {
         max_elements: 16,
-        ..roomy()
+        ..gdb_cpp::roomy()
     }
 }
 
@@ -126,12 +115,12 @@ fn check_queues(variant: &str, limits: &CaptureLimits) -> Vec<(String, Value)> {
 
 #[test]
 fn std_values_match_gdb_printers_at_o0() {
-    check("containers-O0", &roomy());
+    check("containers-O0", &gdb_cpp::roomy());
 }
 
 #[test]
 fn std_values_match_gdb_printers_at_o2() {
-    check("containers-O2", &roomy());
+    check("containers-O2", &gdb_cpp::roomy());
 }
 
 #[test]
@@ -146,7 +135,7 @@ fn a_tight_budget_leaves_out_only_long_strings_in_nodes() {
 #[test]
 fn deques_match_gdb_printers() {
     for variant in ["containers-O0", "containers-O2"] {
-        for (limits, shown) in [(roomy(), 4), (tight(), 16)] {
+        for (limits, shown) in [(gdb_cpp::roomy(), 4), (tight(), 16)] {
             let members = check_queues(variant, &limits);
             let (_, long) = members.iter().find(|(n, _)| n == "long_queue").unwrap();
             let text = SourceLanguage::Cpp.language().render(long).flat();

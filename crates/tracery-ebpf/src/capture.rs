@@ -8,9 +8,9 @@ use core::{ffi::c_void, intrinsics::AtomicOrdering};
 use aya_ebpf::bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use aya_ebpf::{
     helpers::generated::{
-        bpf_get_attach_cookie, bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_loop,
-        bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str,
-        bpf_send_signal_thread,
+        bpf_get_attach_cookie, bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid,
+        bpf_ktime_get_ns, bpf_loop, bpf_probe_read_kernel, bpf_probe_read_user,
+        bpf_probe_read_user_str, bpf_send_signal_thread,
     },
     macros::map,
     maps::{Array, PerCpuArray, RingBuf},

@@ -7,7 +7,18 @@
 
 use std::{collections::BTreeSet, path::Path, process::Command};
 
-use tracery_dwarf::{SourceLanguage, Value};
+use tracery_dwarf::{CaptureLimits, SourceLanguage, Value};
+
+/// 80-byte strings and 4 entries per container: every value of the fixture but the
+/// 1000-entry map then fits the 8 KiB data budget whole (each walk reserves its cap in
+/// nodes, each string its cap in bytes, whatever the hit turns out to hold).
+pub fn roomy() -> CaptureLimits {
+    CaptureLimits {
+        max_string: 80,
+        max_elements: 4,
+        ..CaptureLimits::default()
+    }
+}
 
 /// Registers the printers by hand when gdb did not auto-load them.
 pub const LOAD_PRINTERS: &str = "python import sys; sys.path.insert(0, '/usr/share/gcc/python'); \
