@@ -100,6 +100,54 @@ pub fn spawn_in(dir: &Path) -> FixtureProcess {
     )
 }
 
+/// Runs the C fixture with `mode` (`once`: one `process_order` call, exit 20 ms later)
+/// inside the cgroup `dir` to its end. Returns its PID and how long it lived.
+pub fn run_in(dir: &Path, mode: &str) -> (u32, Duration) {
+    let start = Instant::now();
+    let mut child = std::process::Command::new("/bin/sh")
+        .args(["-c", "echo $$ > \"$1\" && exec \"$2\" \"$3\"", "sh"])
+        .arg(dir.join("cgroup.procs"))
+        .arg(crate::fixture("c-O0"))
+        .arg(mode)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    assert!(
+        child.wait().unwrap().success(),
+        "c-O0 {mode} in {dir:?} failed"
+    );
+    (pid, start.elapsed())
+}
+
+/// A pod's sandbox (kubelet's `pause`): a process that starts in the pod before any of its
+/// containers, and sleeps. Killed on drop.
+pub struct Sandbox(std::process::Child);
+
+impl Sandbox {
+    /// Starts the sandbox process in the cgroup `dir`.
+    pub fn start(dir: &Path) -> Self {
+        let child = std::process::Command::new("/bin/sh")
+            .args(["-c", "echo $$ > \"$1\" && exec sleep 600", "sh"])
+            .arg(dir.join("cgroup.procs"))
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+
+    /// Its PID.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A pod uid unique to a test and a pod: tests share the pod key space through `/proc`, so
 /// their uids must differ.
 pub fn uid(test: u16, pod: u16) -> String {

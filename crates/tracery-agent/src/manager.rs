@@ -11,14 +11,14 @@ mod python;
 mod spec;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     time::{Duration, SystemTime},
 };
 
 use tracery_dwarf::condition::Expr;
 use tracery_model::error::chain;
 
-use arming::{arm_in, disarm_all, InProcess, SharedFile};
+use arming::{disarm_all, InProcess, SharedFile};
 pub use spec::{BreakpointSpec, BreakpointStatus, Ended, Target};
 
 use crate::{
@@ -31,7 +31,7 @@ use crate::{
     freeze::{
         EvalError, FreezeEvent, FrozenThread, HeldMessage, ReleaseReason, ResumeOutcome, TraceId,
     },
-    pods::PodDirectory,
+    pods::{PodDirectory, PodGroups},
 };
 
 struct Armed {
@@ -46,6 +46,8 @@ struct Armed {
     pids: BTreeMap<u32, InProcess>,
     /// Probe sites bound to executable files, for all their processes.
     shared: Vec<SharedFile>,
+    /// Pod breakpoints: the pod groups in its kernel cgroup set (set id = breakpoint id).
+    pod_set: BTreeSet<u64>,
     hits: u64,
     filtered: u64,
     kernel_drops: u64,
@@ -69,6 +71,8 @@ pub struct Manager {
     pods: Option<PodDirectory>,
     /// The pod of each process that hit, found once: a process never changes pod.
     pod_refs: HashMap<u32, tracery_model::PodRef>,
+    /// Cluster mode: the cgroups of this node's pods, by id.
+    pod_groups: PodGroups,
     /// Breakpoints in Node.js processes (`.js`/`.ts` locations), through the inspector;
     /// started at the first one.
     node: Option<crate::node::NodeRuntime>,
@@ -93,6 +97,7 @@ impl Manager {
             hold_watched: BTreeMap::new(),
             pods: None,
             pod_refs: HashMap::new(),
+            pod_groups: PodGroups::default(),
             node: None,
             python: None,
             to_follow: Vec::new(),
@@ -147,6 +152,7 @@ impl Manager {
             when,
             pids: BTreeMap::new(),
             shared: Vec::new(),
+            pod_set: BTreeSet::new(),
             hits: 0,
             filtered: 0,
             kernel_drops: 0,
@@ -161,22 +167,22 @@ impl Manager {
         if let Some((path, cgroup)) = arming::target_file(&armed.spec.target) {
             let (path, cgroup) = (path.to_path_buf(), cgroup.cloned());
             if path.exists() {
-                if let Err(e) =
-                    arming::arm_file(&mut self.session, &mut armed, &path, cgroup.as_ref())
-                {
+                let bound = arming::node_filter(cgroup.as_ref())
+                    .and_then(|f| arming::arm_file(&mut self.session, &mut armed, &path, f));
+                if let Err(e) = bound {
                     self.release_scope(&armed);
                     return Err(e);
                 }
             }
         }
         for pid in pids {
-            let result = arm_in(
-                &mut self.session,
-                &mut self.freezer,
-                &mut self.hold_watched,
-                &mut armed,
-                pid,
-            );
+            let at = arming::Arming {
+                session: &mut self.session,
+                freezer: &mut self.freezer,
+                hold_watched: &mut self.hold_watched,
+                pod_groups: &mut self.pod_groups,
+            };
+            let result = at.arm_in(&mut armed, pid);
             match (result, &armed.spec.target) {
                 (Ok(p), _) => {
                     armed.pids.insert(pid, p);
@@ -191,6 +197,7 @@ impl Manager {
             }
         }
         self.breakpoints.insert(id, armed);
+        self.sync_pod_sets();
         Ok(self.status_of(id).expect("just inserted"))
     }
 
@@ -279,8 +286,8 @@ impl Manager {
     /// forgets processes that exited and ends expired breakpoints. Returns the snapshots
     /// that arrived; the caller hands them on (the Manager keeps none).
     pub fn tick(&mut self, timeout: Duration) -> Result<Vec<Snapshot>, AgentError> {
-        let mut snaps = self.session.poll(timeout)?;
-        self.tag_pods(&mut snaps);
+        let hits = self.session.poll_hits(timeout)?;
+        let snaps = self.place_hits(hits);
         let mut delivered = Vec::with_capacity(snaps.len());
         // Traces the kernel froze on a hit that user space then rejected.
         let mut not_frozen = Vec::new();
@@ -346,6 +353,11 @@ impl Manager {
         for e in self.execs.poll(Duration::ZERO)? {
             // A new image, perhaps of a reused PID: its pod is found again at its first hit.
             self.pod_refs.remove(&e.pid);
+            // A pod's sandbox starts before its containers: its group joins the sets of
+            // the breakpoints that choose the pod before their file's next process runs.
+            if self.pods.is_some() && self.pod_groups.learn(e.pid).is_some_and(|(_, new)| new) {
+                self.sync_pod_sets();
+            }
             self.arm_new_process(&e);
             self.node_exec(&e);
             self.python_exec(&e);

@@ -7,9 +7,11 @@
 
 mod cgroup;
 mod directory;
+mod groups;
 
 pub use cgroup::PodCgroup;
 pub use directory::{Placement, Pod, PodDirectory, PodSelector};
+pub use groups::{cgroup_id, PodGroups};
 
 /// The pod cgroup of process `pid`, from its `/proc/PID/cgroup`; `None` when it runs in
 /// no pod (or has exited).

@@ -165,7 +165,9 @@ async fn mock_api_a_breakpoint_by_service_arms_exactly_its_pods_and_follows_new_
         .map(|r| r.pid)
         .collect();
     armed.sort_unstable();
-    let mut want = vec![p_orders1.pid(), p_orders2.pid()];
+    // The pods' executable file first (as pid 0): its sites serve every process of the
+    // chosen pods that runs it, those that start later included.
+    let mut want = vec![0, p_orders1.pid(), p_orders2.pid()];
     want.sort_unstable();
     assert_eq!(armed, want, "armed exactly the Service's pods: {set:?}");
 

@@ -277,20 +277,20 @@ fn a_node_pods_update_arms_a_new_matching_pod_without_resending_the_breakpoint()
     let s = snapshot_from(&mut m, 1, p_second.pid());
     assert_eq!(s.pod, pod_ref("orders-b", "orders"));
 
-    // A container that starts later in a matching pod is armed through its exec.
+    // A container that starts later in a matching pod is caught by the probes bound to
+    // its file, and listed once it has lived a second (its requests followed from then).
     let p_worker = spawn_in(&kubelet.cgroupfs(&second.uid, &ids[2]));
     let s = snapshot_from(&mut m, 1, p_worker.pid());
     assert_eq!(s.pod, pod_ref("orders-b", "orders-worker"));
 
     // An exited process is forgotten.
-    let gone = p_first.pid();
     drop(p_first);
+    let want = sorted(vec![p_second.pid(), p_worker.pid()]);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while armed(&m, 1).contains(&gone) {
+    while armed(&m, 1) != want {
         assert!(Instant::now() < deadline, "{:?}", m.status());
         m.tick(Duration::from_millis(50)).unwrap();
     }
-    assert_eq!(armed(&m, 1), sorted(vec![p_second.pid(), p_worker.pid()]));
 }
 
 /// The programs attached to cgroup `dir` itself (not inherited), as bpftool lists them.
@@ -346,4 +346,121 @@ fn a_freezing_pod_breakpoint_holds_through_the_pods_own_cgroup() {
         "{}",
         attached(&pod_dir)
     );
+}
+
+/// Ticks for `period`, keeping the snapshots from `pid`.
+fn gather(m: &mut Manager, pid: u32, period: Duration) -> Vec<Snapshot> {
+    let until = Instant::now() + period;
+    let mut got = Vec::new();
+    while Instant::now() < until {
+        let snaps = m.tick(Duration::from_millis(20)).unwrap();
+        got.extend(snaps.into_iter().filter(|s| s.pid == pid));
+    }
+    got
+}
+
+/// The snapshots of a process that has exited: ticks until `want` arrived (or 10 s),
+/// then 200 ms more for any extra one.
+fn hits_of(m: &mut Manager, pid: u32, want: usize) -> Vec<Snapshot> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < want && Instant::now() < deadline {
+        got.extend(gather(m, pid, Duration::from_millis(50)));
+    }
+    got.extend(gather(m, pid, Duration::from_millis(200)));
+    got
+}
+
+fn count(snaps: &[Snapshot], id: u64) -> usize {
+    snaps.iter().filter(|s| s.breakpoint_id == id).count()
+}
+
+#[test]
+fn a_pod_process_that_lives_20_ms_is_caught_once_its_file_has_run_on_the_node() {
+    use tracery_tests::kubelet::{run_in, Sandbox};
+    let kubelet = Kubelet::new("short");
+    let ids: Vec<String> = (1..=6).map(|n| container_id(5, n)).collect();
+    let web = pod(
+        uid(5, 1),
+        "orders-a",
+        NAMESPACE,
+        "orders",
+        &[(&ids[0], "orders"), (&ids[1], "migrate")],
+    );
+    let decoy = pod(
+        uid(5, 2),
+        "payments-a",
+        NAMESPACE,
+        "payments",
+        &[(&ids[2], "payments")],
+    );
+    let web_dir = kubelet.systemd(&web.uid, &ids[0]);
+    let migrate_dir = kubelet.systemd(&web.uid, &ids[1]);
+    let decoy_dir = kubelet.cgroupfs(&decoy.uid, &ids[2]);
+    let outside_dir = kubelet.group("outside");
+    // The chosen pod's server runs the file: the breakpoint is armed in it, and binds to it.
+    let server = spawn_in(&web_dir);
+
+    let mut m = Manager::start().unwrap();
+    m.set_pods(PodDirectory::with_pods(NODE, [web.clone(), decoy.clone()]));
+    let at_orders = |id, container: Option<&str>| BreakpointSpec {
+        location: "process_order".into(),
+        ..spec(id, selector("orders", container))
+    };
+    m.add(at_orders(1, None)).unwrap();
+    m.add(at_orders(2, Some("orders"))).unwrap();
+    assert_eq!(armed(&m, 1), vec![server.pid()]);
+
+    let mut lives = Vec::new();
+    for run in 1..=20 {
+        let (pid, lived) = run_in(&web_dir, "once");
+        lives.push(lived);
+        // Gone before the agent reads its hits: the pod is named from the hit's cgroup.
+        let got = hits_of(&mut m, pid, 2);
+        assert_eq!(count(&got, 1), 1, "run {run}: {got:#?}");
+        assert_eq!(count(&got, 2), 1, "run {run}: {got:#?}");
+        for s in &got {
+            assert_eq!(s.pod, pod_ref("orders-a", "orders"), "run {run}");
+            let id = s.variables.iter().find(|v| v.name == "id").unwrap();
+            assert_eq!(id.value, tracery_model::Value::Int(42), "run {run}");
+        }
+    }
+    lives.sort();
+    eprintln!(
+        "20 of 20 runs caught; they lived {:?} to {:?} (from spawn to reaped)",
+        lives[0], lives[19]
+    );
+
+    // Another container of the chosen pod runs the same file: the pod's breakpoint catches
+    // it, the one on container `orders` does not.
+    let (pid, _) = run_in(&migrate_dir, "once");
+    let got = hits_of(&mut m, pid, 1);
+    assert_eq!((count(&got, 1), count(&got, 2)), (1, 0), "{got:#?}");
+    assert_eq!(got[0].pod, pod_ref("orders-a", "migrate"));
+
+    // A pod the selector does not choose, and a process in no pod: nothing.
+    for dir in [&decoy_dir, &outside_dir] {
+        let (pid, _) = run_in(dir, "once");
+        let got = gather(&mut m, pid, Duration::from_millis(500));
+        assert!(got.is_empty(), "{dir:?}: {got:#?}");
+    }
+
+    // A pod that joins later: its sandbox starts first, as kubelet starts it, and its
+    // container's first process, 20 ms long, is caught.
+    let late = pod(
+        uid(5, 3),
+        "orders-b",
+        NAMESPACE,
+        "orders",
+        &[(&ids[3], "orders")],
+    );
+    let late_dir = kubelet.cgroupfs(&late.uid, &ids[3]);
+    let sandbox = Sandbox::start(&kubelet.cgroupfs(&late.uid, &ids[4]));
+    m.set_pods(PodDirectory::with_pods(NODE, [web, decoy, late]));
+    gather(&mut m, sandbox.pid(), Duration::from_millis(100));
+    let (pid, _) = run_in(&late_dir, "once");
+    let got = hits_of(&mut m, pid, 2);
+    assert_eq!((count(&got, 1), count(&got, 2)), (1, 1), "{got:#?}");
+    assert_eq!(got[0].pod, pod_ref("orders-b", "orders"));
+    drop(server);
 }

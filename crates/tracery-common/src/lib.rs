@@ -15,7 +15,10 @@ pub mod regs;
 pub mod trace;
 pub mod trace_header;
 
-pub use plan::{BaseKind, CmpOp, Condition, FetchOp, OpKind, ProbeConfig, ProbeState};
+pub use plan::{
+    BaseKind, CgroupSetKey, CmpOp, Condition, FetchOp, OpKind, ProbeConfig, ProbeState,
+    MAX_CGROUP_DEPTH, MAX_SET_CGROUPS,
+};
 pub use record::{HitHeader, OpResult, OpStatus};
 
 /// Most fetch ops one probe may run per hit. Bounds the kernel loop (verifier state budget).
@@ -58,6 +61,8 @@ pub mod names {
     pub const HITS: &str = "HITS";
     /// Array map with one `u64`: non-zero while the reader blocks, waiting for records.
     pub const READER_IDLE: &str = "READER_IDLE";
+    /// Hash map: [`crate::CgroupSetKey`] -> 1, the cgroups of each set (pod breakpoints).
+    pub const CGROUP_SETS: &str = "CGROUP_SETS";
     /// Per-CPU scratch used to assemble one record.
     pub const SCRATCH: &str = "SCRATCH";
     /// The generic capture uprobe.

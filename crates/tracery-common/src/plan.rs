@@ -240,6 +240,9 @@ pub struct ProbeConfig {
     /// Depth of [`Self::cgroup_id`] below the cgroup v2 root (the root is level 0).
     pub cgroup_level: u32,
     pub _pad: u32,
+    /// With [`Self::FLAG_IN_CGROUP_SET`]: the set in `CGROUP_SETS` whose cgroups (or
+    /// their descendants) a hitting task must be in.
+    pub cgroup_set: u64,
     /// With [`Self::FLAG_SCOPED`]: the trace a hit's request must belong to.
     pub scope_trace: [u8; 16],
     pub conds: [Condition; MAX_CONDS],
@@ -278,6 +281,8 @@ impl ProbeConfig {
     pub const FLAG_SHARED: u8 = 16;
     /// Only tasks in cgroup `cgroup_id` or below it count (a node's processes).
     pub const FLAG_IN_CGROUP: u8 = 32;
+    /// Only tasks in a cgroup of set `cgroup_set`, or below one, count (chosen pods).
+    pub const FLAG_IN_CGROUP_SET: u8 = 64;
 
     /// A config with no ops and no limits.
     pub const EMPTY: Self = Self {
@@ -299,6 +304,7 @@ impl ProbeConfig {
         cgroup_id: 0,
         cgroup_level: 0,
         _pad: 0,
+        cgroup_set: 0,
         scope_trace: [0; 16],
         conds: [Condition::EMPTY; MAX_CONDS],
         ops: [FetchOp::EMPTY; MAX_OPS],
@@ -327,8 +333,27 @@ pub struct ProbeState {
     pub out_of_scope: u64,
 }
 
+/// Key of `CGROUP_SETS`: one cgroup (by id, its directory's inode) in one set. A shared
+/// probe site with [`ProbeConfig::FLAG_IN_CGROUP_SET`] admits a task in, or below, any
+/// cgroup of its set.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CgroupSetKey {
+    pub set: u64,
+    pub cgroup: u64,
+}
+
+/// Most cgroups in all sets together (pods chosen by breakpoints, on one node).
+pub const MAX_SET_CGROUPS: u32 = 4096;
+
+/// Deepest cgroup level the set filter looks at (kubelet's pod groups sit at 2 to 4, a
+/// few more under a nested node such as kind).
+pub const MAX_CGROUP_DEPTH: i32 = 16;
+
 #[cfg(feature = "user")]
 mod pod {
+    // SAFETY: repr(C), two integers, no padding.
+    unsafe impl aya::Pod for super::CgroupSetKey {}
     // SAFETY: all are repr(C), Copy, contain only integers and have no padding the kernel
     // could leave uninitialised (explicit `_pad` fields), so any bit pattern is valid.
     unsafe impl aya::Pod for super::ProbeConfig {}
@@ -343,4 +368,4 @@ mod pod {
 // The kernel's per-CPU value cap is 32 KiB; keep configs small enough to copy cheaply.
 const _: () = assert!(core::mem::size_of::<FetchOp>() == 24);
 const _: () = assert!(core::mem::size_of::<Condition>() == 16);
-const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 104 + 16 * MAX_CONDS + 24 * MAX_OPS);
+const _: () = assert!(core::mem::size_of::<ProbeConfig>() == 112 + 16 * MAX_CONDS + 24 * MAX_OPS);

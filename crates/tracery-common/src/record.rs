@@ -73,6 +73,8 @@ pub struct HitHeader {
     /// Bit set of `HIT_*`.
     pub flags: u32,
     pub _pad: u32,
+    /// The hitting task's cgroup v2 id: names its pod after the process is gone.
+    pub cgroup_id: u64,
     /// W3C trace id of the request this thread serves, all zero when unknown.
     pub trace_id: [u8; 16],
     /// Span id of that request, all zero when unknown.

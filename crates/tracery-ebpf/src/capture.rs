@@ -8,19 +8,20 @@ use core::{ffi::c_void, intrinsics::AtomicOrdering};
 use aya_ebpf::bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use aya_ebpf::{
     helpers::generated::{
-        bpf_get_attach_cookie, bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid,
-        bpf_ktime_get_ns, bpf_loop, bpf_probe_read_kernel, bpf_probe_read_user,
-        bpf_probe_read_user_str, bpf_send_signal_thread,
+        bpf_get_attach_cookie, bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id,
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_loop, bpf_probe_read_kernel,
+        bpf_probe_read_user, bpf_probe_read_user_str, bpf_send_signal_thread,
     },
     macros::map,
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::ProbeContext,
     EbpfContext,
 };
 use tracery_common::{
     regs::{pt, NUM_REGS},
-    BaseKind, CmpOp, FetchOp, HitHeader, OpKind, OpStatus, ProbeConfig, ProbeState, DATA_CAP,
-    FREEZE_SIGNAL, MAX_CONDS, MAX_COPY, MAX_OPS, MAX_PROBES, RING_BYTES, SCRATCH_BYTES, STACK_CAP,
+    BaseKind, CgroupSetKey, CmpOp, FetchOp, HitHeader, OpKind, OpStatus, ProbeConfig, ProbeState,
+    DATA_CAP, FREEZE_SIGNAL, MAX_CGROUP_DEPTH, MAX_CONDS, MAX_COPY, MAX_OPS, MAX_PROBES,
+    MAX_SET_CGROUPS, RING_BYTES, SCRATCH_BYTES, STACK_CAP,
 };
 
 use crate::served::current_trace;
@@ -57,6 +58,31 @@ pub(crate) fn scratch_buf() -> Option<*mut u8> {
     Some(unsafe { core::ptr::addr_of_mut!((*s).buf) }.cast::<u8>())
 }
 
+/// The cgroups of each set: a shared site of a pod breakpoint admits tasks in, or below,
+/// the cgroups of the pods it chooses. Ids are global, so no cgroup namespace matters.
+#[map(name = "CGROUP_SETS")]
+static CGROUP_SETS: HashMap<CgroupSetKey, u8> = HashMap::with_max_entries(MAX_SET_CGROUPS, 0);
+
+/// True when the current task is in a cgroup of `set`, or below one. Walks its ancestry
+/// from the root down, at most [`MAX_CGROUP_DEPTH`] levels: a pod's group is found a few
+/// levels down, and past the task's own level the helper returns 0.
+#[inline(always)]
+fn in_cgroup_set(set: u64) -> bool {
+    for level in 1..MAX_CGROUP_DEPTH {
+        // SAFETY: reads the current task's cgroup ancestry; no pointers.
+        let id = unsafe { bpf_get_current_ancestor_cgroup_id(level) };
+        if id == 0 {
+            return false;
+        }
+        let key = CgroupSetKey { set, cgroup: id };
+        // SAFETY: the value is only tested for presence.
+        if unsafe { CGROUP_SETS.get(&key) }.is_some() {
+            return true;
+        }
+    }
+    false
+}
+
 /// Smallest stack copy worth retrying with after a fault near the top of the stack.
 const MIN_STACK: usize = 512;
 
@@ -83,6 +109,10 @@ pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
         if at != cfg.cgroup_id {
             return Ok(0);
         }
+    }
+    // ... and in pods the breakpoint does not choose.
+    if cfg.flags & ProbeConfig::FLAG_IN_CGROUP_SET != 0 && !in_cgroup_set(cfg.cgroup_set) {
+        return Ok(0);
     }
     let state = PROBE_STATE.get_ptr_mut(slot).ok_or(1u32)?;
     // SAFETY: `state` is a valid map value pointer for this slot.
@@ -165,6 +195,8 @@ pub fn try_capture(ctx: &ProbeContext) -> Result<u32, u32> {
     h.trace_id = [0; 16];
     h.span_id = [0; 8];
     h.flags = 0;
+    // SAFETY: reads the current task's cgroup id; no arguments.
+    h.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     if let Some(t) = &trace {
         h.trace_id = t.trace_id;
         h.span_id = t.span_id;

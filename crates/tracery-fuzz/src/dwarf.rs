@@ -152,6 +152,7 @@ fn hit_header(address: u64, bytes: &[u8]) -> HitHeader {
         stack_len: (bytes.len() / 2) as u32,
         flags: 0,
         _pad: 0,
+        cgroup_id: 0,
         trace_id: [0; 16],
         span_id: [0; 8],
         regs,

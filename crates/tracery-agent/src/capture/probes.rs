@@ -11,14 +11,14 @@ use std::{
 };
 
 use aya::{
-    maps::{Array, MapData, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, MapData, RingBuf},
     programs::{
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
         TracePoint, UProbe,
     },
     Ebpf,
 };
-use tracery_common::{names, ProbeConfig, ProbeState, MAX_PROBES};
+use tracery_common::{names, CgroupSetKey, ProbeConfig, ProbeState, MAX_PROBES};
 use tracery_model::error::chain;
 
 use crate::{
@@ -72,6 +72,7 @@ pub struct ProbeTable {
     ebpf: Ebpf,
     configs: Array<MapData, ProbeConfig>,
     states: Array<MapData, ProbeState>,
+    cgroup_sets: BpfHashMap<MapData, CgroupSetKey, u8>,
     armed: BTreeMap<u32, Armed>,
     tracker: Tracker,
 }
@@ -83,6 +84,18 @@ impl ProbeTable {
         let mut ebpf = loader::load()?;
         let configs = take_array(&mut ebpf, names::PROBES)?;
         let states = take_array(&mut ebpf, names::PROBE_STATE)?;
+        let cgroup_sets = ebpf
+            .take_map(names::CGROUP_SETS)
+            .ok_or(AgentError::Map {
+                map: names::CGROUP_SETS,
+                source: None,
+            })
+            .and_then(|m| {
+                BpfHashMap::try_from(m).map_err(|e| AgentError::Map {
+                    map: names::CGROUP_SETS,
+                    source: Some(Box::new(e)),
+                })
+            })?;
         let tracker = Tracker::new(&mut ebpf)?;
         Ok(Self {
             holder: None,
@@ -90,6 +103,7 @@ impl ProbeTable {
             ebpf,
             configs,
             states,
+            cgroup_sets,
             armed: BTreeMap::new(),
             tracker,
         })
@@ -212,6 +226,25 @@ impl ProbeTable {
         // Detached above, so no hit can read this config any more.
         let _ = self.configs.set(slot.0, ProbeConfig::EMPTY, 0);
         Ok(())
+    }
+
+    /// Puts cgroup `cgroup` (its id) into set `set`, or takes it out: shared sites filtered
+    /// by the set admit tasks in it, or below it, from the next hit on.
+    pub fn set_cgroup(&mut self, set: u64, cgroup: u64, member: bool) -> Result<(), AgentError> {
+        let key = CgroupSetKey { set, cgroup };
+        let done = if member {
+            self.cgroup_sets.insert(key, 1, 0)
+        } else {
+            match self.cgroup_sets.remove(&key) {
+                // Not there: nothing to take out.
+                Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+                other => other,
+            }
+        };
+        done.map_err(|e| AgentError::Map {
+            map: names::CGROUP_SETS,
+            source: Some(Box::new(e)),
+        })
     }
 
     /// Starts (or keeps) tracking which trace each thread of `pid` serves.

@@ -162,13 +162,19 @@ pub struct PreparedFile {
     pub sites: Vec<(ProbeSite, CapturePlan)>,
 }
 
-/// A cgroup v2 subtree, as the kernel names it: hits outside it do not count.
+/// Which tasks' hits count at a shared site, as the kernel tells cgroups apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CgroupFilter {
-    /// The cgroup's id (its directory's inode).
-    pub id: u64,
-    /// Its depth below the root (the root is 0).
-    pub level: u32,
+pub enum CgroupFilter {
+    /// Tasks in one cgroup v2 subtree (a node's).
+    Under {
+        /// The cgroup's id (its directory's inode).
+        id: u64,
+        /// Its depth below the root (the root is 0).
+        level: u32,
+    },
+    /// Tasks in, or below, any cgroup of a set the caller keeps with
+    /// [`ProbeTable::set_cgroup`](crate::ProbeTable::set_cgroup) (chosen pods).
+    InSet(u64),
 }
 
 struct ArmedSite {
@@ -327,10 +333,17 @@ impl Session {
             let mut config = site_config(plan, LoadBias(0), opts, go);
             config.flags |= ProbeConfig::FLAG_SHARED;
             config.link_address = plan.address().0;
-            if let Some(c) = cgroup {
-                config.flags |= ProbeConfig::FLAG_IN_CGROUP;
-                config.cgroup_id = c.id;
-                config.cgroup_level = c.level;
+            match cgroup {
+                Some(CgroupFilter::Under { id, level }) => {
+                    config.flags |= ProbeConfig::FLAG_IN_CGROUP;
+                    config.cgroup_id = id;
+                    config.cgroup_level = level;
+                }
+                Some(CgroupFilter::InSet(set)) => {
+                    config.flags |= ProbeConfig::FLAG_IN_CGROUP_SET;
+                    config.cgroup_set = set;
+                }
+                None => {}
             }
             let target = AttachTarget {
                 path: file.path.clone(),
@@ -453,6 +466,11 @@ impl Session {
 
     /// Waits up to `timeout` for hits and decodes them.
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<Snapshot>, AgentError> {
+        Ok(self.poll_hits(timeout)?.into_iter().map(|h| h.0).collect())
+    }
+
+    /// [`Session::poll`], with the cgroup id each hitting task was in.
+    pub fn poll_hits(&mut self, timeout: Duration) -> Result<Vec<(Snapshot, u64)>, AgentError> {
         let raw = self.reader.poll(timeout)?;
         let mut out = Vec::with_capacity(raw.len());
         for hit in raw {
@@ -472,7 +490,7 @@ impl Session {
                         .then_some(h.regs[pt::R14 as usize]),
                 });
             }
-            out.push(decode_hit(site, &hit, &self.clock));
+            out.push((decode_hit(site, &hit, &self.clock), h.cgroup_id));
         }
         Ok(out)
     }

@@ -5,10 +5,16 @@
 //! its probes to the file's inode, before any process runs it: the kernel relocates each
 //! hit from its instruction pointer, so a process is caught from its first instruction,
 //! however briefly it lives. What stays per process is what needs one: following which
-//! request its threads serve, and seizing its threads for `--freeze`. Targets chosen by
-//! name, command line, pod or PID are armed process by process, as they are found.
+//! request its threads serve, and seizing its threads for `--freeze`.
+//!
+//! A pod breakpoint binds to the file of the first process it is armed in, filtered in
+//! the kernel to the groups of the pods it chooses: later processes of that file in those
+//! pods (a job's next run, a new replica of the image) are caught from their first
+//! instruction. Targets chosen by name, command line or PID are armed process by process,
+//! as they are found.
 
 use std::{
+    collections::BTreeMap,
     os::unix::fs::MetadataExt,
     path::Path,
     time::{Duration, Instant},
@@ -24,6 +30,7 @@ use crate::{
     error::AgentError,
     exec_watch::Exec,
     freeze::freezer::Freezer,
+    pods::PodGroups,
     process::TargetProcess,
 };
 
@@ -106,13 +113,13 @@ impl Manager {
         let Some(bp) = self.breakpoints.get_mut(&id) else {
             return;
         };
-        match arm_in(
-            &mut self.session,
-            &mut self.freezer,
-            &mut self.hold_watched,
-            bp,
-            pid,
-        ) {
+        let at = Arming {
+            session: &mut self.session,
+            freezer: &mut self.freezer,
+            hold_watched: &mut self.hold_watched,
+            pod_groups: &mut self.pod_groups,
+        };
+        match at.arm_in(bp, pid) {
             Ok(p) => {
                 tracing::info!(id, pid, "armed in a process");
                 bp.pids.insert(pid, p);
@@ -140,9 +147,20 @@ pub(super) struct InProcess {
 
 /// Probe sites shared by every process of one executable file.
 pub(super) struct SharedFile {
-    /// The file's device and inode: what the probes are bound to.
-    pub file: (u64, u64),
+    /// The file the probes are bound to.
+    pub file: FileKey,
     pub slots: Vec<SlotId>,
+}
+
+/// An executable file as the probes see it: inode, size and modification time. Not the
+/// device: overlayfs reports a device of its own for each container's mount, while a
+/// uprobe binds to the inode beneath it, shared by every container of the image (checked
+/// here: one file seen through two overlay mounts has two `st_dev` and one `st_ino`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct FileKey {
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
 }
 
 /// The executable file `target` names, with the node cgroup it is limited to.
@@ -153,10 +171,23 @@ pub(super) fn target_file(target: &Target) -> Option<(&Path, Option<&NodeCgroup>
     }
 }
 
-/// Device and inode of the file at `path` (following symlinks, as `/proc/PID/exe`).
-fn file_key(path: &Path) -> Option<(u64, u64)> {
+/// The file at `path` (following symlinks, as `/proc/PID/exe`).
+fn file_key(path: &Path) -> Option<FileKey> {
     let meta = std::fs::metadata(path).ok()?;
-    Some((meta.dev(), meta.ino()))
+    Some(FileKey {
+        ino: meta.ino(),
+        size: meta.size(),
+        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+    })
+}
+
+/// The kernel filter for a node cgroup: only its processes count.
+pub(super) fn node_filter(cgroup: Option<&NodeCgroup>) -> Result<Option<CgroupFilter>, AgentError> {
+    let Some(c) = cgroup else { return Ok(None) };
+    let (id, level) = c.kernel_id().ok_or_else(|| AgentError::NodeCgroupGone {
+        cgroup: c.path().to_owned(),
+    })?;
+    Ok(Some(CgroupFilter::Under { id, level }))
 }
 
 /// The options the kernel enforces for `bp`, with the kernel's hit limit.
@@ -178,7 +209,7 @@ pub(super) fn arm_file(
     session: &mut Session,
     bp: &mut Armed,
     path: &Path,
-    cgroup: Option<&NodeCgroup>,
+    filter: Option<CgroupFilter>,
 ) -> Result<usize, AgentError> {
     let key = file_key(path).ok_or_else(|| AgentError::ExecutableFile {
         path: path.to_path_buf(),
@@ -187,15 +218,6 @@ pub(super) fn arm_file(
     if let Some(shared) = bp.shared.iter().find(|s| s.file == key) {
         return Ok(shared.slots.len());
     }
-    let filter = match cgroup {
-        Some(c) => {
-            let (id, level) = c.kernel_id().ok_or_else(|| AgentError::NodeCgroupGone {
-                cgroup: c.path().to_owned(),
-            })?;
-            Some(CgroupFilter { id, level })
-        }
-        None => None,
-    };
     let in_file = |e: AgentError| AgentError::InFile {
         path: path.to_path_buf(),
         source: Box::new(e),
@@ -222,57 +244,98 @@ pub(super) fn arm_file(
     Ok(n)
 }
 
-/// Arms `bp` in `pid`. When the breakpoint's target names a file, the process's file gets
-/// shared sites (if it has none yet) and the process only has its requests followed;
-/// otherwise it gets sites of its own. For a `--freeze` breakpoint the process's threads
-/// are seized first, so the first hit can already stop; if that fails the breakpoint
-/// still captures and the reason is kept with its errors.
-pub(super) fn arm_in(
-    session: &mut Session,
-    freezer: &mut Freezer,
-    hold_watched: &mut std::collections::BTreeMap<u32, HoldWatch>,
-    bp: &mut Armed,
-    pid: u32,
-) -> Result<InProcess, AgentError> {
-    let spec = &bp.spec;
-    let mut prepared = session.prepare(pid, &spec.location, &spec.limits)?;
-    if spec.freeze.is_some() {
-        seize_for_freeze(session, freezer, hold_watched, bp, &prepared, pid);
-    }
-    let cgroup = target_file(&bp.spec.target).and_then(|(_, c)| c.cloned());
-    let arm = if target_file(&bp.spec.target).is_some() {
-        // Through /proc/PID/exe: the process's own file, even if the path now names a
-        // newer build.
-        let path = prepared.target.exe_path();
-        arm_file(session, bp, &path, cgroup.as_ref()).and_then(|sites| {
-            session.follow(&prepared)?;
-            Ok(InProcess {
-                process: prepared.target.clone(),
-                slots: Vec::new(),
-                sites,
-                followed: true,
-            })
-        })
-    } else {
+/// What arming a breakpoint in one process touches, borrowed from the [`Manager`].
+pub(super) struct Arming<'a> {
+    pub session: &'a mut Session,
+    pub freezer: &'a mut Freezer,
+    pub hold_watched: &'a mut BTreeMap<u32, HoldWatch>,
+    pub pod_groups: &'a mut PodGroups,
+}
+
+impl Arming<'_> {
+    /// Arms `bp` in `pid`. When the breakpoint binds to files (its target names one, or
+    /// chooses pods), the process's file gets shared sites (if it has none yet) and the
+    /// process only has its requests followed; otherwise it gets sites of its own. For a
+    /// `--freeze` breakpoint the process's threads are seized first, so the first hit can
+    /// already stop; if that fails the breakpoint still captures and the reason is kept
+    /// with its errors.
+    pub fn arm_in(mut self, bp: &mut Armed, pid: u32) -> Result<InProcess, AgentError> {
         let spec = &bp.spec;
-        for (_, plan) in &prepared.sites {
-            super::check_capture_scope(&spec.capture_paths, &spec.location, plan)?;
+        let mut prepared = self.session.prepare(pid, &spec.location, &spec.limits)?;
+        if spec.freeze.is_some() {
+            seize_for_freeze(
+                self.session,
+                self.freezer,
+                self.hold_watched,
+                bp,
+                &prepared,
+                pid,
+            );
         }
-        let compiled = compile_when(bp.when.as_ref(), &mut prepared.sites)?;
-        let opts = options(bp, compiled.kernel_hit_limit(spec.hit_limit));
-        session.arm(&prepared, &opts).map(|slots| InProcess {
-            process: prepared.target.clone(),
-            sites: slots.len(),
-            slots,
-            followed: false,
-        })
-    }?;
-    // A frozen request outlives its breakpoint (one hit by default): keep following which
-    // request the process's threads and tasks serve until the hold is over.
-    if let Some(w) = hold_watched.get_mut(&pid).filter(|w| !w.tracking) {
-        w.tracking = session.table().retain_tracking(pid);
+        let arm = match self.file_filter(bp, pid)? {
+            Some(filter) => {
+                // Through /proc/PID/exe: the process's own file, even if the path now
+                // names a newer build, or lies in a container's filesystem.
+                let path = prepared.target.exe_path();
+                arm_file(self.session, bp, &path, filter).and_then(|sites| {
+                    self.session.follow(&prepared)?;
+                    Ok(InProcess {
+                        process: prepared.target.clone(),
+                        slots: Vec::new(),
+                        sites,
+                        followed: true,
+                    })
+                })
+            }
+            None => {
+                let spec = &bp.spec;
+                for (_, plan) in &prepared.sites {
+                    super::check_capture_scope(&spec.capture_paths, &spec.location, plan)?;
+                }
+                let compiled = compile_when(bp.when.as_ref(), &mut prepared.sites)?;
+                let opts = options(bp, compiled.kernel_hit_limit(spec.hit_limit));
+                self.session.arm(&prepared, &opts).map(|slots| InProcess {
+                    process: prepared.target.clone(),
+                    sites: slots.len(),
+                    slots,
+                    followed: false,
+                })
+            }
+        }?;
+        // A frozen request outlives its breakpoint (one hit by default): keep following
+        // which request the process's threads and tasks serve until the hold is over.
+        if let Some(w) = self.hold_watched.get_mut(&pid).filter(|w| !w.tracking) {
+            w.tracking = self.session.table().retain_tracking(pid);
+        }
+        Ok(arm)
     }
-    Ok(arm)
+
+    /// `Some` when `bp` binds to `pid`'s file, with the kernel filter of its shared sites.
+    /// A pod breakpoint first puts `pid`'s pod group into its set, so the process counts
+    /// from the first hit. One whose pod group this agent cannot see gets sites of its own.
+    fn file_filter(
+        &mut self,
+        bp: &mut Armed,
+        pid: u32,
+    ) -> Result<Option<Option<CgroupFilter>>, AgentError> {
+        match &bp.spec.target {
+            Target::Matching(_) => match target_file(&bp.spec.target) {
+                Some((_, cgroup)) => Ok(Some(node_filter(cgroup)?)),
+                None => Ok(None),
+            },
+            Target::Pods(_) => {
+                let Some((group, _)) = self.pod_groups.learn(pid) else {
+                    return Ok(None);
+                };
+                if !bp.pod_set.contains(&group) {
+                    self.session.table().set_cgroup(bp.spec.id, group, true)?;
+                    bp.pod_set.insert(group);
+                }
+                Ok(Some(Some(CgroupFilter::InSet(bp.spec.id))))
+            }
+            Target::Pid(_) => Ok(None),
+        }
+    }
 }
 
 /// Seizes `pid`'s threads and watches its cgroup's messages, for a `--freeze` breakpoint.
@@ -350,6 +413,9 @@ pub(super) fn disarm_all(session: &mut Session, bp: &mut Armed) -> Result<(), Ag
             bp.kernel_drops += session.counters(slot).map_or(0, |c| c.dropped);
             session.disarm(slot)?;
         }
+    }
+    for group in std::mem::take(&mut bp.pod_set) {
+        session.table().set_cgroup(bp.spec.id, group, false)?;
     }
     for (_, p) in std::mem::take(&mut bp.pids) {
         disarm_in(session, bp, p)?;

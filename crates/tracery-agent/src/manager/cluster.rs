@@ -1,6 +1,10 @@
 //! The Manager in cluster mode: breakpoints on pods chosen by label, kept armed as the
 //! controller's list of this node's pods changes, and snapshots named after their pod.
 
+use std::collections::BTreeSet;
+
+use tracery_model::error::chain;
+
 use super::{BreakpointStatus, Manager, Target};
 use crate::{
     capture::snapshot::Snapshot,
@@ -16,6 +20,8 @@ impl Manager {
     /// exit with it, and the exit disarms them. Returns the state of each breakpoint that
     /// was armed (or failed to arm) in a new process.
     pub fn set_pods(&mut self, pods: PodDirectory) -> Vec<BreakpointStatus> {
+        self.pod_groups.prune();
+        self.pod_groups.learn_all();
         let mut to_arm = Vec::new();
         for bp in self.breakpoints.values() {
             let Target::Pods(selector) = &bp.spec.target else {
@@ -38,6 +44,7 @@ impl Manager {
             changed.push(id);
         }
         self.pods = Some(pods);
+        self.sync_pod_sets();
         changed.dedup();
         changed
             .iter()
@@ -58,6 +65,89 @@ impl Manager {
     ) -> Result<Vec<u32>, AgentError> {
         let pods = self.pods.as_ref().ok_or(AgentError::NotInCluster { id })?;
         Ok(pods.find(selector))
+    }
+
+    /// Puts into the kernel set of each pod breakpoint bound to files the groups of the
+    /// pods it chooses now, and takes out the rest (pods that ended or no longer match).
+    pub(super) fn sync_pod_sets(&mut self) {
+        let Some(pods) = &self.pods else { return };
+        for bp in self.breakpoints.values_mut() {
+            let Target::Pods(selector) = &bp.spec.target else {
+                continue;
+            };
+            if bp.shared.is_empty() {
+                continue;
+            }
+            let wanted: BTreeSet<u64> = self
+                .pod_groups
+                .pod_groups(|uid| pods.selects_uid(selector, uid))
+                .collect();
+            let table = self.session.table();
+            for &gone in bp.pod_set.difference(&wanted) {
+                if let Err(e) = table.set_cgroup(bp.spec.id, gone, false) {
+                    tracing::warn!(id = bp.spec.id, "pod group {gone} stays admitted: {e}");
+                }
+            }
+            bp.pod_set.retain(|g| wanted.contains(g));
+            for &group in &wanted {
+                if bp.pod_set.contains(&group) {
+                    continue;
+                }
+                match table.set_cgroup(bp.spec.id, group, true) {
+                    Ok(()) => {
+                        bp.pod_set.insert(group);
+                    }
+                    Err(e) => bp
+                        .errors
+                        .push((0, format!("pod group {group}: {}", chain(&e)))),
+                }
+            }
+        }
+    }
+
+    /// Names each hit's pod, in cluster mode, and drops the hits of a file-bound pod
+    /// breakpoint from containers it does not choose. The kernel admits a chosen pod's
+    /// every container; a `--container` choice is applied here (a sidecar running the same
+    /// file counts against the breakpoint's kernel hit limit, a rare case).
+    pub(super) fn place_hits(&mut self, hits: Vec<(Snapshot, u64)>) -> Vec<Snapshot> {
+        if self.pods.is_none() {
+            return hits.into_iter().map(|(s, _)| s).collect();
+        }
+        let mut out = Vec::with_capacity(hits.len());
+        for (mut s, cgroup) in hits {
+            let pods = self.pods.as_ref().expect("checked above");
+            s.pod = match self.pod_refs.get(&s.pid) {
+                Some(p) => Some(p.clone()),
+                // The process may be gone; the group its task was in names the pod.
+                None => pods.pod_ref(s.pid).or_else(|| {
+                    let at = self.pod_groups.resolve(cgroup)?;
+                    pods.pod_ref_of(&at)
+                }),
+            };
+            if let Some(p) = &s.pod {
+                self.pod_refs.insert(s.pid, p.clone());
+            }
+            let unchosen = self.breakpoints.get(&s.breakpoint_id).is_some_and(|bp| {
+                let Target::Pods(selector) = &bp.spec.target else {
+                    return false;
+                };
+                let container = selector.container.as_deref();
+                !bp.shared.is_empty()
+                    && container.is_some()
+                    && s.pod
+                        .as_ref()
+                        .is_some_and(|p| Some(p.container.as_str()) != container)
+            });
+            if unchosen {
+                tracing::debug!(
+                    pid = s.pid,
+                    "hit in a container the breakpoint does not choose"
+                );
+                continue;
+            }
+            out.push(s);
+        }
+        out
     }
 
     /// Names each snapshot's pod, in cluster mode.

@@ -112,14 +112,23 @@ impl PodDirectory {
 
     /// Where process `pid` runs, as a snapshot names it.
     pub fn pod_ref(&self, pid: u32) -> Option<PodRef> {
-        let cgroup = super::cgroup_of(pid)?;
-        let at = self.place(&cgroup)?;
+        self.pod_ref_of(&super::cgroup_of(pid)?)
+    }
+
+    /// The listed pod and container `cgroup` names, as a snapshot names them.
+    pub fn pod_ref_of(&self, cgroup: &PodCgroup) -> Option<PodRef> {
+        let at = self.place(cgroup)?;
         Some(PodRef {
             namespace: at.pod.namespace.clone(),
             pod: at.pod.name.clone(),
             container: at.container.to_owned(),
             node: self.node.clone(),
         })
+    }
+
+    /// True when the pod with uid `uid` is listed and `selector` chooses it.
+    pub fn selects_uid(&self, selector: &PodSelector, uid: &str) -> bool {
+        self.pods.get(uid).is_some_and(|p| selector.selects_pod(p))
     }
 
     /// True when process `pid` runs in a container `selector` selects.

@@ -345,8 +345,9 @@ fn set_text(bp: &v1::Breakpoint, set: &v1::SetBreakpointResponse) -> String {
         if arms.file_sites > 0 {
             let _ = writeln!(
                 out,
-                "  armed on node {name} in the executable file ({}): every process that runs it \
-                 is caught from its first instruction, including ones that start later",
+                "  armed on node {name} in the executable file ({}): every process of the \
+                 target that runs it is caught from its first instruction, including ones that \
+                 start later",
                 sites(arms.file_sites)
             );
             if !arms.armed.is_empty() {

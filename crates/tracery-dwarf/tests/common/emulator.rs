@@ -312,6 +312,7 @@ pub fn run_plan(
         stack_len: 0,
         flags: 0,
         _pad: 0,
+        cgroup_id: 0,
         trace_id: [0; 16],
         span_id: [0; 8],
         regs: *regs,

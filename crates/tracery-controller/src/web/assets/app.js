@@ -109,7 +109,7 @@ const tracery = (() => {
       const node = a.node || a.agent_id;
       if (a.error) lines.push(`  not armed on node ${node}, pid ${a.pid}: ${a.error}`);
       else if (a.probes === 0) lines.push(`  node ${node}: no process of the target runs there yet; it arms when one starts`);
-      else if (a.pid === 0) lines.push(`  armed on node ${node} in the executable file (${a.probes} site${a.probes === 1 ? "" : "s"}): every process that runs it is caught from its first instruction`);
+      else if (a.pid === 0) lines.push(`  armed on node ${node} in the executable file (${a.probes} site${a.probes === 1 ? "" : "s"}): every process of the target that runs it is caught from its first instruction`);
       else lines.push(`  armed on node ${node}: pid ${a.pid} (${a.probes} site${a.probes === 1 ? "" : "s"})`);
     }
     for (const a of b.unanswered_agents || []) lines.push(`  agent ${a} has not answered yet`);
