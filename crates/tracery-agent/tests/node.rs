@@ -326,6 +326,68 @@ fn count_5_yields_exactly_5_and_delete_leaves_no_breakpoint_and_a_closed_inspect
     );
 }
 
+#[test]
+fn a_spent_rate_takes_the_breakpoint_out_of_v8_until_its_second_is_over() {
+    tracery_tests::require_root();
+    let _turn = turn();
+    let (server, addr) = start_server(&[]);
+    let pid = server.pid();
+    let mut m = Manager::start().unwrap();
+    let mut limited = spec(1, pid, discount_location());
+    limited.rate_per_sec = 3;
+    m.add(limited).unwrap();
+    let v8 = m.node().unwrap().v8_breakpoints(1, pid);
+    assert_eq!(v8.len(), 1);
+
+    // The hot path, as busy as one connection makes it.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (stop, addr) = (stop.clone(), addr.clone());
+        std::thread::spawn(move || {
+            let mut c = http::Connection::open(&addr);
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = c.request(&http::Request::new("GET", &format!("/order?id={sent}")));
+                assert_eq!(r.status, 200);
+                sent += 1;
+            }
+            sent
+        })
+    };
+    // The second's 3 hits, then the breakpoint is out of V8 until the second is over.
+    let first = collect(&mut m, 3, Duration::from_millis(100));
+    assert_eq!(first.len(), 3, "{first:#?}");
+    let node = m.node().unwrap();
+    assert!(
+        !node.still_set_in(pid, &v8[0]).unwrap(),
+        "no V8 breakpoint while the rate is spent"
+    );
+    // Set again each second: hits keep coming, at most 3 a second.
+    let start = Instant::now();
+    let mut later = Vec::new();
+    while start.elapsed() < Duration::from_millis(2500) {
+        later.extend(m.tick(Duration::from_millis(20)).unwrap());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = traffic.join().unwrap();
+    // 2.5 s span at most 4 seconds' windows (the first one's end included).
+    assert!(
+        (6..=12).contains(&later.len()),
+        "{} hits in 2.5 s at 3/s ({sent} requests)",
+        later.len()
+    );
+    let st = m.status_of(1).unwrap();
+    assert!(st.errors.is_empty(), "{st:?}");
+    // Delete works whether the breakpoint is in V8 or quiet, and leaves none behind.
+    assert!(m.remove(1).unwrap());
+    assert!(wait_until(port_9229_refuses), "the inspector closes");
+    eprintln!(
+        "{} + {} hits of {sent} requests at --rate 3",
+        first.len(),
+        later.len()
+    );
+}
+
 fn wait_until(f: impl Fn() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
@@ -451,6 +513,20 @@ fn a_process_that_refuses_sigusr1_or_finds_its_port_taken_is_told_why() {
     );
     drop(held);
 
+    // No handler for SIGUSR1 at all: the signal would kill it, so none is sent.
+    let (dropped, dropped_addr) = start_server(&["--drop-usr1"]);
+    let err = tracery_model::error::chain(
+        &m.add(spec(4, dropped.pid(), discount_location()))
+            .unwrap_err(),
+    );
+    assert!(
+        err.contains("it does not handle SIGUSR1 (the signal would terminate it)"),
+        "{err}"
+    );
+    // Still running: no signal reached it.
+    get(&dropped_addr, "/ping");
+    drop(dropped);
+
     // `--disable-sigusr1` exists from Node 22.14/23.7: said before any signal is sent.
     let has_flag = Command::new(node_bin())
         .args(["--disable-sigusr1", "-e", "0"])
@@ -463,7 +539,7 @@ fn a_process_that_refuses_sigusr1_or_finds_its_port_taken_is_told_why() {
         );
         assert!(err.contains("it runs with --disable-sigusr1"), "{err}");
     } else {
-        eprintln!("SKIPPED --disable-sigusr1: this Node does not have the flag (Node 22.14+ has it); the --hold-usr1 case above covers a process whose SIGUSR1 does not open the inspector");
+        eprintln!("SKIPPED --disable-sigusr1: this Node does not have the flag (Node 22.14+ has it); the --drop-usr1 case above covers the state it leaves (no SIGUSR1 handler), and --hold-usr1 a process whose SIGUSR1 does not open the inspector");
     }
 
     // Port 9229 taken by another process's socket.

@@ -179,6 +179,15 @@ async fn lines_with_code(session: &CdpSession, site: &Site) -> Result<Vec<u32>, 
     Ok(lines)
 }
 
+/// Sets `bp` again, where it was, after [`remove`]: returns its new V8 id.
+pub async fn set_again(session: &CdpSession, bp: &V8Breakpoint) -> Result<String, NodeError> {
+    let mut params = SetBreakpointByUrlParams::new(i64::from(bp.line) - 1);
+    params.url = Some(bp.url.clone());
+    params.condition = Some(bp.condition.clone());
+    let set = session.call(params).await?;
+    Ok(set.breakpoint_id.inner().clone())
+}
+
 /// Removes a V8 breakpoint.
 pub async fn remove(session: &CdpSession, bp: &V8Breakpoint) -> Result<(), NodeError> {
     session

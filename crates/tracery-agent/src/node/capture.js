@@ -158,11 +158,15 @@
       let st = states.get(id);
       if (st === undefined) { st = { since: 0, n: 0, total: 0 }; states.set(id, st); }
       if (hitLimit > 0 && st.total >= hitLimit) return false;
+      // The hit that spends this second's rate says until when: the agent takes the V8
+      // breakpoint out until then, so the hot path stops paying a debug break per pass.
+      let quietUntil = 0;
       if (ratePerSec > 0) {
         const now = Date.now();
         if (now - st.since >= 1000) { st.since = now; st.n = 0; }
         if (st.n >= ratePerSec) return false;
         st.n++;
+        if (st.n >= ratePerSec) quietUntil = st.since + 1000;
       }
       st.total++;
       const budget = { left: limits.maxBytes };
@@ -183,7 +187,7 @@
       } finally {
         SavedError.stackTraceLimit = limit;
       }
-      send(stringify({ id, vars: out, stack, time: Date.now() }));
+      send(stringify({ id, vars: out, stack, time: Date.now(), quietUntil }));
     } catch (e) {
       try { send(stringify({ id, error: String(e && e.message) })); } catch (e2) { /* nothing to do */ }
     }

@@ -27,6 +27,7 @@ use crate::{
 };
 
 mod new_processes;
+mod quiet;
 
 /// How long detaching waits for the inspector's port to close after `inspector.close()`.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -72,6 +73,10 @@ pub struct NodeRuntime {
     /// Processes that started after a breakpoint that selects them was set, until Node
     /// in them is ready to be armed.
     pending: crate::late_arming::LateArming,
+    /// Sites whose rate is spent for this second, taken out of V8 until then (site key ->
+    /// when to set it again). A V8 breakpoint costs its line a debug break and a condition
+    /// evaluation on every pass, even when the condition answers at once.
+    quiet: BTreeMap<u64, SystemTime>,
 }
 
 impl NodeRuntime {
@@ -96,6 +101,7 @@ impl NodeRuntime {
             hits_tx,
             hits_rx,
             pending: Default::default(),
+            quiet: BTreeMap::new(),
         })
     }
 
@@ -335,6 +341,10 @@ impl NodeRuntime {
         for (pid, v8s) in std::mem::take(&mut bp.pids) {
             for (key, v8) in v8s {
                 self.sites.remove(&key);
+                // Out of V8 already.
+                if self.quiet.remove(&key).is_some() {
+                    continue;
+                }
                 if let Some(p) = self.processes.get(&pid) {
                     if let Err(e) = self.rt.block_on(breakpoints::remove(&p.session, &v8)) {
                         tracing::warn!(pid, id = bp.spec.id, error = %chain(&e), "cannot remove the V8 breakpoint");
@@ -398,6 +408,7 @@ impl NodeRuntime {
     pub fn tick(&mut self) -> Vec<Snapshot> {
         self.arm_pending();
         let mut out = Vec::new();
+        let mut spent = Vec::new();
         while let Ok((pid, payload)) = self.hits_rx.try_recv() {
             let hit: values::Hit = match serde_json::from_str(&payload) {
                 Ok(h) => h,
@@ -423,8 +434,16 @@ impl NodeRuntime {
             if bp.spec.hit_limit != 0 && bp.hits >= bp.spec.hit_limit {
                 bp.ended = Some(Ended::HitLimit);
             }
+            if hit.quiet_until > 0.0 && bp.ended.is_none() {
+                let until = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(hit.quiet_until / 1e3);
+                spent.push((hit.id, until));
+            }
             out.push(snapshot(site, &hit));
         }
+        for (key, until) in spent {
+            self.quiet_until(key, until);
+        }
+        self.wake_quiet();
         let now = SystemTime::now();
         let mut ending = Vec::new();
         for (id, bp) in &mut self.breakpoints {

@@ -29,6 +29,10 @@ pub struct Hit {
     /// Set when the capture itself failed (the hit is reported, without values).
     #[serde(default)]
     pub error: Option<String>,
+    /// When this hit spent its second's rate: the end of that second (`Date.now()`
+    /// milliseconds), until which the site captures nothing. 0 otherwise.
+    #[serde(default, rename = "quietUntil")]
+    pub quiet_until: f64,
 }
 
 /// Beyond this a JavaScript number is not an exact integer (2^53).
