@@ -27,7 +27,7 @@ pub const CACHE_CAP: usize = 8;
 
 /// Which file a process runs, as `stat` tells it: a file changed in place gets a new key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FileKey {
+pub(crate) struct FileKey {
     dev: u64,
     ino: u64,
     mtime_ns: i128,
@@ -35,6 +35,19 @@ struct FileKey {
 }
 
 impl FileKey {
+    /// The file at `path`, following symlinks (as `/proc/PID/exe`).
+    pub(crate) fn at(path: &Path) -> Option<Self> {
+        Some(Self::of(&fs::metadata(path).ok()?))
+    }
+
+    /// True when both are the file a uprobe binds to. The device is left out: overlayfs
+    /// reports a device of its own for each container's mount, while a uprobe binds to
+    /// the inode beneath, shared by every container of the image (checked here: one file
+    /// seen through two overlay mounts has two `st_dev` and one `st_ino`).
+    pub(crate) fn same_inode(&self, other: &Self) -> bool {
+        (self.ino, self.mtime_ns, self.size) == (other.ino, other.mtime_ns, other.size)
+    }
+
     fn of(meta: &fs::Metadata) -> Self {
         Self {
             dev: meta.dev(),

@@ -15,7 +15,6 @@
 
 use std::{
     collections::BTreeMap,
-    os::unix::fs::MetadataExt,
     path::Path,
     time::{Duration, Instant},
 };
@@ -23,6 +22,7 @@ use std::{
 use tracery_model::error::chain;
 
 use crate::{
+    capture::executables::FileKey,
     capture::probes::SlotId,
     capture::session::{ArmOptions, CgroupFilter, PreparedBreakpoint, Session},
     capture::when::compile_when,
@@ -55,7 +55,7 @@ impl Manager {
     /// Arms the breakpoints that target a process that just executed. Where its file's
     /// shared sites caught it already, it is only followed, later (see [`FOLLOW_AFTER`]).
     pub(super) fn arm_new_process(&mut self, e: &Exec) {
-        let file = file_key(&Path::new("/proc").join(e.pid.to_string()).join("exe"));
+        let file = FileKey::at(&Path::new("/proc").join(e.pid.to_string()).join("exe"));
         let mut now = Vec::new();
         for bp in self.breakpoints.values() {
             if bp.ended.is_some()
@@ -68,7 +68,9 @@ impl Manager {
             let needs_requests = bp.spec.scope.trace_id.is_some()
                 || bp.spec.scope.header.is_some()
                 || bp.spec.freeze.is_some();
-            if !needs_requests && file.is_some_and(|f| bp.shared.iter().any(|s| s.file == f)) {
+            if !needs_requests
+                && file.is_some_and(|f| bp.shared.iter().any(|s| s.file.same_inode(&f)))
+            {
                 self.to_follow.push(ToFollow {
                     breakpoint: bp.spec.id,
                     exec: e.clone(),
@@ -147,20 +149,9 @@ pub(super) struct InProcess {
 
 /// Probe sites shared by every process of one executable file.
 pub(super) struct SharedFile {
-    /// The file the probes are bound to.
+    /// The file the probes are bound to (compared with [`FileKey::same_inode`]).
     pub file: FileKey,
     pub slots: Vec<SlotId>,
-}
-
-/// An executable file as the probes see it: inode, size and modification time. Not the
-/// device: overlayfs reports a device of its own for each container's mount, while a
-/// uprobe binds to the inode beneath it, shared by every container of the image (checked
-/// here: one file seen through two overlay mounts has two `st_dev` and one `st_ino`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct FileKey {
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
 }
 
 /// The executable file `target` names, with the node cgroup it is limited to.
@@ -169,16 +160,6 @@ pub(super) fn target_file(target: &Target) -> Option<(&Path, Option<&NodeCgroup>
         Target::Matching(m) => m.file(),
         Target::Pid(_) | Target::Pods(_) => None,
     }
-}
-
-/// The file at `path` (following symlinks, as `/proc/PID/exe`).
-fn file_key(path: &Path) -> Option<FileKey> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some(FileKey {
-        ino: meta.ino(),
-        size: meta.size(),
-        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-    })
 }
 
 /// The kernel filter for a node cgroup: only its processes count.
@@ -211,11 +192,11 @@ pub(super) fn arm_file(
     path: &Path,
     filter: Option<CgroupFilter>,
 ) -> Result<usize, AgentError> {
-    let key = file_key(path).ok_or_else(|| AgentError::ExecutableFile {
+    let key = FileKey::at(path).ok_or_else(|| AgentError::ExecutableFile {
         path: path.to_path_buf(),
         source: std::io::Error::from(std::io::ErrorKind::NotFound),
     })?;
-    if let Some(shared) = bp.shared.iter().find(|s| s.file == key) {
+    if let Some(shared) = bp.shared.iter().find(|s| s.file.same_inode(&key)) {
         return Ok(shared.slots.len());
     }
     let in_file = |e: AgentError| AgentError::InFile {
