@@ -519,7 +519,11 @@ impl Manager {
         Some(BreakpointStatus {
             id,
             processes: bp.pids.iter().map(|(pid, p)| (*pid, p.sites)).collect(),
-            file_sites: bp.shared.iter().map(|s| s.slots.len()).sum(),
+            files: bp
+                .shared
+                .iter()
+                .map(|s| (s.path.clone(), s.slots.len()))
+                .collect(),
             hits: bp.hits,
             filtered: bp.filtered,
             kernel_drops: bp.kernel_drops + live,

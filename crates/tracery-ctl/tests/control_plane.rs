@@ -438,6 +438,22 @@ fn an_exe_breakpoint_catches_each_run_of_a_20_ms_process() {
     let other = Copy::of("c-O2");
     let path = exe.path().to_str().unwrap().to_owned();
     let id = t.set(&["--exe", &path, "--at", "process_order", "--hits", "100"]);
+    // No process runs the file yet; status shows the probes bound to it all the same.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = t.ctl_ok(&["status"]);
+        let row = text
+            .lines()
+            .find(|l| l.contains(&path) && l.contains(" any "));
+        if row.is_some_and(|r| r.contains(&format!(" {id} "))) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status never showed the file-bound probes: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let run = |path: &std::path::Path| {
         let start = std::time::Instant::now();
         let mut child = std::process::Command::new(path)

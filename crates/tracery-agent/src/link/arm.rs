@@ -8,11 +8,12 @@ use crate::manager::BreakpointStatus;
 /// with probes, they are bound to it for every process that runs it, now and later; with
 /// none, no process matches yet (the breakpoint is kept and armed when one starts).
 pub fn arm_results(st: &BreakpointStatus) -> Vec<v1::ArmResult> {
-    let file = (st.file_sites > 0).then(|| v1::ArmResult {
+    let file_sites: usize = st.files.iter().map(|(_, n)| n).sum();
+    let file = (file_sites > 0).then(|| v1::ArmResult {
         breakpoint_id: st.id,
         pid: 0,
         result: Some(arm_result::Result::Probes(
-            u32::try_from(st.file_sites).unwrap_or(u32::MAX),
+            u32::try_from(file_sites).unwrap_or(u32::MAX),
         )),
     });
     let mut out: Vec<v1::ArmResult> = file
@@ -57,7 +58,7 @@ mod tests {
     fn a_breakpoint_waiting_for_its_process_reports_zero_probes() {
         let st = BreakpointStatus {
             id: 4,
-            file_sites: 0,
+            files: vec![],
             processes: vec![],
             hits: 0,
             filtered: 0,
@@ -78,7 +79,7 @@ mod tests {
         // Bound to the file: armed, though no process runs it yet.
         let r = arm_results(&BreakpointStatus {
             errors: vec![],
-            file_sites: 2,
+            files: vec![("/srv/orders".into(), 2)],
             ..st
         });
         assert_eq!(r.len(), 1);

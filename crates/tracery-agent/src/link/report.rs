@@ -114,10 +114,21 @@ impl Default for CpuMeter {
     }
 }
 
-/// A health report from the Manager's breakpoint states.
+/// A health report from the Manager's breakpoint states. Probes bound to an executable
+/// file are reported as pid 0 with the file's path, so they show while no process runs it.
 pub fn health(breakpoints: &[BreakpointStatus], cpu: &mut CpuMeter) -> v1::Health {
     let mut by_pid: BTreeMap<u32, v1::ProcessProbes> = BTreeMap::new();
+    let mut by_file: BTreeMap<&str, v1::ProcessProbes> = BTreeMap::new();
     for bp in breakpoints {
+        for (path, probes) in &bp.files {
+            let f = by_file.entry(path).or_insert_with(|| v1::ProcessProbes {
+                pid: 0,
+                exe: path.clone(),
+                ..Default::default()
+            });
+            f.breakpoint_ids.push(bp.id);
+            f.probes += u32::try_from(*probes).unwrap_or(u32::MAX);
+        }
         for (pid, probes) in &bp.processes {
             let p = by_pid.entry(*pid).or_insert_with(|| v1::ProcessProbes {
                 pid: *pid,
@@ -131,7 +142,7 @@ pub fn health(breakpoints: &[BreakpointStatus], cpu: &mut CpuMeter) -> v1::Healt
         }
     }
     v1::Health {
-        processes: by_pid.into_values().collect(),
+        processes: by_file.into_values().chain(by_pid.into_values()).collect(),
         cpu_percent: cpu.percent(),
         rss_bytes: rss_bytes(),
         // Needs a per-hit cost measurement the agent does not make yet.
@@ -170,7 +181,7 @@ mod tests {
         let h = health(
             &[BreakpointStatus {
                 id: 3,
-                file_sites: 0,
+                files: vec![("/srv/orders".into(), 1)],
                 processes: vec![(std::process::id(), 2)],
                 hits: 0,
                 filtered: 0,
@@ -183,9 +194,15 @@ mod tests {
             &mut cpu,
         );
         assert!(h.rss_bytes > 0);
-        assert_eq!(h.processes.len(), 1);
-        assert_eq!(h.processes[0].breakpoint_ids, vec![3]);
-        assert_eq!(h.processes[0].probes, 2);
-        assert!(!h.processes[0].exe.is_empty());
+        assert_eq!(h.processes.len(), 2);
+        // The file first, as pid 0, with its path: shown while no process runs it.
+        assert_eq!(
+            (h.processes[0].pid, h.processes[0].exe.as_str()),
+            (0, "/srv/orders")
+        );
+        assert_eq!(h.processes[0].probes, 1);
+        assert_eq!(h.processes[1].breakpoint_ids, vec![3]);
+        assert_eq!(h.processes[1].probes, 2);
+        assert!(!h.processes[1].exe.is_empty());
     }
 }

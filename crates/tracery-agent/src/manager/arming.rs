@@ -151,6 +151,8 @@ pub(super) struct InProcess {
 pub(super) struct SharedFile {
     /// The file the probes are bound to (compared with [`FileKey::same_inode`]).
     pub file: FileKey,
+    /// Its path, for status: as the agent named it, or as its first process did.
+    pub path: String,
     pub slots: Vec<SlotId>,
 }
 
@@ -221,7 +223,13 @@ pub(super) fn arm_file(
         "armed for every process of the file"
     );
     let n = slots.len();
-    bp.shared.push(SharedFile { file: key, slots });
+    // `/proc/PID/exe` names the file by the path its process sees.
+    let shown = std::fs::read_link(path).unwrap_or_else(|_| path.to_path_buf());
+    bp.shared.push(SharedFile {
+        file: key,
+        path: shown.display().to_string(),
+        slots,
+    });
     Ok(n)
 }
 

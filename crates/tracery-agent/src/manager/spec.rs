@@ -65,9 +65,10 @@ pub struct BreakpointStatus {
     pub id: u64,
     /// Processes it is armed in, with their probe sites.
     pub processes: Vec<(u32, usize)>,
-    /// Probe sites bound to executable files for every process that runs them, now and
-    /// later (`--exe` and services by `exe`); 0 when armed process by process.
-    pub file_sites: usize,
+    /// Executable files its probes are bound to, for every process of the target that
+    /// runs them, now and later (`--exe`, services by `exe`, pods), with their probe
+    /// sites; empty when armed process by process.
+    pub files: Vec<(String, usize)>,
     /// Snapshots delivered so far.
     pub hits: u64,
     /// Hits user space dropped because `when` was false (not lost: they did not match).

@@ -499,7 +499,7 @@ impl NodeRuntime {
         let bp = self.breakpoints.get(&id)?;
         Some(BreakpointStatus {
             id,
-            file_sites: 0,
+            files: Vec::new(),
             processes: bp.pids.iter().map(|(p, s)| (*p, s.len())).collect(),
             hits: bp.hits,
             filtered: 0,

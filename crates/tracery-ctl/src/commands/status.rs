@@ -72,7 +72,12 @@ pub async fn run(controller: &client::Controller, output: OutputFormat) -> anyho
             let ids: Vec<String> = p.breakpoint_ids.iter().map(u64::to_string).collect();
             procs.add_row([
                 hello.node.clone(),
-                p.pid.to_string(),
+                // Bound to the file: every process of the target that runs it.
+                if p.pid == 0 {
+                    "any".to_owned()
+                } else {
+                    p.pid.to_string()
+                },
                 p.exe.clone(),
                 ids.join(", "),
                 p.probes.to_string(),
