@@ -196,8 +196,11 @@ impl Manager {
                 (Err(e), _) => armed.errors.push((pid, chain(&e))),
             }
         }
+        let pods = matches!(armed.spec.target, Target::Pods(_));
         self.breakpoints.insert(id, armed);
-        self.sync_pod_sets();
+        if pods {
+            self.refresh_pod_sets();
+        }
         Ok(self.status_of(id).expect("just inserted"))
     }
 
@@ -291,11 +294,16 @@ impl Manager {
         let mut delivered = Vec::with_capacity(snaps.len());
         // Traces the kernel froze on a hit that user space then rejected.
         let mut not_frozen = Vec::new();
-        for s in snaps {
+        for (s, chosen) in snaps {
             let Some(bp) = self.breakpoints.get_mut(&s.breakpoint_id) else {
                 self.orphaned += 1;
                 continue;
             };
+            if !chosen {
+                bp.filtered += 1;
+                not_frozen.extend(freeze_trace(bp, &s));
+                continue;
+            }
             if bp.ended.is_some() {
                 bp.over_limit += 1;
                 not_frozen.extend(freeze_trace(bp, &s));
@@ -355,7 +363,10 @@ impl Manager {
             self.pod_refs.remove(&e.pid);
             // A pod's sandbox starts before its containers: its group joins the sets of
             // the breakpoints that choose the pod before their file's next process runs.
-            if self.pods.is_some() && self.pod_groups.learn(e.pid).is_some_and(|(_, new)| new) {
+            if self.pods.is_some()
+                && self.pod_files_bound()
+                && self.pod_groups.learn(e.pid).is_some_and(|(_, new)| new)
+            {
                 self.sync_pod_sets();
             }
             self.arm_new_process(&e);

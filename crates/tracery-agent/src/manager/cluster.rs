@@ -21,7 +21,6 @@ impl Manager {
     /// was armed (or failed to arm) in a new process.
     pub fn set_pods(&mut self, pods: PodDirectory) -> Vec<BreakpointStatus> {
         self.pod_groups.prune();
-        self.pod_groups.learn_all();
         let mut to_arm = Vec::new();
         for bp in self.breakpoints.values() {
             let Target::Pods(selector) = &bp.spec.target else {
@@ -44,7 +43,7 @@ impl Manager {
             changed.push(id);
         }
         self.pods = Some(pods);
-        self.sync_pod_sets();
+        self.refresh_pod_sets();
         changed.dedup();
         changed
             .iter()
@@ -65,6 +64,23 @@ impl Manager {
     ) -> Result<Vec<u32>, AgentError> {
         let pods = self.pods.as_ref().ok_or(AgentError::NotInCluster { id })?;
         Ok(pods.find(selector))
+    }
+
+    /// True when some pod breakpoint is bound to an executable file: only then do pod
+    /// groups need learning.
+    pub(super) fn pod_files_bound(&self) -> bool {
+        self.breakpoints
+            .values()
+            .any(|b| matches!(b.spec.target, Target::Pods(_)) && !b.shared.is_empty())
+    }
+
+    /// Learns the pod groups of every process running now (sandboxes of pods whose
+    /// containers have not started included), then syncs the kernel sets.
+    pub(super) fn refresh_pod_sets(&mut self) {
+        if self.pod_files_bound() {
+            self.pod_groups.learn_all();
+            self.sync_pod_sets();
+        }
     }
 
     /// Puts into the kernel set of each pod breakpoint bound to files the groups of the
@@ -97,21 +113,25 @@ impl Manager {
                     Ok(()) => {
                         bp.pod_set.insert(group);
                     }
-                    Err(e) => bp
-                        .errors
-                        .push((0, format!("pod group {group}: {}", chain(&e)))),
+                    Err(e) => {
+                        let why = format!("pod group {group} not admitted: {}", chain(&e));
+                        if !bp.errors.iter().any(|(_, w)| *w == why) {
+                            bp.errors.push((0, why));
+                        }
+                    }
                 }
             }
         }
     }
 
-    /// Names each hit's pod, in cluster mode, and drops the hits of a file-bound pod
-    /// breakpoint from containers it does not choose. The kernel admits a chosen pod's
-    /// every container; a `--container` choice is applied here (a sidecar running the same
-    /// file counts against the breakpoint's kernel hit limit, a rare case).
-    pub(super) fn place_hits(&mut self, hits: Vec<(Snapshot, u64)>) -> Vec<Snapshot> {
+    /// Names each hit's pod, in cluster mode, and says whether its breakpoint chose the
+    /// hit's container. The kernel admits a chosen pod's every container; a `--container`
+    /// choice is applied here, so a sidecar running the same file counts against the
+    /// breakpoint's kernel hit limit (a rare case). The caller counts an unchosen hit as
+    /// filtered and lets go of a trace it froze.
+    pub(super) fn place_hits(&mut self, hits: Vec<(Snapshot, u64)>) -> Vec<(Snapshot, bool)> {
         if self.pods.is_none() {
-            return hits.into_iter().map(|(s, _)| s).collect();
+            return hits.into_iter().map(|(s, _)| (s, true)).collect();
         }
         let mut out = Vec::with_capacity(hits.len());
         for (mut s, cgroup) in hits {
@@ -143,9 +163,8 @@ impl Manager {
                     pid = s.pid,
                     "hit in a container the breakpoint does not choose"
                 );
-                continue;
             }
-            out.push(s);
+            out.push((s, !unchosen));
         }
         out
     }

@@ -30,6 +30,8 @@ struct PodGroup {
 pub struct PodGroups {
     pods: HashMap<u64, PodGroup>,
     containers: HashMap<u64, (PodCgroup, PathBuf)>,
+    /// Groups already learnt, by path: an exec in a known group costs one file read.
+    known: HashMap<String, Option<u64>>,
 }
 
 impl PodGroups {
@@ -42,6 +44,17 @@ impl PodGroups {
         let at = PodCgroup::from_path(own)?;
         // containerd's one-segment naming puts the pod and the container in one group.
         let pod_path = at.pod_path.clone().unwrap_or_else(|| own.to_owned());
+        if let Some(&pod) = self.known.get(own) {
+            // Learnt before (the pod's group, if this agent sees it).
+            return pod.map(|id| (id, false));
+        }
+        let found = self.learn_path(own, at, pod_path);
+        self.known.insert(own.to_owned(), found.map(|(id, _)| id));
+        found
+    }
+
+    /// [`Self::learn`] for the group `own` of a process, not learnt yet.
+    fn learn_path(&mut self, own: &str, at: PodCgroup, pod_path: String) -> Option<(u64, bool)> {
         let dir = crate::discovery::cgroup2_dir(&pod_path)?;
         let id = cgroup_id(&dir)?;
         let new = !self.pods.contains_key(&id);
@@ -82,6 +95,8 @@ impl PodGroups {
     pub fn prune(&mut self) {
         self.pods.retain(|_, p| p.dir.exists());
         self.containers.retain(|_, (_, dir)| dir.exists());
+        // A group removed and made again (same name) gets a new id.
+        self.known.clear();
     }
 
     /// The ids of the pod groups of pods whose uid `chosen` accepts.
