@@ -77,6 +77,20 @@ fn status_json(t: &Standalone) -> Value {
     serde_json::from_str(t.ctl_ok(&["status", "--output", "json"]).trim()).unwrap()
 }
 
+/// The export status once `ready` holds (or [`ARRIVAL`] passes). The collector has an
+/// export before the exporter hears its answer and counts it, so a count read right after
+/// the collector saw something can still be the one before.
+fn export_once(t: &Standalone, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + ARRIVAL;
+    loop {
+        let export = status_json(t)["export"].clone();
+        if ready(&export) || Instant::now() >= deadline {
+            return export;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn a_frozen_hit_is_a_span_under_the_request_and_its_freeze_events_arrive_after_resume() {
     tracery_tests::require_root();
@@ -209,7 +223,7 @@ fn a_frozen_hit_is_a_span_under_the_request_and_its_freeze_events_arrive_after_r
     assert!(freeze.end_unix_nano > freeze.start_unix_nano, "{freeze:#?}");
     assert_eq!(freeze.resource.get("service.name"), r.get("service.name"));
 
-    let export = &status_json(&t)["export"];
+    let export = &export_once(&t, |e| e["exported_spans"].as_u64() >= Some(2));
     assert_eq!(export["endpoint"], receiver.endpoint(), "{export}");
     assert!(export["exported_spans"].as_u64().unwrap() >= 2, "{export}");
     assert_eq!(export["dropped"], serde_json::json!({}), "{export}");
@@ -270,7 +284,7 @@ fn an_untraced_hit_is_a_log_record_and_drops_are_counted_once_the_collector_is_g
             .all(|s| s.name != "tracery.snapshot"),
         "no span without a trace"
     );
-    let before = status_json(&t)["export"].clone();
+    let before = export_once(&t, |e| e["exported_logs"] == 1);
     assert_eq!(before["exported_logs"], 1, "{before}");
     assert!(
         receiver
