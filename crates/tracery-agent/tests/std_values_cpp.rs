@@ -56,20 +56,7 @@ fn capture(exe: &Path, line: u32, var: &str, limits: &CaptureLimits) -> Vec<(Str
     let location = format!("containers.cpp:{line}");
     let (snap, mut child) = one_hit(Command::new(exe), &location, limits);
     let _ = child.wait();
-    let v = snap
-        .variables
-        .iter()
-        .find(|v| v.name == var)
-        .unwrap_or_else(|| panic!("{var} not captured: {:#?}", snap.variables));
-    match &v.value {
-        Value::Pointer {
-            target: Some(t), ..
-        } => match &**t {
-            Value::Struct { fields, .. } => fields.clone(),
-            other => panic!("{var} is not a struct: {other:?}"),
-        },
-        other => panic!("{var} (a reference) was not followed: {other:?}"),
-    }
+    gdb_cpp::struct_members(&snap.variables, var)
 }
 
 /// Captures `var` at `marker` in the fixture built at `opt` and compares it with gdb.

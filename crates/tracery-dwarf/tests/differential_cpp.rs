@@ -53,19 +53,7 @@ fn tracery(path: &Path, line: u32, var: &str, limits: &CaptureLimits) -> Vec<(St
     };
     let hit = capture_with(&run, &binary, plan.address(), |bias| plan.relocate(bias));
     let vars: Vec<Variable> = decode(&binary, &plan, &hit.header, &hit.data);
-    let v = vars
-        .iter()
-        .find(|v| v.name == var)
-        .expect("variable in scope");
-    match &v.value {
-        Value::Pointer {
-            target: Some(t), ..
-        } => match &**t {
-            Value::Struct { fields, .. } => fields.clone(),
-            other => panic!("{var} is not a struct: {other:?}"),
-        },
-        other => panic!("{var} (a reference) was not followed: {other:?}"),
-    }
+    gdb_cpp::struct_members(&vars, var)
 }
 
 /// The line of containers.cpp holding `marker`.

@@ -40,22 +40,7 @@ fn go_v(v: &Value) -> String {
 
 /// The 1-based line of gomaps/main.go holding `marker` (`@here`, `@overflow`, `@growing`).
 fn line_of(marker: &str) -> u32 {
-    if marker == "@here" {
-        return programs::here("gomaps/main.go");
-    }
-    let dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
-        || env!("CARGO_MANIFEST_DIR").into(),
-        std::path::PathBuf::from,
-    );
-    let text = std::fs::read_to_string(dir.join("tests/programs/gomaps/main.go")).unwrap();
-    let found: Vec<usize> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| l.contains(marker))
-        .map(|(i, _)| i + 1)
-        .collect();
-    assert_eq!(found.len(), 1, "{marker}: {found:?}");
-    found[0] as u32
+    programs::marker_line("gomaps/main.go", marker)
 }
 
 /// Stops `variant` at the line marked `marker` and returns the lines the program printed

@@ -9,6 +9,24 @@ use std::{collections::BTreeSet, path::Path, process::Command};
 
 use tracery_dwarf::{CaptureLimits, SourceLanguage, Value};
 
+/// The members of the struct `var` refers to, from a hit's captured `vars`: what
+/// [`compare`] takes. Panics, naming what it found instead, when it is not there.
+pub fn struct_members(vars: &[tracery_dwarf::Variable], var: &str) -> Vec<(String, Value)> {
+    let v = vars
+        .iter()
+        .find(|v| v.name == var)
+        .unwrap_or_else(|| panic!("{var} not captured: {vars:#?}"));
+    match &v.value {
+        Value::Pointer {
+            target: Some(t), ..
+        } => match &**t {
+            Value::Struct { fields, .. } => fields.clone(),
+            other => panic!("{var} is not a struct: {other:?}"),
+        },
+        other => panic!("{var} (a reference) was not followed: {other:?}"),
+    }
+}
+
 /// 80-byte strings and 4 entries per container: every value of the fixture but the
 /// 1000-entry map then fits the 8 KiB data budget whole (each walk reserves its cap in
 /// nodes, each string its cap in bytes, whatever the hit turns out to hold).

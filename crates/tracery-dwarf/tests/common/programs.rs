@@ -82,13 +82,18 @@ pub fn build(name: &str) -> PathBuf {
 
 /// The 1-based line of `file` (under tests/programs) holding the `@here` marker.
 pub fn here(file: &str) -> u32 {
+    marker_line(file, "@here")
+}
+
+/// The 1-based line of `file` (under tests/programs) holding `marker` (exactly one).
+pub fn marker_line(file: &str, marker: &str) -> u32 {
     let text = std::fs::read_to_string(programs_dir().join(file)).unwrap();
     let found: Vec<usize> = text
         .lines()
         .enumerate()
-        .filter(|(_, l)| l.contains("@here"))
+        .filter(|(_, l)| l.contains(marker))
         .map(|(i, _)| i + 1)
         .collect();
-    assert_eq!(found.len(), 1, "{file}: {found:?}");
+    assert_eq!(found.len(), 1, "{marker} in {file}: {found:?}");
     found[0] as u32
 }
