@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use tracery_model::error::chain;
+use tracery_model::{error::chain, PodRef};
 
 use super::{BreakpointStatus, Manager, Target};
 use crate::{
@@ -135,18 +135,7 @@ impl Manager {
         }
         let mut out = Vec::with_capacity(hits.len());
         for (mut s, cgroup) in hits {
-            let pods = self.pods.as_ref().expect("checked above");
-            s.pod = match self.pod_refs.get(&s.pid) {
-                Some(p) => Some(p.clone()),
-                // The process may be gone; the group its task was in names the pod.
-                None => pods.pod_ref(s.pid).or_else(|| {
-                    let at = self.pod_groups.resolve(cgroup)?;
-                    pods.pod_ref_of(&at)
-                }),
-            };
-            if let Some(p) = &s.pod {
-                self.pod_refs.insert(s.pid, p.clone());
-            }
+            s.pod = self.pod_of(s.pid, Some(cgroup));
             let unchosen = self.breakpoints.get(&s.breakpoint_id).is_some_and(|bp| {
                 let Target::Pods(selector) = &bp.spec.target else {
                     return false;
@@ -171,16 +160,30 @@ impl Manager {
 
     /// Names each snapshot's pod, in cluster mode.
     pub(super) fn tag_pods(&mut self, snaps: &mut [Snapshot]) {
-        let Some(pods) = &self.pods else { return };
         for s in snaps {
-            s.pod = match self.pod_refs.get(&s.pid) {
-                Some(p) => Some(p.clone()),
-                None => pods.pod_ref(s.pid).inspect(|p| {
-                    // Only a found pod is kept: one not listed yet may be on the next list.
-                    self.pod_refs.insert(s.pid, p.clone());
-                }),
-            };
+            s.pod = self.pod_of(s.pid, None);
         }
+    }
+
+    /// The pod of process `pid`, from the cgroup its hitting task was in when the hit
+    /// carries one (the process may be gone), else from its `/proc` entry; `None` outside
+    /// cluster mode and outside listed pods.
+    fn pod_of(&mut self, pid: u32, cgroup: Option<u64>) -> Option<PodRef> {
+        let pods = self.pods.as_ref()?;
+        if let Some(p) = self.pod_refs.get(&pid) {
+            return Some(p.clone());
+        }
+        if let Some(at) = cgroup.and_then(|c| self.pod_groups.resolve(c)) {
+            if let Some(p) = pods.pod_ref_of(&at) {
+                return Some(p);
+            }
+        }
+        // Only a found pod is kept: one not listed yet may be on the next list. (Pods
+        // found by cgroup are not kept: that lookup is as cheap, and a process caught
+        // by a shared site may never be armed, so nothing would forget it.)
+        let found = pods.pod_ref(pid)?;
+        self.pod_refs.insert(pid, found.clone());
+        Some(found)
     }
 
     /// Forgets the pods of processes no breakpoint is armed in any more.

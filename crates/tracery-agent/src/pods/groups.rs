@@ -9,7 +9,7 @@
 //! pod and container even after the process has exited.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
@@ -32,6 +32,9 @@ pub struct PodGroups {
     containers: HashMap<u64, (PodCgroup, PathBuf)>,
     /// Groups already learnt, by path: an exec in a known group costs one file read.
     known: HashMap<String, Option<u64>>,
+    /// Group ids that named no known pod's container: not looked for again on every hit
+    /// until a pod is learnt or the groups are pruned.
+    unknown: HashSet<u64>,
 }
 
 impl PodGroups {
@@ -59,6 +62,7 @@ impl PodGroups {
         let id = cgroup_id(&dir)?;
         let new = !self.pods.contains_key(&id);
         if new {
+            self.unknown.clear();
             self.pods.insert(
                 id,
                 PodGroup {
@@ -97,6 +101,7 @@ impl PodGroups {
         self.containers.retain(|_, (_, dir)| dir.exists());
         // A group removed and made again (same name) gets a new id.
         self.known.clear();
+        self.unknown.clear();
     }
 
     /// The ids of the pod groups of pods whose uid `chosen` accepts.
@@ -119,11 +124,18 @@ impl PodGroups {
         if let Some(p) = self.pods.get(&cgroup) {
             return PodCgroup::from_path(&p.path);
         }
+        if self.unknown.contains(&cgroup) {
+            return None;
+        }
         let found = self.pods.values().find_map(|p| {
             let name = child_with_id(&p.dir, cgroup)?;
             let path = format!("{}/{name}", p.path);
             Some((PodCgroup::from_path(&path)?, p.dir.join(name)))
-        })?;
+        });
+        let Some(found) = found else {
+            self.unknown.insert(cgroup);
+            return None;
+        };
         self.containers.insert(cgroup, found.clone());
         Some(found.0)
     }
