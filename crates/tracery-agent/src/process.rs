@@ -144,9 +144,37 @@ pub fn pid_exists(pid: u32) -> bool {
     proc_dir(pid).exists()
 }
 
+/// True when `pid` has exited: gone, or a zombie not yet reaped (its `/proc` entry stays,
+/// but it has no memory or executable left to arm).
+pub fn has_exited(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(proc_dir(pid).join("stat")) else {
+        return true;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    matches!(state, Some("Z" | "X") | None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zombie_has_exited_though_its_proc_entry_stays() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        assert!(!has_exited(std::process::id()));
+        // Not reaped yet: a zombie once it has run.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !has_exited(pid) {
+            assert!(std::time::Instant::now() < deadline, "{pid} never exited");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(pid_exists(pid), "a zombie keeps its /proc entry");
+        child.wait().unwrap();
+        assert!(has_exited(pid));
+    }
 
     #[test]
     fn parses_maps_lines() {

@@ -127,8 +127,13 @@ impl Manager {
                 bp.pids.insert(pid, p);
             }
             // Its file's shared sites caught it; only following its requests failed,
-            // because it is gone.
-            Err(_) if !bp.shared.is_empty() && !crate::process::pid_exists(pid) => {
+            // because it has exited (a zombie not yet reaped counts: its `/proc` entry
+            // stays, with nothing left to follow).
+            Err(e)
+                if !bp.shared.is_empty()
+                    && (matches!(e, AgentError::NoSuchProcess { .. })
+                        || crate::process::has_exited(pid)) =>
+            {
                 tracing::debug!(id, pid, "exited before followed");
             }
             Err(err) => bp.errors.push((pid, chain(&err))),
