@@ -78,6 +78,9 @@ pub mod names {
     pub const GO_SUSPEND: &str = "GO_SUSPEND";
     /// Array map with one `u64`: non-zero while a `--freeze` breakpoint is armed in Go code.
     pub const GO_FREEZE_ARMED: &str = "GO_FREEZE_ARMED";
+    /// Array map with one `u64`: non-zero while receives are parsed at
+    /// `sock/sock_recv_length` rather than at the receive system calls' exits.
+    pub const RECV_AT_SOCK: &str = "RECV_AT_SOCK";
     /// Hash map: tgid -> [`crate::trace::TrackedProc`], the processes whose requests are tracked.
     pub const TRACE_PIDS: &str = "TRACE_PIDS";
     /// LRU map: `tgid << 32 | fd` -> [`crate::trace_header::ConnState`].

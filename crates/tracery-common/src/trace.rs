@@ -140,3 +140,8 @@ pub const WATCHED_SYSCALLS_EXIT: &[&str] = &[
 /// frozen goroutine there. Every process on the node pays for each hooked system call, so
 /// each one left out counts.
 pub const SOCK_RECV_COVERS_ENTER: &[&str] = &["read", "readv", "recvfrom", "recvmsg"];
+
+/// Entries of [`WATCHED_SYSCALLS_EXIT`] left unhooked while the `sock/sock_recv_length`
+/// tracepoint is attached: receives are parsed there, inside the call, once the bytes are
+/// in the caller's buffer. Reads of pipes and files then run no program at all.
+pub const SOCK_RECV_COVERS_EXIT: &[&str] = SOCK_RECV_COVERS_ENTER;

@@ -4,8 +4,9 @@
 //!
 //! The `sock/sock_{send,recv}_length` tracepoints run for every socket message on the node
 //! while tracking is on; the first check (is the process tracked?) is one map lookup.
-//! A send is reported at once; a receive is kept until its system call's exit, after the
-//! receive path has parsed it, because a request's own header names its trace only then.
+//! A send is reported at once; a receive once the receive path has parsed it (here, or at
+//! its system call's exit on kernels where that path runs there), because a request's own
+//! header names its trace only then.
 //!
 //! Which trace a message belongs to:
 //! - a send: the context the message itself carries (an HTTP request's header, a Redis
@@ -234,16 +235,34 @@ pub fn on_send(ctx: &TracePointContext) -> u32 {
     0
 }
 
-/// `sock/sock_recv_length`: a receive of a tracked process, kept for its system call's
-/// exit.
+/// `sock/sock_recv_length`: a receive of a tracked process. Parsed here when receives are
+/// parsed at this tracepoint; else kept for its system call's exit, which parses it.
 pub fn on_recv(ctx: &TracePointContext) -> u32 {
     // Every socket receive on the node comes here: one lookup settles untracked processes.
     let Some((pid_tgid, p)) = trace::current_tracked() else {
         return 0;
     };
     trace::go_receive_boundary(&p, pid_tgid);
+    keep_recv(ctx, pid_tgid);
+    if trace::receives_at_sock() {
+        // SAFETY: a `sock/sock_recv_length` record: `int ret` at 20, `int flags` at 24.
+        let (ret, flags) = unsafe { (ctx.read_at::<i32>(20), ctx.read_at::<i32>(24)) };
+        if let (Ok(ret), Ok(flags)) = (ret, flags) {
+            // Any socket family, as at the exits; a peek's bytes come again.
+            if ret > 0 && flags & MSG_PEEK == 0 {
+                trace::sock_receive(&p, pid_tgid, i64::from(ret));
+            }
+        }
+    }
+    0
+}
+
+/// Keeps the receive's message event for the receive path's end ([`recv_exit`]), for a
+/// TCP message with bytes in it.
+#[inline(always)]
+fn keep_recv(ctx: &TracePointContext, pid_tgid: u64) {
     let Some((sk, family, len)) = tcp_message(ctx) else {
-        return 0;
+        return;
     };
     let mut pending = RecvPending {
         sk,
@@ -256,7 +275,6 @@ pub fn on_recv(ctx: &TracePointContext) -> u32 {
     };
     fill(&mut pending.event, sk, family, len, offset::COPIED_SEQ);
     let _ = RECV_PENDING.insert(pid_tgid, pending, 0);
-    0
 }
 
 /// The receive path ended a request's headers (or found a job's context) in the current

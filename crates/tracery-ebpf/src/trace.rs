@@ -1,12 +1,15 @@
-//! Trace tracking on the receive path: system-call tracepoints parse the headers of
-//! inbound HTTP/1.x requests of tracked processes as a byte stream per connection, and
+//! Trace tracking on the receive path: the headers of inbound HTTP/1.x requests of tracked
+//! processes are parsed as a byte stream per connection, and
 //! record which trace each thread (and Go goroutine) serves. A connection whose first byte
 //! is a RESP type byte is a Redis stream: a reply carrying a job's context (a `GET` of the
 //! job's JSON, a `BRPOP`ed element, `HGETALL` fields) makes its reader serve that trace.
 //!
-//! The programs attach to the `syscalls/sys_{enter,exit}_*` tracepoints of the few system
-//! calls that matter, so every other system call on the node runs none of them; where
-//! those are missing, to the raw `sys_enter`/`sys_exit` tracepoints (every system call).
+//! Receives are parsed at `sock/sock_recv_length`, which runs only for socket receives.
+//! Sends and the life of connections come from the `syscalls/sys_{enter,exit}_*`
+//! tracepoints of the few system calls that matter, so every other system call on the
+//! node runs none of them. Where those are missing, the raw `sys_enter`/`sys_exit`
+//! tracepoints stand in (every system call); without the `sock` tracepoint, receives are
+//! parsed at their system calls' exits.
 //! Either way they work from the user `pt_regs`, which give the syscall arguments and, for
 //! Go, the goroutine (`g` stays in R14 across `runtime/internal/syscall.Syscall6`).
 //! Every loop is bounded (`TRACE_SCAN_MAX` bytes per receive, fixed-size hex fields).
@@ -45,6 +48,11 @@ static TRACE_PIDS: HashMap<u32, TrackedProc> = HashMap::with_max_entries(MAX_TRA
 
 #[map(name = "GO_FREEZE_ARMED")]
 static GO_FREEZE_ARMED: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Non-zero while receives are parsed at `sock/sock_recv_length` (set by the agent when
+/// that tracepoint is attached): the receive system calls' exits then skip them.
+#[map(name = "RECV_AT_SOCK")]
+static RECV_AT_SOCK: Array<u64> = Array::with_max_entries(1, 0);
 
 #[map(name = "CONNS")]
 static CONNS: LruHashMap<u64, ConnState> = LruHashMap::with_max_entries(MAX_CONNS, 0);
@@ -205,8 +213,46 @@ const MAX_IOVECS: u64 = 8;
 /// receive that was already blocked when tracking began is parsed too.
 #[inline(always)]
 pub fn sys_exit(proc_: &TrackedProc, pid_tgid: u64, regs: u64, id: u64, ret: i64) -> u32 {
+    if is_receive(id) && receives_at_sock() {
+        return 0;
+    }
+    receive_or_exit(proc_, pid_tgid, regs, id, ret)
+}
+
+/// The receive system calls, whose bytes the tracker parses.
+#[inline(always)]
+fn is_receive(id: u64) -> bool {
+    matches!(id, nr::READ | nr::RECVFROM | nr::READV | nr::RECVMSG)
+}
+
+/// True while receives are parsed at `sock/sock_recv_length`, not at their exits.
+#[inline(always)]
+pub fn receives_at_sock() -> bool {
+    RECV_AT_SOCK.get(0).is_some_and(|on| *on != 0)
+}
+
+/// A socket receive of `ret` bytes by tracked process `proc_`, seen inside its system
+/// call (`sock/sock_recv_length`): the bytes are in the caller's buffers already, and the
+/// buffers are the call's arguments, from the registers saved at its entry. The same parse
+/// as at a receive's exit, with no hook on the exits of every read on the node.
+#[inline(always)]
+pub fn sock_receive(proc_: &TrackedProc, pid_tgid: u64, ret: i64) {
+    let regs = current_user_regs();
+    if regs == 0 {
+        return;
+    }
+    // A receive reached some other way (io_uring's workers, sendfile) has no such
+    // registers: only the four receive calls are parsed.
+    let id = reg(regs, pt::ORIG_RAX as usize);
+    if is_receive(id) {
+        receive_or_exit(proc_, pid_tgid, regs, id, ret);
+    }
+}
+
+#[inline(always)]
+fn receive_or_exit(proc_: &TrackedProc, pid_tgid: u64, regs: u64, id: u64, ret: i64) -> u32 {
     let r = parse_exit(proc_, pid_tgid, regs, id, ret);
-    if matches!(id, nr::READ | nr::RECVFROM | nr::READV | nr::RECVMSG) {
+    if is_receive(id) {
         // After the parse: a request's own header names its trace.
         crate::messages::recv_exit(proc_, pid_tgid, regs);
     }

@@ -13,7 +13,8 @@ pub struct UnwatchedCost {
     /// The same for a 1-byte write to /dev/null: a system call the tracker hooks.
     io_armed_ns: f64,
     io_idle_ns: f64,
-    /// The same for a 1-byte read of /dev/zero: hooked at its exit only.
+    /// The same for a 1-byte read of /dev/zero: not hooked where `sock/sock_recv_length`
+    /// parses receives.
     read_armed_ns: f64,
     read_idle_ns: f64,
     /// Runs of the syscall programs while nothing was armed (0: detached).
@@ -132,7 +133,7 @@ impl UnwatchedCost {
             self.io_armed_ns - self.io_idle_ns
         );
         println!(
-            "  a 1-byte read of /dev/zero there (hooked at its exit only): {:.0} ns armed, \
+            "  a 1-byte read of /dev/zero there (not a socket: unhooked): {:.0} ns armed, \
              {:.0} ns with nothing armed (+{:.0} ns)",
             self.read_armed_ns,
             self.read_idle_ns,
@@ -144,7 +145,7 @@ impl UnwatchedCost {
         );
         for p in &self.programs {
             println!(
-                "    {}: {} runs for {} calls, {:.0} ns per run",
+                "    {}: {} runs for {} getppid calls, {:.0} ns per run",
                 p.name,
                 p.run_count,
                 self.calls,

@@ -3,10 +3,12 @@
 //!
 //! They go on the `syscalls/sys_{enter,exit}_*` tracepoints of the few system calls the
 //! tracker acts on: every other system call on the node (futex, epoll_wait, mmap, ...)
-//! runs no program. Receives' entries are left out when the `sock/sock_recv_length`
-//! tracepoint is attached: it runs only for socket receives and sees the same moment from
-//! inside the call. (Sends' exits stay: the hold's send context must end with the call,
-//! and a write that reaches no socket passes no `sock` tracepoint.)
+//! runs no program. Receives are hooked at neither end when the `sock/sock_recv_length`
+//! tracepoint is attached: it runs only for socket receives, and from inside the call it
+//! sees the bytes already received, so it parses them (`RECV_AT_SOCK` tells the programs).
+//! A read of a pipe or a file then runs no program. (Sends' exits stay: the hold's send
+//! context must end with the call, and a write that reaches no socket passes no `sock`
+//! tracepoint.)
 //!
 //! A kernel without the per-syscall tracepoints (no `CONFIG_FTRACE_SYSCALLS`) or without
 //! `bpf_task_pt_regs` gets the raw `sys_enter`/`sys_exit` tracepoints instead, which run
@@ -17,6 +19,7 @@
 //! `cargo xtask bench freeze`), for a node whose processes mostly do socket I/O.
 
 use aya::{
+    maps::{Array, MapData},
     programs::{
         raw_trace_point::RawTracePointLinkId, trace_point::TracePointLinkId, RawTracePoint,
         TracePoint,
@@ -25,7 +28,10 @@ use aya::{
 };
 use tracery_common::{
     names,
-    trace::{SOCK_RECV_COVERS_ENTER, WATCHED_SYSCALLS_ENTER, WATCHED_SYSCALLS_EXIT},
+    trace::{
+        SOCK_RECV_COVERS_ENTER, SOCK_RECV_COVERS_EXIT, WATCHED_SYSCALLS_ENTER,
+        WATCHED_SYSCALLS_EXIT,
+    },
 };
 
 use crate::error::AgentError;
@@ -43,13 +49,24 @@ pub struct SyscallHooks {
     sock_links: Vec<Link>,
     /// The per-syscall tracepoints are not used here (chosen, or they failed once).
     raw_only: bool,
+    /// `RECV_AT_SOCK`: non-zero while receives are parsed at `sock/sock_recv_length`.
+    recv_at_sock: Array<MapData, u64>,
 }
 
 /// The environment variable that chooses the raw tracepoints (`raw`).
 pub const HOOKS_ENV: &str = "TRACERY_SYSCALL_HOOKS";
 
-impl Default for SyscallHooks {
-    fn default() -> Self {
+impl SyscallHooks {
+    /// Takes the hooks' map out of `ebpf`; the kind of hooks comes from [`HOOKS_ENV`].
+    pub fn new(ebpf: &mut Ebpf) -> Result<Self, AgentError> {
+        let recv_at_sock = ebpf.take_map(names::RECV_AT_SOCK).ok_or(AgentError::Map {
+            map: names::RECV_AT_SOCK,
+            source: None,
+        })?;
+        let recv_at_sock = Array::try_from(recv_at_sock).map_err(|e| AgentError::Map {
+            map: names::RECV_AT_SOCK,
+            source: Some(Box::new(e)),
+        })?;
         let raw_only = match std::env::var(HOOKS_ENV).as_deref() {
             Ok("raw") => true,
             Ok("per-syscall") | Err(_) => false,
@@ -61,15 +78,14 @@ impl Default for SyscallHooks {
                 false
             }
         };
-        Self {
+        Ok(Self {
             links: Vec::new(),
             sock_links: Vec::new(),
             raw_only,
-        }
+            recv_at_sock,
+        })
     }
-}
 
-impl SyscallHooks {
     /// Attaches the hooks unless they are attached already, and the message-event
     /// tracepoints (without them the node reports no message events, with a warning).
     /// Those go first: what they see inside socket receives needs no syscall hook.
@@ -92,6 +108,15 @@ impl SyscallHooks {
                 }
             }
         }
+        // Before the system-call hooks: from here on, their receives' exits leave the parse
+        // to the `sock` tracepoint.
+        let at_sock = self.sock_attached(names::SOCK_RECV);
+        self.recv_at_sock
+            .set(0, u64::from(at_sock), 0)
+            .map_err(|e| AgentError::Map {
+                map: names::RECV_AT_SOCK,
+                source: Some(Box::new(e)),
+            })?;
         self.attach_syscalls(ebpf)
     }
 
@@ -142,6 +167,7 @@ impl SyscallHooks {
             .chain(
                 WATCHED_SYSCALLS_EXIT
                     .iter()
+                    .filter(|s| !(recv && SOCK_RECV_COVERS_EXIT.contains(s)))
                     .map(|s| (names::SYSCALL_EXIT, "exit", *s)),
             );
         for (program, side, syscall) in hooks {

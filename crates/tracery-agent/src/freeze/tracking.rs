@@ -112,7 +112,7 @@ impl Tracker {
             seized: take_hash(ebpf, names::SEIZED)?,
             tracked: BTreeMap::new(),
             filter_bits: HashMap::new(),
-            syscalls: Default::default(),
+            syscalls: super::syscall_hooks::SyscallHooks::new(ebpf)?,
             task_fsbase,
             fsbase_known: false,
             messages: super::messages::MessageTap::new(ebpf)?,
