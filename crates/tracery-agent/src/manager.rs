@@ -279,9 +279,6 @@ impl Manager {
             if w.tracking {
                 table.untrack(pid);
             }
-            if let Some(h) = table.holder_if_started() {
-                h.freeze_armed(false);
-            }
         }
     }
 

@@ -57,8 +57,6 @@ pub struct Holder {
     held: Vec<HeldMessage>,
     /// Traces frozen on another node, held here until this deadline.
     remote: BTreeMap<TraceId, SystemTime>,
-    /// Freezes armed (they may hit at any time); holds stay armed while any is.
-    armed_freezes: usize,
     out: Vec<FreezeEvent>,
     /// Messages of frozen traces that went out unheld, per trace, with the reason.
     pub missed: HashMap<TraceId, (u64, &'static str)>,
@@ -174,7 +172,6 @@ impl Holder {
             cgroups: BTreeMap::new(),
             held: Vec::new(),
             remote: BTreeMap::new(),
-            armed_freezes: 0,
             out: Vec::new(),
             missed: HashMap::new(),
             _keeper_maps: kept,
@@ -260,21 +257,18 @@ impl Holder {
         }
     }
 
-    /// A freezing breakpoint was armed (`true`) or disarmed: holds are armed while any is,
-    /// or while a trace is frozen.
-    pub fn freeze_armed(&mut self, armed: bool) {
-        if armed {
-            self.armed_freezes += 1;
-        } else {
-            self.armed_freezes = self.armed_freezes.saturating_sub(1);
-        }
-        self.update_armed();
-    }
-
+    /// Holds are armed (`ANY_FROZEN`: every send of a watched process is checked against
+    /// the frozen traces) only while a trace is frozen, here or elsewhere. A freezing
+    /// breakpoint that is merely armed costs its process's messages one lookup each: the
+    /// capture program turns holds on itself at the hit, before the thread stops.
     fn update_armed(&mut self) {
-        let frozen = self.frozen.keys().next().is_some();
-        let on = self.armed_freezes > 0 || frozen || !self.remote.is_empty();
+        let on = self.frozen.keys().next().is_some() || !self.remote.is_empty();
         let _ = self.conf.set(conf::ANY_FROZEN, u64::from(on), 0);
+        // A hit may have frozen a trace since the map was read, its `1` overwritten by
+        // this `0`: read again. (The kernel adds the trace before it sets the flag.)
+        if !on && self.frozen.keys().next().is_some() {
+            let _ = self.conf.set(conf::ANY_FROZEN, 1, 0);
+        }
     }
 
     /// Holds `trace`'s messages here until `deadline` (it froze on another node).

@@ -368,9 +368,6 @@ fn seize_for_freeze(
     if let std::collections::btree_map::Entry::Vacant(slot) = hold_watched.entry(pid) {
         match session.table().hold_watch(pid) {
             Ok(dir) => {
-                if let Ok(h) = session.table().holder() {
-                    h.freeze_armed(true);
-                }
                 slot.insert(HoldWatch {
                     dir,
                     tracking: false,
