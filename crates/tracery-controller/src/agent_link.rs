@@ -61,7 +61,7 @@ impl AgentLink for AgentLinkApi {
         // Registered before listing, so a breakpoint set meanwhile reaches it (perhaps
         // twice, which arming tolerates) rather than not at all.
         let conn = self.registry.connect(hello, tx.clone());
-        let arms = match self.registry.live_breakpoints().await {
+        let arms = match self.registry.armable_breakpoints().await {
             Ok(live) => self.registry.arms_on_connect(&live),
             Err(e) => Err(store_status(e)),
         };
@@ -343,6 +343,24 @@ async fn store_hit(registry: &Registry, agent_id: &str, hit: v1::Hit) -> Result<
                 })));
         }
         registry.publish_snapshot(snapshot);
+        // Each agent stops at the limit on its own; the limit is over every node's hits.
+        match registry.count_hit(breakpoint).await {
+            Ok(true) => {
+                tracing::info!(
+                    breakpoint = breakpoint.0,
+                    "breakpoint reached its hit limit; disarming it on every agent"
+                );
+                registry.disarm(u64::try_from(breakpoint.0).unwrap_or_default());
+            }
+            Ok(false) => {}
+            // The hit is stored; the agents' own limits still hold.
+            Err(e) => tracing::warn!(
+                breakpoint = breakpoint.0,
+                error = %error_chain(&e),
+                "cannot count the breakpoint's hits; other nodes stay armed until their own \
+                 limits or expiry"
+            ),
+        }
     }
     Ok(())
 }

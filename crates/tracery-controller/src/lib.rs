@@ -13,6 +13,7 @@ mod causal;
 mod error;
 mod expiry;
 mod export;
+mod hit_limits;
 mod holds;
 mod kubernetes;
 mod options;

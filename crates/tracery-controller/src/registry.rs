@@ -13,6 +13,7 @@ use tracery_store::{BreakpointId, BreakpointRecord, Store, StoreError};
 
 use crate::captures::Captures;
 use crate::export::Exporter;
+use crate::hit_limits::HitCounts;
 use crate::kubernetes::{self, Cluster};
 use crate::spec::{self, TargetRules};
 use crate::traces::Traces;
@@ -72,6 +73,8 @@ pub(crate) struct Registry {
     arm_results: broadcast::Sender<ArmEvent>,
     /// Expired breakpoints already disarmed on agents.
     expired: Mutex<BTreeSet<u64>>,
+    /// Stored hits per breakpoint, against its limit.
+    pub(crate) hit_counts: HitCounts,
     /// Per breakpoint, the latest error per (agent, pid); a later success there clears it.
     problems: Mutex<BTreeMap<u64, Problems>>,
     /// Frozen traces as agents reported them.
@@ -112,6 +115,7 @@ impl Registry {
             snapshots: broadcast::channel(WATCH_BACKLOG).0,
             arm_results: broadcast::channel(ARM_BACKLOG).0,
             expired: Mutex::new(BTreeSet::new()),
+            hit_counts: HitCounts::default(),
             problems: Mutex::new(BTreeMap::new()),
             traces: Mutex::new(Traces::exporting(export.clone())),
             pending: Mutex::new(HashMap::new()),
@@ -362,7 +366,8 @@ impl Registry {
             .insert(breakpoint_id)
     }
 
-    /// Breakpoints to arm now: not deleted, not expired.
+    /// Breakpoints listed now: not deleted, not expired (those to arm are
+    /// [`Registry::armable_breakpoints`]).
     pub async fn live_breakpoints(&self) -> Result<Vec<BreakpointRecord>, StoreError> {
         let now = SystemTime::now();
         Ok(self

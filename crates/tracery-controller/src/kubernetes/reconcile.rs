@@ -101,7 +101,7 @@ fn breakpoint_id(object: &Breakpoint) -> Option<u64> {
 /// Breakpoint `id` if it is still live (not deleted, expired or at its hit limit).
 async fn live_record(reg: &Registry, id: u64) -> Result<Option<BreakpointRecord>, ReconcileError> {
     let live = reg
-        .live_breakpoints()
+        .armable_breakpoints()
         .await
         .map_err(|e| ReconcileError::Store(e.to_string()))?;
     Ok(live

@@ -67,7 +67,7 @@ impl Cluster {
 /// Sends every connected agent its node's pods when they changed, then the breakpoints
 /// its node now needs. Returns, per breakpoint id, the agents it was just sent to.
 pub(crate) async fn sync(reg: &Registry, cluster: &Cluster) -> BTreeMap<u64, Vec<String>> {
-    let live = match reg.live_breakpoints().await {
+    let live = match reg.armable_breakpoints().await {
         Ok(live) => live,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read breakpoints to route them; retrying on the next change");
