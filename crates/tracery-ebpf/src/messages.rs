@@ -191,13 +191,14 @@ pub fn on_send(ctx: &TracePointContext) -> u32 {
         let _ = SEND_HELD.remove(pid_tgid);
     }
     let mut flags = 0;
+    // The goroutine or task sending (one thread-local read for tokio), read once.
+    let key = trace::request_key(&p, pid_tgid, trace::reg(regs, pt::R14 as usize));
     let trace = match crate::outbound_trace::user_message_trace(regs, len) {
         Some(own) => {
             flags |= MSG_OWN_CONTEXT;
             own
         }
         None => {
-            let key = trace::request_key(&p, pid_tgid, trace::reg(regs, pt::R14 as usize));
             match current_trace(pid_tgid, key) {
                 Some(t) if !is_zero(&t.trace_id) => t,
                 _ => {
@@ -211,7 +212,7 @@ pub fn on_send(ctx: &TracePointContext) -> u32 {
         }
     };
     let _ = SOCK_TRACE.insert(sk, trace, 0);
-    let task = trace::request_key(&p, pid_tgid, trace::reg(regs, pt::R14 as usize)).unwrap_or(0);
+    let task = key.unwrap_or(0);
     let Some(mut entry) = reserve() else {
         return 0;
     };

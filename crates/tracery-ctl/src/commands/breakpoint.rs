@@ -52,7 +52,8 @@ pub struct SetArgs {
     /// Keep only hits where this holds, e.g. `order.qty > 10 && status == "pending"`.
     #[arg(long, value_name = "EXPR")]
     when: Option<String>,
-    /// Stop after this many snapshots (default: the controller's, 100; 1 with --freeze).
+    /// Stop after this many snapshots from all nodes together (default: the controller's,
+    /// 100; 1 with --freeze).
     #[arg(long)]
     hits: Option<u32>,
     /// Remove the breakpoint after this long, e.g. 30m or 2h (default: the controller's, 1h).
