@@ -95,19 +95,6 @@ impl Registry {
             disarmed: false,
         })
     }
-
-    /// The stored breakpoint `id`, deleted or not.
-    pub async fn breakpoint_record(
-        &self,
-        id: BreakpointId,
-    ) -> Result<Option<BreakpointRecord>, StoreError> {
-        Ok(self
-            .store
-            .list_breakpoints(true)
-            .await?
-            .into_iter()
-            .find(|r| r.id == id))
-    }
 }
 
 /// A stored breakpoint's hit limit; a spec this controller cannot read has none.

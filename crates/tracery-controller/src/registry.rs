@@ -424,17 +424,26 @@ impl Registry {
 }
 
 impl Registry {
+    /// The stored breakpoint `id`, deleted or not.
+    pub async fn breakpoint_record(
+        &self,
+        id: BreakpointId,
+    ) -> Result<Option<BreakpointRecord>, StoreError> {
+        Ok(self
+            .store
+            .list_breakpoints(true)
+            .await?
+            .into_iter()
+            .find(|r| r.id == id))
+    }
+
     /// Registers the capture queries of a stored breakpoint this controller has not seen
     /// set (it was set before a restart, or by another replica).
     pub async fn load_captures(&self, id: BreakpointId) -> Result<(), Status> {
-        let records = self
-            .store
-            .list_breakpoints(true)
+        let captures = self
+            .breakpoint_record(id)
             .await
-            .map_err(store_status)?;
-        let captures = records
-            .iter()
-            .find(|r| r.id == id)
+            .map_err(store_status)?
             .and_then(|r| spec::StoredSpec::from_json(&r.spec).ok())
             .map(|s| s.captures)
             .unwrap_or_default();

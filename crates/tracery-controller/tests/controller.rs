@@ -206,13 +206,7 @@ async fn a_location_no_agent_can_arm_is_an_error_the_user_sees() {
             break arm.breakpoint.unwrap().id;
         }
     };
-    agent
-        .send(Up::ArmResult(v1::ArmResult {
-            breakpoint_id: id,
-            pid: 4242,
-            result: Some(v1::arm_result::Result::Probes(1)),
-        }))
-        .await;
+    agent.send(armed_in_one_process(id)).await;
     let set = set.await.unwrap().unwrap().into_inner();
     assert_eq!(set.breakpoint.unwrap().id, id);
     // The answer says where it was armed, so the CLI can tell the user.

@@ -41,13 +41,7 @@ async fn set(
         };
         assert!(id.is_none_or(|id| id == armed), "{id:?} != {armed}");
         id = Some(armed);
-        agent
-            .send(Up::ArmResult(v1::ArmResult {
-                breakpoint_id: armed,
-                pid: 4242,
-                result: Some(v1::arm_result::Result::Probes(1)),
-            }))
-            .await;
+        agent.send(armed_in_one_process(armed)).await;
     }
     let bp = call
         .await

@@ -38,7 +38,8 @@ pub struct MessageTap {
     names: HashMap<u32, String>,
 }
 
-fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+/// Takes map `name` out of `ebpf` as a `T`, naming the map in the error.
+pub(super) fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
     ebpf: &mut Ebpf,
     name: &'static str,
 ) -> Result<T, AgentError> {

@@ -59,14 +59,7 @@ pub const HOOKS_ENV: &str = "TRACERY_SYSCALL_HOOKS";
 impl SyscallHooks {
     /// Takes the hooks' map out of `ebpf`; the kind of hooks comes from [`HOOKS_ENV`].
     pub fn new(ebpf: &mut Ebpf) -> Result<Self, AgentError> {
-        let recv_at_sock = ebpf.take_map(names::RECV_AT_SOCK).ok_or(AgentError::Map {
-            map: names::RECV_AT_SOCK,
-            source: None,
-        })?;
-        let recv_at_sock = Array::try_from(recv_at_sock).map_err(|e| AgentError::Map {
-            map: names::RECV_AT_SOCK,
-            source: Some(Box::new(e)),
-        })?;
+        let recv_at_sock = super::messages::take(ebpf, names::RECV_AT_SOCK)?;
         let raw_only = match std::env::var(HOOKS_ENV).as_deref() {
             Ok("raw") => true,
             Ok("per-syscall") | Err(_) => false,

@@ -259,6 +259,15 @@ pub fn hit(snapshot: v1::Snapshot, sequence: u64) -> Up {
     })
 }
 
+/// An agent's answer to an arm of breakpoint `id`: armed in one process, with one probe.
+pub fn armed_in_one_process(id: u64) -> Up {
+    Up::ArmResult(v1::ArmResult {
+        breakpoint_id: id,
+        pid: 4242,
+        result: Some(v1::arm_result::Result::Probes(1)),
+    })
+}
+
 pub fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("store.db").display())
 }
