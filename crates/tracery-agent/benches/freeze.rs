@@ -411,6 +411,10 @@ struct PhaseCosts {
     /// Phase letter -> signals passed on to seized threads (each one stopped its thread
     /// until the tracer saw it).
     relayed: std::collections::BTreeMap<char, u64>,
+    /// Phase letter -> wakeups of the tracer thread.
+    wakeups: std::collections::BTreeMap<char, u64>,
+    /// The tracer thread slept until something happened (io_uring), in every phase.
+    waits_on_events: bool,
 }
 
 impl PhaseCosts {
@@ -419,6 +423,8 @@ impl PhaseCosts {
             by_phase: Default::default(),
             cpu: cpu::CpuLedger::new(processes),
             relayed: Default::default(),
+            wakeups: Default::default(),
+            waits_on_events: true,
         }
     }
 
@@ -430,11 +436,14 @@ impl PhaseCosts {
         load: impl FnOnce() -> T + Send + 'static,
     ) -> T {
         let before = m.program_stats();
-        let signals = m.tracer_stats().reinjected;
+        let tracer = m.tracer_stats();
         let cpu = self.cpu.sample();
         let out = with_ticks(m, load);
         self.cpu.charge(phase, &cpu);
-        *self.relayed.entry(phase).or_default() += m.tracer_stats().reinjected - signals;
+        let now = m.tracer_stats();
+        *self.relayed.entry(phase).or_default() += now.reinjected - tracer.reinjected;
+        *self.wakeups.entry(phase).or_default() += now.wakeups - tracer.wakeups;
+        self.waits_on_events &= now.waits_on_events;
         let after = m.program_stats();
         let phase = self.by_phase.entry(phase).or_default();
         for a in after {
@@ -484,5 +493,19 @@ impl PhaseCosts {
             .collect::<Vec<_>>()
             .join(", ");
         println!("  signals relayed by the freeze tracer per request: {relayed}");
+        let wakeups = self
+            .wakeups
+            .iter()
+            .map(|(phase, n)| format!("{phase} {:.2}", *n as f64 / requests as f64))
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!(
+            "  freeze tracer wakeups per request: {wakeups} ({})",
+            if self.waits_on_events {
+                "it sleeps until a seized thread changes state or a command comes"
+            } else {
+                "it polled every 2 ms while processes were seized: no io_uring waitid"
+            }
+        );
     }
 }

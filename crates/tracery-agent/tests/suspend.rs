@@ -329,6 +329,72 @@ fn release_lets_a_stopped_thread_go() {
     );
 }
 
+/// Whether this kernel gives the tracer thread an io_uring `waitid` to sleep on (6.7 and
+/// later, io_uring not disabled); `Err` says why not.
+fn ring_waitid_expected() -> Result<(), String> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut v = release
+        .trim()
+        .split(['.', '-'])
+        .map(|x| x.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    if (major, minor) < (6, 7) {
+        return Err(format!(
+            "kernel {} has no io_uring waitid (6.7+)",
+            release.trim()
+        ));
+    }
+    match std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
+        Ok(d) if d.trim() != "0" => Err(format!(
+            "io_uring is disabled (io_uring_disabled = {})",
+            d.trim()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// While a process is seized and nothing happens, the tracer thread sleeps: it wakes for
+/// tracee events and commands, not on a timer (it polled every 2 ms before: ~500 wakeups a
+/// second, about 20 µs of CPU per request in `cargo xtask bench freeze`).
+#[test]
+fn an_idle_seized_process_does_not_wake_the_tracer() {
+    tracery_tests::require_root();
+    let h = Helper::spawn();
+    let t = Tracer::start().unwrap();
+    t.seize_process(h.pid).unwrap();
+    let before = t.stats();
+    if let Err(why) = ring_waitid_expected() {
+        eprintln!("SKIPPED: the tracer thread polls here, as it should: {why}");
+        assert!(!before.waits_on_events || why.is_empty());
+        return;
+    }
+    assert!(
+        before.waits_on_events,
+        "the tracer thread fell back to polling: {before:?}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let after = t.stats();
+    // The stats command wakes it once; a 2 ms poll would have woken it ~250 times. (Room
+    // for a few signals to the test process, which end its wait early.)
+    assert!(
+        after.wakeups - before.wakeups <= 10,
+        "{} wakeups in 500 ms with nothing happening",
+        after.wakeups - before.wakeups
+    );
+    // A signal to a seized thread wakes it at once, with no command to prompt a reap: the
+    // thread is let go with its signal (not a trap for this tracer).
+    signal_thread(h.pid, h.spin_tid, TRAP_SIGNAL).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        h.runs(0, Duration::from_millis(100)),
+        "the signal was passed on"
+    );
+    assert_eq!(h.state(h.spin_tid), 'R');
+    let s = t.stats();
+    assert_eq!(s.reinjected, 1, "{s:?}");
+    assert!(s.waits_on_events, "{s:?}");
+}
+
 #[test]
 fn unclaimed_traps_are_resumed() {
     tracery_tests::require_root();

@@ -23,8 +23,10 @@ use tracery_common::regs::NUM_REGS;
 
 use crate::sys;
 
+mod sleep;
 mod worker;
 
+use sleep::Bell;
 use worker::Worker;
 
 /// The freeze trap signal: what the capture probe sends a seized thread
@@ -131,8 +133,8 @@ pub struct TracerOptions {
     pub claim_window: Duration,
     /// Seize the threads that seized threads create (`PTRACE_O_TRACECLONE`), so a
     /// thread-per-connection server's new threads can be stopped too. Costs each new
-    /// thread and its creator a ptrace-stop of about one poll interval (1-2 ms) at
-    /// creation. New threads are reported by [`Tracer::take_new_threads`].
+    /// thread and its creator a ptrace-stop at creation: a wakeup of the tracer thread, or
+    /// up to one poll interval (1-2 ms) where it has to poll. New threads are reported by [`Tracer::take_new_threads`].
     pub follow_clones: bool,
 }
 
@@ -157,6 +159,12 @@ pub struct TracerStats {
     pub unclaimed_traps: u64,
     /// Signals other than traps that were passed on to their thread.
     pub reinjected: u64,
+    /// Times the tracer thread woke up (for a command, a tracee's state change, a
+    /// deadline, or a poll).
+    pub wakeups: u64,
+    /// The tracer thread sleeps until something happens (io_uring `waitid`), rather than
+    /// polling every 2 ms while processes are seized.
+    pub waits_on_events: bool,
 }
 
 /// A request to the tracer thread, with where its answer goes.
@@ -182,7 +190,17 @@ pub struct Tracer {
 
 struct Handle {
     tx: Mutex<mpsc::Sender<Cmd>>,
+    /// Rung after each command, so the tracer thread need not poll for them.
+    bell: Option<Arc<Bell>>,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+impl Handle {
+    fn ring(&self) {
+        if let Some(b) = &self.bell {
+            b.ring();
+        }
+    }
 }
 
 impl Drop for Handle {
@@ -190,6 +208,7 @@ impl Drop for Handle {
         let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         let _ = tx.send(Cmd::Shutdown);
         drop(tx);
+        self.ring();
         if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = t.join();
         }
@@ -206,13 +225,22 @@ impl Tracer {
     /// Starts the tracer thread with `options`.
     pub fn start_with(options: TracerOptions) -> Result<Tracer, SuspendError> {
         let (tx, rx) = mpsc::channel();
+        let bell = match Bell::new() {
+            Ok(b) => Some(Arc::new(b)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no eventfd for the ptrace thread; it polls every 2 ms while processes are seized");
+                None
+            }
+        };
+        let worker_bell = bell.clone();
         let thread = thread::Builder::new()
             .name("tracery-ptrace".into())
-            .spawn(move || Worker::new(&options).run(rx))
+            .spawn(move || Worker::new(&options).run(rx, worker_bell))
             .map_err(SuspendError::Spawn)?;
         Ok(Tracer {
             inner: Arc::new(Handle {
                 tx: Mutex::new(tx),
+                bell,
                 thread: Mutex::new(Some(thread)),
             }),
         })
@@ -230,6 +258,7 @@ impl Tracer {
             .unwrap_or_else(|e| e.into_inner())
             .send(make(tx))
             .map_err(|_| SuspendError::TracerGone)?;
+        self.inner.ring();
         match wait {
             None => rx.recv().map_err(|_| SuspendError::TracerGone),
             Some(w) => rx.recv_timeout(w).map_err(|_| SuspendError::TracerGone),

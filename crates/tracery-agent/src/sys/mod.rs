@@ -17,7 +17,7 @@ pub use poll::{wait_readable, wait_writable};
 pub use proc_mem::process_vm_read;
 pub use process::{cpu_time, raise_memlock_limit, trim_heap};
 pub use ptrace::{
-    ptrace_cont, ptrace_detach, ptrace_geteventmsg, ptrace_getregs, ptrace_getsiginfo,
+    has_tracees, ptrace_cont, ptrace_detach, ptrace_geteventmsg, ptrace_getregs, ptrace_getsiginfo,
     ptrace_interrupt, ptrace_listen, ptrace_seize, tgkill, waitpid_nohang, PtraceEvent, WaitStatus,
 };
 pub use record::read_record;

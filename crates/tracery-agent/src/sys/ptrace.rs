@@ -165,6 +165,22 @@ pub fn waitpid_nohang(pid: i32) -> std::io::Result<Option<WaitReport>> {
     wait_flags(pid, libc::__WALL | libc::__WNOTHREAD | libc::WNOHANG)
 }
 
+/// Whether the calling thread has a tracee (or child) left: `waitid` fails with `ECHILD`
+/// when it has none. Nothing is reaped.
+pub fn has_tracees() -> bool {
+    // SAFETY: siginfo_t is plain data; all zeroes is a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WNOHANG
+        | libc::WNOWAIT
+        | libc::WEXITED
+        | libc::WSTOPPED
+        | libc::__WALL
+        | libc::__WNOTHREAD;
+    // SAFETY: `info` is a valid siginfo_t for the kernel to fill.
+    let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, flags) };
+    !(r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
+}
+
 fn wait_flags(pid: i32, flags: i32) -> std::io::Result<Option<WaitReport>> {
     let mut status = 0;
     // SAFETY: `status` is a valid int for the kernel to fill.

@@ -3,20 +3,17 @@
 use std::{
     collections::{HashMap, HashSet},
     fs, io,
-    sync::mpsc,
+    sync::{mpsc, Arc},
     thread,
     time::{Duration, Instant},
 };
 
-use super::{Cmd, SuspendError, TracerOptions, TracerStats, TrapSource, UserRegs};
+use super::{
+    sleep::{Bell, Waiter, Woken},
+    Cmd, SuspendError, TracerOptions, TracerStats, TrapSource, UserRegs,
+};
 use crate::sys::{self, PtraceEvent, WaitStatus};
 
-/// How often seized threads are polled with waitpid while a claim waits for its trap.
-const POLL: Duration = Duration::from_millis(1);
-
-/// How often otherwise: signals to seized threads, group-stops and new threads wait this
-/// long at most. Each poll costs a few microseconds (about 1.5% of a core at 2 ms).
-const IDLE_POLL: Duration = Duration::from_millis(2);
 /// How long the tracer keeps reaping after a release: a thread cloned just before it
 /// starts attached (`PTRACE_O_TRACECLONE`) and must be detached too, or it stays stopped.
 const LINGER: Duration = Duration::from_millis(250);
@@ -84,41 +81,55 @@ impl Worker {
         }
     }
 
-    pub(super) fn run(mut self, rx: mpsc::Receiver<Cmd>) {
+    pub(super) fn run(mut self, rx: mpsc::Receiver<Cmd>, bell: Option<Arc<Bell>>) {
+        let mut waiter = Waiter::new(bell);
         loop {
-            // Nothing seized: block on the channel (no idle CPU). Otherwise poll waitpid.
-            let lingering = self.linger_until.is_some_and(|t| Instant::now() < t);
+            // Late clones are tracees: with none left, there is nothing to linger for.
+            let lingering = self.linger_until.is_some_and(|t| Instant::now() < t)
+                && (!self.threads.is_empty() || sys::has_tracees());
             if !lingering {
                 self.linger_until = None;
                 self.released.clear();
             }
-            let cmd = if self.threads.is_empty() && self.claims.is_empty() && !lingering {
-                match rx.recv() {
-                    Ok(c) => Some(c),
-                    Err(_) => break,
-                }
-            } else {
-                let poll = if self.claims.is_empty() {
-                    IDLE_POLL
-                } else {
-                    POLL
-                };
-                match rx.recv_timeout(poll) {
-                    Ok(c) => Some(c),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
+            let tracees = !self.threads.is_empty() || lingering;
+            let cmd = match waiter.wait(&rx, tracees, !self.claims.is_empty(), || {
+                self.next_deadline()
+            }) {
+                Woken::Command(c) => Some(c),
+                Woken::Nothing => None,
+                Woken::Closed => break,
             };
+            self.stats.wakeups += 1;
+            self.stats.waits_on_events = waiter.waits_on_events();
             if let Some(cmd) = cmd {
                 if !self.command(cmd) {
                     break;
                 }
             }
-            self.reap();
+            waiter.reaped(self.reap());
             self.serve_claims();
             self.expire_traps();
         }
         self.release_all();
+    }
+
+    /// How long until the worker must look again without being woken: a claim's
+    /// deadline, an unclaimed trap's window, the end of lingering. `None`: no deadline.
+    fn next_deadline(&self) -> Option<Duration> {
+        let traps = self.threads.values().filter_map(|t| match t.state {
+            State::Trapped {
+                claimed: false, at, ..
+            } => Some(at + self.claim_window),
+            _ => None,
+        });
+        let at = self
+            .claims
+            .iter()
+            .map(|c| c.deadline)
+            .chain(traps)
+            .chain(self.linger_until)
+            .min()?;
+        Some(at.saturating_duration_since(Instant::now()))
     }
 
     /// Runs one command; false on shutdown.
@@ -260,14 +271,18 @@ impl Worker {
         }
     }
 
-    /// Handles every state change waitpid reports.
-    fn reap(&mut self) {
+    /// Handles every state change waitpid reports; true if there was any.
+    fn reap(&mut self) -> bool {
         if self.threads.is_empty() && self.linger_until.is_none() {
-            return;
+            return false;
         }
+        let mut any = false;
         loop {
             match sys::waitpid_nohang(-1) {
-                Ok(Some(r)) => self.report(r.tid, r.status),
+                Ok(Some(r)) => {
+                    any = true;
+                    self.report(r.tid, r.status);
+                }
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "waitpid on tracees failed");
@@ -275,6 +290,7 @@ impl Worker {
                 }
             }
         }
+        any
     }
 
     fn report(&mut self, tid: u32, status: WaitStatus) {
