@@ -443,7 +443,10 @@ impl PhaseCosts {
         let now = m.tracer_stats();
         *self.relayed.entry(phase).or_default() += now.reinjected - tracer.reinjected;
         *self.wakeups.entry(phase).or_default() += now.wakeups - tracer.wakeups;
-        self.waits_on_events &= now.waits_on_events;
+        if now.wakeups > 0 {
+            // A tracer exists (it starts with the first `--freeze` breakpoint).
+            self.waits_on_events &= now.waits_on_events;
+        }
         let after = m.program_stats();
         let phase = self.by_phase.entry(phase).or_default();
         for a in after {

@@ -9,31 +9,42 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::generated::{bpf_get_current_pid_tgid, bpf_probe_read_user};
+use aya_ebpf::{helpers::generated::bpf_probe_read_user, macros::map, maps::LruHashMap};
 use tracery_common::{
     regs::pt,
-    trace::{nr, GoKey, TraceContext, ORIGIN_JOB},
+    trace::{nr, GoKey, TraceContext, TrackedProc, MAX_TRACKED, ORIGIN_JOB},
     trace_header::resp::{is_job_fetch, JOB_FETCH_PEEK},
 };
 
 use crate::{
     served::{current_trace, GO_TRACE, THREAD_TRACE},
-    trace::{reg, request_key, tracked, user_u64},
+    trace::{reg, request_key, user_u64},
 };
 
-/// Entry of system call `id` with user registers `regs`: if it sends a job fetch from a
-/// thread (goroutine, task) serving a job's trace, that trace ends here.
+/// Processes that have read a job's context (tgid -> 1): only their sends can end a job,
+/// so every other process's sends skip finding the sender's trace.
+#[map(name = "JOB_SERVERS")]
+static JOB_SERVERS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(MAX_TRACKED, 0);
+
+/// Process `tgid` just read a job's context.
 #[inline(always)]
-pub fn on_send_enter(regs: u64, id: u64) {
-    if !matches!(id, nr::WRITE | nr::SENDTO | nr::WRITEV | nr::SENDMSG) {
+pub fn note_job_server(tgid: u32) {
+    if JOB_SERVERS.get_ptr(tgid).is_none() {
+        let _ = JOB_SERVERS.insert(tgid, 1, 0);
+    }
+}
+
+/// Entry of system call `id` with user registers `regs` in tracked process `p`: if it
+/// sends a job fetch from a thread (goroutine, task) serving a job's trace, that trace
+/// ends here.
+#[inline(always)]
+pub fn on_send_enter(p: &TrackedProc, pid_tgid: u64, regs: u64, id: u64) {
+    if !matches!(id, nr::WRITE | nr::SENDTO | nr::WRITEV | nr::SENDMSG)
+        || JOB_SERVERS.get_ptr((pid_tgid >> 32) as u32).is_none()
+    {
         return;
     }
-    // SAFETY: reads the current task's ids; no arguments.
-    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
-    let Some(p) = tracked((pid_tgid >> 32) as u32) else {
-        return;
-    };
-    let key = request_key(&p, pid_tgid, reg(regs, pt::R14 as usize));
+    let key = request_key(p, pid_tgid, reg(regs, pt::R14 as usize));
     match current_trace(pid_tgid, key) {
         Some(t) if t.origin == ORIGIN_JOB && t.trace_id.iter().any(|b| *b != 0) => {}
         _ => return,

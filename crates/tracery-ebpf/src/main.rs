@@ -56,16 +56,16 @@ pub fn tracery_exec(ctx: TracePointContext) -> u32 {
 /// system calls it watches (record: the number at 8).
 #[tracepoint]
 pub fn tracery_syscall_enter(ctx: TracePointContext) -> u32 {
-    if trace::current_tracked().is_none() {
+    let Some((pid_tgid, p)) = trace::current_tracked() else {
         return 0;
-    }
+    };
     // SAFETY: a `syscalls/sys_enter_*` record: `int __syscall_nr` at offset 8.
     let id = unsafe { ctx.read_at::<i32>(8) }.unwrap_or(-1);
     let regs = trace::current_user_regs();
     if regs == 0 || id < 0 {
         return 0;
     }
-    trace::sys_enter(regs, id as u64)
+    trace::sys_enter(&p, pid_tgid, regs, id as u64)
 }
 
 /// Trace tracker, syscall exit: attach to the `syscalls/sys_exit_*` tracepoints of the
@@ -92,7 +92,7 @@ pub fn tracery_syscall_exit(ctx: TracePointContext) -> u32 {
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn tracery_sys_enter(ctx: RawTracePointContext) -> u32 {
     // Every system call comes here: the number is checked before any map lookup.
-    trace::sys_enter(ctx.arg(0), ctx.arg(1))
+    trace::raw_sys_enter(ctx.arg(0), ctx.arg(1))
 }
 
 /// Trace tracker, syscall exit, where the `syscalls/*` tracepoints are missing: attach to

@@ -28,8 +28,8 @@ use aya_ebpf::{
 use tracery_common::{
     regs::pt,
     trace::{
-        nr, GoKey, TrackedProc, GO_SUSPEND_PENDING, G_SYSCALL, MAX_CONNS, MAX_TRACKED, TRACK_GO,
-        TRACK_TASKS,
+        nr, GoKey, TrackedProc, GO_SUSPEND_PENDING, G_SYSCALL, MAX_CONNS, MAX_TRACKED, ORIGIN_JOB,
+        TRACK_GO, TRACK_TASKS,
     },
     trace_header::{
         feed_byte, scan_len, start_read, ConnState, Fed, HeaderFilters, MAX_HEADER_FILTERS,
@@ -139,19 +139,31 @@ fn conn_key(tgid: u32, fd: u32) -> u64 {
     (u64::from(tgid) << 32) | u64::from(fd)
 }
 
-/// Syscall entry: the Go syscall boundary and, while holds are armed, the sender of a send
-/// (the receive path works at exit, from the registers the kernel saved at entry, which it
-/// leaves unchanged). On the raw tracepoint it runs for every system call on the node:
-/// cheap checks come first.
+/// Raw `sys_enter`, for every system call on the node: the number is checked before any
+/// map lookup, then the process.
 ///
 /// `regs` are the user registers saved at entry, `id` the system call's number.
 #[inline(always)]
-pub fn sys_enter(regs: u64, id: u64) -> u32 {
-    if GO_FREEZE_ARMED.get(0).is_some_and(|armed| *armed != 0) {
-        go_syscall_boundary(regs, id);
+pub fn raw_sys_enter(regs: u64, id: u64) -> u32 {
+    if !is_socket_io(id) && id != nr::SENDMMSG {
+        return 0;
     }
-    crate::job_end::on_send_enter(regs, id);
-    note_send(regs, id);
+    let Some((pid_tgid, p)) = current_tracked() else {
+        return 0;
+    };
+    sys_enter(&p, pid_tgid, regs, id)
+}
+
+/// Syscall entry in tracked process `p`: the Go syscall boundary, the end of a job, and,
+/// while holds are armed, the sender of a send (the receive path works at exit, from the
+/// registers the kernel saved at entry, which it leaves unchanged).
+#[inline(always)]
+pub fn sys_enter(p: &TrackedProc, pid_tgid: u64, regs: u64, id: u64) -> u32 {
+    if GO_FREEZE_ARMED.get(0).is_some_and(|armed| *armed != 0) {
+        go_boundary_of(p, pid_tgid, regs, id);
+    }
+    crate::job_end::on_send_enter(p, pid_tgid, regs, id);
+    note_send(p, pid_tgid, regs, id);
     0
 }
 
@@ -181,11 +193,11 @@ pub fn raw_sys_exit(ctx: &RawTracePointContext) -> u32 {
     )
 }
 
-/// Entry of a send system call of a tracked process, while holds are armed: records the
-/// trace the sender serves (for Go, the goroutine's, which only the registers here show)
-/// and the descriptor, for the `sk_msg` program that runs inside the call.
+/// Entry of a send system call of tracked process `p`, while holds are armed: records
+/// the trace the sender serves (for Go, the goroutine's, which only the registers here
+/// show) and the descriptor, for the `sk_msg` program that runs inside the call.
 #[inline(always)]
-fn note_send(regs: u64, id: u64) {
+fn note_send(p: &TrackedProc, pid_tgid: u64, regs: u64, id: u64) {
     if !matches!(
         id,
         nr::WRITE | nr::WRITEV | nr::SENDTO | nr::SENDMSG | nr::SENDMMSG
@@ -193,13 +205,7 @@ fn note_send(regs: u64, id: u64) {
     {
         return;
     }
-    // SAFETY: reads the current task's ids; no arguments.
-    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
-    let tgid = (pid_tgid >> 32) as u32;
-    let Some(p) = tracked(tgid) else {
-        return;
-    };
-    let key = request_key(&p, pid_tgid, reg(regs, pt::R14 as usize));
+    let key = request_key(p, pid_tgid, reg(regs, pt::R14 as usize));
     let trace = current_trace(pid_tgid, key).unwrap_or_default();
     let fd = reg(regs, pt::RDI as usize) as i32;
     crate::hold::set_send_ctx(pid_tgid, trace.trace_id, fd);
@@ -520,6 +526,9 @@ extern "C" fn scan_step(_i: u64, ctx: *mut c_void) -> i64 {
 fn publish(sc: &Scan, st: &mut ConnState) {
     // SAFETY: reads the monotonic clock; no arguments.
     st.pending.ktime_ns = unsafe { bpf_ktime_get_ns() };
+    if st.pending.origin == ORIGIN_JOB {
+        crate::job_end::note_job_server((sc.pid_tgid >> 32) as u32);
+    }
     let _ = THREAD_TRACE.insert(sc.pid_tgid, st.pending, 0);
     crate::messages::note_published(sc.pid_tgid, &st.pending);
     if sc.g != 0 {
@@ -547,27 +556,6 @@ pub fn go_receive_boundary(p: &TrackedProc, pid_tgid: u64) {
     }
 }
 
-/// A goroutine frozen at a breakpoint is stopped at its next system call, where Go
-/// considers it outside Go code (`_Gsyscall`): the runtime hands its P to another thread
-/// and the garbage collector does not wait for it. The trap signal is delivered when the
-/// system call returns, before the goroutine runs Go code again.
-///
-/// Only socket I/O on a connection the process has received from counts: a write to a
-/// shared file (a log line to stdout) is made holding that file's lock, and stopping there
-/// would block every goroutine that logs (measured: all requests of the gateway stalled).
-#[inline(always)]
-fn go_syscall_boundary(regs: u64, id: u64) {
-    if !is_socket_io(id) {
-        return;
-    }
-    // SAFETY: reads the current task's ids; no arguments.
-    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
-    let Some(p) = tracked((pid_tgid >> 32) as u32) else {
-        return;
-    };
-    go_boundary_of(&p, pid_tgid, regs, id);
-}
-
 /// The system calls a frozen goroutine may stop at.
 #[inline(always)]
 fn is_socket_io(id: u64) -> bool {
@@ -584,7 +572,16 @@ fn is_socket_io(id: u64) -> bool {
     )
 }
 
-/// [`go_syscall_boundary`] for the current thread of tracked process `p`.
+/// A goroutine frozen at a breakpoint is stopped at its next system call, where Go
+/// considers it outside Go code (`_Gsyscall`): the runtime hands its P to another thread
+/// and the garbage collector does not wait for it. The trap signal is delivered when the
+/// system call returns, before the goroutine runs Go code again.
+///
+/// Only socket I/O on a connection the process has received from counts: a write to a
+/// shared file (a log line to stdout) is made holding that file's lock, and stopping there
+/// would block every goroutine that logs (measured: all requests of the gateway stalled).
+///
+/// For the current thread of tracked process `p`.
 #[inline(always)]
 fn go_boundary_of(p: &TrackedProc, pid_tgid: u64, regs: u64, id: u64) {
     if !is_socket_io(id) {
