@@ -489,21 +489,20 @@ impl PhaseCosts {
             );
         }
         self.cpu.print(requests);
-        let relayed = self
-            .relayed
-            .iter()
-            .map(|(phase, n)| format!("{phase} {:.2}", *n as f64 / requests as f64))
-            .collect::<Vec<_>>()
-            .join(", ");
-        println!("  signals relayed by the freeze tracer per request: {relayed}");
-        let wakeups = self
-            .wakeups
-            .iter()
-            .map(|(phase, n)| format!("{phase} {:.2}", *n as f64 / requests as f64))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let per_request = |counts: &std::collections::BTreeMap<char, u64>| {
+            counts
+                .iter()
+                .map(|(phase, n)| format!("{phase} {:.2}", *n as f64 / requests as f64))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         println!(
-            "  freeze tracer wakeups per request: {wakeups} ({})",
+            "  signals relayed by the freeze tracer per request: {}",
+            per_request(&self.relayed)
+        );
+        println!(
+            "  freeze tracer wakeups per request: {} ({})",
+            per_request(&self.wakeups),
             if self.waits_on_events {
                 "it sleeps until a seized thread changes state or a command comes"
             } else {
