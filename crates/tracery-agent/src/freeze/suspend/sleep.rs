@@ -272,7 +272,8 @@ impl Sleeper {
                     self.waitid_armed = false;
                     if result < 0 {
                         // ECHILD: none left; the worker's map is brought up to date by
-                        // its reap. Anything else is unexpected: poll from now on.
+                        // its reap. Anything else is unexpected. Either way the worker
+                        // polls until the next command arms the waitid again.
                         if result != -libc::ECHILD {
                             tracing::warn!(
                                 error = %io::Error::from_raw_os_error(-result),
