@@ -134,7 +134,8 @@ pub struct TracerOptions {
     /// Seize the threads that seized threads create (`PTRACE_O_TRACECLONE`), so a
     /// thread-per-connection server's new threads can be stopped too. Costs each new
     /// thread and its creator a ptrace-stop at creation: a wakeup of the tracer thread, or
-    /// up to one poll interval (1-2 ms) where it has to poll. New threads are reported by [`Tracer::take_new_threads`].
+    /// up to one poll interval (1-2 ms) where it has to poll. New threads are reported by
+    /// [`Tracer::take_new_threads`].
     pub follow_clones: bool,
 }
 
@@ -225,14 +226,14 @@ impl Tracer {
     /// Starts the tracer thread with `options`.
     pub fn start_with(options: TracerOptions) -> Result<Tracer, SuspendError> {
         let (tx, rx) = mpsc::channel();
-        let bell = match Bell::new() {
-            Ok(b) => Some(Arc::new(b)),
-            Err(e) => {
-                tracing::warn!(error = %e, "no eventfd for the ptrace thread; it polls every 2 ms while processes are seized");
-                None
+        // Without an eventfd the worker polls, and says why.
+        let (bell, worker_bell) = match Bell::new() {
+            Ok(b) => {
+                let b = Arc::new(b);
+                (Some(Arc::clone(&b)), Ok(b))
             }
+            Err(e) => (None, Err(e)),
         };
-        let worker_bell = bell.clone();
         let thread = thread::Builder::new()
             .name("tracery-ptrace".into())
             .spawn(move || Worker::new(&options).run(rx, worker_bell))

@@ -46,20 +46,21 @@ pub(super) struct Waiter {
 }
 
 impl Waiter {
-    /// A waiter for the calling thread, which must be the tracer thread.
-    pub(super) fn new(bell: Option<Arc<Bell>>) -> Waiter {
-        let sleeper = bell.and_then(|b| match Sleeper::new(b) {
+    /// A waiter for the calling thread, which must be the tracer thread; it polls (and
+    /// says why) without a `bell` or an io_uring `waitid`.
+    pub(super) fn new(bell: io::Result<Arc<Bell>>) -> Waiter {
+        let sleeper = match bell.and_then(Sleeper::new) {
             Ok(s) => Some(s),
             Err(e) => {
                 tracing::warn!(
                     error = %e,
                     "the ptrace thread polls every 2 ms while processes are seized (about 1.5% \
-                     of a core): no io_uring waitid here (needs kernel 6.7+ and io_uring \
-                     allowed by the agent's seccomp profile)"
+                     of a core): no eventfd, or no io_uring waitid here (needs kernel 6.7+ \
+                     and io_uring allowed by the agent's seccomp profile)"
                 );
                 None
             }
-        });
+        };
         Waiter { sleeper }
     }
 

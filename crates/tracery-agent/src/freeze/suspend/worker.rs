@@ -81,7 +81,7 @@ impl Worker {
         }
     }
 
-    pub(super) fn run(mut self, rx: mpsc::Receiver<Cmd>, bell: Option<Arc<Bell>>) {
+    pub(super) fn run(mut self, rx: mpsc::Receiver<Cmd>, bell: io::Result<Arc<Bell>>) {
         let mut waiter = Waiter::new(bell);
         loop {
             // Late clones are tracees: with none left, there is nothing to linger for.
