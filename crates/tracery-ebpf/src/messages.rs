@@ -22,7 +22,7 @@ use core::ffi::c_void;
 use aya_ebpf::{
     helpers::generated::{bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::map,
-    maps::{Array, LruHashMap, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
 };
 use tracery_common::{
@@ -51,6 +51,13 @@ const MAX_PENDING: u32 = 4096;
 /// A receive waiting for its system call's exit (keyed by pid_tgid).
 #[map(name = "RECV_PENDING")]
 static RECV_PENDING: LruHashMap<u64, RecvPending> = LruHashMap::with_max_entries(MAX_PENDING, 0);
+
+/// The receive this program run parses, where receives are parsed at
+/// `sock/sock_recv_length`: parse and report happen in one run there, so a per-CPU slot
+/// stands in for `RECV_PENDING`'s insert and delete (a program does not nest on its CPU).
+/// `sk` is 0 while the slot holds no receive.
+#[map(name = "RECV_NOW")]
+static RECV_NOW: PerCpuArray<RecvPending> = PerCpuArray::with_max_entries(1, 0);
 
 /// The trace a connection (`struct sock *`) last carried, either way.
 #[map(name = "SOCK_TRACE")]
@@ -139,29 +146,35 @@ fn tcp_message(ctx: &TracePointContext) -> Option<(u64, u16, u32)> {
     Some((sk, family, ret as u32))
 }
 
-/// The connection's addresses and the sequence number of the message's first byte.
+/// The sequence number of the message's first byte and the time: what must be read at
+/// the message's tracepoint. Every other field is set by [`addresses`] or the caller.
 #[inline(always)]
-fn fill(ev: &mut MessageEvent, sk: u64, family: u16, len: u32, seq_field: u32) {
-    // Every field is set here or by the caller: the event may be a ring entry.
+fn stamp(ev: &mut MessageEvent, family: u16, sk: u64, len: u32, seq_field: u32) {
     ev._pad = 0;
     ev.family = family;
     ev.len = len;
+    let next = kread::<u32>(sk + off(seq_field));
+    ev.seq = next.wrapping_sub(len);
+    ev.flags |= MSG_SEQ;
+    // SAFETY: reads the monotonic clock; no arguments.
+    ev.ktime_ns = unsafe { bpf_ktime_get_ns() };
+}
+
+/// The connection's addresses, read only for a message that is reported (they do not
+/// change while the socket lives).
+#[inline(always)]
+fn addresses(ev: &mut MessageEvent, sk: u64) {
     ev.local_ip = [0; 4];
     ev.remote_ip = [0; 4];
     ev.local_port = kread::<u16>(sk + off(offset::NUM));
     ev.remote_port = u16::from_be(kread::<u16>(sk + off(offset::DPORT)));
-    if family == AF_INET {
+    if ev.family == AF_INET {
         ev.local_ip[0] = kread::<u32>(sk + off(offset::SADDR));
         ev.remote_ip[0] = kread::<u32>(sk + off(offset::DADDR));
     } else {
         ev.local_ip = kread::<[u32; 4]>(sk + off(offset::V6_SADDR));
         ev.remote_ip = kread::<[u32; 4]>(sk + off(offset::V6_DADDR));
     }
-    let next = kread::<u32>(sk + off(seq_field));
-    ev.seq = next.wrapping_sub(len);
-    ev.flags |= MSG_SEQ;
-    // SAFETY: reads the monotonic clock; no arguments.
-    ev.ktime_ns = unsafe { bpf_ktime_get_ns() };
 }
 
 /// A ring entry for one event, or `None` (counted lost) when the ring is full.
@@ -225,7 +238,8 @@ pub fn on_send(ctx: &TracePointContext) -> u32 {
     ev.task = task;
     ev.trace_id = trace.trace_id;
     ev.span_id = trace.span_id;
-    fill(ev, sk, family, len, offset::WRITE_SEQ);
+    stamp(ev, family, sk, len, offset::WRITE_SEQ);
+    addresses(ev, sk);
     if held {
         // Held bytes leave the socket only when the keeper writes them back: their
         // sequence numbers are not known yet.
@@ -244,45 +258,65 @@ pub fn on_recv(ctx: &TracePointContext) -> u32 {
         return 0;
     };
     trace::go_receive_boundary(&p, pid_tgid);
-    keep_recv(ctx, pid_tgid);
-    if trace::receives_at_sock() {
-        // SAFETY: a `sock/sock_recv_length` record: `int ret` at 20, `int flags` at 24.
-        let (ret, flags) = unsafe { (ctx.read_at::<i32>(20), ctx.read_at::<i32>(24)) };
-        if let (Ok(ret), Ok(flags)) = (ret, flags) {
-            // Any socket family, as at the exits; a peek's bytes come again.
-            if ret > 0 && flags & MSG_PEEK == 0 {
-                trace::sock_receive(&p, pid_tgid, i64::from(ret));
-            }
+    if !trace::receives_at_sock() {
+        if let Some((sk, family, len)) = tcp_message(ctx) {
+            let mut pending = RecvPending::default();
+            keep(&mut pending, pid_tgid, sk, family, len);
+            let _ = RECV_PENDING.insert(pid_tgid, pending, 0);
+        }
+        return 0;
+    }
+    let Some(now) = RECV_NOW.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's slot, a map value valid for the program run.
+    let now = unsafe { &mut *now };
+    now.sk = 0;
+    if let Some((sk, family, len)) = tcp_message(ctx) {
+        keep(now, pid_tgid, sk, family, len);
+    }
+    // SAFETY: a `sock/sock_recv_length` record: `int ret` at 20, `int flags` at 24.
+    let (ret, flags) = unsafe { (ctx.read_at::<i32>(20), ctx.read_at::<i32>(24)) };
+    if let (Ok(ret), Ok(flags)) = (ret, flags) {
+        // Any socket family, as at the exits; a peek's bytes come again.
+        if ret > 0 && flags & MSG_PEEK == 0 {
+            trace::sock_receive(&p, pid_tgid, i64::from(ret));
         }
     }
+    now.sk = 0;
     0
 }
 
-/// Keeps the receive's message event for the receive path's end ([`recv_exit`]), for a
-/// TCP message with bytes in it.
+/// Keeps a TCP receive's message event in `pending` for the receive path's end
+/// ([`recv_exit`]).
 #[inline(always)]
-fn keep_recv(ctx: &TracePointContext, pid_tgid: u64) {
-    let Some((sk, family, len)) = tcp_message(ctx) else {
-        return;
-    };
-    let mut pending = RecvPending {
-        sk,
-        event: MessageEvent {
-            kind: MSG_RECV,
-            pid_tgid,
-            ..MessageEvent::default()
-        },
-        ..RecvPending::default()
-    };
-    fill(&mut pending.event, sk, family, len, offset::COPIED_SEQ);
-    let _ = RECV_PENDING.insert(pid_tgid, pending, 0);
+fn keep(pending: &mut RecvPending, pid_tgid: u64, sk: u64, family: u16, len: u32) {
+    pending.sk = sk;
+    pending.published = 0;
+    pending._pad = 0;
+    pending.event.kind = MSG_RECV;
+    pending.event.flags = 0;
+    pending.event.pid_tgid = pid_tgid;
+    stamp(&mut pending.event, family, sk, len, offset::COPIED_SEQ);
+}
+
+/// The receive of thread `pid_tgid` whose parse is under way, if it is a TCP message.
+#[inline(always)]
+fn pending(pid_tgid: u64) -> Option<*mut RecvPending> {
+    if !trace::receives_at_sock() {
+        return RECV_PENDING.get_ptr_mut(pid_tgid);
+    }
+    let now = RECV_NOW.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot, a map value valid for the program run.
+    let live = unsafe { (*now).sk != 0 && (*now).event.pid_tgid == pid_tgid };
+    live.then_some(now)
 }
 
 /// The receive path ended a request's headers (or found a job's context) in the current
 /// receive: the connection now carries that trace.
 #[inline(always)]
 pub fn note_published(pid_tgid: u64, t: &TraceContext) {
-    if let Some(p) = RECV_PENDING.get_ptr_mut(pid_tgid) {
+    if let Some(p) = pending(pid_tgid) {
         // SAFETY: a map value pointer, valid for this program run.
         unsafe {
             (*p).published = 1;
@@ -291,47 +325,58 @@ pub fn note_published(pid_tgid: u64, t: &TraceContext) {
     }
 }
 
-/// The exit of a receive system call of tracked process `p`: reports the kept receive if
+/// The end of the receive path of tracked process `p` (inside the receive at
+/// `sock/sock_recv_length`, else at its system call's exit): reports the kept receive if
 /// it belongs to a traced request.
 #[inline(always)]
 pub fn recv_exit(p: &TrackedProc, pid_tgid: u64, regs: u64) {
-    let Some(pending) = RECV_PENDING.get_ptr(pid_tgid) else {
+    let Some(kept) = pending(pid_tgid) else {
         return;
     };
     // SAFETY: a map value pointer, valid for this program run (until the remove below,
     // which comes last); read in place, not copied to the stack.
-    let pending = unsafe { &*pending };
-    let key = trace::request_key(p, pid_tgid, trace::reg(regs, pt::R14 as usize));
+    let pending = unsafe { &mut *kept };
     let sk = pending.sk;
     let own = pending.published != 0;
+    // The goroutine or task, read only when needed (for tokio, a thread-local read).
+    let key = || trace::request_key(p, pid_tgid, trace::reg(regs, pt::R14 as usize));
+    let mut task = None;
     let trace = if own {
-        if is_zero(&pending.trace.trace_id) {
+        if !is_zero(&pending.trace.trace_id) {
+            let _ = SOCK_TRACE.insert(sk, pending.trace, 0);
+        } else {
             let _ = SOCK_TRACE.remove(sk);
-            let _ = RECV_PENDING.remove(pid_tgid);
-            return;
         }
-        let _ = SOCK_TRACE.insert(sk, pending.trace, 0);
         pending.trace
     } else if let Some(t) = SOCK_TRACE.get_ptr(sk) {
         // SAFETY: a map value pointer, valid for this program run.
         unsafe { *t }
     } else {
-        current_trace(pid_tgid, key).unwrap_or_default()
+        task = key();
+        current_trace(pid_tgid, task).unwrap_or_default()
     };
     if !is_zero(&trace.trace_id) {
+        if task.is_none() {
+            task = key();
+        }
         if let Some(mut entry) = reserve() {
             // SAFETY: the reserved entry, written in place from the kept receive.
             let ev = unsafe { &mut *entry.as_mut_ptr() };
             *ev = pending.event;
+            addresses(ev, sk);
             if own {
                 ev.flags |= MSG_OWN_CONTEXT;
             }
             ev.trace_id = trace.trace_id;
             ev.span_id = trace.span_id;
-            ev.task = key.unwrap_or(0);
+            ev.task = task.unwrap_or(0);
             entry.submit(NO_WAKEUP);
             bump(stat::EMITTED);
         }
     }
-    let _ = RECV_PENDING.remove(pid_tgid);
+    if trace::receives_at_sock() {
+        pending.sk = 0;
+    } else {
+        let _ = RECV_PENDING.remove(pid_tgid);
+    }
 }

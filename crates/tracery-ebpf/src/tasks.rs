@@ -140,8 +140,14 @@ fn tls_task_id(task_id_tls: i64) -> u64 {
 /// mode) or header (poll mode); 0 when unknown.
 #[inline(always)]
 pub fn current_task(p: &TrackedProc, pid_tgid: u64) -> u64 {
-    if p.task_id_tls != 0 {
-        tls_task_id(p.task_id_tls)
+    current_task_of(p.task_id_tls, pid_tgid)
+}
+
+/// As [`current_task`], for a process whose `task_id_tls` is given.
+#[inline(always)]
+pub fn current_task_of(task_id_tls: i64, pid_tgid: u64) -> u64 {
+    if task_id_tls != 0 {
+        tls_task_id(task_id_tls)
     } else {
         // SAFETY: a map value pointer, valid for this program run.
         CURRENT_TASK.get_ptr(pid_tgid).map_or(0, |t| unsafe { *t })

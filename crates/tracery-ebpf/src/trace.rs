@@ -318,13 +318,13 @@ fn parse_exit(proc_: &TrackedProc, pid_tgid: u64, regs: u64, id: u64, ret: i64) 
     let Some(win) = TRACE_SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
+    // The goroutine now; a tokio task's key is read only if a request's headers end here.
     let g = if flags & TRACK_GO != 0 {
         reg(regs, pt::R14 as usize)
-    } else if flags & TRACK_TASKS != 0 {
-        crate::tasks::current_task(proc_, pid_tgid)
     } else {
         0
     };
+    let tasks = flags & TRACK_TASKS != 0;
     let left = scan_len(ret as u64);
     // The first buffer; for readv/recvmsg the iovec array's first entry, the rest are
     // taken up by the scan itself.
@@ -345,10 +345,23 @@ fn parse_exit(proc_: &TrackedProc, pid_tgid: u64, regs: u64, id: u64, ret: i64) 
             first_len: first_len.min(left),
             total: left,
         },
-        pid_tgid,
-        g,
+        Task {
+            pid_tgid,
+            g,
+            tasks,
+            task_id_tls: proc_.task_id_tls,
+        },
     );
     0
+}
+
+/// Who receives: the thread, and its goroutine (`g`) or whether it runs tokio tasks.
+#[repr(C)]
+struct Task {
+    pid_tgid: u64,
+    g: u64,
+    tasks: bool,
+    task_id_tls: i64,
 }
 
 /// The buffers of one receive.
@@ -369,7 +382,7 @@ struct Segments {
 /// One `bpf_loop` runs over every byte of every buffer: a call site per iovec would have
 /// the verifier walk the callback once per site, past its instruction budget.
 #[inline(always)]
-fn scan(st: *mut ConnState, win: *mut [u8; TRACE_WINDOW], seg: Segments, pid_tgid: u64, g: u64) {
+fn scan(st: *mut ConnState, win: *mut [u8; TRACE_WINDOW], seg: Segments, task: Task) {
     // SAFETY: a map value pointer, valid for this program run; one receive per connection
     // is parsed at a time in practice (concurrent readers of one socket are not ordered).
     let st_ref = unsafe { &mut *st };
@@ -400,13 +413,7 @@ fn scan(st: *mut ConnState, win: *mut [u8; TRACE_WINDOW], seg: Segments, pid_tgi
             len: 0,
         }
     };
-    let mut sc = Scan {
-        st,
-        win,
-        cur,
-        pid_tgid,
-        g,
-    };
+    let mut sc = Scan { st, win, cur, task };
     // One step per byte, plus one per buffer started and one per buffer skipped over.
     let steps = seg.total + 2 * MAX_IOVECS + 2;
     // SAFETY: the callback only uses `sc` for the duration of the call.
@@ -426,8 +433,7 @@ struct Scan {
     st: *mut ConnState,
     win: *mut [u8; TRACE_WINDOW],
     cur: *mut Cursor,
-    pid_tgid: u64,
-    g: u64,
+    task: Task,
 }
 
 /// The scan's position in the receive's buffers.
@@ -524,18 +530,24 @@ extern "C" fn scan_step(_i: u64, ctx: *mut c_void) -> i64 {
 /// goroutine's (or task's).
 #[inline(always)]
 fn publish(sc: &Scan, st: &mut ConnState) {
+    let pid_tgid = sc.task.pid_tgid;
     // SAFETY: reads the monotonic clock; no arguments.
     st.pending.ktime_ns = unsafe { bpf_ktime_get_ns() };
     if st.pending.origin == ORIGIN_JOB {
-        crate::job_end::note_job_server((sc.pid_tgid >> 32) as u32);
+        crate::job_end::note_job_server((pid_tgid >> 32) as u32);
     }
-    let _ = THREAD_TRACE.insert(sc.pid_tgid, st.pending, 0);
-    crate::messages::note_published(sc.pid_tgid, &st.pending);
-    if sc.g != 0 {
+    let _ = THREAD_TRACE.insert(pid_tgid, st.pending, 0);
+    crate::messages::note_published(pid_tgid, &st.pending);
+    let g = if sc.task.tasks {
+        crate::tasks::current_task_of(sc.task.task_id_tls, pid_tgid)
+    } else {
+        sc.task.g
+    };
+    if g != 0 {
         let key = GoKey {
-            tgid: (sc.pid_tgid >> 32) as u32,
+            tgid: (pid_tgid >> 32) as u32,
             _pad: 0,
-            g: sc.g,
+            g,
         };
         let _ = GO_TRACE.insert(key, st.pending, 0);
     }
