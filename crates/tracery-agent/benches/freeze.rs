@@ -56,6 +56,49 @@ fn rounds() -> usize {
         .filter(|r| *r > 0)
         .unwrap_or(20)
 }
+/// `TRACERY_BENCH_SOAK=SECS`: no measured rounds; phases A, B and D each run for SECS
+/// seconds, one after the other, announced on stdout, for a profiler to watch one at a
+/// time (`perf record -a` started at each announcement).
+fn soak_secs() -> Option<u64> {
+    std::env::var("TRACERY_BENCH_SOAK")
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|s| *s > 0)
+}
+
+/// Runs A, B and D for `secs` seconds each (see [`soak_secs`]).
+fn soak(m: &mut Manager, gw: &str, gateway: u32, orders: u32, secs: u64) {
+    let trace = "5ea1f00d5ea1f00d5ea1f00dffffffff";
+    let phases = [
+        ('A', None),
+        ('B', Some(freeze_breakpoint(1, gateway, trace))),
+        ('D', Some(held_breakpoint(2, orders, trace))),
+    ];
+    for (phase, breakpoint) in phases {
+        let id = breakpoint.as_ref().map(|b| b.id);
+        if let Some(b) = breakpoint {
+            m.add(b).expect("arming the breakpoint");
+        }
+        warm_up(gw);
+        println!("soak {phase}: {secs} s from now");
+        let until = Instant::now() + Duration::from_secs(secs);
+        let g = gw.to_string();
+        let n = with_ticks(m, move || {
+            let mut n = 0;
+            while Instant::now() < until {
+                n += run_load(&g, PER_ROUND).len();
+            }
+            n
+        });
+        println!("soak {phase}: {n} requests");
+        if let Some(id) = id {
+            m.remove(id).expect("removing the breakpoint");
+            wait_untracked(m);
+        }
+    }
+}
+
 const PER_ROUND: usize = 100;
 /// Extra rounds, after the measured ones, run with `bpf_stats` on for the per-program
 /// figures. Their latencies are not counted: the kernel's run-time counting adds two clock
@@ -95,6 +138,10 @@ fn main() {
         ("orders".into(), orders_pid),
         ("payments".into(), services.payments.process.pid()),
     ]);
+    if let Some(secs) = soak_secs() {
+        soak(&mut m, &gw, gateway, orders_pid, secs);
+        return;
+    }
     let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
     let (mut d, mut e) = (Vec::new(), Vec::new());
     let mut answers = Vec::new();
