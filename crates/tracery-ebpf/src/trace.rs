@@ -28,8 +28,8 @@ use aya_ebpf::{
 use tracery_common::{
     regs::pt,
     trace::{
-        nr, GoKey, TrackedProc, GO_SUSPEND_PENDING, G_SYSCALL, MAX_CONNS, MAX_TRACKED, ORIGIN_JOB,
-        TRACK_GO, TRACK_TASKS,
+        nr, GoKey, TraceContext, TrackedProc, GO_SUSPEND_PENDING, G_SYSCALL, MAX_CONNS,
+        MAX_TRACKED, ORIGIN_JOB, TRACK_GO, TRACK_TASKS,
     },
     trace_header::{
         feed_byte, scan_len, start_read, ConnState, Fed, HeaderFilters, MAX_HEADER_FILTERS,
@@ -345,7 +345,7 @@ fn parse_exit(proc_: &TrackedProc, pid_tgid: u64, regs: u64, id: u64, ret: i64) 
             first_len: first_len.min(left),
             total: left,
         },
-        Task {
+        Receiver {
             pid_tgid,
             g,
             tasks,
@@ -357,7 +357,7 @@ fn parse_exit(proc_: &TrackedProc, pid_tgid: u64, regs: u64, id: u64, ret: i64) 
 
 /// Who receives: the thread, and its goroutine (`g`) or whether it runs tokio tasks.
 #[repr(C)]
-struct Task {
+struct Receiver {
     pid_tgid: u64,
     g: u64,
     tasks: bool,
@@ -382,7 +382,7 @@ struct Segments {
 /// One `bpf_loop` runs over every byte of every buffer: a call site per iovec would have
 /// the verifier walk the callback once per site, past its instruction budget.
 #[inline(always)]
-fn scan(st: *mut ConnState, win: *mut [u8; TRACE_WINDOW], seg: Segments, task: Task) {
+fn scan(st: *mut ConnState, win: *mut [u8; TRACE_WINDOW], seg: Segments, receiver: Receiver) {
     // SAFETY: a map value pointer, valid for this program run; one receive per connection
     // is parsed at a time in practice (concurrent readers of one socket are not ordered).
     let st_ref = unsafe { &mut *st };
@@ -411,9 +411,16 @@ fn scan(st: *mut ConnState, win: *mut [u8; TRACE_WINDOW], seg: Segments, task: T
             left: seg.total,
             pos: 0,
             len: 0,
+            published: 0,
+            served: TraceContext::default(),
         }
     };
-    let mut sc = Scan { st, win, cur, task };
+    let mut sc = Scan {
+        st,
+        win,
+        cur,
+        receiver,
+    };
     // One step per byte, plus one per buffer started and one per buffer skipped over.
     let steps = seg.total + 2 * MAX_IOVECS + 2;
     // SAFETY: the callback only uses `sc` for the duration of the call.
@@ -425,6 +432,11 @@ fn scan(st: *mut ConnState, win: *mut [u8; TRACE_WINDOW], seg: Segments, task: T
             0,
         )
     };
+    // SAFETY: as above; the loop is over.
+    let cur = unsafe { &*cur };
+    if cur.published != 0 {
+        publish(&sc.receiver, &cur.served);
+    }
 }
 
 /// State handed to the `bpf_loop` callback (it lives on the caller's stack).
@@ -433,7 +445,7 @@ struct Scan {
     st: *mut ConnState,
     win: *mut [u8; TRACE_WINDOW],
     cur: *mut Cursor,
-    task: Task,
+    receiver: Receiver,
 }
 
 /// The scan's position in the receive's buffers.
@@ -454,14 +466,18 @@ struct Cursor {
     /// Next byte in the window, and how many it holds.
     pos: u64,
     len: u64,
+    /// Non-zero once a request's headers ended (or a job's context was found) in this
+    /// receive; `served` is the last such context, published when the scan ends.
+    published: u64,
+    served: TraceContext,
 }
 
 extern "C" fn scan_step(_i: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: `ctx` is the `Scan` that `scan` passed; its pointers are map values (the
     // connection, this CPU's window and cursor), all valid for the program run.
-    let (scan, st, win, cur) = unsafe {
+    let (st, win, cur) = unsafe {
         let scan = &*(ctx as *const Scan);
-        (scan, &mut *scan.st, &mut *scan.win, &mut *scan.cur)
+        (&mut *scan.st, &mut *scan.win, &mut *scan.cur)
     };
     if cur.left == 0 {
         return 1;
@@ -514,42 +530,50 @@ extern "C" fn scan_step(_i: u64, ctx: *mut c_void) -> i64 {
     match feed_byte(st, c, &FilterMap) {
         Fed::More => 0,
         Fed::Headers | Fed::Context => {
-            publish(scan, st);
+            keep_published(cur, st);
             0
         }
         Fed::HeadersThenStop => {
-            publish(scan, st);
+            keep_published(cur, st);
             1
         }
         Fed::Stop => 1,
     }
 }
 
-/// A request's headers are complete, or a Redis reply carried a job's context: its trace
-/// (for a request without one, none, so nothing stale is left) becomes the thread's and
-/// goroutine's (or task's).
+/// A request's headers are complete, or a Redis reply carried a job's context: kept for
+/// [`publish`] after the scan (only the receive's last one counts), which keeps the loop's
+/// body small for the verifier.
 #[inline(always)]
-fn publish(sc: &Scan, st: &mut ConnState) {
-    let pid_tgid = sc.task.pid_tgid;
+fn keep_published(cur: &mut Cursor, st: &mut ConnState) {
     // SAFETY: reads the monotonic clock; no arguments.
     st.pending.ktime_ns = unsafe { bpf_ktime_get_ns() };
-    if st.pending.origin == ORIGIN_JOB {
+    cur.served = st.pending;
+    cur.published = 1;
+}
+
+/// The receive's last request (or job) `t` becomes the trace its thread and goroutine (or
+/// task) serve; for a request without one, none, so nothing stale is left.
+#[inline(always)]
+fn publish(r: &Receiver, t: &TraceContext) {
+    let pid_tgid = r.pid_tgid;
+    if t.origin == ORIGIN_JOB {
         crate::job_end::note_job_server((pid_tgid >> 32) as u32);
     }
-    let _ = THREAD_TRACE.insert(pid_tgid, st.pending, 0);
-    crate::messages::note_published(pid_tgid, &st.pending);
-    let g = if sc.task.tasks {
-        crate::tasks::current_task_of(sc.task.task_id_tls, pid_tgid)
+    crate::messages::note_published(pid_tgid, t);
+    let g = if r.tasks {
+        crate::tasks::current_task_of(r.task_id_tls, pid_tgid)
     } else {
-        sc.task.g
+        r.g
     };
+    let _ = THREAD_TRACE.insert(pid_tgid, *t, 0);
     if g != 0 {
         let key = GoKey {
             tgid: (pid_tgid >> 32) as u32,
             _pad: 0,
             g,
         };
-        let _ = GO_TRACE.insert(key, st.pending, 0);
+        let _ = GO_TRACE.insert(key, *t, 0);
     }
 }
 
