@@ -91,9 +91,10 @@ pub mod stat {
     pub const COUNT: u32 = 2;
 }
 
-/// A receive seen by `sock_recv_length`, kept until its system call's exit has parsed the
-/// bytes (value of `RECV_PENDING`, keyed by pid_tgid): a request's own header names its
-/// trace only after the parse.
+/// A receive seen by `sock_recv_length`, kept until the receive path has parsed the bytes:
+/// a request's own header names its trace only after the parse. Where the parse runs at
+/// that tracepoint, in the same program run, it is this CPU's `RECV_NOW` slot; else the
+/// value of `RECV_PENDING`, keyed by pid_tgid, until the system call's exit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RecvPending {

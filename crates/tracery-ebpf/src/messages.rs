@@ -333,8 +333,8 @@ pub fn recv_exit(p: &TrackedProc, pid_tgid: u64, regs: u64) {
     let Some(kept) = pending(pid_tgid) else {
         return;
     };
-    // SAFETY: a map value pointer, valid for this program run (until the remove below,
-    // which comes last); read in place, not copied to the stack.
+    // SAFETY: a map value pointer, valid for this program run (until the remove or the
+    // slot's reset below, which come last); read in place, not copied to the stack.
     let pending = unsafe { &mut *kept };
     let sk = pending.sk;
     let own = pending.published != 0;
