@@ -27,10 +27,12 @@ use crate::{
     address::{LoadBias, ObjAddr, ProcAddr},
     binary::Binary,
     error::BinaryError,
-    fetch_plan::{compile_plan_in, CaptureLimits, CapturePlan, PlanError},
+    fetch_plan::{cfa::cfa_at, compile_plan_in, CaptureLimits, CapturePlan, PlanError},
     go_runtime::{go_runtime, GoRuntime},
     index::DebugIndex,
+    render::SourceLanguage,
     resolve::{ProbeSite, ResolveError},
+    step_free,
     symbolize::{Frame, Symbolizer},
     tokio_runtime::{tokio_runtime, TokioRuntime},
     unwind::StackUnwinder,
@@ -129,6 +131,72 @@ impl Executable {
         let plan = plan?;
         lock(&self.plans).insert(key, Arc::new(plan.clone()));
         Ok(plan)
+    }
+
+    /// `site` moved onto a later instruction of its line that the kernel emulates, with the
+    /// plan compiled there, when the instructions it passes cannot change anything `plan`
+    /// reads (see `step_free.rs`): a hit then costs one trap instead of a trap and a single
+    /// step. `None` keeps the site where it is.
+    pub fn step_free(
+        &self,
+        site: &ProbeSite,
+        plan: &CapturePlan,
+    ) -> Option<(ProbeSite, CapturePlan)> {
+        let start = site.address.0;
+        let index = self.index();
+        let row = index.lines.row_at(start)?;
+        let (file, line) = (row.file, row.line());
+        let chain = index.functions.chain_at(start);
+        let in_line = |a: u64| {
+            index
+                .lines
+                .row_at(a)
+                .is_some_and(|r| r.file == file && r.line() == line)
+                && index.functions.chain_at(a) == chain
+        };
+        // 16 instructions of at most 15 bytes; less near the end of the file.
+        let code = [240, 64, 16]
+            .into_iter()
+            .find_map(|n| self.binary.bytes_at(site.address, n))?;
+        let cfa = cfa_at(self.binary.frame_sections(), start).ok()?;
+        let frame = step_free::Frame {
+            cfa_reg: cfa.reg,
+            cfa_offset: cfa.offset,
+            go: plan.language() == SourceLanguage::Go,
+        };
+        let (to, effects) = step_free::emulated_successor(code, start, &frame, in_line)?;
+        if !step_free::plan_unaffected(&plan.config, &effects) {
+            return None;
+        }
+        let moved = self.plan(ObjAddr(to), plan.limits()).ok()?;
+        let n = usize::from(plan.config.n_ops);
+        let same = moved.config.n_ops == plan.config.n_ops
+            && moved.config.ops[..n] == plan.config.ops[..n]
+            && moved.config.data_size == plan.config.data_size
+            && moved.variables().eq(plan.variables());
+        if !same {
+            return None;
+        }
+        let file_offset = self.binary.file_offset(ObjAddr(to))?;
+        let text = format!(
+            "probed at {to:#x}, {} instruction{} into the line, where the kernel emulates the \
+             trap instead of single-stepping; nothing the capture reads changes before it",
+            effects.skipped,
+            if effects.skipped == 1 { "" } else { "s" }
+        );
+        let note = Some(match &site.note {
+            Some(n) => format!("{n}; {text}"),
+            None => text,
+        });
+        Some((
+            ProbeSite {
+                address: ObjAddr(to),
+                file_offset,
+                note,
+                ..site.clone()
+            },
+            moved,
+        ))
     }
 
     /// Decodes one hit of `plan` (see [`crate::decode()`]).

@@ -7,7 +7,7 @@
 //! [`ProbeConfig`] for the kernel and what [`crate::decode::decode`] needs to read a hit.
 
 mod builder;
-mod cfa;
+pub(crate) mod cfa;
 mod go_types;
 pub(crate) mod location;
 

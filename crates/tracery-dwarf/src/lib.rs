@@ -46,6 +46,7 @@ pub mod emulate;
 pub mod fetch_plan;
 pub mod render;
 mod scope;
+mod step_free;
 pub mod types;
 pub mod value;
 

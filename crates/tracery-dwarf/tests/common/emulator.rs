@@ -98,6 +98,68 @@ pub fn capture_with(
     Hit { header, data, bias }
 }
 
+/// Runs fixture `variant` in serve mode, stops it at `first.address()` and captures `first`;
+/// then single-steps that one thread, the others still stopped, to `second.address()` and
+/// captures `second` there. Returns both hits and the instructions stepped.
+pub fn capture_then_step(
+    variant: &str,
+    binary: &Binary,
+    first: &CapturePlan,
+    second: &CapturePlan,
+) -> (Hit, Hit, usize) {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let process = FixtureProcess::spawn(variant, &["serve"]);
+    let pid = process.pid() as i32;
+    let bias = load_bias(pid, binary);
+    let mut tracer = Tracer::attach(pid);
+    let (tid, regs) = tracer.run_to(bias.to_proc(first.address()).0, &mut || {});
+    let read = |addr: u64, len: usize| sys::read_memory(pid, addr, len);
+    let (header, data) = run_plan(&first.relocate(bias), &regs, pid as u32, tid as u32, read);
+    let one = Hit { header, data, bias };
+    let to = bias.to_proc(second.address()).0;
+    let mut steps = 0;
+    let regs = loop {
+        let r = sys::get_regs(tid).unwrap();
+        if r.rip == to {
+            break pt_regs(&r);
+        }
+        assert!(
+            steps < 32,
+            "{variant}: {to:#x} not reached in {steps} steps (at {:#x})",
+            r.rip
+        );
+        sys::single_step(tid).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "{variant}: the single step never stopped"
+            );
+            match sys::wait_tid(tid).unwrap() {
+                Some(w) if libc::WIFSTOPPED(w.status) => {
+                    assert_eq!(
+                        libc::WSTOPSIG(w.status),
+                        libc::SIGTRAP,
+                        "{variant}: a signal while stepping"
+                    );
+                    break;
+                }
+                Some(w) => panic!(
+                    "{variant}: thread {tid} ended while stepping ({:#x})",
+                    w.status
+                ),
+                None => thread::sleep(Duration::from_micros(100)),
+            }
+        }
+        steps += 1;
+    };
+    let (header, data) = run_plan(&second.relocate(bias), &regs, pid as u32, tid as u32, read);
+    tracer.detach();
+    drop(process);
+    (one, Hit { header, data, bias }, steps)
+}
+
 /// The load bias of `binary` in process `pid`, from its first mapping in /proc/PID/maps.
 fn load_bias(pid: i32, binary: &Binary) -> LoadBias {
     let want = fs::canonicalize(binary.path()).unwrap();

@@ -47,6 +47,13 @@ pub fn cont(tid: i32, signal: i32) -> io::Result<()> {
     check(r).map(drop)
 }
 
+/// `PTRACE_SINGLESTEP`: runs one instruction of a stopped thread.
+pub fn single_step(tid: i32) -> io::Result<()> {
+    // SAFETY: no pointers are passed.
+    let r = unsafe { libc::ptrace(libc::PTRACE_SINGLESTEP, tid, 0usize, 0usize) };
+    check(r).map(drop)
+}
+
 /// `PTRACE_DETACH`.
 pub fn detach(tid: i32) -> io::Result<()> {
     // SAFETY: no pointers are passed.
