@@ -179,8 +179,9 @@ impl Executable {
         }
         let file_offset = self.binary.file_offset(ObjAddr(to))?;
         let text = format!(
-            "probed at {to:#x}, {} instruction{} into the line, where the kernel emulates the \
-             trap instead of single-stepping; nothing the capture reads changes before it",
+            "probed {} instruction{} into the line, where the kernel emulates the trap instead \
+             of single-stepping it (about 1 µs a hit instead of up to 18 µs on a VM); nothing \
+             the capture reads changes before it",
             effects.skipped,
             if effects.skipped == 1 { "" } else { "s" }
         );
