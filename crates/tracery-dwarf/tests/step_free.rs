@@ -9,70 +9,37 @@ mod snapshot;
 use snapshot::emulator;
 use tracery_dwarf::{decode, CaptureLimits, Executable, ProbeSite};
 
+const C: &[&str] = &[
+    "c_entry",
+    "c_after_total",
+    "c_inline",
+    "c_level3",
+    "c_tick",
+    "c_login",
+];
+const RUST: &[&str] = &[
+    "rust_entry",
+    "rust_after_total",
+    "rust_inline",
+    "rust_level3",
+    "rust_tick",
+];
+const GO: &[&str] = &[
+    "go_entry",
+    "go_after_total",
+    "go_inline",
+    "go_level3",
+    "go_tick",
+];
+
 /// Fixture variants that run in serve mode, and the markers each one reaches.
 const SITES: &[(&str, &[&str])] = &[
-    (
-        "c-O0",
-        &[
-            "c_entry",
-            "c_after_total",
-            "c_inline",
-            "c_level3",
-            "c_tick",
-            "c_login",
-        ],
-    ),
-    (
-        "c-O2",
-        &[
-            "c_entry",
-            "c_after_total",
-            "c_inline",
-            "c_level3",
-            "c_tick",
-            "c_login",
-        ],
-    ),
-    (
-        "rust-debug",
-        &[
-            "rust_entry",
-            "rust_after_total",
-            "rust_inline",
-            "rust_level3",
-            "rust_tick",
-        ],
-    ),
-    (
-        "rust-release",
-        &[
-            "rust_entry",
-            "rust_after_total",
-            "rust_inline",
-            "rust_level3",
-            "rust_tick",
-        ],
-    ),
-    (
-        "go",
-        &[
-            "go_entry",
-            "go_after_total",
-            "go_inline",
-            "go_level3",
-            "go_tick",
-        ],
-    ),
-    (
-        "go-noopt",
-        &[
-            "go_entry",
-            "go_after_total",
-            "go_inline",
-            "go_level3",
-            "go_tick",
-        ],
-    ),
+    ("c-O0", C),
+    ("c-O2", C),
+    ("rust-debug", RUST),
+    ("rust-release", RUST),
+    ("go", GO),
+    ("go-noopt", GO),
 ];
 
 fn sites(exe: &Executable, marker: &str) -> Vec<ProbeSite> {
