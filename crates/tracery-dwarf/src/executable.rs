@@ -31,7 +31,7 @@ use crate::{
     go_runtime::{go_runtime, GoRuntime},
     index::DebugIndex,
     render::SourceLanguage,
-    resolve::{ProbeSite, ResolveError},
+    resolve::{join_notes, ProbeSite, ResolveError},
     step_free,
     symbolize::{Frame, Symbolizer},
     tokio_runtime::{tokio_runtime, TokioRuntime},
@@ -185,10 +185,7 @@ impl Executable {
             effects.skipped,
             if effects.skipped == 1 { "" } else { "s" }
         );
-        let note = Some(match &site.note {
-            Some(n) => format!("{n}; {text}"),
-            None => text,
-        });
+        let note = join_notes(site.note.clone(), Some(text));
         Some((
             ProbeSite {
                 address: ObjAddr(to),

@@ -256,10 +256,7 @@ impl DebugIndex {
                     "the line continues at {} in the same function (not probed: one hit per execution)",
                     list.join(", ")
                 );
-                c.note = Some(match c.note.take() {
-                    Some(n) => format!("{n}; {text}"),
-                    None => text,
-                });
+                c.note = join_notes(c.note.take(), Some(text));
             }
         }
         self.finish(binary, location, candidates)
@@ -405,10 +402,7 @@ impl DebugIndex {
                         address: ObjAddr(address),
                         binary: binary.path().to_path_buf(),
                     })?;
-            let note = match (c.note, moved) {
-                (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-                (a, b) => a.or(b),
-            };
+            let note = join_notes(c.note, moved);
             sites.push(ProbeSite {
                 address: ObjAddr(address),
                 file_offset,
@@ -514,6 +508,14 @@ fn probeable(binary: &Binary, addr: u64, end: u64) -> Result<(u64, Option<String
         }
     }
     Err(first_refusal.unwrap_or("not valid x86-64 code"))
+}
+
+/// Two reasons a site is not exactly where asked, as one note.
+pub(crate) fn join_notes(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The demangled ELF symbol holding `addr`, for code without DWARF.

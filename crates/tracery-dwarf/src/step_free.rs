@@ -32,7 +32,7 @@ use tracery_common::{regs::pt, BaseKind, FetchOp, OpKind, ProbeConfig};
 use crate::insn;
 
 /// Most instructions a probe moves past.
-pub(crate) const MAX_SKIPPED: usize = 16;
+const MAX_SKIPPED: usize = 16;
 /// Bytes below the stack pointer a leaf may use (the System V red zone).
 const RED_ZONE: i64 = 128;
 /// Largest frame-pointer displacement trusted to stay inside the frame.
