@@ -83,6 +83,8 @@ pub mod names {
     pub const RECV_AT_SOCK: &str = "RECV_AT_SOCK";
     /// Hash map: tgid -> [`crate::trace::TrackedProc`], the processes whose requests are tracked.
     pub const TRACE_PIDS: &str = "TRACE_PIDS";
+    /// One bit per process id: set while the process is in `TRACE_PIDS`.
+    pub const TRACKED_TGIDS: &str = "TRACKED_TGIDS";
     /// LRU map: `tgid << 32 | fd` -> [`crate::trace_header::ConnState`].
     pub const CONNS: &str = "CONNS";
     /// LRU map: pid_tgid -> [`crate::trace::TraceContext`] the thread serves.

@@ -77,9 +77,13 @@ pub mod offset {
     pub const WRITE_SEQ: u32 = 6;
     /// `tcp_sock.copied_seq`.
     pub const COPIED_SEQ: u32 = 7;
+    /// `sock_common.skc_family`.
+    pub const FAMILY: u32 = 8;
+    /// `sock.sk_protocol`.
+    pub const PROTOCOL: u32 = 9;
     /// Non-zero when every offset above was read from BTF; without it no event is made.
-    pub const KNOWN: u32 = 8;
-    pub const COUNT: u32 = 9;
+    pub const KNOWN: u32 = 10;
+    pub const COUNT: u32 = 11;
 }
 
 /// `MESSAGE_STATS` indexes.

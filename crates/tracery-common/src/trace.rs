@@ -8,6 +8,14 @@
 
 /// Most tracked processes.
 pub const MAX_TRACKED: u32 = 4096;
+/// Words of `TRACKED_TGIDS`, one bit per process id up to the kernel's `PID_MAX_LIMIT`
+/// (2^22 on 64-bit): 512 KiB.
+pub const TGID_BITMAP_WORDS: u32 = (1 << 22) / 64;
+
+/// The `TRACKED_TGIDS` word and bit of process `tgid`.
+pub const fn tgid_bit(tgid: u32) -> (u32, u64) {
+    (tgid / 64, 1 << (tgid % 64))
+}
 /// Most connections with parser state; least recently used ones are forgotten.
 pub const MAX_CONNS: u32 = 16384;
 /// Most threads and goroutines with a known trace; least recently used are forgotten.
@@ -145,3 +153,10 @@ pub const SOCK_RECV_COVERS_ENTER: &[&str] = &["read", "readv", "recvfrom", "recv
 /// tracepoint is attached: receives are parsed there, inside the call, once the bytes are
 /// in the caller's buffer. Reads of pipes and files then run no program at all.
 pub const SOCK_RECV_COVERS_EXIT: &[&str] = SOCK_RECV_COVERS_ENTER;
+
+/// Entries of [`WATCHED_SYSCALLS_EXIT`] left unhooked while the `sock/sock_send_length`
+/// tracepoint is attached: a send's only business at its exit is to end the hold's send
+/// context, which that tracepoint does at the end of the call's one message. (`sendmmsg`
+/// sends several and keeps its exit; a write to a pipe or file keeps a context that the
+/// thread's next send replaces at its entry.)
+pub const SOCK_SEND_COVERS_EXIT: &[&str] = &["write", "writev", "sendto", "sendmsg"];

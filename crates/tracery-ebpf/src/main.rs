@@ -102,15 +102,17 @@ pub fn tracery_sys_exit(ctx: RawTracePointContext) -> u32 {
     trace::raw_sys_exit(&ctx)
 }
 
-/// Message events, sends: attach to `sock/sock_send_length` while tracking is on.
-#[tracepoint]
-pub fn tracery_sock_send(ctx: TracePointContext) -> u32 {
-    messages::on_send(&ctx)
+/// Message events, sends: attach to the raw tracepoint `sock_send_length` while tracking
+/// is on (arguments: `struct sock *sk, int ret, int flags`).
+#[raw_tracepoint(tracepoint = "sock_send_length")]
+pub fn tracery_sock_send(ctx: RawTracePointContext) -> u32 {
+    messages::on_send(ctx.arg(0), ctx.arg(1), ctx.arg(2))
 }
 
-/// Message events, receives: attach to `sock/sock_recv_length` while tracking is on.
-#[tracepoint]
-pub fn tracery_sock_recv(ctx: TracePointContext) -> u32 {
+/// Message events, receives: attach to the raw tracepoint `sock_recv_length` while
+/// tracking is on (arguments as for sends).
+#[raw_tracepoint(tracepoint = "sock_recv_length")]
+pub fn tracery_sock_recv(ctx: RawTracePointContext) -> u32 {
     messages::on_recv(&ctx)
 }
 

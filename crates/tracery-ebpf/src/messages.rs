@@ -2,8 +2,9 @@
 //! tracked process, for the controller's happens-before edges (see
 //! `tracery_common::message`).
 //!
-//! The `sock/sock_{send,recv}_length` tracepoints run for every socket message on the node
-//! while tracking is on; the first check (is the process tracked?) is one map lookup.
+//! The `sock_{send,recv}_length` tracepoints run for every socket message on the node
+//! while tracking is on. They are attached raw, so the kernel builds no trace record
+//! before the program runs, and the first check (is the process tracked?) is a bit test.
 //! A send is reported at once; a receive once the receive path has parsed it (here, or at
 //! its system call's exit on kernels where that path runs there), because a request's own
 //! header names its trace only then.
@@ -23,7 +24,8 @@ use aya_ebpf::{
     helpers::generated::{bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
-    programs::TracePointContext,
+    programs::RawTracePointContext,
+    EbpfContext,
 };
 use tracery_common::{
     message::{
@@ -31,7 +33,7 @@ use tracery_common::{
         MSG_RECV, MSG_SEND, MSG_SEQ,
     },
     regs::pt,
-    trace::{TraceContext, TrackedProc, MAX_CONNS},
+    trace::{nr, TraceContext, TrackedProc, MAX_CONNS},
 };
 
 use crate::{served::current_trace, trace};
@@ -120,27 +122,16 @@ fn is_zero(t: &[u8; 16]) -> bool {
     t.iter().all(|b| *b == 0)
 }
 
-/// The record's socket, family and length, for a TCP message with bytes in it.
+/// The socket, family and length of a TCP message with bytes in it, from the tracepoint's
+/// arguments (`sk`, the call's result `ret`, its `flags`).
 #[inline(always)]
-fn tcp_message(ctx: &TracePointContext) -> Option<(u64, u16, u32)> {
-    // SAFETY: a `sock/sock_{send,recv}_length` record: `void *sk` at 8, `__u16 family` at
-    // 16, `__u16 protocol` at 18, `int ret` at 20, `int flags` at 24.
-    let (sk, family, proto, ret, flags) = unsafe {
-        (
-            ctx.read_at::<u64>(8).ok()?,
-            ctx.read_at::<u16>(16).ok()?,
-            ctx.read_at::<u16>(18).ok()?,
-            ctx.read_at::<i32>(20).ok()?,
-            ctx.read_at::<i32>(24).ok()?,
-        )
-    };
-    if proto != IPPROTO_TCP
-        || ret <= 0
-        || flags & MSG_PEEK != 0
-        || (family != AF_INET && family != AF_INET6)
-        || sk == 0
-        || off(offset::KNOWN) == 0
-    {
+fn tcp_message(sk: u64, ret: i32, flags: i32) -> Option<(u64, u16, u32)> {
+    if ret <= 0 || flags & MSG_PEEK != 0 || sk == 0 || off(offset::KNOWN) == 0 {
+        return None;
+    }
+    let family = kread::<u16>(sk + off(offset::FAMILY));
+    let proto = kread::<u16>(sk + off(offset::PROTOCOL));
+    if proto != IPPROTO_TCP || (family != AF_INET && family != AF_INET6) {
         return None;
     }
     Some((sk, family, ret as u32))
@@ -187,15 +178,23 @@ fn reserve() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<MessageEvent>> {
     entry
 }
 
-/// `sock/sock_send_length`: a send of a tracked process.
-pub fn on_send(ctx: &TracePointContext) -> u32 {
+/// `sock_send_length(sk, ret, flags)`: a send of a tracked process. The raw arguments are
+/// 64-bit slots; `ret` and `flags` are C `int`s in their low halves.
+pub fn on_send(sk: u64, ret: u64, flags: u64) -> u32 {
     let Some((pid_tgid, p)) = trace::current_tracked() else {
         return 0;
     };
-    let Some((sk, family, len)) = tcp_message(ctx) else {
+    let regs = trace::current_user_regs();
+    // The hold's context of this send ends with its message, here rather than at the exit
+    // of every send on the node (a `sendmmsg`, which sends several, still ends at its exit).
+    if crate::hold::armed()
+        && (regs == 0 || trace::reg(regs, pt::ORIG_RAX as usize) != nr::SENDMMSG)
+    {
+        crate::hold::clear_send_ctx(pid_tgid);
+    }
+    let Some((sk, family, len)) = tcp_message(sk, ret as i32, flags as i32) else {
         return 0;
     };
-    let regs = trace::current_user_regs();
     if regs == 0 {
         return 0;
     }
@@ -250,16 +249,22 @@ pub fn on_send(ctx: &TracePointContext) -> u32 {
     0
 }
 
-/// `sock/sock_recv_length`: a receive of a tracked process. Parsed here when receives are
-/// parsed at this tracepoint; else kept for its system call's exit, which parses it.
-pub fn on_recv(ctx: &TracePointContext) -> u32 {
-    // Every socket receive on the node comes here: one lookup settles untracked processes.
+/// `sock_recv_length(sk, ret, flags)`: a receive of a tracked process. Parsed here when
+/// receives are parsed at this tracepoint; else kept for its system call's exit, which
+/// parses it.
+pub fn on_recv(ctx: &RawTracePointContext) -> u32 {
+    let (sk, ret, flags) = (
+        ctx.arg::<u64>(0),
+        ctx.arg::<u64>(1) as i32,
+        ctx.arg::<u64>(2) as i32,
+    );
+    // Every socket receive on the node comes here: a bit test settles untracked processes.
     let Some((pid_tgid, p)) = trace::current_tracked() else {
         return 0;
     };
     trace::go_receive_boundary(&p, pid_tgid);
     if !trace::receives_at_sock() {
-        if let Some((sk, family, len)) = tcp_message(ctx) {
+        if let Some((sk, family, len)) = tcp_message(sk, ret, flags) {
             let mut pending = RecvPending::default();
             keep(&mut pending, pid_tgid, sk, family, len);
             let _ = RECV_PENDING.insert(pid_tgid, pending, 0);
@@ -272,19 +277,26 @@ pub fn on_recv(ctx: &TracePointContext) -> u32 {
     // SAFETY: this CPU's slot, a map value valid for the program run.
     let now = unsafe { &mut *now };
     now.sk = 0;
-    if let Some((sk, family, len)) = tcp_message(ctx) {
+    if let Some((sk, family, len)) = tcp_message(sk, ret, flags) {
         keep(now, pid_tgid, sk, family, len);
     }
-    // SAFETY: a `sock/sock_recv_length` record: `int ret` at 20, `int flags` at 24.
-    let (ret, flags) = unsafe { (ctx.read_at::<i32>(20), ctx.read_at::<i32>(24)) };
-    if let (Ok(ret), Ok(flags)) = (ret, flags) {
-        // Any socket family, as at the exits; a peek's bytes come again.
-        if ret > 0 && flags & MSG_PEEK == 0 {
-            trace::sock_receive(&p, pid_tgid, i64::from(ret));
-        }
+    // Read again, not reused: the verifier would otherwise carry what the TCP checks
+    // learned about `ret` into the parse and explore it once per outcome (past its limit).
+    let (ret, flags) = (arg_again(ctx, 1) as i32, arg_again(ctx, 2) as i32);
+    // Any socket family, as at the exits; a peek's bytes come again.
+    if ret > 0 && flags & MSG_PEEK == 0 {
+        trace::sock_receive(&p, pid_tgid, i64::from(ret));
     }
     now.sk = 0;
     0
+}
+
+/// Raw tracepoint argument `n`, loaded afresh (a volatile load the compiler cannot merge
+/// with an earlier one).
+#[inline(always)]
+fn arg_again(ctx: &RawTracePointContext, n: usize) -> u64 {
+    // SAFETY: `ctx` points at the tracepoint's `u64 args[]`; `sock_recv_length` has three.
+    unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u64).add(n)) }
 }
 
 /// Keeps a TCP receive's message event in `pending` for the receive path's end

@@ -17,6 +17,10 @@ pub struct UnwatchedCost {
     /// parses receives.
     read_armed_ns: f64,
     read_idle_ns: f64,
+    /// The same for a 1-byte TCP send over loopback and its receive: both pass the
+    /// node-wide `sock_{send,recv}_length` tracepoints.
+    tcp_armed_ns: f64,
+    tcp_idle_ns: f64,
     /// Runs of the syscall programs while nothing was armed (0: detached).
     idle_runs: u64,
     programs: Vec<ProgramStats>,
@@ -54,15 +58,36 @@ fn time_read_syscalls() -> f64 {
     })
 }
 
-fn time_calls(mut call: impl FnMut()) -> f64 {
+/// Times a 1-byte TCP send over loopback and the receive of that byte, in this, unwatched,
+/// process: what a database server or a cache pays per message.
+fn time_tcp_round() -> f64 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding loopback");
+    let mut tx = std::net::TcpStream::connect(listener.local_addr().expect("local address"))
+        .expect("connecting over loopback");
+    tx.set_nodelay(true).expect("TCP_NODELAY");
+    let (mut rx, _) = listener.accept().expect("accepting");
+    let mut b = [0u8; 1];
+    // A loopback round is some µs: fewer rounds than the plain calls.
+    time_n_calls(SYSCALLS / 10, || {
+        tx.write_all(b"x").expect("sending");
+        rx.read_exact(&mut b).expect("receiving");
+    })
+}
+
+fn time_calls(call: impl FnMut()) -> f64 {
+    time_n_calls(SYSCALLS, call)
+}
+
+fn time_n_calls(n: u64, mut call: impl FnMut()) -> f64 {
     // Best of three: the figure of interest is the fixed cost, not the VM's hiccups.
     (0..3)
         .map(|_| {
             let t = Instant::now();
-            for _ in 0..SYSCALLS {
+            for _ in 0..n {
                 call();
             }
-            t.elapsed().as_nanos() as f64 / SYSCALLS as f64
+            t.elapsed().as_nanos() as f64 / n as f64
         })
         .fold(f64::MAX, f64::min)
 }
@@ -80,6 +105,7 @@ pub fn syscall_cost(
     let armed_ns = time_syscalls();
     let io_armed_ns = time_io_syscalls();
     let read_armed_ns = time_read_syscalls();
+    let tcp_armed_ns = time_tcp_round();
     let stats = program_stats::enable().expect("turning on bpf_stats");
     let before = m.program_stats();
     time_syscalls();
@@ -91,6 +117,7 @@ pub fn syscall_cost(
     let idle_ns = time_syscalls();
     let io_idle_ns = time_io_syscalls();
     let read_idle_ns = time_read_syscalls();
+    let tcp_idle_ns = time_tcp_round();
     let idle_runs: u64 = m
         .program_stats()
         .iter()
@@ -115,6 +142,8 @@ pub fn syscall_cost(
         io_idle_ns,
         read_armed_ns,
         read_idle_ns,
+        tcp_armed_ns,
+        tcp_idle_ns,
         idle_runs,
         programs,
         calls: 3 * SYSCALLS,
@@ -143,6 +172,13 @@ impl UnwatchedCost {
             self.read_armed_ns,
             self.read_idle_ns,
             self.read_armed_ns - self.read_idle_ns
+        );
+        println!(
+            "  a 1-byte TCP send over loopback and its receive there (the node-wide socket \
+             tracepoints): {:.0} ns armed, {:.0} ns with nothing armed (+{:.0} ns)",
+            self.tcp_armed_ns,
+            self.tcp_idle_ns,
+            self.tcp_armed_ns - self.tcp_idle_ns
         );
         println!(
             "    with nothing armed the syscall programs ran {} times",

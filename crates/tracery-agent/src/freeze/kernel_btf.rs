@@ -21,14 +21,26 @@ pub fn task_fsbase_offset() -> Result<u64, String> {
 
 /// Byte offsets the message-event programs read sockets with, indexed by
 /// `tracery_common::message::offset` (`KNOWN` excluded). The error says which is missing.
-pub fn message_offsets() -> Result<[u64; 8], String> {
+pub fn message_offsets() -> Result<[u64; 10], String> {
     let btf = Btf::from_file(VMLINUX_BTF).map_err(|e| format!("reading {VMLINUX_BTF}: {e}"))?;
     let common = struct_named(&btf, "sock_common")?;
+    let sock = struct_named(&btf, "sock")?;
     let tcp = struct_named(&btf, "tcp_sock")?;
     // `struct sock` begins with its `sock_common`, and a `tcp_sock` with its `sock`: the
     // `sock *` the tracepoints give is a `tcp_sock *` and a `sock_common *` alike.
     let sk = |name| member(&btf, &common, name).map(|(o, _)| o);
     let tp = |name| member(&btf, &tcp, name).map(|(o, _)| o);
+    // A 16-bit field since Linux 5.6; older kernels packed it in a bitfield, which a
+    // byte offset cannot name.
+    let (protocol, mut ty) = member(&btf, &sock, "sk_protocol")?;
+    while let Type::Typedef(t) = &ty {
+        ty = btf
+            .resolve_chained_type(t)
+            .map_err(|e| format!("resolving sock.sk_protocol's type: {e}"))?;
+    }
+    if !matches!(&ty, Type::Int(i) if i.size() == 2) {
+        return Err("sock.sk_protocol is not a 16-bit field in the kernel's BTF".into());
+    }
     Ok([
         sk("skc_daddr")?,
         sk("skc_rcv_saddr")?,
@@ -38,6 +50,8 @@ pub fn message_offsets() -> Result<[u64; 8], String> {
         sk("skc_v6_rcv_saddr")?,
         tp("write_seq")?,
         tp("copied_seq")?,
+        sk("skc_family")?,
+        protocol,
     ])
 }
 

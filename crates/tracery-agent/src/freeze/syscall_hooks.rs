@@ -3,12 +3,16 @@
 //!
 //! They go on the `syscalls/sys_{enter,exit}_*` tracepoints of the few system calls the
 //! tracker acts on: every other system call on the node (futex, epoll_wait, mmap, ...)
-//! runs no program. Receives are hooked at neither end when the `sock/sock_recv_length`
+//! runs no program. Receives are hooked at neither end when the `sock_recv_length`
 //! tracepoint is attached: it runs only for socket receives, and from inside the call it
 //! sees the bytes already received, so it parses them (`RECV_AT_SOCK` tells the programs).
-//! A read of a pipe or a file then runs no program. (Sends' exits stay: the hold's send
-//! context must end with the call, and a write that reaches no socket passes no `sock`
-//! tracepoint.)
+//!
+//! The `sock_{send,recv}_length` tracepoints run for every socket message on the node, so
+//! they are attached raw: the kernel then builds no perf record for each message before
+//! the program can tell that its process is not tracked.
+//! A read of a pipe or a file then runs no program. Sends' exits are left unhooked too
+//! while `sock_send_length` is attached: it ends the hold's send context at the end of
+//! the call's message.
 //!
 //! A kernel without the per-syscall tracepoints (no `CONFIG_FTRACE_SYSCALLS`) or without
 //! `bpf_task_pt_regs` gets the raw `sys_enter`/`sys_exit` tracepoints instead, which run
@@ -29,8 +33,8 @@ use aya::{
 use tracery_common::{
     names,
     trace::{
-        SOCK_RECV_COVERS_ENTER, SOCK_RECV_COVERS_EXIT, WATCHED_SYSCALLS_ENTER,
-        WATCHED_SYSCALLS_EXIT,
+        SOCK_RECV_COVERS_ENTER, SOCK_RECV_COVERS_EXIT, SOCK_SEND_COVERS_EXIT,
+        WATCHED_SYSCALLS_ENTER, WATCHED_SYSCALLS_EXIT,
     },
 };
 
@@ -44,7 +48,7 @@ enum Link {
 /// The attached hooks, and which kind this kernel takes.
 pub struct SyscallHooks {
     links: Vec<Link>,
-    /// The message-event tracepoints (`sock/sock_{send,recv}_length`), attached with the
+    /// The message-event tracepoints (raw `sock_{send,recv}_length`), attached with the
     /// hooks when the kernel has them.
     sock_links: Vec<Link>,
     /// The per-syscall tracepoints are not used here (chosen, or they failed once).
@@ -88,8 +92,8 @@ impl SyscallHooks {
                 (names::SOCK_SEND, "sock_send_length"),
                 (names::SOCK_RECV, "sock_recv_length"),
             ] {
-                match attach_tracepoint(ebpf, program, "sock", tracepoint) {
-                    Ok(link) => self.sock_links.push(Link::PerSyscall(program, link)),
+                match attach_raw(ebpf, program, tracepoint) {
+                    Ok(link) => self.sock_links.push(Link::Raw(program, link)),
                     Err(e) => {
                         tracing::warn!(
                             "no message events from this node (no happens-before edges in \
@@ -117,7 +121,7 @@ impl SyscallHooks {
     fn sock_attached(&self, program: &str) -> bool {
         self.sock_links
             .iter()
-            .any(|l| matches!(l, Link::PerSyscall(name, _) if *name == program))
+            .any(|l| matches!(l, Link::Raw(name, _) if *name == program))
     }
 
     fn attach_syscalls(&mut self, ebpf: &mut Ebpf) -> Result<(), AgentError> {
@@ -139,8 +143,11 @@ impl SyscallHooks {
                 }
             }
         }
-        for name in [names::SYS_ENTER, names::SYS_EXIT] {
-            match attach_raw(ebpf, name) {
+        for (name, tracepoint) in [
+            (names::SYS_ENTER, "sys_enter"),
+            (names::SYS_EXIT, "sys_exit"),
+        ] {
+            match attach_raw(ebpf, name, tracepoint) {
                 Ok(link) => self.links.push(Link::Raw(name, link)),
                 Err(e) => {
                     self.detach(ebpf);
@@ -153,6 +160,7 @@ impl SyscallHooks {
 
     fn attach_per_syscall(&mut self, ebpf: &mut Ebpf) -> Result<(), AgentError> {
         let recv = self.sock_attached(names::SOCK_RECV);
+        let send = self.sock_attached(names::SOCK_SEND);
         let hooks = WATCHED_SYSCALLS_ENTER
             .iter()
             .filter(|s| !(recv && SOCK_RECV_COVERS_ENTER.contains(s)))
@@ -161,6 +169,7 @@ impl SyscallHooks {
                 WATCHED_SYSCALLS_EXIT
                     .iter()
                     .filter(|s| !(recv && SOCK_RECV_COVERS_EXIT.contains(s)))
+                    .filter(|s| !(send && SOCK_SEND_COVERS_EXIT.contains(s)))
                     .map(|s| (names::SYSCALL_EXIT, "exit", *s)),
             );
         for (program, side, syscall) in hooks {
@@ -218,7 +227,11 @@ fn attach_tracepoint(
         .map_err(program_error(name))
 }
 
-fn attach_raw(ebpf: &mut Ebpf, name: &'static str) -> Result<RawTracePointLinkId, AgentError> {
+fn attach_raw(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    tracepoint: &str,
+) -> Result<RawTracePointLinkId, AgentError> {
     let prog: &mut RawTracePoint = ebpf
         .program_mut(name)
         .ok_or(AgentError::MissingProgram { program: name })?
@@ -227,6 +240,5 @@ fn attach_raw(ebpf: &mut Ebpf, name: &'static str) -> Result<RawTracePointLinkId
     if prog.fd().is_err() {
         prog.load().map_err(program_error(name))?;
     }
-    prog.attach(name.trim_start_matches("tracery_"))
-        .map_err(program_error(name))
+    prog.attach(tracepoint).map_err(program_error(name))
 }

@@ -13,7 +13,7 @@ use aya::{
 };
 use tracery_common::{
     names,
-    trace::{GoKey, TrackedProc, GO_SUSPEND_PENDING, TRACK_GO, TRACK_TASKS},
+    trace::{tgid_bit, GoKey, TrackedProc, GO_SUSPEND_PENDING, TRACK_GO, TRACK_TASKS},
     trace_header::{header_filter_hash, MAX_HEADER_FILTERS},
 };
 
@@ -67,6 +67,8 @@ struct Tracked {
 /// Tracking state: maps taken from the eBPF object, plus reference counts.
 pub struct Tracker {
     pids: BpfHashMap<MapData, u32, TrackedProc>,
+    /// `TRACKED_TGIDS`: a bit per process in `pids`, the node-wide programs' first check.
+    tgid_bits: Array<MapData, u64>,
     go_suspend: BpfHashMap<MapData, GoKey, u64>,
     go_freeze_armed: Array<MapData, u64>,
     filters: BpfHashMap<MapData, u64, u32>,
@@ -98,6 +100,13 @@ impl Tracker {
         };
         let mut tracker = Self {
             pids: take_hash(ebpf, names::TRACE_PIDS)?,
+            tgid_bits: {
+                let map = ebpf.take_map(names::TRACKED_TGIDS).ok_or(AgentError::Map {
+                    map: names::TRACKED_TGIDS,
+                    source: None,
+                })?;
+                Array::try_from(map).map_err(|e| map_error(names::TRACKED_TGIDS, e))?
+            },
             go_suspend: take_hash(ebpf, names::GO_SUSPEND)?,
             go_freeze_armed: {
                 let map = ebpf
@@ -184,6 +193,11 @@ impl Tracker {
         self.pids
             .insert(pid, proc, 0)
             .map_err(|e| map_error(names::TRACE_PIDS, e))?;
+        // After the entry, so a set bit always finds one.
+        if let Err(e) = self.set_tgid_bit(pid, true) {
+            let _ = self.pids.remove(&pid);
+            return Err(e);
+        }
         let mut go_links = Vec::new();
         if let Some(go) = go {
             let (program, sites) = if go.newproc_queued.is_empty() {
@@ -269,6 +283,10 @@ impl Tracker {
             return;
         }
         let t = self.tracked.remove(&pid).expect("present");
+        // The bit first: a clear bit skips the entry, so no program reads it half-removed.
+        if let Err(e) = self.set_tgid_bit(pid, false) {
+            tracing::warn!(pid, "{e}");
+        }
         let _ = self.pids.remove(&pid);
         for (name, link) in t.go_links {
             if let Some(Ok(p)) = ebpf.program_mut(name).map(<&mut UProbe>::try_from) {
@@ -278,6 +296,20 @@ impl Tracker {
         if self.tracked.is_empty() {
             self.syscalls.detach(ebpf);
         }
+    }
+
+    /// Sets or clears process `pid`'s bit in `TRACKED_TGIDS` (the agent is its only
+    /// writer, so read-modify-write is safe).
+    fn set_tgid_bit(&mut self, pid: u32, on: bool) -> Result<(), AgentError> {
+        let (word, bit) = tgid_bit(pid);
+        let old = self
+            .tgid_bits
+            .get(&word, 0)
+            .map_err(|e| map_error(names::TRACKED_TGIDS, e))?;
+        let new = if on { old | bit } else { old & !bit };
+        self.tgid_bits
+            .set(word, new, 0)
+            .map_err(|e| map_error(names::TRACKED_TGIDS, e))
     }
 
     /// The filter bit for a `--header NAME=VALUE` filter, registering it in the kernel on
