@@ -6,13 +6,13 @@
 //! runs no program. Receives are hooked at neither end when the `sock_recv_length`
 //! tracepoint is attached: it runs only for socket receives, and from inside the call it
 //! sees the bytes already received, so it parses them (`RECV_AT_SOCK` tells the programs).
+//! A read of a pipe or a file then runs no program. Sends' exits are left unhooked too
+//! while `sock_send_length` is attached: it ends the hold's send context at the end of
+//! the call's message.
 //!
 //! The `sock_{send,recv}_length` tracepoints run for every socket message on the node, so
 //! they are attached raw: the kernel then builds no perf record for each message before
 //! the program can tell that its process is not tracked.
-//! A read of a pipe or a file then runs no program. Sends' exits are left unhooked too
-//! while `sock_send_length` is attached: it ends the hold's send context at the end of
-//! the call's message.
 //!
 //! A kernel without the per-syscall tracepoints (no `CONFIG_FTRACE_SYSCALLS`) or without
 //! `bpf_task_pt_regs` gets the raw `sys_enter`/`sys_exit` tracepoints instead, which run
