@@ -100,13 +100,7 @@ impl Tracker {
         };
         let mut tracker = Self {
             pids: take_hash(ebpf, names::TRACE_PIDS)?,
-            tgid_bits: {
-                let map = ebpf.take_map(names::TRACKED_TGIDS).ok_or(AgentError::Map {
-                    map: names::TRACKED_TGIDS,
-                    source: None,
-                })?;
-                Array::try_from(map).map_err(|e| map_error(names::TRACKED_TGIDS, e))?
-            },
+            tgid_bits: super::messages::take(ebpf, names::TRACKED_TGIDS)?,
             go_suspend: take_hash(ebpf, names::GO_SUSPEND)?,
             go_freeze_armed: {
                 let map = ebpf
