@@ -131,7 +131,11 @@ pub(super) fn held_table(messages: &[Value]) -> String {
     for m in messages {
         let what = m["decoded"]["messages"]
             .as_array()
-            .and_then(|ms| ms.iter().find_map(|x| x["sql"].as_str()))
+            // The first part with SQL: a Close or Sync before a Parse has none ("").
+            .and_then(|ms| {
+                ms.iter()
+                    .find_map(|x| x["sql"].as_str().filter(|q| !q.is_empty()))
+            })
             .or_else(|| m["first_line"].as_str())
             .unwrap_or("");
         out.push_str(&format!(
@@ -149,4 +153,42 @@ pub(super) fn held_table(messages: &[Value]) -> String {
     }
     out.push_str("</tbody></table>");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::held_table;
+
+    #[test]
+    fn a_held_message_shows_the_sql_of_its_first_part_that_has_any() {
+        // One write of Close, Sync and Parse, as tokio-postgres sends an INSERT at times.
+        let m = json!({
+            "node": "n", "pid": 1, "tid": 2, "local": "a:1", "peer": "b:2", "bytes": 396,
+            "first_line": "C....Ss1.S....P.....INSERT INTO orders",
+            "decoded": {"protocol": "postgresql", "messages": [
+                {"kind": "Close", "sql": ""},
+                {"kind": "Sync", "sql": ""},
+                {"kind": "Parse", "sql": "INSERT INTO orders (customer) VALUES ($1)"},
+            ]},
+        });
+        let html = held_table(&[m]);
+        assert!(
+            html.contains("<code>INSERT INTO orders (customer) VALUES ($1)</code>"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn a_held_message_without_sql_shows_its_first_line() {
+        let m = json!({
+            "node": "n", "pid": 1, "tid": 2, "local": "a:1", "peer": "b:2", "bytes": 14,
+            "first_line": "C....Ss1.S....",
+            "decoded": {"protocol": "postgresql", "messages": [
+                {"kind": "Close", "sql": ""}, {"kind": "Sync", "sql": ""},
+            ]},
+        });
+        assert!(held_table(&[m]).contains("<code>C....Ss1.S....</code>"));
+    }
 }
